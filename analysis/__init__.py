@@ -1,0 +1,1 @@
+"""servecap analysis: pure functions from results frames to statistics and capacity estimates."""

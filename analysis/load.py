@@ -1,0 +1,66 @@
+"""Read a results folder into tidy frames (the only I/O in ``analysis``).
+
+Layout written by ``servecap run``::
+
+    <run>/summary.json  meta.json  scenario.yaml
+    <run>/<target>/requests.parquet   per-request records (requests-*.csv parts while running)
+    <run>/<target>/resources.parquet  resource samples (resources.csv while running)
+    <run>/<target>/timeline.json      stage boundaries
+    <run>/<target>/locust_*.csv       Locust's own statistics
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from loadtests.collectors import SAMPLE_COLUMNS
+from loadtests.recorder import COLUMNS as REQUEST_COLUMNS
+
+_REQUEST_DTYPES = {"ts": float, "latency_ms": float, "status": int, "bytes": int, "users": int}
+
+
+def read_requests(target_dir: Path) -> pd.DataFrame:
+    """Per-request records of one target run, finished (Parquet) or partial (CSV parts)."""
+    parquet = target_dir / "requests.parquet"
+    if parquet.exists():
+        return pd.read_parquet(parquet)
+    parts = sorted(target_dir.glob("requests-*.csv"))
+    frames = [pd.read_csv(p, dtype=_REQUEST_DTYPES, keep_default_na=False) for p in parts]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=_REQUEST_DTYPES.get(c, object))
+                             for c in REQUEST_COLUMNS})  # fmt: skip
+    return pd.concat(frames, ignore_index=True).sort_values("ts", ignore_index=True)
+
+
+def read_samples(target_dir: Path) -> pd.DataFrame:
+    parquet = target_dir / "resources.parquet"
+    if parquet.exists():
+        return pd.read_parquet(parquet)
+    path = target_dir / "resources.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in SAMPLE_COLUMNS})
+    frame = pd.read_csv(path)
+    for col in ("cpu_pct", "mem_mb", "pss_mb"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame
+
+
+def read_timeline(target_dir: Path) -> list[dict[str, Any]] | None:
+    path = target_dir / "timeline.json"
+    if not path.exists():
+        return None
+    data: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "summary.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a servecap results folder?")
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data

@@ -1,0 +1,177 @@
+"""Per-stage statistics from raw results: the numbers in ``summary.json``.
+
+Pure functions, DataFrames in and plain values out. Conventions:
+
+* a request belongs to the stage during which it **started**; requests started before the
+  first stage count in it, those started after the last stage ended (users stopping) count
+  in the last one, so stage counts always add up to the number of records;
+* each stage's **steady window** drops its first ``settle_s`` seconds (spawning, warm-up)
+  and ends with the stage; rates, percentiles and resource means come from the window only;
+* percentiles are exact, from every successful request in the window, by the nearest-rank
+  definition (``numpy.percentile(method="inverted_cdf")``): the smallest latency such that
+  at least q% of requests were as fast or faster. No buckets, no interpolation;
+* ``rps`` counts every completed request (ok, error or rejected) per second of the window;
+  ``goodput_rps`` counts successful ones.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0}
+
+
+def percentile_ms(latencies_ms: np.ndarray | pd.Series, q: float) -> float:
+    """Exact nearest-rank percentile; NaN for no data."""
+    values = np.asarray(latencies_ms, dtype=float)
+    if values.size == 0:
+        return math.nan
+    return float(np.percentile(values, q, method="inverted_cdf"))
+
+
+def timeline_frame(timeline: list[dict[str, Any]]) -> pd.DataFrame:
+    """Stage boundaries as a frame indexed by stage index, sorted by start."""
+    frame = pd.DataFrame(timeline).sort_values("start_ts").set_index("index")
+    if frame.empty:
+        raise ValueError("timeline has no stages")
+    return frame
+
+
+def assign_stage(ts: pd.Series, timeline: pd.DataFrame, clip: bool = True) -> pd.Series:
+    """Stage index of each timestamp.
+
+    ``clip=True`` (requests): before the first stage counts as the first, after the last as
+    the last (see the module docstring). ``clip=False`` (resource samples): -1 outside the
+    stages.
+    """
+    starts = timeline["start_ts"].to_numpy()
+    values = ts.to_numpy(dtype=float)
+    pos = np.searchsorted(starts, values, side="right") - 1
+    outside = (pos < 0) | (values >= timeline["end_ts"].to_numpy()[-1])
+    pos = np.clip(pos, 0, len(starts) - 1)
+    stage = timeline.index.to_numpy()[pos]
+    if not clip:
+        stage = np.where(outside, -1, stage)
+    return pd.Series(stage, index=ts.index, name="stage")
+
+
+def steady_windows(timeline: pd.DataFrame, settle_s: float) -> pd.DataFrame:
+    """``window_start``/``window_end`` per stage: the stage minus its first ``settle_s``."""
+    out = timeline[["start_ts", "end_ts"]].copy()
+    out["window_start"] = np.minimum(out["start_ts"] + settle_s, out["end_ts"])
+    out["window_end"] = out["end_ts"]
+    return out[["window_start", "window_end"]]
+
+
+def in_window(ts: pd.Series, stage: pd.Series, windows: pd.DataFrame) -> pd.Series:
+    """True where a timestamp lies inside its stage's steady window."""
+    lo = windows["window_start"].reindex(stage.to_numpy()).to_numpy()
+    hi = windows["window_end"].reindex(stage.to_numpy()).to_numpy()
+    values = ts.to_numpy(dtype=float)
+    return pd.Series((values >= lo) & (values < hi), index=ts.index, name="in_window")
+
+
+def label_requests(
+    requests: pd.DataFrame, timeline: pd.DataFrame, settle_s: float
+) -> pd.DataFrame:
+    """``requests`` with ``stage`` and ``in_window`` columns added."""
+    out = requests.copy()
+    out["stage"] = assign_stage(out["ts"], timeline)
+    out["in_window"] = in_window(out["ts"], out["stage"], steady_windows(timeline, settle_s))
+    return out
+
+
+def _resource_means(
+    samples: pd.DataFrame, role: str, start: float, end: float
+) -> dict[str, float]:
+    if samples.empty:
+        return {}
+    sel = samples[(samples["role"] == role) & (samples["ts"] >= start) & (samples["ts"] < end)]
+    if sel.empty:
+        return {}
+    # Several containers or replicas: sum them per sampling instant, then average over time.
+    per_instant = sel.groupby(sel["ts"].round(0))[["cpu_pct", "mem_mb", "pss_mb"]].sum(
+        min_count=1
+    )
+    return {
+        "cpu_pct": float(per_instant["cpu_pct"].mean()),
+        "cpu_max_pct": float(per_instant["cpu_pct"].max()),
+        "mem_mb": float(per_instant["mem_mb"].mean()),
+        "mem_max_mb": float(per_instant["mem_mb"].max()),
+        "pss_mb": float(per_instant["pss_mb"].mean()),
+        "samples": int(len(per_instant)),
+    }
+
+
+def stage_stats(
+    requests: pd.DataFrame,
+    samples: pd.DataFrame,
+    timeline: pd.DataFrame,
+    settle_s: float,
+) -> list[dict[str, Any]]:
+    """One dict per stage with the results-contract fields (and more).
+
+    ``requests`` needs ts, latency_ms, outcome, bytes; ``samples`` the collector columns.
+    """
+    labelled = label_requests(requests, timeline, settle_s)
+    windows = steady_windows(timeline, settle_s)
+    stats: list[dict[str, Any]] = []
+    for index, stage in timeline.iterrows():
+        ws, we = windows.loc[index, "window_start"], windows.loc[index, "window_end"]
+        in_stage = labelled[labelled["stage"] == index]
+        window = in_stage[in_stage["in_window"]]
+        window_s = float(we - ws)
+        n = len(window)
+        ok = window[window["outcome"] == "ok"]
+        errors = int((window["outcome"] == "error").sum())
+        rejected = int((window["outcome"] == "rejected").sum())
+        row: dict[str, Any] = {
+            "index": int(index),  # type: ignore[call-overload]
+            "users": int(stage["users"]),
+            "duration_s": float(stage["duration_s"]),
+            "start_ts": float(stage["start_ts"]),
+            "window_s": window_s,
+            "requests": int(len(in_stage)),
+            "measured_requests": n,
+            "ok": len(ok),
+            "errors": errors,
+            "rejected": rejected,
+            "rps": n / window_s if window_s > 0 else math.nan,
+            "goodput_rps": len(ok) / window_s if window_s > 0 else math.nan,
+            "error_rate": errors / n if n else math.nan,
+            "reject_rate": rejected / n if n else math.nan,
+            "mean_ms": float(ok["latency_ms"].mean()) if len(ok) else math.nan,
+            "max_ms": float(ok["latency_ms"].max()) if len(ok) else math.nan,
+            "bytes_per_request": float(window["bytes"].mean()) if n else math.nan,
+        }
+        for key, q in PERCENTILES.items():
+            row[key] = percentile_ms(ok["latency_ms"], q)
+        target = _resource_means(samples, "target", ws, we)
+        row.update({k: target.get(k, math.nan) for k in
+                    ("cpu_pct", "cpu_max_pct", "mem_mb", "mem_max_mb", "pss_mb")})  # fmt: skip
+        row["resource_samples"] = target.get("samples", 0)
+        row["generator_cpu_pct"] = _resource_means(samples, "generator", ws, we).get(
+            "cpu_pct", math.nan
+        )
+        row["host_cpu_pct"] = _resource_means(samples, "host", ws, we).get("cpu_pct", math.nan)
+        # Little's law: users in the system = throughput x time in the system.
+        row["littles_law_users"] = (
+            row["rps"] * (window["latency_ms"].mean() / 1000) if n else math.nan
+        )
+        stats.append(row)
+    return stats
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become None, recursively, so summary.json is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

@@ -1,0 +1,1 @@
+"""servecap load side: scenario spec, Locust users and shapes, collectors, orchestrator, CLI."""

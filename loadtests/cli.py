@@ -1,0 +1,126 @@
+"""The ``servecap`` command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from loadtests.spec import DEFAULT_SCENARIOS_FILE, SpecError, load_scenarios
+from targets.launchers import LAUNCHERS
+
+DATA_HELP = "CIFAR-10 image folder (<split>/<class>/*.jpg); default $SERVECAP_CIFAR10_DIR, else the Keras download"
+
+
+def _interrupt_once() -> None:
+    """SIGTERM/SIGHUP behave like Ctrl-C; a second signal during cleanup is ignored."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: click.echo("servecap: stopping, please wait...", err=True))
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+@click.group()
+@click.version_option(package_name="servecap")
+def main() -> None:
+    """servecap: load tests and capacity plans for deep-learning model serving."""
+
+
+@main.command()
+@click.argument("scenario", default="quickstart")
+@click.option("--scenarios", "scenarios_file", type=click.Path(path_type=Path),
+              default=DEFAULT_SCENARIOS_FILE, show_default=True, help="scenario file")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path),
+              help="results folder [default: results/<scenario>-<timestamp>]")
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default="process", show_default=True)
+@click.option("--data", "data_dir", type=str, default=None, help=DATA_HELP)
+@click.option("--seed", type=int, default=0, show_default=True, help="image selection seed")
+def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str,
+        data_dir: str | None, seed: int) -> None:  # fmt: skip
+    """Run SCENARIO from the scenario file and write a results folder."""
+    from loadtests.orchestrator import RunOptions
+    from loadtests.orchestrator import run as run_scenario
+
+    spec = _load(scenarios_file)
+    try:
+        spec.scenario(scenario)
+    except SpecError as err:
+        raise click.UsageError(str(err)) from None
+    _interrupt_once()
+    options = RunOptions(scenario, spec, scenarios_file, out_dir, launcher,
+                         data_dir or os.environ.get("SERVECAP_CIFAR10_DIR"), seed)  # fmt: skip
+    outcome = run_scenario(options, echo=click.echo)
+    click.echo(f"results: {outcome.out_dir}")
+    if outcome.interrupted:
+        click.echo("servecap: interrupted; partial results kept", err=True)
+        sys.exit(130)
+    if outcome.failures:
+        for failure in outcome.failures:
+            click.echo(f"servecap: FAILED {failure}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--scenarios", "scenarios_file", type=click.Path(path_type=Path),
+              default=DEFAULT_SCENARIOS_FILE, show_default=True)  # fmt: skip
+def scenarios(scenarios_file: Path) -> None:
+    """Validate the scenario file and list its scenarios and targets."""
+    spec = _load(scenarios_file)
+    click.echo(f"{scenarios_file}: valid")
+    for name, sc in spec.scenarios.items():
+        click.echo(f"  {name:<14} {sc.load.duration_s:>6.0f} s  targets: {', '.join(sc.targets)}"
+                   f"  {sc.description}")  # fmt: skip
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    try:
+        return load_scenarios(path)
+    except SpecError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@main.group()
+def model() -> None:
+    """Train and export the paper's CIFAR-10 CNN."""
+
+
+@model.command()
+@click.option("--data", "data_dir", type=str, default=None, help=DATA_HELP)
+@click.option("--train-limit", type=int, default=10_000, show_default=True,
+              help="training images (subset for the quick default)")
+@click.option("--test-limit", type=int, default=None, help="test images [default: all 10,000]")
+@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--full", is_flag=True, help="all 50,000 training images and 30 epochs")
+@click.option("--model-base", type=click.Path(path_type=Path),
+              default=Path("artifacts/models/cifar10_cnn"), show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def train(data_dir: str | None, train_limit: int, test_limit: int | None, epochs: int,
+          batch_size: int, full: bool, model_base: Path, seed: int) -> None:  # fmt: skip
+    """Train the CNN, report test accuracy, export a SavedModel and a .keras file."""
+    from targets.common.dataset import DatasetError
+    from targets.common.model import train_and_export
+
+    if full:
+        train_limit, epochs = 50_000, max(epochs, 30)
+    click.echo(f"training on {train_limit} images for {epochs} epoch(s)...")
+    try:
+        result, exported = train_and_export(data_dir, train_limit, test_limit, epochs,
+                                            batch_size, model_base, seed)  # fmt: skip
+    except DatasetError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"test accuracy: {result.test_accuracy:.4f} (loss {result.test_loss:.3f}) "
+               f"after {result.duration_s:.0f} s")  # fmt: skip
+    click.echo(f"SavedModel: {exported.version_dir}\nKeras file: {exported.keras_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""psutil sampler: CPU % and memory of whole process trees, every ``interval_s``, in a thread.
+
+CPU is computed per process from ``cpu_times`` deltas, so workers that appear mid-run are
+counted from their first sample and workers that exit drop out without negative spikes.
+Rows are appended to a CSV as they are taken (a run that dies keeps its samples).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from loadtests.collectors import SAMPLE_COLUMNS
+
+MB = 1024 * 1024
+
+
+class ProcessTreeSampler:
+    """Samples named groups of process trees (``role -> root pids``) plus the host."""
+
+    def __init__(self, path: Path, interval_s: float = 1.0, name: str = "") -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self.name = name
+        self._roles: dict[str, list[int]] = {}
+        self._last: dict[int, tuple[float, float]] = {}  # pid -> (cpu seconds, monotonic)
+        self._procs: dict[int, psutil.Process] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.samples = 0
+
+    def watch(self, role: str, pids: list[int]) -> None:
+        with self._lock:
+            self._roles[role] = list(pids)
+
+    def start(self) -> ProcessTreeSampler:
+        psutil.cpu_percent(None)  # prime the host counter
+        self._thread = threading.Thread(target=self._loop, name="servecap-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5 * self.interval_s + 5)
+
+    def __enter__(self) -> ProcessTreeSampler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        new = not self.path.exists()
+        with self.path.open("a", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(SAMPLE_COLUMNS)
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                for row in self.sample_once():
+                    writer.writerow(row)
+                f.flush()
+                self.samples += 1
+                next_at += self.interval_s
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def sample_once(self) -> list[tuple[object, ...]]:
+        ts = time.time()
+        with self._lock:
+            roles = dict(self._roles)
+        rows: list[tuple[object, ...]] = []
+        for role, roots in roles.items():
+            cpu, rss, pss, n = self._tree_usage(roots)
+            if n:
+                rows.append((f"{ts:.3f}", role, "psutil", self.name or role, f"{cpu:.2f}",
+                             f"{rss / MB:.2f}", f"{pss / MB:.2f}", n))  # fmt: skip
+        mem = psutil.virtual_memory()
+        rows.append((f"{ts:.3f}", "host", "psutil", "host", f"{psutil.cpu_percent(None) * psutil.cpu_count():.2f}",
+                     f"{(mem.total - mem.available) / MB:.2f}", "", ""))  # fmt: skip
+        return rows
+
+    def _tree_usage(self, roots: list[int]) -> tuple[float, float, float, int]:
+        procs: dict[int, psutil.Process] = {}
+        for pid in roots:
+            with contextlib.suppress(psutil.Error):
+                root = self._procs.get(pid) or psutil.Process(pid)
+                procs[pid] = root
+                for child in root.children(recursive=True):
+                    procs[child.pid] = self._procs.get(child.pid, child)
+        now = time.monotonic()
+        cpu_pct = rss = pss = 0.0
+        alive = 0
+        for pid, proc in procs.items():
+            try:
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    used = times.user + times.system
+                    mem = proc.memory_full_info()
+            except psutil.Error:
+                continue
+            alive += 1
+            rss += mem.rss
+            pss += getattr(mem, "pss", mem.rss)
+            last = self._last.get(pid)
+            if last is not None and now > last[1]:
+                cpu_pct += 100.0 * (used - last[0]) / (now - last[1])
+            self._last[pid] = (used, now)
+        self._procs = {**self._procs, **procs}
+        return cpu_pct, rss, pss, alive

@@ -1,0 +1,83 @@
+"""The load generator process: Locust, headless, started on the run's locustfile.
+
+Also the warm-up: a few sequential requests before any measurement, so the first
+TensorFlow calls (graph tracing, allocations) never land in a stage's statistics.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from loadtests.runconfig import ENV_VAR, LoadRunConfig
+from targets.registry import REPO_ROOT
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+
+class GeneratorError(RuntimeError):
+    """The load generator failed to start or run."""
+
+
+def warm_up(config: LoadRunConfig, body: bytes, content_type: str, requests: int) -> float:
+    """Send ``requests`` sequential requests; returns their mean latency in ms."""
+    url = config.base_url + config.predict_path
+    total = 0.0
+    for _ in range(requests):
+        req = urllib.request.Request(
+            url, data=body, headers={"Content-Type": content_type}, method="POST"
+        )
+        start = time.perf_counter()
+        try:
+            with urllib.request.urlopen(req, timeout=config.plan.request_timeout_s) as resp:  # noqa: S310
+                resp.read()
+        except urllib.error.HTTPError as err:
+            detail = err.read()[:300].decode("utf-8", "replace")
+            raise GeneratorError(
+                f"target '{config.target}' answered a warm-up request with HTTP {err.code}: "
+                f"{detail}"
+            ) from None
+        except (urllib.error.URLError, OSError) as err:
+            raise GeneratorError(
+                f"target '{config.target}' did not answer a warm-up request at {url}: {err}"
+            ) from None
+        total += time.perf_counter() - start
+    return 1000 * total / requests if requests else 0.0
+
+
+def start_locust(config_path: Path, config: LoadRunConfig, run_dir: Path) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable, "-m", "locust",
+        "-f", str(LOCUSTFILE),
+        "--headless",
+        "--host", config.base_url,
+        "--csv", str(run_dir / "locust"),
+        "--csv-full-history",
+        "--exit-code-on-error", "0",
+        "--stop-timeout", str(int(config.plan.request_timeout_s) + 1),
+        "--loglevel", "WARNING",
+    ]  # fmt: skip
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"},
+        ENV_VAR: str(config_path),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = (run_dir / "locust.log").open("ab")
+    try:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            cwd=run_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log.close()

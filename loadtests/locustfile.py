@@ -1,0 +1,62 @@
+"""The locustfile ``servecap run`` starts Locust with (headless, one per run and target).
+
+Reads the run configuration from ``SERVECAP_LOAD_CONFIG``, builds the request bodies, records
+every request (:mod:`loadtests.recorder`) and drives the scenario's stages
+(:class:`loadtests.shapes.StagesShape`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from locust import between, constant, events
+
+from loadtests.recorder import RequestRecorder
+from loadtests.runconfig import load_run_config
+from loadtests.shapes import StagesShape
+from loadtests.bodies import build_bodies
+from loadtests.users import PredictUser
+
+_config = load_run_config()
+_plan = _config.plan
+_recorder: RequestRecorder | None = None
+
+
+class ScenarioUser(PredictUser):
+    abstract = False
+    predict_path = _config.predict_path
+    wait_time = (
+        between(0.5 * _plan.think_time_s, 1.5 * _plan.think_time_s)
+        if _plan.think_time_s
+        else constant(0)
+    )
+    network_timeout = _plan.request_timeout_s
+    connection_timeout = _plan.request_timeout_s
+
+
+class ScenarioShape(StagesShape):
+    abstract = False
+    stages = _plan.stages
+    out_dir = Path(_config.out_dir)
+
+
+@events.init.add_listener
+def _on_init(environment: Any, **_: Any) -> None:
+    global _recorder
+    bodies, content_type = build_bodies(_config)
+    ScenarioUser.bodies = bodies
+    ScenarioUser.content_type = content_type
+    runner = environment.runner
+    if runner is not None and type(runner).__name__ == "MasterRunner":
+        return  # the master sends no requests; its workers record
+    _recorder = RequestRecorder(Path(_config.out_dir))
+    if runner is not None:
+        _recorder.user_count = lambda: runner.user_count
+    environment.events.request.add_listener(_recorder.on_request)
+
+
+@events.quitting.add_listener
+def _on_quit(**_: Any) -> None:
+    if _recorder is not None:
+        _recorder.close()

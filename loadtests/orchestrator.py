@@ -1,0 +1,202 @@
+"""``servecap run``: start each target, warm it up, drive the load, sample resources, summarise.
+
+For every target of the scenario, in order::
+
+    launch (process group or containers) -> warm-up requests -> sampler + Locust -> stages
+    -> stop Locust, sampler and target -> merge records -> stage statistics
+
+A target that fails to start is recorded as failed and the run goes on with the next one.
+Ctrl-C or SIGTERM stops the load and the target, and the data collected so far is
+finalised and summarised before exiting. Nothing is left running in any case.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from analysis.load import read_requests, read_timeline
+from analysis.stages import json_safe, stage_stats, timeline_frame
+from loadtests.collectors.process import ProcessTreeSampler
+from loadtests.generator import GeneratorError, start_locust, warm_up
+from loadtests.meta import git_info, host_info, package_versions
+from loadtests.results import finalize_target
+from loadtests.runconfig import LoadRunConfig
+from loadtests.spec import Scenario, ScenarioFile
+from loadtests.bodies import build_bodies
+from targets.launchers import LaunchError, get_launcher
+from targets.launchers.process import stop_process_group
+from targets.registry import REPO_ROOT
+
+Echo = Callable[[str], None]
+GRACE_S = 60.0
+"""Beyond the planned duration, how long Locust may take before it is stopped."""
+
+
+@dataclass
+class RunOptions:
+    scenario: str
+    spec: ScenarioFile
+    scenarios_file: Path
+    out_dir: Path | None = None
+    launcher: str = "process"
+    data_dir: str | None = None
+    seed: int = 0
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    summary: dict[str, Any]
+    failures: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.interrupted
+
+
+def default_out_dir(scenario: str) -> Path:
+    return Path("results") / f"{scenario}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def run(options: RunOptions, echo: Echo = print) -> RunOutcome:
+    scenario = options.spec.scenario(options.scenario)
+    out = options.out_dir or default_out_dir(options.scenario)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_resolved(out, options, scenario)
+    launcher = get_launcher(options.launcher)
+    meta: dict[str, Any] = {
+        "scenario": options.scenario,
+        "scenarios_file": str(options.scenarios_file),
+        "command": shlex.join(sys.argv),
+        "started_at": datetime.now(UTC).isoformat(),
+        "launcher": launcher.name,
+        "data_dir": options.data_dir,
+        "versions": package_versions(),
+        "host": host_info(),
+        "git": git_info(REPO_ROOT),
+        "targets": {},
+    }
+    outcome = RunOutcome(out, {"scenario": options.scenario, "runs": []})
+    echo(f"servecap: scenario '{options.scenario}' -> {out}")
+    try:
+        for name in scenario.targets:
+            entry = _run_target(name, scenario, options, out, launcher, echo)
+            outcome.summary["runs"].append(entry)
+            meta["targets"][name] = {k: entry.get(k) for k in ("time_to_ready_s", "status")}
+            if entry["status"] != "ok":
+                outcome.failures.append(f"{name}: {entry.get('error')}")
+            if entry["status"] == "interrupted":
+                outcome.interrupted = True
+                break
+    finally:
+        meta["ended_at"] = datetime.now(UTC).isoformat()
+        (out / "meta.json").write_text(json.dumps(json_safe(meta), indent=2))
+        (out / "summary.json").write_text(json.dumps(json_safe(outcome.summary), indent=2))
+    return outcome
+
+
+def _write_resolved(out: Path, options: RunOptions, scenario: Scenario) -> None:
+    resolved = {
+        "scenario": options.scenario,
+        "definition": scenario.model_dump(mode="json"),
+        "targets": {n: options.spec.targets[n].model_dump(mode="json") for n in scenario.targets},
+    }
+    (out / "scenario.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+
+def _run_target(
+    name: str, scenario: Scenario, options: RunOptions, out: Path, launcher: Any, echo: Echo
+) -> dict[str, Any]:
+    config = options.spec.targets[name]
+    tdir = out / name
+    tdir.mkdir(parents=True, exist_ok=True)
+    entry: dict[str, Any] = {"target": name, "kind": config.kind, "launcher": launcher.name,
+                             "status": "ok", "error": None, "time_to_ready_s": None}  # fmt: skip
+    load = LoadRunConfig(
+        target=name, base_url=config.base_url, plan=scenario.load, data_dir=options.data_dir,
+        out_dir=str(tdir.resolve()), seed=options.seed,
+    )  # fmt: skip
+    config_path = tdir / "load_config.json"
+    load.write(config_path)
+    echo(f"[{name}] starting ({launcher.name} launcher)")
+    try:
+        bodies, content_type = build_bodies(load)  # fails early on an unreadable dataset
+        with launcher.launch(name, config, tdir / "logs") as running:
+            entry["time_to_ready_s"] = round(running.time_to_ready_s, 3)
+            echo(f"[{name}] ready in {running.time_to_ready_s:.1f} s at {running.base_url}")
+            warm_ms = warm_up(load, bodies[0], content_type, scenario.load.warmup_requests)
+            entry["warmup_mean_ms"] = round(warm_ms, 3)
+            with ProcessTreeSampler(tdir / "resources.csv", scenario.collect.interval_s) as sampler:
+                sampler.watch("target", running.pids)
+                _drive(load, config_path, tdir, sampler, echo)
+    except KeyboardInterrupt:
+        entry.update(status="interrupted", error="interrupted by the user")
+        echo(f"[{name}] interrupted: stopping and keeping the data collected so far")
+    except (LaunchError, GeneratorError, OSError, ValueError) as err:
+        entry.update(status="failed", error=str(err))
+        echo(f"[{name}] FAILED: {err}")
+    entry["stages"] = finalize_target(tdir, scenario.load.settle_s)
+    entry["requests"] = sum(s["requests"] for s in entry["stages"])
+    return entry
+
+
+def _drive(
+    load: LoadRunConfig, config_path: Path, tdir: Path, sampler: ProcessTreeSampler, echo: Echo
+) -> None:
+    """Run Locust to the end of the stages, printing each stage as it completes."""
+    proc = start_locust(config_path, load, tdir)
+    sampler.watch("generator", [proc.pid])
+    deadline = time.monotonic() + load.plan.duration_s + GRACE_S
+    reported = 0
+    try:
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise GeneratorError(
+                    f"Locust still running {GRACE_S:.0f} s after the planned end; stopped it"
+                )
+            reported = _report_stages(tdir, load, reported, echo)
+            time.sleep(0.5)
+    finally:
+        stop_process_group(proc)
+    if read_timeline(tdir) is None:
+        log = (tdir / "locust.log").read_text(errors="replace")[-2000:]
+        raise GeneratorError(f"Locust exited ({proc.returncode}) before any stage began:\n{log}")
+    _report_stages(tdir, load, reported, echo, final=True)
+
+
+def _report_stages(
+    tdir: Path, load: LoadRunConfig, reported: int, echo: Echo, final: bool = False
+) -> int:
+    raw = read_timeline(tdir)
+    if raw is None:
+        return reported
+    now = time.time()
+    done = [s for s in raw if s["end_ts"] + 1.5 <= now or final]  # parts flush every second
+    if len(done) <= reported:
+        return reported
+    timeline = timeline_frame(raw)
+    stats = stage_stats(read_requests(tdir), _no_samples(), timeline, load.plan.settle_s)
+    for st in stats[reported : len(done)]:
+        echo(
+            f"[{load.target}] stage {st['index'] + 1}/{len(raw)} users={st['users']:<4} "
+            f"rps={st['rps']:7.1f} p50={st['p50_ms']:7.1f} ms p99={st['p99_ms']:7.1f} ms "
+            f"errors={st['error_rate']:.1%} rejected={st['reject_rate']:.1%}"
+        )
+    return len(done)
+
+
+def _no_samples() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(columns=["ts", "role", "cpu_pct", "mem_mb", "pss_mb"])

@@ -1,0 +1,41 @@
+"""What one Locust process needs to know, handed over as a JSON file.
+
+The orchestrator writes it (``load_config.json`` in the run folder) and points
+``SERVECAP_LOAD_CONFIG`` at it; the locustfile reads it in every Locust process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from loadtests.spec import LoadPlan
+
+ENV_VAR = "SERVECAP_LOAD_CONFIG"
+
+
+class LoadRunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str
+    base_url: str
+    predict_path: str = "/v1/predict"
+    plan: LoadPlan
+    data_dir: str | None
+    out_dir: str
+    seed: int = 0
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.model_dump_json(indent=2), encoding="utf-8")
+
+
+def load_run_config(path: str | None = None) -> LoadRunConfig:
+    path = path or os.environ.get(ENV_VAR)
+    if not path:
+        raise RuntimeError(
+            f"{ENV_VAR} is not set: this locustfile is started by `servecap run`, which writes "
+            "the load configuration; run the scenario through servecap"
+        )
+    return LoadRunConfig.model_validate_json(Path(path).read_text(encoding="utf-8"))

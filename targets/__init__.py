@@ -1,0 +1,1 @@
+"""Serving targets: the model under test and the servers that serve it."""

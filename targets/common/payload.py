@@ -1,0 +1,184 @@
+"""The request and response schema every Python target speaks, with its encodings.
+
+One module for both sides, so the client and the servers can never disagree:
+
+* client side: :func:`encode_request` turns uint8 images into a request body;
+* server side: :func:`decode_request` turns a body into a float32 batch or raises
+  :class:`PayloadError` carrying the 4xx status to answer; :func:`encode_response`.
+
+Request bodies (``POST /v1/predict``):
+
+==========  ======================  ==================================================
+encoding    content type            body
+==========  ======================  ==================================================
+json        application/json        ``{"images": [[[[r, g, b] x32] x32], ...]}`` (paper)
+base64      application/json        ``{"images_b64": ["<base64 of 3072 raw uint8>", ...]}``
+jpeg        application/json        ``{"images_jpeg_b64": ["<base64 of a JPEG file>", ...]}``
+jpeg        image/jpeg              the JPEG file itself (one image)
+==========  ======================  ==================================================
+
+Pixel values are 0..255, RGB, height x width x channel. Response:
+``{"classes": [int, ...], "probabilities": [[10 floats], ...]}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SHAPE = (32, 32, 3)
+IMAGE_BYTES = 32 * 32 * 3
+JSON = "application/json"
+JPEG = "image/jpeg"
+EncodingName = Literal["json", "base64", "jpeg"]
+_KEYS = {"images": "json", "images_b64": "base64", "images_jpeg_b64": "jpeg"}
+
+
+class PayloadError(ValueError):
+    """A request the server must refuse; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --------------------------------------------------------------------------- client side
+
+
+def encode_request(
+    images: np.ndarray, encoding: str = "json", jpeg_files: list[bytes] | None = None
+) -> tuple[bytes, str]:
+    """Encode ``images`` (uint8 [n,32,32,3]) as a request body; returns (body, content type).
+
+    For ``jpeg`` the original JPEG file bytes are sent when given (as a client would upload
+    them), otherwise the images are JPEG-encoded here.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images [n,32,32,3], got {images.dtype} {images.shape}")
+    if encoding == "json":
+        return orjson.dumps({"images": images.tolist()}), JSON
+    if encoding == "base64":
+        items = [base64.b64encode(img.tobytes()).decode("ascii") for img in images]
+        return orjson.dumps({"images_b64": items}), JSON
+    if encoding == "jpeg":
+        files = jpeg_files if jpeg_files is not None else [_to_jpeg(img) for img in images]
+        if len(files) != len(images):
+            raise ValueError("jpeg_files must hold one file per image")
+        items = [base64.b64encode(f).decode("ascii") for f in files]
+        return orjson.dumps({"images_jpeg_b64": items}), JSON
+    raise ValueError(f"unknown encoding {encoding!r}; use json, base64 or jpeg")
+
+
+def _to_jpeg(img: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(img, "RGB").save(out, format="JPEG", quality=95)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- server side
+
+
+def decode_request(body: bytes, content_type: str | None, max_batch: int = 256) -> np.ndarray:
+    """Validate and decode a request body into float32 [n,32,32,3] pixel values in 0..255."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == JPEG:
+        return _stack([_decode_jpeg(body, 0)])
+    if media not in (JSON, ""):
+        raise PayloadError(415, f"unsupported content type {media!r}; send {JSON} or {JPEG}")
+    if not body:
+        raise PayloadError(400, "empty body; send a JSON object with 'images'")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise PayloadError(400, f"body is not valid JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise PayloadError(422, "body must be a JSON object with one of: " + ", ".join(_KEYS))
+    present = [k for k in _KEYS if k in doc]
+    extra = sorted(set(doc) - set(_KEYS))
+    if len(present) != 1 or extra:
+        raise PayloadError(
+            422, "body must have exactly one key of: " + ", ".join(_KEYS) + f" (got {sorted(doc)})"
+        )
+    key = present[0]
+    items = doc[key]
+    if not isinstance(items, list) or not items:
+        raise PayloadError(422, f"'{key}' must be a non-empty list of images")
+    if len(items) > max_batch:
+        raise PayloadError(413, f"batch of {len(items)} images exceeds the limit of {max_batch}")
+    if key == "images":
+        return _decode_nested(items)
+    if key == "images_b64":
+        return _stack([_decode_raw_b64(item, i) for i, item in enumerate(items)])
+    return _stack([_decode_jpeg(_b64(item, i), i) for i, item in enumerate(items)])
+
+
+def _decode_nested(items: list[Any]) -> np.ndarray:
+    try:
+        arr = np.asarray(items)
+    except (ValueError, TypeError):
+        raise PayloadError(422, "'images' must be a rectangular [n,32,32,3] array") from None
+    if arr.dtype.kind not in "iuf":
+        raise PayloadError(422, f"pixel values must be numbers, got {arr.dtype.kind!r} data")
+    if arr.ndim != 4 or arr.shape[1:] != IMAGE_SHAPE:
+        raise PayloadError(422, f"'images' must have shape [n,32,32,3], got {list(arr.shape)}")
+    out = arr.astype(np.float32)
+    if not np.isfinite(out).all() or out.min() < 0 or out.max() > 255:
+        raise PayloadError(422, "pixel values must be finite and within 0..255")
+    return out
+
+
+def _b64(item: Any, index: int) -> bytes:
+    if not isinstance(item, str):
+        raise PayloadError(422, f"image {index}: expected a base64 string")
+    try:
+        return base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError):
+        raise PayloadError(422, f"image {index}: invalid base64") from None
+
+
+def _decode_raw_b64(item: Any, index: int) -> np.ndarray:
+    raw = _b64(item, index)
+    if len(raw) != IMAGE_BYTES:
+        raise PayloadError(
+            422, f"image {index}: expected {IMAGE_BYTES} raw uint8 bytes, got {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8).reshape(IMAGE_SHAPE)
+
+
+def _decode_jpeg(data: bytes, index: int) -> np.ndarray:
+    if not data:
+        raise PayloadError(400, f"image {index}: empty JPEG")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format != "JPEG":
+                raise PayloadError(415, f"image {index}: expected JPEG, got {img.format}")
+            if img.size != (32, 32):
+                raise PayloadError(422, f"image {index}: expected 32x32, got {img.size}")
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, PayloadError):
+            raise
+        raise PayloadError(422, f"image {index}: not a decodable JPEG") from None
+
+
+def _stack(images: list[np.ndarray]) -> np.ndarray:
+    return np.stack(images).astype(np.float32)
+
+
+def encode_response(probabilities: np.ndarray) -> bytes:
+    probs = np.asarray(probabilities, dtype=np.float32)
+    return orjson.dumps(
+        {"classes": probs.argmax(axis=1).tolist(), "probabilities": probs.tolist()}
+    )
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})

@@ -1,0 +1,126 @@
+"""The framework-independent core of every Python target: decode, limit, infer, encode.
+
+Each web framework (FastAPI, Flask, Django) is a thin adapter around :class:`InferenceService`,
+so all targets answer the same schema, the same errors and the same max_works semantics, and
+measured differences come from the serving stack, not from diverging code.
+
+max_works semantics: the limit counts inferences in flight **per worker process**. A target
+with W workers admits at most ``W x max_works`` requests at once; a request over its worker's
+limit is answered at once with 503 and ``Retry-After``, never queued.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import orjson
+
+from targets.common.payload import PayloadError, decode_request, encode_response, error_body
+from targets.common.settings import ServerSettings
+
+
+class Model(Protocol):
+    version: int
+
+    def predict(self, images: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A complete HTTP answer, independent of the framework that sends it."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+
+class WorkLimiter:
+    """Non-blocking counter of inferences in flight (the blog's num_works / max_works)."""
+
+    def __init__(self, max_works: int) -> None:
+        self.max_works = max_works
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self.max_works and self._in_flight >= self.max_works:
+                return False
+            self._in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+
+class InferenceService:
+    def __init__(self, model: Model, settings: ServerSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.limiter = WorkLimiter(settings.max_works)
+
+    def predict(self, body: bytes, content_type: str | None) -> Reply:
+        """Answer one predict request (size check, admission, inference); never raises."""
+        if len(body) > self.settings.max_body_bytes:
+            return self.body_too_large()
+        if not self.limiter.try_acquire():
+            return self.busy()
+        try:
+            return self.infer(body, content_type)
+        finally:
+            self.limiter.release()
+
+    def infer(self, body: bytes, content_type: str | None) -> Reply:
+        """Decode and run the model; the caller has admitted the request."""
+        try:
+            images = decode_request(body, content_type, self.settings.max_batch)
+        except PayloadError as err:
+            return Reply(err.status, error_body(err.message))
+        return Reply(200, encode_response(self.model.predict(images)))
+
+    def busy(self) -> Reply:
+        return Reply(
+            503,
+            error_body("server busy: max_works reached, try again later"),
+            {"Retry-After": str(self.settings.retry_after_s)},
+        )
+
+    def body_too_large(self) -> Reply:
+        return Reply(413, error_body(f"body exceeds {self.settings.max_body_bytes} bytes"))
+
+    def health(self) -> Reply:
+        return Reply(200, orjson.dumps({"status": "ok", "model_version": self.model.version}))
+
+    def info(self) -> Reply:
+        return Reply(
+            200,
+            orjson.dumps(
+                {
+                    "model_version": self.model.version,
+                    "model_path": str(self.settings.model_path),
+                    "max_works": self.settings.max_works,
+                    "in_flight": self.limiter.in_flight,
+                    "pid": os.getpid(),
+                }
+            ),
+        )
+
+
+def load_service(settings: ServerSettings | None = None) -> InferenceService:
+    """Load the SavedModel named by the settings and warm it up (one inference)."""
+    from targets.common.model import Predictor  # imports TensorFlow: keep it out of clients
+
+    settings = settings or ServerSettings()
+    predictor = Predictor(settings.model_path)
+    predictor.warm_up()
+    return InferenceService(predictor, settings)

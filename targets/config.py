@@ -1,0 +1,74 @@
+"""Declarative configuration of one serving target, as written under ``targets:`` in scenarios.yaml.
+
+This is the target side of the scenario file: what to start and how. The launchers
+(``targets.launchers``) turn a :class:`TargetConfig` into running processes or containers;
+the servers themselves read their runtime settings from ``SERVECAP_*`` environment variables
+(:mod:`targets.common.settings`), which the launchers derive from this config.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TargetKind = Literal["fastapi"]
+"""Serving stacks this version can start. Each kind is a folder ``targets/<kind>/``."""
+
+Encoding = Literal["json", "base64", "jpeg"]
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are refused with the allowed keys listed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = set(cls.model_fields)
+            unknown = [k for k in data if k not in allowed]
+            if unknown:
+                key = str(unknown[0])
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ValueError(
+                    f"unknown key '{key}'{hint}; allowed keys here: {', '.join(sorted(allowed))}"
+                )
+        return data
+
+
+class TargetConfig(StrictModel):
+    """One serving target: a serving stack plus its knobs."""
+
+    kind: TargetKind = Field(description="serving stack; a folder under targets/")
+    host: str = Field(
+        default="127.0.0.1",
+        description="address the target binds; loopback unless you mean otherwise",
+    )
+    port: int = Field(default=8101, ge=1024, le=65535, description="port the client talks to")
+    workers: int = Field(default=1, ge=1, le=64, description="server worker processes")
+    max_works: int = Field(
+        default=0,
+        ge=0,
+        description="inferences in flight per worker before answering 503; 0 = no limit",
+    )
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_batch: int = Field(default=256, ge=1, description="largest batch a request may carry")
+    model_path: str = Field(
+        default="artifacts/models/cifar10_cnn",
+        description="SavedModel base (TF Serving layout) or one version directory",
+    )
+    ready_timeout_s: float = Field(default=120.0, gt=0)
+    compose_service: str | None = Field(
+        default=None, description="service in docker-compose.yml (defaults to the kind)"
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment")
+
+    @property
+    def base_url(self) -> str:
+        """Where the load generator sends requests: always a loopback address."""
+        host = "[::1]" if self.host == "::1" else "127.0.0.1"
+        return f"http://{host}:{self.port}"

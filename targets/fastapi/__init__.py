@@ -1,0 +1,1 @@
+"""FastAPI model server (the paper's architecture c), served by uvicorn."""

@@ -1,0 +1,91 @@
+"""The launcher interface and the plan a target kind gives for starting itself."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from targets.config import TargetConfig
+
+
+class LaunchError(RuntimeError):
+    """A target could not be started (or stopped); the message names the target and the cause."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of a target (a server, nginx, redis, a queue worker...)."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    ready_url: str | None = None
+    """GET this URL until it answers 200; None = ready once started."""
+    ready_port: int | None = None
+    """Or: wait until this TCP port on 127.0.0.1 accepts connections."""
+
+
+@dataclass
+class RunningTarget:
+    """A started target, as the collectors and the load generator need it."""
+
+    name: str
+    config: TargetConfig
+    base_url: str
+    launcher: str
+    time_to_ready_s: float
+    pids: list[int] = field(default_factory=list)
+    """Root processes; the collector samples each one's whole process tree."""
+    containers: list[str] = field(default_factory=list)
+    logs_dir: Path | None = None
+
+
+class Launcher(Protocol):
+    name: str
+
+    def launch(
+        self, name: str, config: TargetConfig, logs_dir: Path
+    ) -> contextlib.AbstractContextManager[RunningTarget]:
+        """Start the target, wait until it is ready, yield it; stop everything on exit."""
+        ...
+
+
+def port_is_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def probe_http(url: str, timeout_s: float = 2.0) -> bool:
+    """True when ``url`` answers 200 (only ever called with loopback URLs)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def probe_tcp(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        return True
+    return False
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.rstrip().splitlines()[-lines:]) or "(empty log)"

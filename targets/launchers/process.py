@@ -1,0 +1,166 @@
+"""Process launcher: each process of a target in its own process group, nothing left behind.
+
+Start order follows the kind's plan; each process must pass its readiness check before the
+next starts. Stop is reverse order: SIGTERM to the whole group, then SIGKILL after a grace
+period, then any straggling descendant is killed. Children also get ``PR_SET_PDEATHSIG`` so
+that if the harness itself dies they are told to stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+from targets.config import TargetConfig
+from targets.launchers.base import (
+    LaunchError,
+    ProcessSpec,
+    RunningTarget,
+    port_is_free,
+    probe_http,
+    probe_tcp,
+    tail,
+)
+from targets.registry import kind_module, resolve_model_path
+
+STOP_GRACE_S = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class ProcessLauncher:
+    name = "process"
+
+    def __init__(self, stop_grace_s: float = STOP_GRACE_S) -> None:
+        self.stop_grace_s = stop_grace_s
+
+    @contextlib.contextmanager
+    def launch(self, name: str, config: TargetConfig, logs_dir: Path) -> Iterator[RunningTarget]:
+        check_can_start(name, config)
+        plan = kind_module(config.kind).process_plan(name, config)
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        started: list[subprocess.Popen[bytes]] = []
+        t0 = time.monotonic()
+        try:
+            for spec in plan:
+                started.append(self._start(spec, logs_dir))
+                self._wait_ready(name, spec, started[-1], logs_dir, config.ready_timeout_s, t0)
+            yield RunningTarget(
+                name=name,
+                config=config,
+                base_url=config.base_url,
+                launcher=self.name,
+                time_to_ready_s=time.monotonic() - t0,
+                pids=[p.pid for p in started],
+                logs_dir=logs_dir,
+            )
+        finally:
+            for proc in reversed(started):
+                stop_process_group(proc, self.stop_grace_s)
+
+    @staticmethod
+    def _start(spec: ProcessSpec, logs_dir: Path) -> subprocess.Popen[bytes]:
+        log_path = logs_dir / f"{spec.name}.log"
+        env = {**os.environ, **spec.env}
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                spec.argv,
+                env=env,
+                cwd=spec.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+
+    @staticmethod
+    def _wait_ready(
+        target: str,
+        spec: ProcessSpec,
+        proc: subprocess.Popen[bytes],
+        logs_dir: Path,
+        timeout_s: float,
+        t0: float,
+    ) -> None:
+        log_path = logs_dir / f"{spec.name}.log"
+        while True:
+            if proc.poll() is not None:
+                raise LaunchError(
+                    f"target '{target}': process '{spec.name}' exited with code {proc.returncode} "
+                    f"before becoming ready; last lines of {log_path}:\n{tail(log_path)}"
+                )
+            if spec.ready_url is not None:
+                if probe_http(spec.ready_url):
+                    return
+            elif spec.ready_port is None or probe_tcp(spec.ready_port):
+                return
+            if time.monotonic() - t0 > timeout_s:
+                what = spec.ready_url or f"port {spec.ready_port}"
+                raise LaunchError(
+                    f"target '{target}': '{spec.name}' not ready after {timeout_s:.0f} s "
+                    f"(waiting for {what}); raise targets.{target}.ready_timeout_s if it is only "
+                    f"slow. Last lines of {log_path}:\n{tail(log_path)}"
+                )
+            time.sleep(0.2)
+
+
+def check_can_start(name: str, config: TargetConfig) -> None:
+    """Fail before starting anything when the target cannot possibly start."""
+    model = resolve_model_path(config)
+    if not model.exists():
+        raise LaunchError(
+            f"target '{name}': model not found at {model}; train and export it with "
+            f"`servecap model train` or set targets.{name}.model_path"
+        )
+    if not port_is_free(config.host, config.port):
+        raise LaunchError(
+            f"target '{name}': port {config.port} on {config.host} is already in use"
+            f"{_port_owner(config.port)}; stop that process or set targets.{name}.port"
+        )
+
+
+def _port_owner(port: int) -> str:
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+                if conn.pid:
+                    proc = psutil.Process(conn.pid)
+                    return f" by pid {conn.pid} ({' '.join(proc.cmdline()[:3])})"
+    return ""
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) -> None:
+    """TERM the process's group, KILL it after ``grace_s``, then kill any stray descendant."""
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+    _signal_group(proc.pid, signal.SIGKILL)  # workers that outlived their master
+    _, alive = psutil.wait_procs(descendants, timeout=0.5)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

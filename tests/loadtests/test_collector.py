@@ -1,0 +1,52 @@
+"""psutil sampler against real processes: a CPU-burning tree is seen with its children."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from loadtests.collectors import SAMPLE_COLUMNS
+from loadtests.collectors.process import ProcessTreeSampler
+
+BURN = "import time\nend=time.time()+{s}\nwhile time.time()<end: pass"
+PARENT = (
+    "import subprocess,sys\n"
+    "c=subprocess.Popen([sys.executable,'-c',{child!r}])\n"
+    "x=bytearray(80*1024*1024)\n"
+    "c.wait()"
+)
+
+
+def test_samples_whole_tree_cpu_and_memory(tmp_path: Path) -> None:
+    child = BURN.format(s=4)
+    proc = subprocess.Popen([sys.executable, "-c", PARENT.format(child=child)])
+    try:
+        path = tmp_path / "resources.csv"
+        with ProcessTreeSampler(path, interval_s=0.5) as sampler:
+            sampler.watch("target", [proc.pid])
+            time.sleep(3)
+        frame = pd.read_csv(path)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert tuple(frame.columns) == SAMPLE_COLUMNS
+    target = frame[frame["role"] == "target"]
+    assert len(target) >= 4
+    busy = target.iloc[1:]  # the first sample has no CPU delta yet
+    assert busy["cpu_pct"].median() > 60  # the child burns one core
+    assert (busy["n_procs"] == 2).all()  # parent and child
+    assert busy["mem_mb"].min() > 80  # the parent's 80 MB buffer
+    assert (frame["role"] == "host").sum() >= 4
+
+
+def test_dead_processes_are_skipped(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    sampler = ProcessTreeSampler(tmp_path / "r.csv")
+    sampler.watch("target", [proc.pid])
+    rows = sampler.sample_once()
+    assert [r[1] for r in rows] == ["host"]

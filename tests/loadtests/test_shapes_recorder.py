@@ -1,0 +1,82 @@
+"""Stage shape arithmetic and the per-request recorder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from loadtests.recorder import COLUMNS, RequestRecorder, classify
+from loadtests.shapes import StagesShape, plan_timeline, stage_at
+from loadtests.spec import Stage
+
+STAGES = (Stage(users=1, duration_s=5), Stage(users=8, duration_s=10, spawn_rate=2))
+
+
+def test_stage_at_boundaries() -> None:
+    assert stage_at(STAGES, 0) == 0
+    assert stage_at(STAGES, 4.99) == 0
+    assert stage_at(STAGES, 5.0) == 1
+    assert stage_at(STAGES, 14.99) == 1
+    assert stage_at(STAGES, 15.0) is None
+
+
+def test_plan_timeline() -> None:
+    tl = plan_timeline(STAGES, 100.0)
+    assert [(r["start_ts"], r["end_ts"]) for r in tl] == [(100.0, 105.0), (105.0, 115.0)]
+    assert tl[0]["spawn_rate"] == 1 and tl[1]["spawn_rate"] == 2
+
+
+def test_shape_ticks_and_writes_timeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Shape(StagesShape):
+        abstract = False
+        stages = STAGES
+        out_dir = tmp_path
+
+    shape = Shape()
+    run_time = {"t": 0.0}
+    monkeypatch.setattr(shape, "get_run_time", lambda: run_time["t"])
+    assert shape.tick() == (1, 1.0)
+    run_time["t"] = 6
+    assert shape.tick() == (8, 2)
+    run_time["t"] = 15
+    assert shape.tick() is None
+    timeline = json.loads((tmp_path / "timeline.json").read_text())
+    assert len(timeline) == 2 and abs(timeline[0]["start_ts"] - time.time()) < 5
+
+
+def test_classify() -> None:
+    assert classify(200, None) == "ok"
+    assert classify(503, RuntimeError("rejected")) == "rejected"
+    assert classify(500, RuntimeError("x")) == "error"
+    assert classify(200, RuntimeError("bad content")) == "error"
+    assert classify(0, ConnectionRefusedError()) == "error"
+
+
+def test_recorder_writes_every_request(tmp_path: Path) -> None:
+    rec = RequestRecorder(tmp_path)
+    rec.user_count = lambda: 3
+    rec.on_request("POST", "predict", 12.3456, 100, SimpleNamespace(status_code=200), None, 5.5)
+    rec.on_request("POST", "predict", 1.0, 20, SimpleNamespace(status_code=503), RuntimeError("r"), 6.0)
+    rec.on_request("POST", "predict", 2.0, 0, None, ConnectionResetError("reset"), 7.0)
+    rec.close()
+    with rec.path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS
+    assert [r["outcome"] for r in rows] == ["ok", "rejected", "error"]
+    assert rows[0]["latency_ms"] == "12.346" and rows[0]["ts"] == "5.500000"
+    assert rows[0]["users"] == "3" and rows[2]["status"] == "0" and "reset" in rows[2]["error"]
+
+
+def test_orchestrator_does_not_import_locust() -> None:
+    """Locust's import gevent-patches the process; the orchestrator must stay unpatched."""
+    import subprocess
+    import sys
+
+    code = "import loadtests.cli, loadtests.orchestrator, sys; print('locust' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

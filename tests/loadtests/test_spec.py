@@ -1,0 +1,104 @@
+"""Scenario file validation: good files load, bad ones name the key path and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from loadtests.spec import SpecError, load_scenarios, parse_scenarios
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def minimal() -> dict[str, Any]:
+    return {
+        "targets": {"api": {"kind": "fastapi", "port": 8200}},
+        "scenarios": {
+            "s": {"targets": ["api"], "load": {"stages": [{"users": 2, "duration_s": 5}]}}
+        },
+    }
+
+
+def error_of(data: Any) -> str:
+    with pytest.raises(SpecError) as info:
+        parse_scenarios(data, "f.yaml")
+    return str(info.value)
+
+
+def test_repository_scenarios_file_is_valid_and_has_required_scenarios() -> None:
+    spec = load_scenarios(REPO / "scenarios.yaml")
+    assert {"smoke", "quickstart"} <= set(spec.scenarios)
+    assert spec.scenario("smoke").load.duration_s < 30
+    assert 60 <= spec.scenario("quickstart").load.duration_s <= 150
+
+
+def test_defaults_are_applied() -> None:
+    spec = parse_scenarios(minimal())
+    load = spec.scenario("s").load
+    assert load.images_per_request == 1 and load.encoding == "json" and load.mode == "ramp"
+    assert spec.targets["api"].host == "127.0.0.1"
+    assert spec.targets["api"].base_url == "http://127.0.0.1:8200"
+
+
+def test_unknown_key_names_path_and_suggests() -> None:
+    data = minimal()
+    data["scenarios"]["s"]["load"]["stages"][0]["userz"] = 3
+    msg = error_of(data)
+    assert "scenarios.s.load.stages.0" in msg
+    assert "unknown key 'userz'" in msg and "did you mean 'users'" in msg
+
+
+def test_wrong_type_and_range_give_path_and_value() -> None:
+    data = minimal()
+    data["scenarios"]["s"]["load"]["stages"][0]["users"] = 0
+    data["targets"]["api"]["port"] = "http"
+    msg = error_of(data)
+    assert "scenarios.s.load.stages.0.users" in msg and "greater than or equal to 1" in msg
+    assert "targets.api.port" in msg and "'http'" in msg
+
+
+def test_missing_key_is_reported() -> None:
+    data = minimal()
+    del data["scenarios"]["s"]["load"]["stages"]
+    assert "scenarios.s.load.stages: required key is missing" in error_of(data)
+
+
+def test_unknown_target_reference() -> None:
+    data = minimal()
+    data["scenarios"]["s"]["targets"] = ["apj"]
+    msg = error_of(data)
+    assert "'apj', which is not defined" in msg and "did you mean 'api'" in msg
+
+
+def test_unknown_kind_lists_allowed() -> None:
+    data = minimal()
+    data["targets"]["api"]["kind"] = "tornado"
+    msg = error_of(data)
+    assert "targets.api.kind" in msg and "'fastapi'" in msg
+
+
+def test_settle_longer_than_stage_is_refused() -> None:
+    data = minimal()
+    data["scenarios"]["s"]["load"]["settle_s"] = 10
+    assert "settle_s (10.0) must be shorter than every stage" in error_of(data)
+
+
+def test_unknown_scenario_name() -> None:
+    spec = parse_scenarios(minimal())
+    with pytest.raises(SpecError, match="no scenario 'x'; defined: s"):
+        spec.scenario("x")
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="not found"):
+        load_scenarios(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("targets: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_scenarios(bad)
+    bad.write_text(yaml.safe_dump(["a list"]))
+    with pytest.raises(SpecError, match="top level must be a mapping"):
+        load_scenarios(bad)

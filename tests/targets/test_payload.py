@@ -1,0 +1,105 @@
+"""The shared request codec: every encoding round-trips; every malformed body maps to a 4xx."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import orjson
+import pytest
+
+from targets.common.payload import PayloadError, decode_request, encode_request, encode_response
+
+RNG = np.random.default_rng(0)
+IMAGES = RNG.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("encoding", ["json", "base64"])
+def test_lossless_encodings_round_trip(encoding: str) -> None:
+    body, ctype = encode_request(IMAGES, encoding)
+    out = decode_request(body, ctype)
+    assert out.dtype == np.float32 and out.shape == (3, 32, 32, 3)
+    np.testing.assert_array_equal(out, IMAGES.astype(np.float32))
+
+
+def test_jpeg_round_trip_is_close() -> None:
+    smooth = np.tile(np.linspace(0, 255, 32, dtype=np.uint8)[None, :, None], (32, 1, 3))[None]
+    body, ctype = encode_request(smooth, "jpeg")
+    out = decode_request(body, ctype)
+    assert out.shape == (1, 32, 32, 3)
+    assert np.abs(out - smooth).mean() < 3
+
+
+def test_raw_jpeg_upload_and_original_files_are_used() -> None:
+    body, _ = encode_request(IMAGES[:1], "jpeg")
+    jpeg = base64.b64decode(orjson.loads(body)["images_jpeg_b64"][0])
+    assert decode_request(jpeg, "image/jpeg").shape == (1, 32, 32, 3)
+    body2, _ = encode_request(IMAGES[:1], "jpeg", jpeg_files=[jpeg])
+    assert body2 == body
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "status", "fragment"),
+    [
+        (b"", "application/json", 400, "empty body"),
+        (b"{not json", "application/json", 400, "not valid JSON"),
+        (b"[1,2]", "application/json", 422, "JSON object"),
+        (b'{"imgs": []}', "application/json", 422, "exactly one key"),
+        (b'{"images": [], "images_b64": []}', "application/json", 422, "exactly one key"),
+        (b'{"images": []}', "application/json", 422, "non-empty list"),
+        (b'{"images": [[1,2],[3]]}', "application/json", 422, "rectangular"),
+        (b'{"images": [[[["a","b","c"]]]]}', "application/json", 422, "must be numbers"),
+        (b'{"images": [[[[1,2,3]]]]}', "application/json", 422, "shape [n,32,32,3]"),
+        (b'{"images_b64": [5]}', "application/json", 422, "base64 string"),
+        (b'{"images_b64": ["!!!"]}', "application/json", 422, "invalid base64"),
+        (b'{"images_b64": ["AAAA"]}', "application/json", 422, "3072 raw uint8 bytes"),
+        (b'{"images_jpeg_b64": ["AAAA"]}', "application/json", 422, "decodable JPEG"),
+        (b"\x89PNG....", "image/jpeg", 422, "decodable JPEG"),
+        (b"x", "text/plain", 415, "unsupported content type"),
+    ],
+)
+def test_malformed_bodies_are_4xx(body: bytes, ctype: str, status: int, fragment: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        decode_request(body, ctype)
+    assert info.value.status == status
+    assert fragment in info.value.message
+
+
+def test_out_of_range_and_non_finite_pixels() -> None:
+    for bad in (-1, 256, 1e39):  # 1e39 overflows float32 to inf
+        arr = IMAGES[:1].astype(float)
+        arr[0, 0, 0, 0] = bad
+        body = orjson.dumps({"images": arr.tolist()})
+        with pytest.raises(PayloadError, match="within 0..255"):
+            decode_request(body, "application/json")
+    nan_body = orjson.dumps({"images": IMAGES[:1].tolist()}).replace(b"[[[", b"[[[NaN,", 1)
+    with pytest.raises(PayloadError) as info:
+        decode_request(nan_body, "application/json")
+    assert info.value.status == 400  # NaN is not JSON
+
+
+def test_booleans_are_not_pixels() -> None:
+    body = orjson.dumps({"images": np.ones((1, 32, 32, 3), dtype=bool).tolist()})
+    with pytest.raises(PayloadError, match="must be numbers"):
+        decode_request(body, "application/json")
+
+
+def test_batch_limit() -> None:
+    body, ctype = encode_request(IMAGES, "base64")
+    with pytest.raises(PayloadError) as info:
+        decode_request(body, ctype, max_batch=2)
+    assert info.value.status == 413
+
+
+def test_response_has_classes_and_probabilities() -> None:
+    probs = np.array([[0.1, 0.9] + [0.0] * 8, [0.7, 0.3] + [0.0] * 8], dtype=np.float32)
+    doc = orjson.loads(encode_response(probs))
+    assert doc["classes"] == [1, 0]
+    assert np.allclose(doc["probabilities"], probs)
+
+
+def test_client_refuses_wrong_arrays() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        encode_request(IMAGES.astype(np.float32))
+    with pytest.raises(ValueError, match="unknown encoding"):
+        encode_request(IMAGES, "xml")
