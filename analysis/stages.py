@@ -75,9 +75,7 @@ def in_window(ts: pd.Series, stage: pd.Series, windows: pd.DataFrame) -> pd.Seri
     return pd.Series((values >= lo) & (values < hi), index=ts.index, name="in_window")
 
 
-def label_requests(
-    requests: pd.DataFrame, timeline: pd.DataFrame, settle_s: float
-) -> pd.DataFrame:
+def label_requests(requests: pd.DataFrame, timeline: pd.DataFrame, settle_s: float) -> pd.DataFrame:
     """``requests`` with ``stage`` and ``in_window`` columns added."""
     out = requests.copy()
     out["stage"] = assign_stage(out["ts"], timeline)
@@ -85,25 +83,21 @@ def label_requests(
     return out
 
 
-def _resource_means(
-    samples: pd.DataFrame, role: str, start: float, end: float
-) -> dict[str, float]:
+def _resource_means(samples: pd.DataFrame, role: str, start: float, end: float) -> dict[str, float]:
     if samples.empty:
         return {}
     sel = samples[(samples["role"] == role) & (samples["ts"] >= start) & (samples["ts"] < end)]
     if sel.empty:
         return {}
     # Several containers or replicas: sum them per sampling instant, then average over time.
-    per_instant = sel.groupby(sel["ts"].round(0))[["cpu_pct", "mem_mb", "pss_mb"]].sum(
-        min_count=1
-    )
+    per_instant = sel.groupby(sel["ts"].round(0))[["cpu_pct", "mem_mb", "pss_mb"]].sum(min_count=1)
     return {
         "cpu_pct": float(per_instant["cpu_pct"].mean()),
         "cpu_max_pct": float(per_instant["cpu_pct"].max()),
         "mem_mb": float(per_instant["mem_mb"].mean()),
         "mem_max_mb": float(per_instant["mem_mb"].max()),
         "pss_mb": float(per_instant["pss_mb"].mean()),
-        "samples": int(len(per_instant)),
+        "samples": len(per_instant),
     }
 
 
@@ -130,12 +124,12 @@ def stage_stats(
         errors = int((window["outcome"] == "error").sum())
         rejected = int((window["outcome"] == "rejected").sum())
         row: dict[str, Any] = {
-            "index": int(index),  # type: ignore[call-overload]
+            "index": int(index),
             "users": int(stage["users"]),
             "duration_s": float(stage["duration_s"]),
             "start_ts": float(stage["start_ts"]),
             "window_s": window_s,
-            "requests": int(len(in_stage)),
+            "requests": len(in_stage),
             "measured_requests": n,
             "ok": len(ok),
             "errors": errors,

@@ -25,7 +25,13 @@ class GeneratorError(RuntimeError):
 
 
 def warm_up(config: LoadRunConfig, body: bytes, content_type: str, requests: int) -> float:
-    """Send ``requests`` sequential requests; returns their mean latency in ms."""
+    """Send ``requests`` sequential requests; returns their mean latency in ms.
+
+    Any non-2xx answer stops the run before the measurement: it means client and target
+    disagree (wrong schema, wrong model), and measuring that would be meaningless.
+    """
+    if config.client == "tfserving-grpc":
+        return _warm_up_grpc(config, body, requests)
     url = config.base_url + config.predict_path
     total = 0.0
     for _ in range(requests):
@@ -34,7 +40,7 @@ def warm_up(config: LoadRunConfig, body: bytes, content_type: str, requests: int
         )
         start = time.perf_counter()
         try:
-            with urllib.request.urlopen(req, timeout=config.plan.request_timeout_s) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=config.plan.request_timeout_s) as resp:
                 resp.read()
         except urllib.error.HTTPError as err:
             detail = err.read()[:300].decode("utf-8", "replace")
@@ -50,7 +56,29 @@ def warm_up(config: LoadRunConfig, body: bytes, content_type: str, requests: int
     return 1000 * total / requests if requests else 0.0
 
 
-def start_locust(config_path: Path, config: LoadRunConfig, run_dir: Path) -> subprocess.Popen[bytes]:
+def _warm_up_grpc(config: LoadRunConfig, body: bytes, requests: int) -> float:
+    import grpc
+
+    from targets.tfserving import protocol as tfs
+
+    total = 0.0
+    with grpc.insecure_channel(config.grpc_target or "") as channel:
+        predict = channel.unary_unary(tfs.GRPC_METHOD)
+        for _ in range(requests):
+            start = time.perf_counter()
+            try:
+                tfs.grpc_probabilities(predict(body, timeout=config.plan.request_timeout_s))
+            except (grpc.RpcError, ValueError) as err:
+                raise GeneratorError(
+                    f"target '{config.target}' failed a gRPC warm-up request: {err}"
+                ) from None
+            total += time.perf_counter() - start
+    return 1000 * total / requests if requests else 0.0
+
+
+def start_locust(
+    config_path: Path, config: LoadRunConfig, run_dir: Path
+) -> subprocess.Popen[bytes]:
     argv = [
         sys.executable, "-m", "locust",
         "-f", str(LOCUSTFILE),
@@ -65,7 +93,9 @@ def start_locust(config_path: Path, config: LoadRunConfig, run_dir: Path) -> sub
     env = {
         **{k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"},
         ENV_VAR: str(config_path),
-        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p),
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
+        ),
         "PYTHONUNBUFFERED": "1",
     }
     log = (run_dir / "locust.log").open("ab")

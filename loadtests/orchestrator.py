@@ -26,16 +26,18 @@ import yaml
 
 from analysis.load import read_requests, read_timeline
 from analysis.stages import json_safe, stage_stats, timeline_frame
+from loadtests.bodies import build_bodies
 from loadtests.collectors.process import ProcessTreeSampler
 from loadtests.generator import GeneratorError, start_locust, warm_up
 from loadtests.meta import git_info, host_info, package_versions
 from loadtests.results import finalize_target
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import Scenario, ScenarioFile
-from loadtests.bodies import build_bodies
+from targets.config import TargetConfig
 from targets.launchers import LaunchError, get_launcher
 from targets.launchers.process import stop_process_group
 from targets.registry import REPO_ROOT
+from targets.tfserving import protocol as tfs
 
 Echo = Callable[[str], None]
 GRACE_S = 60.0
@@ -115,6 +117,22 @@ def _write_resolved(out: Path, options: RunOptions, scenario: Scenario) -> None:
     (out / "scenario.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
 
+def load_config_for(
+    name: str, config: TargetConfig, scenario: Scenario, data_dir: str | None, tdir: Path,
+    seed: int = 0,
+) -> LoadRunConfig:  # fmt: skip
+    """The load generator's view of one target: where, which client, which plan."""
+    paths = {"predict": "/v1/predict", "tfserving-rest": tfs.rest_predict_path(),
+             "tfserving-grpc": "", "jobqueue": "/v1/jobs"}  # fmt: skip
+    grpc = config.client == "tfserving-grpc"
+    return LoadRunConfig(
+        target=name, base_url=config.base_url, client=config.client,
+        predict_path=paths[config.client],
+        grpc_target=f"127.0.0.1:{config.tf_grpc_port}" if grpc else None,
+        plan=scenario.load, data_dir=data_dir, out_dir=str(tdir.resolve()), seed=seed,
+    )  # fmt: skip
+
+
 def _run_target(
     name: str, scenario: Scenario, options: RunOptions, out: Path, launcher: Any, echo: Echo
 ) -> dict[str, Any]:
@@ -123,10 +141,7 @@ def _run_target(
     tdir.mkdir(parents=True, exist_ok=True)
     entry: dict[str, Any] = {"target": name, "kind": config.kind, "launcher": launcher.name,
                              "status": "ok", "error": None, "time_to_ready_s": None}  # fmt: skip
-    load = LoadRunConfig(
-        target=name, base_url=config.base_url, plan=scenario.load, data_dir=options.data_dir,
-        out_dir=str(tdir.resolve()), seed=options.seed,
-    )  # fmt: skip
+    load = load_config_for(name, config, scenario, options.data_dir, tdir, options.seed)
     config_path = tdir / "load_config.json"
     load.write(config_path)
     echo(f"[{name}] starting ({launcher.name} launcher)")

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from loadtests.spec import LoadPlan
+from targets.config import Client
 
 ENV_VAR = "SERVECAP_LOAD_CONFIG"
 
@@ -21,7 +22,11 @@ class LoadRunConfig(BaseModel):
 
     target: str
     base_url: str
+    client: Client = "predict"
+    """Which Locust user talks to the target (follows the target's kind)."""
     predict_path: str = "/v1/predict"
+    grpc_target: str | None = None
+    """host:port of a gRPC endpoint (tfserving-grpc)."""
     plan: LoadPlan
     data_dir: str | None
     out_dir: str

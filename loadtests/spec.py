@@ -1,4 +1,4 @@
-"""Scenario file (``scenarios.yaml``): validated models and a loader with errors that say how to fix.
+"""Scenario file (``scenarios.yaml``): validated models, and a loader whose errors say the fix.
 
 The file has two sections: ``targets`` (what to start, :class:`targets.config.TargetConfig`)
 and ``scenarios`` (which targets to drive, with which load). Every mapping refuses unknown
@@ -20,7 +20,7 @@ DEFAULT_SCENARIOS_FILE = Path("scenarios.yaml")
 
 
 class SpecError(ValueError):
-    """The scenario file is missing, unparsable or invalid. The message says where and how to fix."""
+    """The scenario file is missing, unparsable or invalid; the message says where and the fix."""
 
 
 class Stage(StrictModel):

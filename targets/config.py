@@ -13,8 +13,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-TargetKind = Literal["fastapi"]
-"""Serving stacks this version can start. Each kind is a folder ``targets/<kind>/``."""
+TargetKind = Literal[
+    "fastapi",
+    "flask",
+    "django-embedded",
+    "django-to-flask",
+    "django-to-fastapi",
+    "django-to-tfserving",
+    "tfserving",
+    "jobqueue",
+]
+"""Serving stacks. Each kind is a folder ``targets/<kind with _>/`` with a ``launch`` module."""
+
+Client = Literal["predict", "tfserving-rest", "tfserving-grpc", "jobqueue"]
+"""How the load generator talks to a kind (see :attr:`TargetConfig.client`)."""
 
 Encoding = Literal["json", "base64", "jpeg"]
 
@@ -61,11 +73,62 @@ class TargetConfig(StrictModel):
         default="artifacts/models/cifar10_cnn",
         description="SavedModel base (TF Serving layout) or one version directory",
     )
+    threads: int = Field(default=1, ge=1, le=64, description="threads per worker (gunicorn)")
+    internal_port: int | None = Field(
+        default=None,
+        ge=1024,
+        le=65535,
+        description="app server port behind nginx (django kinds); default port+1",
+    )
+    upstream_port: int | None = Field(
+        default=None,
+        ge=1024,
+        le=65535,
+        description="model server (chains) or Redis (jobqueue) port; default port+2",
+    )
+    grpc_port: int | None = Field(
+        default=None, ge=1024, le=65535, description="TF Serving gRPC port; default port+3"
+    )
+    api: Literal["rest", "grpc"] = Field(
+        default="rest", description="tfserving: which API the load generator uses"
+    )
+    batching: str | None = Field(
+        default=None,
+        description="tfserving: batching parameters file in targets/tfserving/batching/",
+    )
+    queue_workers: int = Field(default=2, ge=1, le=64, description="jobqueue: worker processes")
+    job_batch_max: int = Field(
+        default=8, ge=1, le=256, description="jobqueue: queued jobs a worker runs as one batch"
+    )
+    model_url: str | None = Field(
+        default=None,
+        description="model-load pattern: fetch the model archive from this URL at start",
+    )
     ready_timeout_s: float = Field(default=120.0, gt=0)
     compose_service: str | None = Field(
         default=None, description="service in docker-compose.yml (defaults to the kind)"
     )
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
+
+    @property
+    def app_port(self) -> int:
+        return self.internal_port or self.port + 1
+
+    @property
+    def model_port(self) -> int:
+        return self.upstream_port or self.port + 2
+
+    @property
+    def tf_grpc_port(self) -> int:
+        return self.grpc_port or self.port + 3
+
+    @property
+    def client(self) -> Client:
+        if self.kind == "tfserving":
+            return "tfserving-grpc" if self.api == "grpc" else "tfserving-rest"
+        if self.kind == "jobqueue":
+            return "jobqueue"
+        return "predict"
 
     @property
     def base_url(self) -> str:

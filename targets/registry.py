@@ -25,7 +25,7 @@ class KindModule(Protocol):
 
 def kind_module(kind: str) -> KindModule:
     try:
-        module: KindModule = importlib.import_module(f"targets.{kind.replace('-', '_')}.launch")  # type: ignore[assignment]
+        module: KindModule = importlib.import_module(f"targets.{kind.replace('-', '_')}.launch")
     except ModuleNotFoundError as err:
         raise LaunchError(f"target kind '{kind}' has no launch module ({err})") from None
     return module
@@ -46,7 +46,9 @@ def server_env(config: TargetConfig) -> dict[str, str]:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
         # Make the repository importable by the server whatever the working directory.
-        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p),
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
+        ),
     }
     env.update(config.env)
     return env

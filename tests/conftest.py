@@ -1,4 +1,4 @@
-"""Shared fixtures: the offline CIFAR-10 folder and a small trained model exported once per session."""
+"""Shared fixtures: the offline CIFAR-10 folder and a small model trained once per session."""
 
 from __future__ import annotations
 

@@ -82,8 +82,11 @@ class ProcessTreeSampler:
                 rows.append((f"{ts:.3f}", role, "psutil", self.name or role, f"{cpu:.2f}",
                              f"{rss / MB:.2f}", f"{pss / MB:.2f}", n))  # fmt: skip
         mem = psutil.virtual_memory()
-        rows.append((f"{ts:.3f}", "host", "psutil", "host", f"{psutil.cpu_percent(None) * psutil.cpu_count():.2f}",
-                     f"{(mem.total - mem.available) / MB:.2f}", "", ""))  # fmt: skip
+        host_cpu = psutil.cpu_percent(None) * (psutil.cpu_count() or 1)
+        used_mb = (mem.total - mem.available) / MB
+        rows.append(
+            (f"{ts:.3f}", "host", "psutil", "host", f"{host_cpu:.2f}", f"{used_mb:.2f}", "", "")
+        )
         return rows
 
     def _tree_usage(self, roots: list[int]) -> tuple[float, float, float, int]:

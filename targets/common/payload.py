@@ -129,10 +129,9 @@ def _decode_nested(items: list[Any]) -> np.ndarray:
         raise PayloadError(422, f"pixel values must be numbers, got {arr.dtype.kind!r} data")
     if arr.ndim != 4 or arr.shape[1:] != IMAGE_SHAPE:
         raise PayloadError(422, f"'images' must have shape [n,32,32,3], got {list(arr.shape)}")
-    out = arr.astype(np.float32)
-    if not np.isfinite(out).all() or out.min() < 0 or out.max() > 255:
+    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 255:
         raise PayloadError(422, "pixel values must be finite and within 0..255")
-    return out
+    return arr.astype(np.float32)
 
 
 def _b64(item: Any, index: int) -> bytes:
@@ -175,9 +174,7 @@ def _stack(images: list[np.ndarray]) -> np.ndarray:
 
 def encode_response(probabilities: np.ndarray) -> bytes:
     probs = np.asarray(probabilities, dtype=np.float32)
-    return orjson.dumps(
-        {"classes": probs.argmax(axis=1).tolist(), "probabilities": probs.tolist()}
-    )
+    return orjson.dumps({"classes": probs.argmax(axis=1).tolist(), "probabilities": probs.tolist()})
 
 
 def error_body(message: str) -> bytes:

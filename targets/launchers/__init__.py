@@ -7,7 +7,7 @@ docker-compose.yml). Use :func:`get_launcher` to pick one by name.
 
 from __future__ import annotations
 
-from targets.launchers.base import LaunchError, Launcher, RunningTarget
+from targets.launchers.base import Launcher, LaunchError, RunningTarget
 
 LAUNCHERS = ("process",)
 

@@ -135,10 +135,10 @@ def check_can_start(name: str, config: TargetConfig) -> None:
 def _port_owner(port: int) -> str:
     with contextlib.suppress(psutil.Error, OSError):
         for conn in psutil.net_connections(kind="tcp"):
-            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
-                if conn.pid:
-                    proc = psutil.Process(conn.pid)
-                    return f" by pid {conn.pid} ({' '.join(proc.cmdline()[:3])})"
+            listening = conn.status == psutil.CONN_LISTEN
+            if conn.laddr and conn.laddr.port == port and listening and conn.pid:
+                proc = psutil.Process(conn.pid)
+                return f" by pid {conn.pid} ({' '.join(proc.cmdline()[:3])})"
     return ""
 
 

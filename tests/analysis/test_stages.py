@@ -20,8 +20,9 @@ from analysis.stages import (
 T0 = 1_000.0
 TIMELINE = timeline_frame(
     [
-        {"index": 0, "users": 1, "spawn_rate": 1, "duration_s": 10, "start_ts": T0, "end_ts": T0 + 10},
-        {"index": 1, "users": 4, "spawn_rate": 4, "duration_s": 10, "start_ts": T0 + 10, "end_ts": T0 + 20},
+        {"index": i, "users": u, "spawn_rate": u, "duration_s": 10,
+         "start_ts": T0 + 10 * i, "end_ts": T0 + 10 * (i + 1)}
+        for i, u in ((0, 1), (1, 4))
     ]
 )  # fmt: skip
 

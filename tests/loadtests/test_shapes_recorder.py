@@ -61,7 +61,9 @@ def test_recorder_writes_every_request(tmp_path: Path) -> None:
     rec = RequestRecorder(tmp_path)
     rec.user_count = lambda: 3
     rec.on_request("POST", "predict", 12.3456, 100, SimpleNamespace(status_code=200), None, 5.5)
-    rec.on_request("POST", "predict", 1.0, 20, SimpleNamespace(status_code=503), RuntimeError("r"), 6.0)
+    rec.on_request(
+        "POST", "predict", 1.0, 20, SimpleNamespace(status_code=503), RuntimeError("r"), 6.0
+    )
     rec.on_request("POST", "predict", 2.0, 0, None, ConnectionResetError("reset"), 7.0)
     rec.close()
     with rec.path.open() as f:
