@@ -10,6 +10,7 @@ MODEL_BASE ?= artifacts/models/cifar10_cnn
 .PHONY: setup model quickstart test lint typecheck unit clean-results
 
 setup: $(VENV)/.installed
+	@scripts/system-deps.sh
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
