@@ -11,7 +11,10 @@ Pure functions, DataFrames in and plain values out. Conventions:
   definition (``numpy.percentile(method="inverted_cdf")``): the smallest latency such that
   at least q% of requests were as fast or faster. No buckets, no interpolation;
 * ``rps`` counts every completed request (ok, error or rejected) per second of the window;
-  ``goodput_rps`` counts successful ones.
+  ``goodput_rps`` counts successful ones;
+* when a run records several request types (the job queue's ``submit``, ``poll`` and
+  end-to-end ``job``), the headline figures come from the ``primary`` type and every type
+  gets its own figures under ``by_name``.
 """
 
 from __future__ import annotations
@@ -101,28 +104,52 @@ def _resource_means(samples: pd.DataFrame, role: str, start: float, end: float) 
     }
 
 
+def window_stats(window: pd.DataFrame, window_s: float) -> dict[str, Any]:
+    """Rates, outcome shares and exact latency percentiles of the requests in one window."""
+    n = len(window)
+    ok = window[window["outcome"] == "ok"]
+    errors = int((window["outcome"] == "error").sum())
+    rejected = int((window["outcome"] == "rejected").sum())
+    row: dict[str, Any] = {
+        "measured_requests": n,
+        "ok": len(ok),
+        "errors": errors,
+        "rejected": rejected,
+        "rps": n / window_s if window_s > 0 else math.nan,
+        "goodput_rps": len(ok) / window_s if window_s > 0 else math.nan,
+        "error_rate": errors / n if n else math.nan,
+        "reject_rate": rejected / n if n else math.nan,
+        "mean_ms": float(ok["latency_ms"].mean()) if len(ok) else math.nan,
+        "max_ms": float(ok["latency_ms"].max()) if len(ok) else math.nan,
+        "bytes_per_request": float(window["bytes"].mean()) if n else math.nan,
+    }
+    for key, q in PERCENTILES.items():
+        row[key] = percentile_ms(ok["latency_ms"], q)
+    return row
+
+
 def stage_stats(
     requests: pd.DataFrame,
     samples: pd.DataFrame,
     timeline: pd.DataFrame,
     settle_s: float,
+    primary: str | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per stage with the results-contract fields (and more).
 
-    ``requests`` needs ts, latency_ms, outcome, bytes; ``samples`` the collector columns.
+    ``requests`` needs ts, latency_ms, outcome, bytes (and name when ``primary`` is given);
+    ``samples`` the collector columns.
     """
     labelled = label_requests(requests, timeline, settle_s)
     windows = steady_windows(timeline, settle_s)
+    names = sorted(labelled["name"].unique()) if "name" in labelled else []
     stats: list[dict[str, Any]] = []
     for index, stage in timeline.iterrows():
         ws, we = windows.loc[index, "window_start"], windows.loc[index, "window_end"]
         in_stage = labelled[labelled["stage"] == index]
         window = in_stage[in_stage["in_window"]]
         window_s = float(we - ws)
-        n = len(window)
-        ok = window[window["outcome"] == "ok"]
-        errors = int((window["outcome"] == "error").sum())
-        rejected = int((window["outcome"] == "rejected").sum())
+        headline = window if primary is None else window[window["name"] == primary]
         row: dict[str, Any] = {
             "index": int(index),
             "users": int(stage["users"]),
@@ -130,20 +157,13 @@ def stage_stats(
             "start_ts": float(stage["start_ts"]),
             "window_s": window_s,
             "requests": len(in_stage),
-            "measured_requests": n,
-            "ok": len(ok),
-            "errors": errors,
-            "rejected": rejected,
-            "rps": n / window_s if window_s > 0 else math.nan,
-            "goodput_rps": len(ok) / window_s if window_s > 0 else math.nan,
-            "error_rate": errors / n if n else math.nan,
-            "reject_rate": rejected / n if n else math.nan,
-            "mean_ms": float(ok["latency_ms"].mean()) if len(ok) else math.nan,
-            "max_ms": float(ok["latency_ms"].max()) if len(ok) else math.nan,
-            "bytes_per_request": float(window["bytes"].mean()) if n else math.nan,
+            **window_stats(headline, window_s),
         }
-        for key, q in PERCENTILES.items():
-            row[key] = percentile_ms(ok["latency_ms"], q)
+        n = row["measured_requests"]
+        if len(names) > 1:
+            row["by_name"] = {
+                name: window_stats(window[window["name"] == name], window_s) for name in names
+            }
         target = _resource_means(samples, "target", ws, we)
         row.update({k: target.get(k, math.nan) for k in
                     ("cpu_pct", "cpu_max_pct", "mem_mb", "mem_max_mb", "pss_mb")})  # fmt: skip
@@ -154,7 +174,7 @@ def stage_stats(
         row["host_cpu_pct"] = _resource_means(samples, "host", ws, we).get("cpu_pct", math.nan)
         # Little's law: users in the system = throughput x time in the system.
         row["littles_law_users"] = (
-            row["rps"] * (window["latency_ms"].mean() / 1000) if n else math.nan
+            row["rps"] * (headline["latency_ms"].mean() / 1000) if n else math.nan
         )
         stats.append(row)
     return stats

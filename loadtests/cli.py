@@ -102,6 +102,42 @@ def _load(path: Path):  # type: ignore[no-untyped-def]
         raise click.ClickException(str(err)) from None
 
 
+@main.command()
+@click.argument("targets", nargs=-1)
+@click.option(
+    "--scenarios",
+    "scenarios_file",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_SCENARIOS_FILE,
+    show_default=True,
+)
+@click.option("--images", type=click.IntRange(1, 10_000), default=500, show_default=True)
+@click.option("--batch", type=click.IntRange(1, 256), default=50, show_default=True)
+@click.option(
+    "--encoding", type=click.Choice(["json", "base64", "jpeg"]), default="json", show_default=True
+)
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default="process", show_default=True)
+@click.option("--data", "data_dir", type=str, default=None, help=DATA_HELP)
+def verify(targets: tuple[str, ...], scenarios_file: Path, images: int, batch: int,
+           encoding: str, launcher: str, data_dir: str | None) -> None:  # fmt: skip
+    """Check every target (default: all in the file) answers as the in-process model does."""
+    from loadtests.verify import verify as run_verify
+
+    spec = _load(scenarios_file)
+    names = list(targets) or list(spec.targets)
+    unknown = [n for n in names if n not in spec.targets]
+    if unknown:
+        raise click.UsageError(f"unknown target(s) {unknown}; defined: {', '.join(spec.targets)}")
+    _interrupt_once()
+    verdicts = run_verify(spec, names, data_dir or os.environ.get("SERVECAP_CIFAR10_DIR"),
+                          images, batch, encoding, launcher, echo=click.echo)  # fmt: skip
+    failed = [v.target for v in verdicts if not v.ok]
+    if failed:
+        click.echo(f"servecap: not verified: {', '.join(failed)}", err=True)
+        sys.exit(1)
+    click.echo(f"servecap: all {len(verdicts)} target(s) agree with the in-process model")
+
+
 @main.group()
 def model() -> None:
     """Train and export the paper's CIFAR-10 CNN."""

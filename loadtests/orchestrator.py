@@ -161,7 +161,7 @@ def _run_target(
     except (LaunchError, GeneratorError, OSError, ValueError) as err:
         entry.update(status="failed", error=str(err))
         echo(f"[{name}] FAILED: {err}")
-    entry["stages"] = finalize_target(tdir, scenario.load.settle_s)
+    entry["stages"] = finalize_target(tdir, scenario.load.settle_s, load.primary_request)
     entry["requests"] = sum(s["requests"] for s in entry["stages"])
     return entry
 
@@ -201,7 +201,9 @@ def _report_stages(
     if len(done) <= reported:
         return reported
     timeline = timeline_frame(raw)
-    stats = stage_stats(read_requests(tdir), _no_samples(), timeline, load.plan.settle_s)
+    stats = stage_stats(
+        read_requests(tdir), _no_samples(), timeline, load.plan.settle_s, load.primary_request
+    )
     for st in stats[reported : len(done)]:
         echo(
             f"[{load.target}] stage {st['index'] + 1}/{len(raw)} users={st['users']:<4} "

@@ -9,7 +9,9 @@ from analysis.load import read_requests, read_samples, read_timeline
 from analysis.stages import assign_stage, label_requests, stage_stats, timeline_frame
 
 
-def finalize_target(target_dir: Path, settle_s: float) -> list[dict[str, Any]]:
+def finalize_target(
+    target_dir: Path, settle_s: float, primary: str | None = None
+) -> list[dict[str, Any]]:
     """Write requests.parquet / resources.parquet (with ``stage``) and return stage stats.
 
     The CSV parts are removed only after the Parquet files are written, so a failure here
@@ -28,4 +30,4 @@ def finalize_target(target_dir: Path, settle_s: float) -> list[dict[str, Any]]:
     samples.to_parquet(target_dir / "resources.parquet", index=False)
     for part in [*target_dir.glob("requests-*.csv"), target_dir / "resources.csv"]:
         part.unlink(missing_ok=True)
-    return stage_stats(labelled, samples, timeline, settle_s)
+    return stage_stats(labelled, samples, timeline, settle_s, primary)

@@ -32,6 +32,11 @@ class LoadRunConfig(BaseModel):
     out_dir: str
     seed: int = 0
 
+    @property
+    def primary_request(self) -> str | None:
+        """The request type the headline figures describe (None: all requests are one type)."""
+        return "job" if self.client == "jobqueue" else None
+
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2), encoding="utf-8")
 

@@ -112,3 +112,21 @@ def test_stage_without_requests_or_samples_is_nan_not_crash() -> None:
     assert stats[0]["requests"] == 0 and stats[0]["rps"] == 0
     assert math.isnan(stats[0]["p99_ms"]) and math.isnan(stats[0]["cpu_pct"])
     assert json_safe(stats)[0]["p99_ms"] is None
+
+
+def test_primary_request_type_and_breakdown() -> None:
+    rows = []
+    for i in range(16):  # in stage 1's window: a fast submit and a slower end-to-end job
+        t = T0 + 12 + i * 0.5
+        rows += [(t, 2.0, "ok", "submit"), (t, 50.0 + i, "ok", "job")]
+    rows.append((T0 + 13, 1.0, "rejected", "submit"))
+    rows.append((T0 + 13, 1.0, "rejected", "job"))
+    frame = pd.DataFrame(rows, columns=["ts", "latency_ms", "outcome", "name"]).assign(bytes=10)
+    samples = pd.DataFrame(columns=["ts", "role", "cpu_pct", "mem_mb", "pss_mb"])
+    s1 = stage_stats(frame, samples, TIMELINE, 2.0, primary="job")[1]
+    assert s1["requests"] == len(frame)  # every record still counted
+    assert s1["measured_requests"] == 17 and s1["rps"] == pytest.approx(17 / 8)
+    assert s1["p50_ms"] >= 50  # job latency, not the submit's 2 ms
+    assert s1["reject_rate"] == pytest.approx(1 / 17)
+    assert s1["by_name"]["submit"]["p99_ms"] == 2.0
+    assert s1["by_name"]["job"]["measured_requests"] == 17
