@@ -50,6 +50,8 @@ def server_env(config: TargetConfig) -> dict[str, str]:
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
         ),
     }
+    if config.model_url:
+        env["SERVECAP_MODEL_URL"] = config.model_url
     env.update(config.env)
     return env
 

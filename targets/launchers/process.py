@@ -120,7 +120,7 @@ class ProcessLauncher:
 def check_can_start(name: str, config: TargetConfig) -> None:
     """Fail before starting anything when the target cannot possibly start."""
     model = resolve_model_path(config)
-    if not model.exists():
+    if config.model_url is None and not model.exists():
         raise LaunchError(
             f"target '{name}': model not found at {model}; train and export it with "
             f"`servecap model train` or set targets.{name}.model_path"
