@@ -20,7 +20,10 @@ import pandas as pd
 from loadtests.collectors import SAMPLE_COLUMNS
 from loadtests.recorder import COLUMNS as REQUEST_COLUMNS
 
-_REQUEST_DTYPES = {"ts": float, "latency_ms": float, "status": int, "bytes": int, "users": int}
+_REQUEST_DTYPES = {
+    "ts": float, "latency_ms": float, "status": int, "bytes": int, "users": int,
+    "service_ms": float, "lag_ms": float,
+}  # fmt: skip
 
 
 def read_requests(target_dir: Path) -> pd.DataFrame:
@@ -28,13 +31,25 @@ def read_requests(target_dir: Path) -> pd.DataFrame:
     parquet = target_dir / "requests.parquet"
     if parquet.exists():
         return pd.read_parquet(parquet)
-    parts = sorted(target_dir.glob("requests-*.csv"))
-    frames = [pd.read_csv(p, dtype=_REQUEST_DTYPES, keep_default_na=False) for p in parts]
+    # Parts are being written while a run goes: skip empty ones and a half-written last line.
+    parts = [p for p in sorted(target_dir.glob("requests-*.csv")) if p.stat().st_size > 0]
+    frames = [_read_part(p) for p in parts]
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=_REQUEST_DTYPES.get(c, object))
                              for c in REQUEST_COLUMNS})  # fmt: skip
     return pd.concat(frames, ignore_index=True).sort_values("ts", ignore_index=True)
+
+
+def _read_part(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, keep_default_na=False, on_bad_lines="skip")
+    frame = frame[frame["outcome"].isin(("ok", "error", "rejected"))]  # drops a cut last line
+    for col, dtype in _REQUEST_DTYPES.items():
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+            if dtype is int:
+                frame[col] = frame[col].fillna(0).astype(int)
+    return frame.dropna(subset=["ts", "latency_ms"])
 
 
 def read_samples(target_dir: Path) -> pd.DataFrame:

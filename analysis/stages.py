@@ -36,11 +36,26 @@ def percentile_ms(latencies_ms: np.ndarray | pd.Series, q: float) -> float:
     return float(np.percentile(values, q, method="inverted_cdf"))
 
 
-def timeline_frame(timeline: list[dict[str, Any]]) -> pd.DataFrame:
-    """Stage boundaries as a frame indexed by stage index, sorted by start."""
-    frame = pd.DataFrame(timeline).sort_values("start_ts").set_index("index")
+def timeline_frame(
+    timeline: list[dict[str, Any]], open_end_ts: float | None = None
+) -> pd.DataFrame:
+    """Stage boundaries as a frame indexed by stage index, sorted by start.
+
+    A stage still open (``end_ts`` null: an interrupted sequential run or find-max point) ends
+    at ``open_end_ts``; without it, open stages are left out.
+    """
+    frame = pd.DataFrame(timeline)
     if frame.empty:
         raise ValueError("timeline has no stages")
+    frame["end_ts"] = pd.to_numeric(frame["end_ts"], errors="coerce")
+    if open_end_ts is None:
+        frame = frame[frame["end_ts"].notna()]
+    else:
+        frame["end_ts"] = frame["end_ts"].fillna(max(open_end_ts, frame["start_ts"].max()))
+    frame["duration_s"] = frame["end_ts"] - frame["start_ts"]
+    frame = frame.sort_values("start_ts").set_index("index")
+    if frame.empty:
+        raise ValueError("timeline has no finished stages")
     return frame
 
 
@@ -125,7 +140,38 @@ def window_stats(window: pd.DataFrame, window_s: float) -> dict[str, Any]:
     }
     for key, q in PERCENTILES.items():
         row[key] = percentile_ms(ok["latency_ms"], q)
+    if "lag_ms" in window and n:
+        lag = window["lag_ms"].astype(float)
+        row["send_lag_p99_ms"] = percentile_ms(lag, 99)
+        row["late_share"] = float((lag > LATE_MS).mean())
     return row
+
+
+LATE_MS = 10.0
+"""A request sent more than this behind its schedule counts as late (open loop)."""
+GENERATOR_CPU_LIMIT_PCT = 90.0
+"""Per generator process (Locust is single-threaded per process)."""
+LATE_SHARE_LIMIT = 0.01
+
+
+def flag_generator(stats: list[dict[str, Any]], workers: int = 1) -> list[dict[str, Any]]:
+    """Mark stages where the load generator, not the target, limited the load.
+
+    A stage is invalid when the generator's CPU exceeded 90% of a core per generator process,
+    or (open loop) more than 1% of its requests left over 10 ms behind schedule. Adds
+    ``generator_ok`` and ``generator_issues`` to each stage.
+    """
+    for row in stats:
+        issues = []
+        cpu = row.get("generator_cpu_pct")
+        if cpu is not None and not math.isnan(cpu) and cpu > GENERATOR_CPU_LIMIT_PCT * workers:
+            issues.append(f"generator CPU {cpu:.0f}% > {GENERATOR_CPU_LIMIT_PCT * workers:.0f}%")
+        late = row.get("late_share")
+        if late is not None and not math.isnan(late) and late > LATE_SHARE_LIMIT:
+            issues.append(f"{late:.1%} of sends more than {LATE_MS:.0f} ms late")
+        row["generator_ok"] = not issues
+        row["generator_issues"] = issues
+    return stats
 
 
 def stage_stats(

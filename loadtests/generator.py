@@ -7,6 +7,7 @@ TensorFlow calls (graph tracing, allocations) never land in a stage's statistics
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from loadtests.runconfig import ENV_VAR, LoadRunConfig
+from loadtests.spec import parse_cpuset
 from targets.registry import REPO_ROOT
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -76,6 +78,12 @@ def _warm_up_grpc(config: LoadRunConfig, body: bytes, requests: int) -> float:
     return 1000 * total / requests if requests else 0.0
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def start_locust(
     config_path: Path, config: LoadRunConfig, run_dir: Path
 ) -> subprocess.Popen[bytes]:
@@ -90,6 +98,13 @@ def start_locust(
         "--stop-timeout", str(int(config.plan.request_timeout_s) + 1),
         "--loglevel", "WARNING",
     ]  # fmt: skip
+    if config.plan.workers > 1:
+        # Locust's own master/worker mode on this host: one worker process per --processes.
+        port = str(_free_port())
+        argv += ["--processes", str(config.plan.workers),
+                 "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+                 "--master-host", "127.0.0.1", "--master-port", port]  # fmt: skip
+    cpus = parse_cpuset(config.plan.generator_cpuset) if config.plan.generator_cpuset else None
     env = {
         **{k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"},
         ENV_VAR: str(config_path),
@@ -108,6 +123,7 @@ def start_locust(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
     finally:
         log.close()

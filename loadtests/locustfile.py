@@ -1,9 +1,8 @@
 """The locustfile ``servecap run`` starts Locust with (headless, one per run and target).
 
-Reads the run configuration from ``SERVECAP_LOAD_CONFIG``, picks the user class for the
-target's client, builds the request bodies, records every request
-(:mod:`loadtests.recorder`) and drives the scenario's stages
-(:class:`loadtests.shapes.StagesShape`).
+Reads the run configuration from ``SERVECAP_LOAD_CONFIG``, composes the user class for the
+target's client and the plan's mode, picks the matching shape, builds the request bodies and
+records every request (:mod:`loadtests.recorder`).
 """
 
 from __future__ import annotations
@@ -12,34 +11,63 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from locust import User, between, constant, events
+from locust import LoadTestShape, User, between, constant, events
 
 from loadtests.bodies import build_bodies
 from loadtests.recorder import RequestRecorder
-from loadtests.runconfig import load_run_config
-from loadtests.shapes import StagesShape
+from loadtests.runconfig import LoadRunConfig, load_run_config
+from loadtests.shapes import RateShape, StagesShape, UntilDoneShape
 
-USER_CLASSES = {
+RAMP_USERS = {
     "predict": "loadtests.users:PredictUser",
     "tfserving-rest": "loadtests.users:TFServingRestUser",
     "tfserving-grpc": "loadtests.users:TFServingGrpcUser",
     "jobqueue": "loadtests.jobusers:JobUser",
 }
+MODE_USERS = {
+    "rate": "loadtests.users:ArrivalUser",
+    "find-max": "loadtests.users:ArrivalUser",
+    "sequential": "loadtests.users:SequentialUser",
+}
 
-_config = load_run_config()
-_plan = _config.plan
-_recorder: RequestRecorder | None = None
 
-
-def _user_base(client: str) -> type[User]:
-    module, _, name = USER_CLASSES[client].partition(":")
-    cls: type[User] = getattr(importlib.import_module(module), name)
+def _load(path: str) -> type:
+    module, _, name = path.partition(":")
+    cls: type = getattr(importlib.import_module(module), name)
     return cls
 
 
+def user_bases(config: LoadRunConfig) -> tuple[type, ...]:
+    """The classes the scenario's user derives from, for this client and mode."""
+    mode = config.plan.mode
+    if mode == "ramp":
+        return (_load(RAMP_USERS[config.client]),)
+    base = _load(MODE_USERS[mode])
+    if config.client == "tfserving-rest":
+        return (_load("loadtests.users:TFServingRestAnswers"), base)
+    return (base,)
+
+
+def shape_class(config: LoadRunConfig, out_dir: Path) -> type[LoadTestShape]:
+    plan = config.plan
+    if plan.mode == "ramp":
+        return type("ScenarioShape", (StagesShape,),
+                    {"abstract": False, "stages": plan.stages, "out_dir": out_dir})  # fmt: skip
+    if plan.mode == "rate":
+        return type("ScenarioShape", (RateShape,), {"abstract": False, "stages": plan.stages,
+                    "out_dir": out_dir, "arrival_users": plan.workers})  # fmt: skip
+    return type("ScenarioShape", (UntilDoneShape,),
+                {"abstract": False, "max_duration_s": plan.duration_s})  # fmt: skip
+
+
+_config = load_run_config()
+_plan = _config.plan
+_out = Path(_config.out_dir)
+_recorder: RequestRecorder | None = None
+
 ScenarioUser: type[User] = type(
     "ScenarioUser",
-    (_user_base(_config.client),),
+    user_bases(_config),
     {
         "abstract": False,
         "host": _config.base_url,
@@ -53,14 +81,22 @@ ScenarioUser: type[User] = type(
         "network_timeout": _plan.request_timeout_s,
         "connection_timeout": _plan.request_timeout_s,
         "timeout_s": _plan.request_timeout_s,
+        # open loop, sequential and find-max settings (ignored by the other users)
+        "mode": _plan.mode,
+        "stages": _plan.stages,
+        "arrival": _plan.arrival,
+        "arrival_users": _plan.workers,
+        "max_in_flight": _plan.max_in_flight,
+        "concurrency": _plan.max_in_flight,
+        "find_max": _plan.find_max,
+        "slo_p99_ms": _config.slo_p99_ms or 0.0,
+        "max_error_rate": _config.max_error_rate,
+        "plan": _plan.sequential,
+        "out_dir": _out,
+        "observed": [],
     },
 )
-
-
-class ScenarioShape(StagesShape):
-    abstract = False
-    stages = _plan.stages
-    out_dir = Path(_config.out_dir)
+ScenarioShape = shape_class(_config, _out)
 
 
 @events.init.add_listener
@@ -72,9 +108,12 @@ def _on_init(environment: Any, **_: Any) -> None:
     runner = environment.runner
     if runner is not None and type(runner).__name__ == "MasterRunner":
         return  # the master sends no requests; its workers record
-    _recorder = RequestRecorder(Path(_config.out_dir))
+    _recorder = RequestRecorder(_out)
     if runner is not None:
         _recorder.user_count = lambda: runner.user_count
+    if _plan.mode == "find-max":
+        observed: list[tuple[float, float, str]] = ScenarioUser.observed  # type: ignore[attr-defined]
+        _recorder.observers.append(lambda ts, lat, out: observed.append((ts, lat, out)))
     environment.events.request.add_listener(_recorder.on_request)
 
 

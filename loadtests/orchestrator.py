@@ -25,12 +25,12 @@ from typing import Any
 import yaml
 
 from analysis.load import read_requests, read_timeline
-from analysis.stages import json_safe, stage_stats, timeline_frame
+from analysis.stages import flag_generator, json_safe, stage_stats, timeline_frame
 from loadtests.bodies import build_bodies
 from loadtests.collectors.process import ProcessTreeSampler
 from loadtests.generator import GeneratorError, start_locust, warm_up
 from loadtests.meta import git_info, host_info, package_versions
-from loadtests.results import finalize_target
+from loadtests.results import finalize_target, mode_results
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import Scenario, ScenarioFile
 from targets.config import TargetConfig
@@ -125,11 +125,19 @@ def load_config_for(
     paths = {"predict": "/v1/predict", "tfserving-rest": tfs.rest_predict_path(),
              "tfserving-grpc": "", "jobqueue": "/v1/jobs"}  # fmt: skip
     grpc = config.client == "tfserving-grpc"
+    if scenario.load.mode != "ramp" and config.client in ("tfserving-grpc", "jobqueue"):
+        raise ValueError(
+            f"target '{name}' ({config.client} client) supports only load mode ramp, "
+            f"not {scenario.load.mode}"
+        )
+    slo = scenario.slo
     return LoadRunConfig(
         target=name, base_url=config.base_url, client=config.client,
         predict_path=paths[config.client],
         grpc_target=f"127.0.0.1:{config.tf_grpc_port}" if grpc else None,
         plan=scenario.load, data_dir=data_dir, out_dir=str(tdir.resolve()), seed=seed,
+        slo_p99_ms=slo.p99_ms if slo else None,
+        max_error_rate=slo.max_error_rate if slo and slo.max_error_rate is not None else 0.01,
     )  # fmt: skip
 
 
@@ -141,11 +149,12 @@ def _run_target(
     tdir.mkdir(parents=True, exist_ok=True)
     entry: dict[str, Any] = {"target": name, "kind": config.kind, "launcher": launcher.name,
                              "status": "ok", "error": None, "time_to_ready_s": None}  # fmt: skip
-    load = load_config_for(name, config, scenario, options.data_dir, tdir, options.seed)
-    config_path = tdir / "load_config.json"
-    load.write(config_path)
     echo(f"[{name}] starting ({launcher.name} launcher)")
+    load: LoadRunConfig | None = None
     try:
+        load = load_config_for(name, config, scenario, options.data_dir, tdir, options.seed)
+        config_path = tdir / "load_config.json"
+        load.write(config_path)
         bodies, content_type = build_bodies(load)  # fails early on an unreadable dataset
         with launcher.launch(name, config, tdir / "logs") as running:
             entry["time_to_ready_s"] = round(running.time_to_ready_s, 3)
@@ -161,8 +170,16 @@ def _run_target(
     except (LaunchError, GeneratorError, OSError, ValueError) as err:
         entry.update(status="failed", error=str(err))
         echo(f"[{name}] FAILED: {err}")
-    entry["stages"] = finalize_target(tdir, scenario.load.settle_s, load.primary_request)
+    plan = scenario.load
+    primary = load.primary_request if load else None
+    stages = finalize_target(tdir, plan.stage_settle_s, primary)
+    entry["stages"] = flag_generator(stages, plan.workers)
     entry["requests"] = sum(s["requests"] for s in entry["stages"])
+    invalid = [s["index"] for s in entry["stages"] if not s["generator_ok"]]
+    if invalid:
+        echo(f"[{name}] WARNING: load generator saturated or behind schedule in stage(s) "
+             f"{invalid}: those figures understate what the target can do")  # fmt: skip
+    entry.update(mode_results(tdir, plan.mode))
     return entry
 
 
@@ -196,21 +213,38 @@ def _report_stages(
     raw = read_timeline(tdir)
     if raw is None:
         return reported
+    # A stage is complete on disk once the next one has run for a while (the recorder flushes
+    # as requests arrive), or when Locust has exited (final).
     now = time.time()
-    done = [s for s in raw if s["end_ts"] + 1.5 <= now or final]  # parts flush every second
+    finished = [s for s in raw if s.get("end_ts") is not None]
+    done = [
+        s for i, s in enumerate(finished)
+        if final or (i + 1 < len(raw) and raw[i + 1]["start_ts"] + 1.5 <= now)
+    ]  # fmt: skip
     if len(done) <= reported:
         return reported
-    timeline = timeline_frame(raw)
+    timeline = timeline_frame(done)
     stats = stage_stats(
-        read_requests(tdir), _no_samples(), timeline, load.plan.settle_s, load.primary_request
+        read_requests(tdir), _no_samples(), timeline, load.plan.stage_settle_s, load.primary_request
     )
+    total = f"/{len(raw)}" if load.plan.mode in ("ramp", "rate") else ""
     for st in stats[reported : len(done)]:
         echo(
-            f"[{load.target}] stage {st['index'] + 1}/{len(raw)} users={st['users']:<4} "
+            f"[{load.target}] stage {st['index'] + 1}{total} {_stage_label(raw, st['index'])} "
             f"rps={st['rps']:7.1f} p50={st['p50_ms']:7.1f} ms p99={st['p99_ms']:7.1f} ms "
             f"errors={st['error_rate']:.1%} rejected={st['reject_rate']:.1%}"
         )
     return len(done)
+
+
+def _stage_label(timeline: list[dict[str, Any]], index: int) -> str:
+    row = next(r for r in timeline if r["index"] == index)
+    if "requests" in row:  # sequential
+        return f"N={row['requests']:<6} run {row.get('repeat', 0) + 1}"
+    if "rps" in row:
+        return f"rate={row['rps']:<7.1f}" + ("" if row.get("passed") is None else
+                                            (" PASS" if row["passed"] else " FAIL"))  # fmt: skip
+    return f"users={row['users']:<4}"
 
 
 def _no_samples() -> Any:

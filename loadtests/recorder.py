@@ -10,11 +10,24 @@ from __future__ import annotations
 import csv
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-COLUMNS = ("ts", "latency_ms", "status", "bytes", "name", "outcome", "users", "error")
-"""ts: request start (Unix s); outcome: ok | error | rejected (503 from max_works)."""
+COLUMNS = (
+    "ts", "latency_ms", "status", "bytes", "name", "outcome", "users", "error", "service_ms",
+    "lag_ms",
+)  # fmt: skip
+"""ts: request start (Unix s); outcome: ok | error | rejected (503 from max_works).
+
+Open-loop (rate) requests carry their *scheduled* send time in the request context: then
+``ts`` is the scheduled time, ``lag_ms`` how late the generator actually sent it, and
+``latency_ms`` runs from the scheduled time (``service_ms`` + ``lag_ms``), so a generator or
+a server that falls behind can never hide queueing (no coordinated omission). Closed-loop
+requests have ``lag_ms`` 0 and ``latency_ms`` == ``service_ms``."""
+
+Observer = Callable[[float, float, str], None]
+"""Called with (ts, latency_ms, outcome) for every request (find-max watches these)."""
 
 REJECT_STATUS = 503
 
@@ -35,10 +48,12 @@ class RequestRecorder:
         self._file: IO[str] = self.path.open("w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file)
         self._writer.writerow(COLUMNS)
+        self._file.flush()
         self._flush_interval_s = flush_interval_s
         self._last_flush = time.monotonic()
         self.rows = 0
         self.user_count = lambda: 0
+        self.observers: list[Observer] = []
 
     def on_request(
         self,
@@ -49,24 +64,33 @@ class RequestRecorder:
         response: Any = None,
         exception: Any = None,
         start_time: float | None = None,
+        context: dict[str, Any] | None = None,
         **_: Any,
     ) -> None:
         status = int(getattr(response, "status_code", 0) or 0)
         outcome = classify(status, exception)
-        ts = start_time if start_time is not None else time.time() - response_time / 1000
+        started = start_time if start_time is not None else time.time() - response_time / 1000
+        scheduled = (context or {}).get("scheduled_ts")
+        ts = scheduled if scheduled is not None else started
+        lag_ms = max(0.0, (started - ts) * 1000)
+        latency_ms = response_time + lag_ms
         error = "" if outcome == "ok" else str(exception or f"HTTP {status}")[:200]
         self._writer.writerow(
             (
                 f"{ts:.6f}",
-                f"{response_time:.3f}",
+                f"{latency_ms:.3f}",
                 status,
                 response_length or 0,
                 name,
                 outcome,
                 self.user_count(),
                 error,
+                f"{response_time:.3f}",
+                f"{lag_ms:.3f}",
             )
         )
+        for observer in self.observers:
+            observer(ts, latency_ms, outcome)
         self.rows += 1
         now = time.monotonic()
         if now - self._last_flush >= self._flush_interval_s:

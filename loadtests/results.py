@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
 from analysis.load import read_requests, read_samples, read_timeline
+from analysis.sequential import sequential_summary
 from analysis.stages import assign_stage, label_requests, stage_stats, timeline_frame
 
 
@@ -22,7 +25,8 @@ def finalize_target(
     raw = read_timeline(target_dir)
     if raw is None:
         return []
-    timeline = timeline_frame(raw)
+    last_ts = float(requests["ts"].max()) if len(requests) else None
+    timeline = timeline_frame(raw, open_end_ts=max(last_ts or 0.0, time.time()))
     labelled = label_requests(requests, timeline, settle_s)
     labelled.to_parquet(target_dir / "requests.parquet", index=False)
     if not samples.empty:
@@ -31,3 +35,13 @@ def finalize_target(
     for part in [*target_dir.glob("requests-*.csv"), target_dir / "resources.csv"]:
         part.unlink(missing_ok=True)
     return stage_stats(labelled, samples, timeline, settle_s, primary)
+
+
+def mode_results(target_dir: Path, mode: str) -> dict[str, Any]:
+    """Mode-specific results for summary.json: find-max's search, sequential totals."""
+    if mode == "find-max" and (target_dir / "findmax.json").exists():
+        return {"find_max": json.loads((target_dir / "findmax.json").read_text())}
+    if mode == "sequential" and (target_dir / "sequential.json").exists():
+        runs = json.loads((target_dir / "sequential.json").read_text())
+        return {"sequential": sequential_summary(runs)}
+    return {}

@@ -27,6 +27,9 @@ class LoadRunConfig(BaseModel):
     predict_path: str = "/v1/predict"
     grpc_target: str | None = None
     """host:port of a gRPC endpoint (tfserving-grpc)."""
+    slo_p99_ms: float | None = None
+    """find-max searches against this."""
+    max_error_rate: float = 0.01
     plan: LoadPlan
     data_dir: str | None
     out_dir: str

@@ -1,38 +1,46 @@
-"""Load shapes: the scenario's stages as a Locust ``LoadTestShape``.
+"""Load shapes: how many Locust users run when, for each load mode, and the stage timeline.
 
-On its first tick the shape writes ``timeline.json``: the wall-clock start and end of every
-planned stage. Requests and resource samples are assigned to stages from it.
+* ramp: :class:`StagesShape` holds each stage's user count for its duration;
+* rate: :class:`RateShape` runs one open-loop arrival user per generator process for the whole
+  plan; the arrival rate over time is :func:`rate_at` (users do the scheduling);
+* sequential and find-max: :class:`UntilDoneShape` runs one user until it reports it is done.
+
+``timeline.json`` holds the wall-clock start and end of every stage. Ramp and rate plans are
+known in advance (written at the first tick, :func:`plan_timeline`); sequential runs and
+find-max points are appended as they happen (:class:`Timeline`). Requests and resource
+samples are assigned to stages from this file.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from locust import LoadTestShape
 
 from loadtests.spec import Stage
 
 TIMELINE_FILE = "timeline.json"
+DONE = threading.Event()
+"""Set by a sequential or find-max user when its plan is complete."""
 
 
-def plan_timeline(stages: tuple[Stage, ...], t0: float) -> list[dict[str, float | int]]:
+def plan_timeline(stages: tuple[Stage, ...], t0: float) -> list[dict[str, Any]]:
     """Wall-clock boundaries of each stage when the first one starts at ``t0``."""
-    rows: list[dict[str, float | int]] = []
+    rows: list[dict[str, Any]] = []
     start = t0
     for i, st in enumerate(stages):
-        rows.append(
-            {
-                "index": i,
-                "users": st.users,
-                "spawn_rate": st.spawn_rate or st.users,
-                "duration_s": st.duration_s,
-                "start_ts": start,
-                "end_ts": start + st.duration_s,
-            }
-        )
+        row: dict[str, Any] = {"index": i, "users": st.users or 0, "duration_s": st.duration_s,
+                               "start_ts": start, "end_ts": start + st.duration_s}  # fmt: skip
+        if st.rps is not None:
+            row["rps"] = st.rps
+        else:
+            row["spawn_rate"] = st.spawn_rate or st.users
+        rows.append(row)
         start += st.duration_s
     return rows
 
@@ -47,22 +55,104 @@ def stage_at(stages: tuple[Stage, ...], run_time_s: float) -> int | None:
     return None
 
 
-class StagesShape(LoadTestShape):
-    """Hold each stage's user count for its duration, then stop."""
+def rate_at(stages: tuple[Stage, ...], run_time_s: float) -> float | None:
+    """Arrival rate (rps) ``run_time_s`` after the start; None once the plan is over.
 
-    abstract = True  # the locustfile subclasses it with the scenario's stages
+    A stage with ``ramp: true`` rises linearly from the previous stage's rate (0 for the
+    first) to its own over its duration; otherwise the rate steps.
+    """
+    begin = 0.0
+    previous = 0.0
+    for st in stages:
+        rps = st.rps or 0.0
+        if run_time_s < begin + st.duration_s:
+            if st.ramp:
+                return previous + (rps - previous) * (run_time_s - begin) / st.duration_s
+            return rps
+        begin += st.duration_s
+        previous = rps
+    return None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+class Timeline:
+    """A timeline built while the load runs (sequential runs, find-max points)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / TIMELINE_FILE
+        self.rows: list[dict[str, Any]] = []
+
+    def start(self, **info: Any) -> dict[str, Any]:
+        row = {"index": len(self.rows), "users": 1, "start_ts": time.time(), "end_ts": None,
+               "duration_s": None, **info}  # fmt: skip
+        self.rows.append(row)
+        write_json(self.path, self.rows)
+        return row
+
+    def end(self, row: dict[str, Any], **info: Any) -> None:
+        row["end_ts"] = time.time()
+        row["duration_s"] = row["end_ts"] - row["start_ts"]
+        row.update(info)
+        write_json(self.path, self.rows)
+
+
+class _PlannedShape(LoadTestShape):
+    abstract = True
     stages: ClassVar[tuple[Stage, ...]] = ()
     out_dir: ClassVar[Path | None] = None
     _timeline_written = False
 
+    def _write_timeline(self, run_time: float) -> None:
+        if not self._timeline_written and self.out_dir is not None:
+            write_json(
+                self.out_dir / TIMELINE_FILE, plan_timeline(self.stages, time.time() - run_time)
+            )
+            self._timeline_written = True
+
+
+class StagesShape(_PlannedShape):
+    """ramp: hold each stage's user count for its duration, then stop."""
+
+    abstract = True  # the locustfile subclasses it with the scenario's stages
+
     def tick(self) -> tuple[int, float] | None:
         run_time = self.get_run_time()
-        if not self._timeline_written and self.out_dir is not None:
-            timeline = plan_timeline(self.stages, time.time() - run_time)
-            (self.out_dir / TIMELINE_FILE).write_text(json.dumps(timeline, indent=1))
-            self._timeline_written = True
+        self._write_timeline(run_time)
         index = stage_at(self.stages, run_time)
         if index is None:
             return None
         stage = self.stages[index]
-        return stage.users, stage.spawn_rate or float(stage.users)
+        users = stage.users or 1
+        return users, stage.spawn_rate or float(users)
+
+
+class RateShape(_PlannedShape):
+    """rate: one arrival user per generator process for the whole plan."""
+
+    abstract = True
+    arrival_users: ClassVar[int] = 1
+
+    def tick(self) -> tuple[int, float] | None:
+        run_time = self.get_run_time()
+        self._write_timeline(run_time)
+        if stage_at(self.stages, run_time) is None:
+            return None
+        return self.arrival_users, float(self.arrival_users)
+
+
+class UntilDoneShape(LoadTestShape):
+    """sequential, find-max: one user, until it sets :data:`DONE` (or the bound passes)."""
+
+    abstract = True
+    max_duration_s: ClassVar[float] = 3600.0
+
+    def tick(self) -> tuple[int, float] | None:
+        if DONE.is_set() or self.get_run_time() > self.max_duration_s:
+            return None
+        return 1, 1.0

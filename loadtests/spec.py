@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -23,21 +23,90 @@ class SpecError(ValueError):
     """The scenario file is missing, unparsable or invalid; the message says where and the fix."""
 
 
-class Stage(StrictModel):
-    """One step of a ramp: hold ``users`` concurrent users for ``duration_s``."""
+LoadMode = Literal["ramp", "rate", "sequential", "find-max"]
+"""ramp: closed-loop users by stage; rate: open-loop arrivals by stage; sequential: the paper's
+N requests one after another, repeated; find-max: search the highest rate meeting the SLO."""
 
-    users: int = Field(ge=1, le=100_000, description="concurrent closed-loop users")
+
+def parse_cpuset(spec: str) -> list[int]:
+    """``"0"``, ``"0,2"`` or ``"0-3"`` -> CPU indices (the cpuset/taskset notation)."""
+    cpus: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise ValueError(f"cpuset '{spec}' is not like '0', '0,2' or '0-3'")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+class Stage(StrictModel):
+    """One step of the load, held for ``duration_s``: ``users`` (ramp) or ``rps`` (rate)."""
+
+    users: int | None = Field(default=None, ge=1, le=100_000, description="closed-loop users")
+    rps: float | None = Field(default=None, gt=0, le=100_000, description="arrivals per second")
     duration_s: float = Field(gt=0, le=86_400)
     spawn_rate: float | None = Field(
-        default=None, gt=0, description="users started per second; default: all at once"
+        default=None, gt=0, description="ramp: users started per second; default all at once"
     )
+    ramp: bool = Field(
+        default=False, description="rate: rise linearly from the previous stage's rps"
+    )
+
+
+class Sequential(StrictModel):
+    """The paper's method: ``requests`` sent one after another, each run repeated."""
+
+    requests: tuple[int, ...] = Field(default=(1, 10, 100, 1_000, 10_000), min_length=1)
+    repeat: int = Field(default=10, ge=1, le=1_000)
+    max_duration_s: float = Field(default=7_200, gt=0, description="hard bound on the run")
+
+    @model_validator(mode="after")
+    def _positive(self) -> Sequential:
+        if any(n < 1 for n in self.requests):
+            raise ValueError("every entry of requests must be >= 1")
+        return self
+
+
+class FindMax(StrictModel):
+    """Search the highest arrival rate meeting the SLO: step up, then bisect."""
+
+    start_rps: float = Field(default=10, gt=0)
+    max_rps: float = Field(default=5_000, gt=0)
+    step_factor: float = Field(default=1.5, gt=1, le=10)
+    window_s: float = Field(default=4, gt=0, description="p99 is measured per window")
+    stable_windows: int = Field(default=3, ge=2, description="consecutive windows that agree")
+    stability: float = Field(
+        default=0.25, gt=0, description="windows agree when their p99 differ by at most this"
+    )
+    max_hold_s: float = Field(default=40, gt=0, description="longest time at one rate")
+    tolerance: float = Field(default=0.05, gt=0, description="stop when hi/lo - 1 is below")
+    max_points: int = Field(default=16, ge=2, le=100)
+
+    @property
+    def max_duration_s(self) -> float:
+        return self.max_points * self.max_hold_s
 
 
 class LoadPlan(StrictModel):
     """How the load generator drives a target."""
 
-    mode: str = Field(default="ramp", pattern="^ramp$", description="closed-loop users by stage")
-    stages: tuple[Stage, ...] = Field(min_length=1)
+    mode: LoadMode = "ramp"
+    stages: tuple[Stage, ...] = Field(default=(), description="ramp and rate modes")
+    arrival: Literal["constant", "poisson"] = Field(
+        default="constant", description="rate: evenly spaced or Poisson arrivals"
+    )
+    max_in_flight: int = Field(
+        default=1_000, ge=1, description="rate: requests outstanding at once before sends fail"
+    )
+    late_ms: float = Field(
+        default=10.0, gt=0, description="rate: a send this far behind schedule counts as late"
+    )
+    sequential: Sequential = Field(default_factory=Sequential, description="sequential mode")
+    find_max: FindMax = Field(default_factory=FindMax, description="find-max mode")
+    workers: int = Field(default=1, ge=1, le=64, description="Locust worker processes")
+    generator_cpuset: str | None = Field(
+        default=None, description="pin the generator to these CPUs, e.g. '1' or '2-3'"
+    )
     images_per_request: int = Field(default=1, ge=1, le=256)
     encoding: Encoding = "json"
     think_time_s: float = Field(default=0.0, ge=0, description="pause between a user's requests")
@@ -55,18 +124,55 @@ class LoadPlan(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _settle_shorter_than_stages(self) -> LoadPlan:
-        for i, stage in enumerate(self.stages):
-            if self.settle_s >= stage.duration_s:
-                raise ValueError(
-                    f"settle_s ({self.settle_s}) must be shorter than every stage; "
-                    f"stage {i} lasts {stage.duration_s} s: lower settle_s or lengthen the stage"
-                )
+    def _consistent(self) -> LoadPlan:
+        if self.generator_cpuset is not None:
+            parse_cpuset(self.generator_cpuset)
+        if self.mode in ("ramp", "rate"):
+            key, other = ("users", "rps") if self.mode == "ramp" else ("rps", "users")
+            if not self.stages:
+                raise ValueError(f"mode {self.mode} needs stages, each with {key} and duration_s")
+            for i, stage in enumerate(self.stages):
+                if getattr(stage, key) is None or getattr(stage, other) is not None:
+                    raise ValueError(
+                        f"stages.{i}: mode {self.mode} takes '{key}' (not '{other}') per stage"
+                    )
+                if self.settle_s >= stage.duration_s:
+                    raise ValueError(
+                        f"settle_s ({self.settle_s}) must be shorter than every stage; "
+                        f"stage {i} lasts {stage.duration_s} s: lower settle_s or lengthen it"
+                    )
+        elif self.stages:
+            raise ValueError(f"mode {self.mode} takes no stages; remove them")
+        if self.mode in ("sequential", "find-max") and self.workers != 1:
+            raise ValueError(f"mode {self.mode} runs in one generator process: set workers: 1")
         return self
 
     @property
+    def stage_settle_s(self) -> float:
+        """Seconds excluded at each stage's start: none for sequential runs (no spawning)."""
+        return 0.0 if self.mode == "sequential" else self.settle_s
+
+    @property
     def duration_s(self) -> float:
+        """Planned (ramp, rate) or longest possible (sequential, find-max) load time."""
+        if self.mode == "sequential":
+            return self.sequential.max_duration_s
+        if self.mode == "find-max":
+            return self.find_max.max_duration_s
         return sum(s.duration_s for s in self.stages)
+
+
+class SLO(StrictModel):
+    """Service-level objectives checked at the end of a run (and used by find-max)."""
+
+    p99_ms: float | None = Field(default=None, gt=0)
+    p95_ms: float | None = Field(default=None, gt=0)
+    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    max_reject_rate: float | None = Field(default=None, ge=0, le=1)
+    min_rps: float | None = Field(default=None, ge=0)
+    scope: Literal["overall", "every-stage", "last-stage"] = Field(
+        default="overall", description="check the whole run's windows, each stage, or the last"
+    )
 
 
 class Collect(StrictModel):
@@ -79,7 +185,16 @@ class Scenario(StrictModel):
     description: str = ""
     targets: tuple[str, ...] = Field(min_length=1, description="names under the top-level targets:")
     load: LoadPlan
+    slo: SLO | None = None
     collect: Collect = Collect()
+
+    @model_validator(mode="after")
+    def _find_max_needs_slo(self) -> Scenario:
+        if self.load.mode == "find-max" and (self.slo is None or self.slo.p99_ms is None):
+            raise ValueError(
+                "load.mode find-max searches against slo.p99_ms: set slo: {p99_ms: ...}"
+            )
+        return self
 
 
 class ScenarioFile(StrictModel):

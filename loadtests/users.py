@@ -1,23 +1,38 @@
-"""Locust users: one per way of talking to a target, all sending CIFAR-10 test images.
+"""Locust users: one per way of talking to a target and per load mode.
 
-* :class:`PredictUser`: the servecap predict API every Python target speaks;
-* :class:`TFServingRestUser`: TF Serving's REST predict API;
-* :class:`TFServingGrpcUser`: TF Serving's gRPC ``PredictionService/Predict``.
+Clients (how a request looks):
 
-All are closed-loop (send, wait for the answer, pause ``wait_time``, repeat). Request bodies
-are pre-encoded (:mod:`loadtests.bodies`) and cycled from a random offset per user.
+* servecap predict API (every Python target) and TF Serving REST: :class:`HttpPredict`;
+* TF Serving gRPC: :class:`TFServingGrpcUser`; the job queue: :mod:`loadtests.jobusers`.
+
+Load modes (when requests are sent):
+
+* ramp: :class:`PredictUser` / :class:`TFServingRestUser`, closed loop: send, wait for the
+  answer, pause ``wait_time``, repeat;
+* rate and find-max: :class:`ArrivalUser`, open loop: requests leave on a schedule whatever
+  the answers do, each carrying its scheduled send time (see :mod:`loadtests.recorder`);
+* sequential: :class:`SequentialUser`, the paper's N requests one after another, repeated.
+
+Request bodies are pre-encoded (:mod:`loadtests.bodies`) and cycled from a random offset.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
+import gevent
+from gevent.pool import Group
 from locust import FastHttpUser, User, constant, task
 
+from loadtests import shapes
+from loadtests.findmax import FindMaxSearch, window_result
+from loadtests.spec import FindMax, Sequential, Stage
 from targets.tfserving import protocol as tfs
 
 
@@ -29,62 +44,223 @@ class _BodyCycle:
         return itertools.islice(itertools.cycle(self.bodies), offset, None)
 
 
-class PredictUser(_BodyCycle, FastHttpUser):
-    """POST the servecap predict API; 503 counts as a rejection, other non-200 as errors."""
+class HttpPredict(_BodyCycle, FastHttpUser):
+    """One predict request over HTTP; 503 is a rejection, other non-200 an error.
 
-    abstract = True  # made concrete by the locustfile once configured
+    :meth:`check_answer` validates a 200 body (by default: anything goes).
+    """
+
+    abstract = True
     content_type: ClassVar[str] = "application/json"
     predict_path: ClassVar[str] = "/v1/predict"
     wait_time = constant(0)
 
+    def check_answer(self, body: bytes) -> None:
+        """Raise ValueError when a 200 answer is not a prediction."""
+
     def on_start(self) -> None:
         self._bodies = self._cycle()
 
-    @task
-    def predict(self) -> None:
-        body = next(self._bodies)
+    def send_predict(self, context: dict[str, Any] | None = None) -> None:
         with self.client.post(
             self.predict_path,
-            data=body,  # type: ignore[arg-type]  # bytes are sent as-is at runtime
+            data=next(self._bodies),  # type: ignore[arg-type]  # bytes are sent as-is
             headers={"Content-Type": self.content_type},
             name="predict",
+            context=context or {},
             catch_response=True,
         ) as resp:
-            if resp.status_code == 200:
-                resp.success()
-            elif resp.status_code == 503:
+            if resp.status_code == 503:
                 resp.failure("rejected (503)")
-            else:
+            elif resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
+            else:
+                try:
+                    self.check_answer(resp.content or b"")
+                except ValueError as err:
+                    resp.failure(str(err))
 
 
-class TFServingRestUser(PredictUser):
-    """TF Serving REST: same loop, its own path and answer format (checked, not just 200)."""
+class PredictUser(HttpPredict):
+    """ramp mode, servecap predict API."""
 
     abstract = True
-    predict_path = tfs.rest_predict_path()
 
     @task
     def predict(self) -> None:
-        body = next(self._bodies)
-        with self.client.post(
-            self.predict_path,
-            data=body,  # type: ignore[arg-type]
-            headers={"Content-Type": "application/json"},
-            name="predict",
-            catch_response=True,
-        ) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"HTTP {resp.status_code}")
+        self.send_predict()
+
+
+class TFServingRestAnswers:
+    """Mixin: TF Serving REST's path and answer format (checked, not just the 200)."""
+
+    predict_path: ClassVar[str] = tfs.rest_predict_path()
+
+    def check_answer(self, body: bytes) -> None:
+        tfs.rest_probabilities(body)
+
+
+class TFServingRestUser(TFServingRestAnswers, PredictUser):
+    """ramp mode, TF Serving REST."""
+
+    abstract = True
+
+
+class ArrivalUser(HttpPredict):
+    """Open loop (rate, find-max): send on a schedule, never waiting for answers.
+
+    ``arrival_users`` of these share the rate (one per generator process). A send that would
+    exceed ``max_in_flight`` outstanding requests is recorded as an error ("not sent"), so an
+    overloaded target shows up as errors and latency, never as a quietly lower rate.
+    """
+
+    abstract = True
+    mode: ClassVar[str] = "rate"
+    stages: ClassVar[tuple[Stage, ...]] = ()
+    arrival: ClassVar[str] = "constant"
+    arrival_users: ClassVar[int] = 1
+    max_in_flight: ClassVar[int] = 1000
+    concurrency = 1000  # connections in FastHttpSession's pool
+    find_max: ClassVar[FindMax | None] = None
+    slo_p99_ms: ClassVar[float] = 0.0
+    max_error_rate: ClassVar[float] = 0.01
+    out_dir: ClassVar[Path | None] = None
+    observed: ClassVar[list[tuple[float, float, str]]] = []
+    """(ts, latency_ms, outcome) of finished requests, fed by the recorder (find-max)."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self._group = Group()
+        self._in_flight: dict[int, float] = {}
+        self._seq = itertools.count()
+
+    def on_stop(self) -> None:
+        self._group.kill(block=False)
+
+    @task
+    def drive(self) -> None:
+        if self.mode == "find-max":
+            self._find_max()
+        else:
+            t0 = _planned_start(self.out_dir) or time.time()
+            self._schedule(t0, lambda t: _per_user(shapes.rate_at(self.stages, t), self))
+        while True:  # the plan is over: idle until Locust stops this user
+            gevent.sleep(1)
+
+    def _schedule(
+        self, t0: float, rate_fn: Callable[[float], float | None], until_ts: float | None = None
+    ) -> None:
+        """Fire requests at the rate ``rate_fn(seconds since t0)`` until it returns None."""
+        rng = random.Random()
+        next_ts = t0
+        while until_ts is None or next_ts < until_ts:
+            rate = rate_fn(next_ts - t0)
+            if rate is None:
                 return
-            try:
-                tfs.rest_probabilities(resp.content or b"")
-            except ValueError as err:
-                resp.failure(str(err))
+            if rate <= 0:
+                next_ts += 0.05
+                continue
+            delay = next_ts - time.time()
+            if delay > 0:
+                gevent.sleep(delay)
+            self._fire(next_ts)
+            next_ts += rng.expovariate(rate) if self.arrival == "poisson" else 1.0 / rate
+
+    def _fire(self, scheduled_ts: float) -> None:
+        if len(self._in_flight) >= self.max_in_flight:
+            self.environment.events.request.fire(
+                request_type="POST", name="predict", response_time=0.0, response_length=0,
+                response=None, context={"scheduled_ts": scheduled_ts}, start_time=time.time(),
+                exception=RuntimeError(f"not sent: {self.max_in_flight} requests in flight"),
+                url=self.predict_path,
+            )  # fmt: skip
+            return
+        self._group.spawn(self._send, scheduled_ts)
+
+    def _send(self, scheduled_ts: float) -> None:
+        key = next(self._seq)
+        self._in_flight[key] = scheduled_ts
+        try:
+            self.send_predict({"scheduled_ts": scheduled_ts})
+        finally:
+            del self._in_flight[key]
+
+    def _find_max(self) -> None:
+        assert self.find_max is not None and self.out_dir is not None
+        plan = self.find_max
+        search = FindMaxSearch(plan, self.slo_p99_ms, self.max_error_rate)
+        timeline = shapes.Timeline(self.out_dir)
+        while not search.done:
+            point = search.current
+            row = timeline.start(rps=point.rps)
+            start = time.time()
+            while True:
+                window_start = time.time()
+                self._schedule(window_start, _constant(point.rps), window_start + plan.window_s)
+                now = time.time()
+                ages = [(now - ts) * 1000 for ts in self._in_flight.values()]
+                window = window_result(window_start, now, self.observed, ages, self.slo_p99_ms)
+                if search.add_window(window, now - start):
+                    break
+            timeline.end(row, passed=point.passed, reason=point.reason)
+            shapes.write_json(self.out_dir / "findmax.json", search.result())
+            self._drain(timeout_s=max(2.0, 2 * self.slo_p99_ms / 1000))
+            self.observed.clear()
+        shapes.DONE.set()
+
+    def _drain(self, timeout_s: float) -> None:
+        deadline = time.time() + timeout_s
+        while self._in_flight and time.time() < deadline:
+            gevent.sleep(0.05)
+
+
+class SequentialUser(HttpPredict):
+    """The paper's method: N requests one after another, each N repeated, timed in total."""
+
+    abstract = True
+    plan: ClassVar[Sequential] = Sequential()
+    out_dir: ClassVar[Path | None] = None
+
+    @task
+    def drive(self) -> None:
+        assert self.out_dir is not None
+        timeline = shapes.Timeline(self.out_dir)
+        runs: list[dict[str, Any]] = []
+        for n in self.plan.requests:
+            for rep in range(self.plan.repeat):
+                row = timeline.start(requests=n, repeat=rep)
+                start = time.perf_counter()
+                for _ in range(n):
+                    self.send_predict()
+                total_s = time.perf_counter() - start
+                timeline.end(row, total_s=total_s)
+                runs.append({"requests": n, "repeat": rep, "total_s": total_s})
+                shapes.write_json(self.out_dir / "sequential.json", runs)
+        shapes.DONE.set()
+        while True:
+            gevent.sleep(1)
+
+
+def _planned_start(out_dir: Path | None) -> float | None:
+    """The first stage's start from timeline.json (shared by every generator process)."""
+    if out_dir is None:
+        return None
+    try:
+        return float(json.loads((out_dir / shapes.TIMELINE_FILE).read_text())[0]["start_ts"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _constant(rps: float) -> Callable[[float], float]:
+    return lambda _t: rps
+
+
+def _per_user(rate: float | None, user: ArrivalUser) -> float | None:
+    return None if rate is None else rate / max(1, user.arrival_users)
 
 
 class TFServingGrpcUser(_BodyCycle, User):
-    """TF Serving gRPC Predict, with latency reported through Locust's request event."""
+    """TF Serving gRPC Predict (ramp mode), latency reported through Locust's request event."""
 
     abstract = True
     grpc_target: ClassVar[str] = "127.0.0.1:8500"

@@ -47,11 +47,15 @@ def scenarios_file(tmp_path: Path, tiny_model: Path) -> Path:
     return path
 
 
-def serving_processes() -> list[psutil.Process]:
+def serving_processes(spec_file: Path, out: Path) -> list[psutil.Process]:
+    """This test's target (by its port) and load generator (by its results folder)."""
+    ports = {str(t["port"]) for t in yaml.safe_load(spec_file.read_text())["targets"].values()}
     found = []
     for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if "targets.fastapi.app" in cmd or "loadtests/locustfile.py" in cmd:
+        args = proc.info["cmdline"] or []
+        cmd = " ".join(args)
+        server = "targets.fastapi.app" in cmd and any(p in args for p in ports)
+        if server or ("loadtests/locustfile.py" in cmd and str(out) in cmd):
             found.append(proc)
     return found
 
@@ -63,7 +67,7 @@ def test_smoke_run_contract(scenarios_file: Path, cifar_dir: Path, tmp_path: Pat
     outcome = run(RunOptions("smoke", spec, scenarios_file, out, data_dir=str(cifar_dir)),
                   echo=lines.append)  # fmt: skip
     assert outcome.ok, outcome.failures
-    assert not serving_processes()
+    assert not serving_processes(scenarios_file, out)
     assert any("stage 2/2" in line for line in lines)  # progress per stage
 
     summary = json.loads((out / "summary.json").read_text())
@@ -115,9 +119,56 @@ def test_interrupted_run_keeps_data_and_leaves_nothing(
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     assert "interrupted" in output
-    assert not serving_processes()
+    assert not serving_processes(scenarios_file, out)
     summary = json.loads((out / "summary.json").read_text())
     (entry,) = summary["runs"]
     assert entry["status"] == "interrupted"
     assert entry["requests"] > 0  # what was measured before the interrupt is kept
     assert len(pd.read_parquet(out / "fastapi" / "requests.parquet")) == entry["requests"]
+
+
+MODES = {
+    "rate": {"mode": "rate", "settle_s": 1, "arrival": "poisson",
+             "stages": [{"rps": 20, "duration_s": 4}, {"rps": 40, "duration_s": 4, "ramp": True}]},
+    "sequential": {"mode": "sequential", "sequential": {"requests": [1, 5, 20], "repeat": 2}},
+    "distributed": {"workers": 2, "settle_s": 1, "stages": [{"users": 2, "duration_s": 5}]},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_load_modes_end_to_end(
+    mode: str, tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    from loadtests.spec import parse_scenarios
+
+    data = {
+        "targets": {"api": {"kind": "fastapi", "port": free_port(), "model_path": str(tiny_model)}},
+        "scenarios": {"m": {"targets": ["api"], "load": {"warmup_requests": 2, **MODES[mode]}}},
+    }  # fmt: skip
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(yaml.safe_dump(data))
+    out = tmp_path / "results"
+    outcome = run(RunOptions("m", parse_scenarios(data), spec_file, out, data_dir=str(cifar_dir)),
+                  echo=lambda _: None)  # fmt: skip
+    assert outcome.ok, outcome.failures
+    assert not serving_processes(spec_file, out)
+    (entry,) = json.loads((out / "summary.json").read_text())["runs"]
+    requests = pd.read_parquet(out / "api" / "requests.parquet")
+    assert len(requests) == entry["requests"] > 0
+    assert (requests["outcome"] == "ok").all()
+    if mode == "rate":
+        first, second = entry["stages"]
+        assert first["rps"] == pytest.approx(20, rel=0.5)  # Poisson over a 3 s window
+        assert second["rps"] == pytest.approx(32, rel=0.5)  # ramping 20 -> 40
+        assert (requests["lag_ms"] >= 0).all() and "send_lag_p99_ms" in first
+        assert (requests["latency_ms"] >= requests["service_ms"]).all()
+    elif mode == "sequential":
+        seq = entry["sequential"]
+        assert [s["requests"] for s in seq] == [1, 5, 20] and all(s["repeats"] == 2 for s in seq)
+        assert len(entry["stages"]) == 6 and len(requests) == 2 * (1 + 5 + 20)
+        assert all(s["mean_total_s"] > 0 for s in seq)
+    else:
+        pids = {p.stem for p in (out / "api").glob("requests-*.csv")}
+        assert not pids  # the two worker processes' parts were merged
+        assert requests["users"].max() >= 1 and entry["stages"][0]["rps"] > 0
+        assert all(s["generator_ok"] in (True, False) for s in entry["stages"])

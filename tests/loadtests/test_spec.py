@@ -63,7 +63,9 @@ def test_wrong_type_and_range_give_path_and_value() -> None:
 def test_missing_key_is_reported() -> None:
     data = minimal()
     del data["scenarios"]["s"]["load"]["stages"]
-    assert "scenarios.s.load.stages: required key is missing" in error_of(data)
+    assert "mode ramp needs stages" in error_of(data)
+    del data["scenarios"]["s"]["load"]
+    assert "scenarios.s.load: required key is missing" in error_of(data)
 
 
 def test_unknown_target_reference() -> None:

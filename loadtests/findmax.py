@@ -1,0 +1,154 @@
+"""find-max: search the highest arrival rate that meets the p99 SLO.
+
+Pure logic, no Locust: :class:`FindMaxSearch` is told the measurements of each window at the
+current rate and decides when a rate passes or fails and which rate to try next.
+
+* A rate **passes** when its last ``stable_windows`` windows all meet the SLO (p99 and error
+  rate) and agree with each other (max p99 / min p99 <= 1 + ``stability``).
+* It **fails** when its last ``stable_windows`` windows all break the SLO, or when it has been
+  held ``max_hold_s`` without passing.
+* Search: step up by ``step_factor`` from ``start_rps`` until a rate fails (stepping down
+  instead when the first rate fails), then bisect (geometric mean) between the highest
+  passing and the lowest failing rate until they are within ``tolerance``.
+
+Requests still in flight and older than the SLO when a window closes count as SLO breaches
+with their age as latency: a server that stopped answering cannot look fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from analysis.stages import percentile_ms
+from loadtests.spec import FindMax
+
+
+@dataclass
+class WindowResult:
+    start_ts: float
+    end_ts: float
+    requests: int
+    errors: int
+    p99_ms: float
+    overdue: int = 0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def window_result(
+    start_ts: float,
+    end_ts: float,
+    observed: list[tuple[float, float, str]],
+    in_flight_ages_ms: list[float],
+    slo_p99_ms: float,
+) -> WindowResult:
+    """Summarise the requests scheduled in [start_ts, end_ts) (plus overdue in-flight ones)."""
+    inside = [(lat, out) for ts, lat, out in observed if start_ts <= ts < end_ts]
+    overdue = [age for age in in_flight_ages_ms if age > slo_p99_ms]
+    latencies = [lat for lat, out in inside if out == "ok"] + overdue
+    errors = sum(1 for _, out in inside if out != "ok")
+    return WindowResult(start_ts, end_ts, len(inside) + len(overdue), errors,
+                        percentile_ms(latencies, 99), len(overdue))  # fmt: skip
+
+
+@dataclass
+class Point:
+    rps: float
+    windows: list[WindowResult] = field(default_factory=list)
+    passed: bool | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rps": self.rps,
+            "passed": self.passed,
+            "reason": self.reason,
+            "windows": [
+                {
+                    "p99_ms": w.p99_ms,
+                    "requests": w.requests,
+                    "error_rate": w.error_rate,
+                    "overdue": w.overdue,
+                    "start_ts": w.start_ts,
+                    "end_ts": w.end_ts,
+                }
+                for w in self.windows
+            ],
+        }
+
+
+class FindMaxSearch:
+    def __init__(self, plan: FindMax, slo_p99_ms: float, max_error_rate: float = 0.01) -> None:
+        self.plan = plan
+        self.slo_p99_ms = slo_p99_ms
+        self.max_error_rate = max_error_rate
+        self.points: list[Point] = [Point(plan.start_rps)]
+        self.lo: float | None = None  # highest passing rate
+        self.hi: float | None = None  # lowest failing rate
+        self.done = False
+
+    @property
+    def current(self) -> Point:
+        return self.points[-1]
+
+    def _meets(self, w: WindowResult) -> bool:
+        ok_p99 = not math.isnan(w.p99_ms) and w.p99_ms <= self.slo_p99_ms
+        return ok_p99 and w.error_rate <= self.max_error_rate and w.requests > 0
+
+    def add_window(self, window: WindowResult, held_s: float) -> bool:
+        """Record a window at the current rate; True when the rate has been decided."""
+        point = self.current
+        point.windows.append(window)
+        last = point.windows[-self.plan.stable_windows :]
+        if len(last) == self.plan.stable_windows:
+            p99s = [w.p99_ms for w in last]
+            if all(self._meets(w) for w in last):
+                if max(p99s) <= (1 + self.plan.stability) * max(min(p99s), 1e-9):
+                    return self._decide(True, "met the SLO in consecutive stable windows")
+            elif not any(self._meets(w) for w in last):
+                return self._decide(False, "broke the SLO in consecutive windows")
+        if held_s >= self.plan.max_hold_s:
+            return self._decide(False, f"not stable within {self.plan.max_hold_s:.0f} s")
+        return False
+
+    def _decide(self, passed: bool, reason: str) -> bool:
+        point = self.current
+        point.passed, point.reason = passed, reason
+        if passed:
+            self.lo = max(self.lo or 0.0, point.rps)
+        else:
+            self.hi = min(self.hi or math.inf, point.rps)
+        nxt = self._next_rate()
+        if nxt is None or len(self.points) >= self.plan.max_points:
+            self.done = True
+        else:
+            self.points.append(Point(nxt))
+        return True
+
+    def _next_rate(self) -> float | None:
+        p = self.plan
+        if self.hi is None:  # still stepping up
+            assert self.lo is not None
+            if self.lo >= p.max_rps:
+                return None
+            return min(self.lo * p.step_factor, p.max_rps)
+        if self.lo is None:  # even the first rate failed: step down
+            nxt = self.hi / p.step_factor
+            return nxt if nxt >= 0.1 else None
+        if self.hi / self.lo - 1 <= p.tolerance:
+            return None
+        return math.sqrt(self.lo * self.hi)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "max_rps": self.lo or 0.0,
+            "lowest_failing_rps": self.hi,
+            "slo_p99_ms": self.slo_p99_ms,
+            "max_error_rate": self.max_error_rate,
+            "complete": self.done,
+            "points": [pt.as_dict() for pt in self.points if pt.passed is not None],
+        }

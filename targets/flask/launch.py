@@ -1,0 +1,81 @@
+"""How the Flask target starts as local processes: gunicorn, gthread workers, no ``--preload``.
+
+::
+
+    gunicorn -k gthread -w WORKERS --threads THREADS -b HOST:PORT 'targets.flask.app:create_app()'
+
+:func:`gunicorn_argv` is shared by every gunicorn-served target (the Django tier too).
+
+* No ``--preload``: TensorFlow is not fork-safe, so each worker imports TensorFlow and loads its
+  own model after the fork (``create_app()`` runs in the worker). Readiness is ``/healthz``
+  answering 200: at least one worker has loaded its model.
+* Worker class ``gthread`` always, even with one thread: it keeps client connections alive
+  (gunicorn's ``sync`` worker closes every connection, which would make nginx and the load
+  generator pay a TCP handshake per request) and it is what makes max_works meaningful.
+* max_works semantics with gunicorn: the limit counts inferences in flight **per worker
+  process** (as everywhere in servecap). A gthread worker runs at most ``threads`` requests at
+  once and queues the rest, so with ``threads <= max_works`` the limit could never trigger:
+  requests over it would wait instead of being refused. When max_works is set the worker
+  therefore gets ``threads = max(config.threads, max_works + 1)`` (:func:`effective_threads`):
+  max_works threads infer, at least one more answers the excess at once with 503 +
+  Retry-After. A target with W workers admits at most ``W x max_works`` inferences at once;
+  gunicorn's accept is not balanced, so one worker may refuse while another has room.
+* Keep-alive 75 s (above nginx's 60 s upstream keep-alive, so nginx never reuses a connection
+  gunicorn is closing); worker timeout 120 s (model loading on a busy small machine); graceful
+  stop 5 s (within the launcher's 10 s grace); no access log; no control socket (gunicorn's
+  default socket path is one per user, and chains run two gunicorns at once).
+"""
+
+from __future__ import annotations
+
+from targets.config import TargetConfig
+from targets.launchers.base import ProcessSpec
+from targets.registry import PYTHON, server_env
+
+KEEPALIVE_S = 75
+WORKER_TIMEOUT_S = 120
+GRACEFUL_TIMEOUT_S = 5
+
+
+def effective_threads(config: TargetConfig) -> int:
+    """Threads per gunicorn worker: config.threads, raised above max_works when that is set."""
+    if config.max_works:
+        return max(config.threads, config.max_works + 1)
+    return config.threads
+
+
+def gunicorn_argv(app: str, host: str, port: int, config: TargetConfig) -> tuple[str, ...]:
+    """The gunicorn command line serving WSGI ``app`` (``module:callable()``) on host:port."""
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return (
+        PYTHON, "-m", "gunicorn",
+        "--worker-class", "gthread",
+        "--workers", str(config.workers),
+        "--threads", str(effective_threads(config)),
+        "--bind", bind,
+        "--keep-alive", str(KEEPALIVE_S),
+        "--timeout", str(WORKER_TIMEOUT_S),
+        "--graceful-timeout", str(GRACEFUL_TIMEOUT_S),
+        "--log-level", "warning",
+        "--no-control-socket",
+        app,
+    )  # fmt: skip
+
+
+def loopback_url(host: str, port: int) -> str:
+    """The URL the harness uses to reach a server bound to ``host:port`` (as base_url does)."""
+    return f"http://{'[::1]' if host == '::1' else '127.0.0.1'}:{port}"
+
+
+def flask_spec(name: str, config: TargetConfig, host: str, port: int) -> ProcessSpec:
+    """The Flask model server on host:port (standalone target, or the model tier of a chain)."""
+    return ProcessSpec(
+        name=name,
+        argv=gunicorn_argv("targets.flask.app:create_app()", host, port, config),
+        env=server_env(config),
+        ready_url=f"{loopback_url(host, port)}/healthz",
+    )
+
+
+def process_plan(name: str, config: TargetConfig) -> list[ProcessSpec]:
+    return [flask_spec(name, config, config.host, config.port)]
