@@ -1,0 +1,1 @@
+"""On-demand benchmarks that print figures (not run in CI)."""
