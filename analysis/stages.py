@@ -147,6 +147,19 @@ def window_stats(window: pd.DataFrame, window_s: float) -> dict[str, Any]:
     return row
 
 
+def overall_stats(
+    requests: pd.DataFrame, timeline: pd.DataFrame, settle_s: float, primary: str | None = None
+) -> dict[str, Any]:
+    """The whole run's steady windows taken together: the figures overall SLO gates check."""
+    labelled = label_requests(requests, timeline, settle_s)
+    windows = steady_windows(timeline, settle_s)
+    window_s = float((windows["window_end"] - windows["window_start"]).sum())
+    inside = labelled[labelled["in_window"]]
+    if primary is not None:
+        inside = inside[inside["name"] == primary]
+    return {"window_s": window_s, **window_stats(inside, window_s)}
+
+
 LATE_MS = 10.0
 """A request sent more than this behind its schedule counts as late (open loop)."""
 GENERATOR_CPU_LIMIT_PCT = 90.0

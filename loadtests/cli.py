@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
-from loadtests.spec import DEFAULT_SCENARIOS_FILE, SpecError, load_scenarios
+from loadtests.spec import DEFAULT_SCENARIOS_FILE, Scenario, SpecError, load_scenarios
 from targets.launchers import LAUNCHERS
 
 DATA_HELP = (
@@ -58,9 +60,19 @@ def main() -> None:
 @click.option("--launcher", type=click.Choice(LAUNCHERS), default="process", show_default=True)
 @click.option("--data", "data_dir", type=str, default=None, help=DATA_HELP)
 @click.option("--seed", type=int, default=0, show_default=True, help="image selection seed")
+@click.option(
+    "--junit",
+    "junit_file",
+    type=click.Path(path_type=Path),
+    help="write the SLO gates as JUnit XML here",
+)
 def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str,
-        data_dir: str | None, seed: int) -> None:  # fmt: skip
-    """Run SCENARIO from the scenario file and write a results folder."""
+        data_dir: str | None, seed: int, junit_file: Path | None) -> None:  # fmt: skip
+    """Run SCENARIO from the scenario file and write a results folder.
+
+    Exit status: 0 all good; 1 a target failed; 3 an SLO gate (the scenario's slo:) failed;
+    130 interrupted.
+    """
     from loadtests.orchestrator import RunOptions
     from loadtests.orchestrator import run as run_scenario
 
@@ -77,10 +89,39 @@ def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str
     if outcome.interrupted:
         click.echo("servecap: interrupted; partial results kept", err=True)
         sys.exit(130)
+    breached = _gate(spec.scenario(scenario), outcome.out_dir, scenario, junit_file)
     if outcome.failures:
         for failure in outcome.failures:
             click.echo(f"servecap: FAILED {failure}", err=True)
         sys.exit(1)
+    if breached:
+        sys.exit(3)
+
+
+def _gate(sc: Scenario, out_dir: Path, name: str, junit_file: Path | None) -> bool:
+    """Check the scenario's SLO, print it, record it in summary.json, optionally as JUnit.
+
+    True when a gate failed.
+    """
+    from dataclasses import asdict
+
+    from loadtests.gates import check_summary, junit_xml
+
+    if sc.slo is None:
+        if junit_file is not None:
+            click.echo(f"servecap: scenario '{name}' has no slo:, so no gates to write", err=True)
+        return False
+    path = out_dir / "summary.json"
+    summary: dict[str, Any] = json.loads(path.read_text())
+    results = check_summary(summary, sc.slo)
+    for r in results:
+        click.echo(f"SLO {'pass' if r.passed else 'FAIL'}: {r.message}")
+    summary["gates"] = {"slo": sc.slo.model_dump(), "results": [asdict(r) for r in results],
+                        "passed": all(r.passed for r in results)}  # fmt: skip
+    path.write_text(json.dumps(summary, indent=2))
+    if junit_file is not None:
+        junit_file.write_text(junit_xml(results, f"servecap.{name}"), encoding="utf-8")
+    return not summary["gates"]["passed"]
 
 
 @main.command()

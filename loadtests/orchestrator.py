@@ -172,8 +172,9 @@ def _run_target(
         echo(f"[{name}] FAILED: {err}")
     plan = scenario.load
     primary = load.primary_request if load else None
-    stages = finalize_target(tdir, plan.stage_settle_s, primary)
-    entry["stages"] = flag_generator(stages, plan.workers)
+    final = finalize_target(tdir, plan.stage_settle_s, primary)
+    entry["stages"] = flag_generator(final.stages, plan.workers)
+    entry["overall"] = final.overall
     entry["requests"] = sum(s["requests"] for s in entry["stages"])
     invalid = [s["index"] for s in entry["stages"] if not s["generator_ok"]]
     if invalid:

@@ -4,27 +4,38 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from analysis.load import read_requests, read_samples, read_timeline
 from analysis.sequential import sequential_summary
-from analysis.stages import assign_stage, label_requests, stage_stats, timeline_frame
+from analysis.stages import (
+    assign_stage,
+    label_requests,
+    overall_stats,
+    stage_stats,
+    timeline_frame,
+)
 
 
-def finalize_target(
-    target_dir: Path, settle_s: float, primary: str | None = None
-) -> list[dict[str, Any]]:
-    """Write requests.parquet / resources.parquet (with ``stage``) and return stage stats.
+@dataclass
+class Finalized:
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    overall: dict[str, Any] = field(default_factory=dict)
+
+
+def finalize_target(target_dir: Path, settle_s: float, primary: str | None = None) -> Finalized:
+    """Write requests.parquet / resources.parquet (with ``stage``); stage and overall stats.
 
     The CSV parts are removed only after the Parquet files are written, so a failure here
-    loses nothing. Returns [] when the load never started (no timeline).
+    loses nothing. Empty when the load never started (no timeline).
     """
     requests = read_requests(target_dir)
     samples = read_samples(target_dir)
     raw = read_timeline(target_dir)
     if raw is None:
-        return []
+        return Finalized()
     last_ts = float(requests["ts"].max()) if len(requests) else None
     timeline = timeline_frame(raw, open_end_ts=max(last_ts or 0.0, time.time()))
     labelled = label_requests(requests, timeline, settle_s)
@@ -34,7 +45,10 @@ def finalize_target(
     samples.to_parquet(target_dir / "resources.parquet", index=False)
     for part in [*target_dir.glob("requests-*.csv"), target_dir / "resources.csv"]:
         part.unlink(missing_ok=True)
-    return stage_stats(labelled, samples, timeline, settle_s, primary)
+    return Finalized(
+        stage_stats(labelled, samples, timeline, settle_s, primary),
+        overall_stats(labelled, timeline, settle_s, primary),
+    )
 
 
 def mode_results(target_dir: Path, mode: str) -> dict[str, Any]:
