@@ -140,6 +140,9 @@ def window_stats(window: pd.DataFrame, window_s: float) -> dict[str, Any]:
     }
     for key, q in PERCENTILES.items():
         row[key] = percentile_ms(ok["latency_ms"], q)
+    failed = window[window["outcome"] == "error"]
+    if len(failed) and "error" in failed:
+        row["top_error"] = str(failed["error"].value_counts().index[0])
     if "lag_ms" in window and n:
         lag = window["lag_ms"].astype(float)
         row["send_lag_p99_ms"] = percentile_ms(lag, 99)

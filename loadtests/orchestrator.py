@@ -34,7 +34,7 @@ from loadtests.results import finalize_target, mode_results
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import Scenario, ScenarioFile
 from targets.config import TargetConfig
-from targets.launchers import LaunchError, get_launcher
+from targets.launchers import LaunchError, RunningTarget, get_launcher
 from targets.launchers.process import stop_process_group
 from targets.registry import REPO_ROOT
 from targets.tfserving import protocol as tfs
@@ -163,11 +163,12 @@ def _run_target(
             entry["warmup_mean_ms"] = round(warm_ms, 3)
             with ProcessTreeSampler(tdir / "resources.csv", scenario.collect.interval_s) as sampler:
                 sampler.watch("target", running.pids)
-                _drive(load, config_path, tdir, sampler, echo)
+                watchdog = Watchdog(running, sampler, tdir)
+                _drive(load, config_path, tdir, sampler, echo, watchdog)
     except KeyboardInterrupt:
         entry.update(status="interrupted", error="interrupted by the user")
         echo(f"[{name}] interrupted: stopping and keeping the data collected so far")
-    except (LaunchError, GeneratorError, OSError, ValueError) as err:
+    except (LaunchError, GeneratorError, TargetFailure, OSError, ValueError) as err:
         entry.update(status="failed", error=str(err))
         echo(f"[{name}] FAILED: {err}")
     plan = scenario.load
@@ -176,6 +177,10 @@ def _run_target(
     entry["stages"] = flag_generator(final.stages, plan.workers)
     entry["overall"] = final.overall
     entry["requests"] = sum(s["requests"] for s in entry["stages"])
+    for st in entry["stages"]:
+        if (st.get("error_rate") or 0) > 0.05:
+            echo(f"[{name}] stage {st['index'] + 1}: {st['error_rate']:.0%} of requests failed, "
+                 f"most often: {st.get('top_error')}")  # fmt: skip
     invalid = [s["index"] for s in entry["stages"] if not s["generator_ok"]]
     if invalid:
         echo(f"[{name}] WARNING: load generator saturated or behind schedule in stage(s) "
@@ -184,8 +189,44 @@ def _run_target(
     return entry
 
 
+class TargetFailure(RuntimeError):
+    """The target died, or broke its memory limit, while the load ran."""
+
+
+class Watchdog:
+    """Polled during the load: the target's own health check and its memory limit."""
+
+    def __init__(self, running: RunningTarget, sampler: ProcessTreeSampler, tdir: Path) -> None:
+        self.running = running
+        self.sampler = sampler
+        self.tdir = tdir
+
+    def check(self) -> None:
+        name = self.running.name
+        problem = self.running.health()
+        limit = self.running.config.memory_limit_mb
+        used = self.sampler.last_mem_mb.get("target")
+        if problem is None and limit is not None and used is not None and used > limit:
+            problem = f"exceeded its memory limit: {used:.0f} MB > {limit} MB (stopped)"
+        if problem is not None:
+            raise TargetFailure(f"target '{name}' {self._stage()}: {problem}")
+
+    def _stage(self) -> str:
+        timeline = read_timeline(self.tdir) or []
+        now = time.time()
+        for row in timeline:
+            if row["start_ts"] <= now and (row.get("end_ts") is None or now < row["end_ts"]):
+                return f"during stage {row['index'] + 1}"
+        return "before the load started" if not timeline else "after the last stage"
+
+
 def _drive(
-    load: LoadRunConfig, config_path: Path, tdir: Path, sampler: ProcessTreeSampler, echo: Echo
+    load: LoadRunConfig,
+    config_path: Path,
+    tdir: Path,
+    sampler: ProcessTreeSampler,
+    echo: Echo,
+    watchdog: Watchdog | None = None,
 ) -> None:
     """Run Locust to the end of the stages, printing each stage as it completes."""
     proc = start_locust(config_path, load, tdir)
@@ -198,6 +239,8 @@ def _drive(
                 raise GeneratorError(
                     f"Locust still running {GRACE_S:.0f} s after the planned end; stopped it"
                 )
+            if watchdog is not None:
+                watchdog.check()
             reported = _report_stages(tdir, load, reported, echo)
             time.sleep(0.5)
     finally:

@@ -72,6 +72,8 @@ class HttpPredict(_BodyCycle, FastHttpUser):
         ) as resp:
             if resp.status_code == 503:
                 resp.failure("rejected (503)")
+            elif resp.status_code == 0:  # no answer: timeout, refused, reset...
+                resp.failure(f"no response: {getattr(resp, 'error', None)!r}")
             elif resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
             else:

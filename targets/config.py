@@ -104,6 +104,12 @@ class TargetConfig(StrictModel):
         default=None,
         description="model-load pattern: fetch the model archive from this URL at start",
     )
+    memory_limit_mb: int | None = Field(
+        default=None,
+        ge=64,
+        description="memory limit: the container's mem_limit; for processes the harness "
+        "stops the target when its tree's RSS exceeds it",
+    )
     ready_timeout_s: float = Field(default=120.0, gt=0)
     compose_service: str | None = Field(
         default=None, description="service in docker-compose.yml (defaults to the kind)"

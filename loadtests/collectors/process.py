@@ -34,6 +34,8 @@ class ProcessTreeSampler:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.samples = 0
+        self.last_mem_mb: dict[str, float] = {}
+        """Latest RSS (MB) per role, for watchdogs."""
 
     def watch(self, role: str, pids: list[int]) -> None:
         with self._lock:
@@ -79,6 +81,7 @@ class ProcessTreeSampler:
         for role, roots in roles.items():
             cpu, rss, pss, n = self._tree_usage(roots)
             if n:
+                self.last_mem_mb[role] = rss / MB
                 rows.append((f"{ts:.3f}", role, "psutil", self.name or role, f"{cpu:.2f}",
                              f"{rss / MB:.2f}", f"{pss / MB:.2f}", n))  # fmt: skip
         mem = psutil.virtual_memory()

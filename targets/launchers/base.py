@@ -6,6 +6,7 @@ import contextlib
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +45,9 @@ class RunningTarget:
     """Root processes; the collector samples each one's whole process tree."""
     containers: list[str] = field(default_factory=list)
     logs_dir: Path | None = None
+    health: Callable[[], str | None] = lambda: None
+    """Polled during the run: None while the target is up, else what went wrong (a process
+    or container exited, was OOM-killed...)."""
 
 
 class Launcher(Protocol):

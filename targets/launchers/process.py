@@ -65,6 +65,7 @@ class ProcessLauncher:
                 time_to_ready_s=time.monotonic() - t0,
                 pids=[p.pid for p in started],
                 logs_dir=logs_dir,
+                health=lambda: _exited(plan, started, logs_dir),
             )
         finally:
             for proc in reversed(started):
@@ -115,6 +116,18 @@ class ProcessLauncher:
                     f"slow. Last lines of {log_path}:\n{tail(log_path)}"
                 )
             time.sleep(0.2)
+
+
+def _exited(
+    plan: list[ProcessSpec], started: list[subprocess.Popen[bytes]], logs_dir: Path
+) -> str | None:
+    for spec, proc in zip(plan, started, strict=False):
+        code = proc.poll()
+        if code is not None:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            log = logs_dir / f"{spec.name}.log"
+            return f"process '{spec.name}' {how}; last lines of {log}:\n{tail(log, 8)}"
+    return None
 
 
 def check_can_start(name: str, config: TargetConfig) -> None:

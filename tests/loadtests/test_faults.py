@@ -1,0 +1,138 @@
+"""Faults during a run: each ends with a message naming the target and stage, the data
+collected so far saved, and no process left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psutil
+import pytest
+
+from loadtests.orchestrator import RunOptions, run
+from loadtests.spec import parse_scenarios
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_pids(port: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        args = proc.info["cmdline"] or []
+        if "targets.fastapi.app:create_app" in args and str(port) in args:
+            found.append(proc)
+    return found
+
+
+def run_with(tiny_model: Path, cifar_dir: Path, tmp_path: Path, target: dict[str, Any],
+             load: dict[str, Any], during: Any = None) -> tuple[Any, dict[str, Any], list[str]]:  # fmt: skip
+    port = free_port()
+    spec = parse_scenarios({
+        "targets": {"api": {"kind": "fastapi", "port": port, "model_path": str(tiny_model),
+                            **target}},
+        "scenarios": {"f": {"targets": ["api"], "load": {"warmup_requests": 2, "settle_s": 1,
+                                                         **load}}},
+    })  # fmt: skip
+    out = tmp_path / "out"
+    lines: list[str] = []
+    thread = None
+    if during is not None:
+        thread = threading.Thread(target=during, args=(port, out / "api"), daemon=True)
+        thread.start()
+    outcome = run(RunOptions("f", spec, tmp_path / "s.yaml", out, data_dir=str(cifar_dir)),
+                  echo=lines.append)  # fmt: skip
+    if thread is not None:
+        thread.join(30)
+    assert not server_pids(port), "a target process was left behind"
+    summary = json.loads((out / "summary.json").read_text())
+    return outcome, summary["runs"][0], lines
+
+
+def wait_for_stage(tdir: Path, stage: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (tdir / "timeline.json").exists():
+            timeline = json.loads((tdir / "timeline.json").read_text())
+            if time.time() >= timeline[stage]["start_ts"] + 1:
+                return
+        time.sleep(0.2)
+    raise AssertionError("stage never started")
+
+
+STAGES = [
+    {"users": 2, "duration_s": 4},
+    {"users": 2, "duration_s": 4},
+    {"users": 2, "duration_s": 4},
+]
+
+
+def test_target_killed_mid_run(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -> None:
+    def kill(port: int, tdir: Path) -> None:
+        wait_for_stage(tdir, 1)
+        for proc in server_pids(port):
+            proc.send_signal(signal.SIGKILL)
+
+    outcome, entry, _ = run_with(tiny_model, cifar_dir, tmp_path, {}, {"stages": STAGES}, kill)
+    assert not outcome.ok and entry["status"] == "failed"
+    assert "target 'api' during stage 2: process 'api' was killed by signal 9" in entry["error"]
+    assert entry["requests"] > 0  # stage 1 measured before the kill is kept
+    assert entry["stages"][0]["rps"] > 0
+    records = pd.read_parquet(tmp_path / "out" / "api" / "requests.parquet")
+    assert len(records) == entry["requests"]
+
+
+def test_target_never_ready(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -> None:
+    _outcome, entry, _ = run_with(tiny_model, cifar_dir, tmp_path, {"ready_timeout_s": 0.3},
+                                 {"stages": STAGES})  # fmt: skip
+    assert entry["status"] == "failed" and entry["requests"] == 0
+    assert "target 'api': 'api' not ready after 0 s" in entry["error"]
+    assert "ready_timeout_s" in entry["error"]  # says how to fix
+
+
+def test_target_hangs_requests_time_out(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -> None:
+    def freeze(port: int, tdir: Path) -> None:
+        wait_for_stage(tdir, 1)
+        procs = server_pids(port)
+        for proc in procs:
+            proc.send_signal(signal.SIGSTOP)
+        time.sleep(4)
+        for proc in procs:
+            proc.send_signal(signal.SIGCONT)
+
+    _outcome, entry, lines = run_with(
+        tiny_model, cifar_dir, tmp_path, {},
+        {"request_timeout_s": 1.5, "stages": STAGES}, freeze,
+    )  # fmt: skip
+    hung = entry["stages"][1]
+    assert hung["error_rate"] > 0 and "timed out" in hung["top_error"].lower()
+    assert any("stage 2:" in line and "failed" in line for line in lines)
+    assert entry["stages"][0]["error_rate"] == 0
+
+
+def test_memory_limit(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -> None:
+    _outcome, entry, _ = run_with(tiny_model, cifar_dir, tmp_path, {"memory_limit_mb": 100},
+                                 {"stages": STAGES})  # fmt: skip
+    assert entry["status"] == "failed"
+    assert "exceeded its memory limit" in entry["error"] and "> 100 MB" in entry["error"]
+    # caught at the first sample: the model alone is over the limit
+    assert re.match(r"target 'api' (before the load started|during stage \d)", entry["error"])
+
+
+def test_no_load_generator_left(tmp_path: Path) -> None:
+    mine = [p for p in psutil.Process(os.getpid()).children(recursive=True)
+            if "locustfile" in " ".join(p.cmdline())]  # fmt: skip
+    assert not mine
