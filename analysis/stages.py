@@ -108,7 +108,12 @@ def _resource_means(samples: pd.DataFrame, role: str, start: float, end: float) 
     if sel.empty:
         return {}
     # Several containers or replicas: sum them per sampling instant, then average over time.
-    per_instant = sel.groupby(sel["ts"].round(0))[["cpu_pct", "mem_mb", "pss_mb"]].sum(min_count=1)
+    # Each source is averaged per whole second first: two samples of one source whose
+    # timestamps round to the same second (1 s sampling with jitter) must not add up.
+    cols = ["cpu_pct", "mem_mb", "pss_mb"]
+    source = sel["name"] if "name" in sel else pd.Series("", index=sel.index)
+    per_source = sel.groupby([sel["ts"].round(0), source])[cols].mean()
+    per_instant = per_source.groupby(level=0).sum(min_count=1)
     return {
         "cpu_pct": float(per_instant["cpu_pct"].mean()),
         "cpu_max_pct": float(per_instant["cpu_pct"].max()),

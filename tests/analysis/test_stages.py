@@ -130,3 +130,15 @@ def test_primary_request_type_and_breakdown() -> None:
     assert s1["reject_rate"] == pytest.approx(1 / 17)
     assert s1["by_name"]["submit"]["p99_ms"] == 2.0
     assert s1["by_name"]["job"]["measured_requests"] == 17
+
+
+def test_two_samples_of_one_source_in_one_second_are_not_added() -> None:
+    # 5.2 and 5.4 round to the same second: one source sampled twice, not two sources.
+    samples = pd.DataFrame(
+        [(T0 + t, "target", "a", 100.0, 500.0, 400.0) for t in (4.45, 5.2, 5.4, 6.3)],
+        columns=["ts", "role", "name", "cpu_pct", "mem_mb", "pss_mb"],
+    )
+    one = pd.DataFrame({"ts": [T0 + 5.0], "latency_ms": [1.0], "outcome": ["ok"], "bytes": [1]})
+    s0 = stage_stats(one, samples, TIMELINE, settle_s=2.0)[0]
+    assert s0["mem_mb"] == pytest.approx(500.0) and s0["mem_max_mb"] == pytest.approx(500.0)
+    assert s0["cpu_pct"] == pytest.approx(100.0)

@@ -38,8 +38,14 @@ def server_pids(port: int) -> list[psutil.Process]:
     return found
 
 
-def run_with(tiny_model: Path, cifar_dir: Path, tmp_path: Path, target: dict[str, Any],
-             load: dict[str, Any], during: Any = None) -> tuple[Any, dict[str, Any], list[str]]:  # fmt: skip
+def run_with(
+    tiny_model: Path,
+    cifar_dir: Path,
+    tmp_path: Path,
+    target: dict[str, Any],
+    load: dict[str, Any],
+    during: Any = None,
+) -> tuple[Any, dict[str, Any], list[str]]:
     port = free_port()
     spec = parse_scenarios({
         "targets": {"api": {"kind": "fastapi", "port": port, "model_path": str(tiny_model),
