@@ -179,6 +179,118 @@ def verify(targets: tuple[str, ...], scenarios_file: Path, images: int, batch: i
     click.echo(f"servecap: all {len(verdicts)} target(s) agree with the in-process model")
 
 
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
+    """--slo-p99-ms, else the scenario's slo.p99_ms, else the capacity default (500 ms)."""
+    from analysis.capacity import DEFAULT_SLO_P99_MS
+    from analysis.report import load_results
+
+    if slo_p99_ms is not None:
+        return slo_p99_ms
+    try:
+        return load_results(results_dir).slo_p99_ms or DEFAULT_SLO_P99_MS
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@main.command()
+@click.argument(
+    "results_dir", metavar="RESULTS", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--slo-p99-ms",
+    type=POSITIVE,
+    default=None,
+    help="p99 latency SLO [default: the scenario's slo.p99_ms, else 500]",
+)
+@click.option("--peak-rps", type=POSITIVE, default=None, help="peak load to size for")
+@click.option(
+    "--daily-requests",
+    type=POSITIVE,
+    default=None,
+    help="daily volume to size for (with --peak-factor)",
+)
+@click.option(
+    "--peak-factor", type=click.FloatRange(min=1), default=None, help="peak rate / mean daily rate"
+)
+@click.option(
+    "--headroom",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.3,
+    show_default=True,
+    help="share of each replica's capacity kept free at peak",
+)
+@click.option("--max-error-rate", type=click.FloatRange(0, 1), default=0.01, show_default=True)
+@click.option("--gpus-per-replica", type=click.FloatRange(min=0), default=0.0)
+def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
+         daily_requests: float | None, peak_factor: float | None, headroom: float,
+         max_error_rate: float, gpus_per_replica: float) -> None:  # fmt: skip
+    """Replicas, cores and memory for a peak load, from a results folder's capacity."""
+    from analysis.report import load_results
+    from analysis.sizing import format_plan, plan_targets
+
+    if peak_rps is not None and (daily_requests is not None or peak_factor is not None):
+        raise click.UsageError("give --peak-rps or --daily-requests/--peak-factor, not both")
+    if peak_rps is None and (daily_requests is None or peak_factor is None):
+        raise click.UsageError("give --peak-rps, or --daily-requests with --peak-factor")
+    slo = _results_slo(results_dir, slo_p99_ms)
+    results = load_results(results_dir)
+    plans = plan_targets(results.summary, slo, peak_rps, daily_requests=daily_requests,
+                         peak_factor=peak_factor, headroom=headroom,
+                         max_error_rate=max_error_rate, gpus_per_replica=gpus_per_replica,
+                         think_time_s=results.think_time_s)  # fmt: skip
+    click.echo(format_plan(plans))
+    if not any(p.plan for p in plans):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument(
+    "results_dirs",
+    metavar="RESULTS...",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="[default: RESULTS/report for one folder, results/report-<time> for several]",
+)
+@click.option(
+    "--slo-p99-ms",
+    type=POSITIVE,
+    default=None,
+    help="p99 latency SLO [default: the first scenario's slo.p99_ms, else 500]",
+)
+@click.option("--daily-requests", type=POSITIVE, default=100e6, show_default=True)
+@click.option("--peak-factor", type=click.FloatRange(min=1), default=3.0, show_default=True)
+@click.option(
+    "--headroom", type=click.FloatRange(0, 1, max_open=True), default=0.3, show_default=True
+)
+@click.option("--show-code", is_flag=True, help="keep the notebooks' code in the HTML")
+def report(results_dirs: tuple[Path, ...], out_dir: Path | None, slo_p99_ms: float | None,
+           daily_requests: float, peak_factor: float, headroom: float,
+           show_code: bool) -> None:  # fmt: skip
+    """HTML capacity reports: one per results folder, and a comparison of all of them."""
+    from analysis.report import ReportError, build_report
+
+    slo = _results_slo(results_dirs[0], slo_p99_ms)
+    click.echo(f"servecap: executing the report notebooks (SLO p99 <= {slo:g} ms)...")
+    try:
+        paths = build_report(results_dirs, out_dir, slo_p99_ms=slo,
+                             daily_requests=daily_requests, peak_factor=peak_factor,
+                             headroom=headroom, exclude_input=not show_code)  # fmt: skip
+    except (FileNotFoundError, ReportError) as err:
+        raise click.ClickException(str(err)) from None
+    for path in paths:
+        click.echo(f"report: {path}")
+
+
 @main.group()
 def model() -> None:
     """Train and export the paper's CIFAR-10 CNN."""

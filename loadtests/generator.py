@@ -6,6 +6,7 @@ TensorFlow calls (graph tracing, allocations) never land in a stage's statistics
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -43,7 +44,9 @@ def warm_up(config: LoadRunConfig, body: bytes, content_type: str, requests: int
         start = time.perf_counter()
         try:
             with urllib.request.urlopen(req, timeout=config.plan.request_timeout_s) as resp:
-                resp.read()
+                answer = resp.read()
+            if config.client == "jobqueue":  # a warm-up job counts once its result is back
+                _await_job(config, json.loads(answer)["job_id"])
         except urllib.error.HTTPError as err:
             detail = err.read()[:300].decode("utf-8", "replace")
             raise GeneratorError(
@@ -56,6 +59,19 @@ def warm_up(config: LoadRunConfig, body: bytes, content_type: str, requests: int
             ) from None
         total += time.perf_counter() - start
     return 1000 * total / requests if requests else 0.0
+
+
+def _await_job(config: LoadRunConfig, job_id: str) -> None:
+    url = f"{config.base_url}{config.predict_path}/{job_id}?wait_s=10"
+    deadline = time.monotonic() + config.plan.request_timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url, timeout=config.plan.request_timeout_s + 15) as resp:
+            doc = json.loads(resp.read())
+        if doc.get("status") == "finished":
+            return
+        if doc.get("status") == "failed":
+            raise GeneratorError(f"target '{config.target}': warm-up job failed: {doc}")
+    raise GeneratorError(f"target '{config.target}': warm-up job {job_id} did not finish")
 
 
 def _warm_up_grpc(config: LoadRunConfig, body: bytes, requests: int) -> float:

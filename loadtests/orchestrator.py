@@ -24,6 +24,12 @@ from typing import Any
 
 import yaml
 
+from analysis.capacity import (
+    DEFAULT_MAX_ERROR_RATE,
+    DEFAULT_MAX_REJECT_RATE,
+    DEFAULT_SLO_P99_MS,
+    capacity_section,
+)
 from analysis.load import read_requests, read_timeline
 from analysis.stages import flag_generator, json_safe, stage_stats, timeline_frame
 from loadtests.bodies import build_bodies
@@ -32,7 +38,7 @@ from loadtests.generator import GeneratorError, start_locust, warm_up
 from loadtests.meta import git_info, host_info, package_versions
 from loadtests.results import finalize_target, mode_results
 from loadtests.runconfig import LoadRunConfig
-from loadtests.spec import Scenario, ScenarioFile
+from loadtests.spec import SLO, Scenario, ScenarioFile
 from targets.config import TargetConfig
 from targets.launchers import LaunchError, RunningTarget, get_launcher
 from targets.launchers.process import stop_process_group
@@ -186,7 +192,31 @@ def _run_target(
         echo(f"[{name}] WARNING: load generator saturated or behind schedule in stage(s) "
              f"{invalid}: those figures understate what the target can do")  # fmt: skip
     entry.update(mode_results(tdir, plan.mode))
+    if plan.mode != "sequential":  # one user throughout: no load curve to read capacity from
+        entry["capacity"] = _capacity(entry, scenario)
     return entry
+
+
+def _capacity(entry: dict[str, Any], scenario: Scenario) -> dict[str, Any]:
+    """The run's capacity section under the scenario's SLO (p99 500 ms when it sets none).
+
+    Never fails the run: a problem in the analysis is recorded in the section instead.
+    """
+    slo = scenario.slo or SLO()
+    try:
+        return capacity_section(
+            entry,
+            slo_p99_ms=slo.p99_ms or DEFAULT_SLO_P99_MS,
+            max_error_rate=_given(slo.max_error_rate, DEFAULT_MAX_ERROR_RATE),
+            max_reject_rate=_given(slo.max_reject_rate, DEFAULT_MAX_REJECT_RATE),
+            think_time_s=scenario.load.think_time_s,
+        )
+    except Exception as err:  # the measurements matter more than their analysis
+        return {"error": f"capacity analysis failed: {err}"}
+
+
+def _given(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 class TargetFailure(RuntimeError):

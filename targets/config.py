@@ -65,7 +65,8 @@ class TargetConfig(StrictModel):
     max_works: int = Field(
         default=0,
         ge=0,
-        description="inferences in flight per worker before answering 503; 0 = no limit",
+        description="inferences in flight per worker before answering 503 (jobqueue: jobs "
+        "waiting in the queue, whole target); 0 = no limit",
     )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_batch: int = Field(default=256, ge=1, description="largest batch a request may carry")

@@ -1,0 +1,214 @@
+"""The published figures of Lee et al. (J. KICS 2020/2021) as data, and ours beside them.
+
+The paper sent 1 to 10,000 requests one after another (no concurrency) to four
+architectures and reported the mean total time (Table 3) and the mean CPU % of 8 cores and
+RAM while serving 10,000 requests (Table 4). Runs made in ``sequential`` mode carry the
+measured totals (their summary's ``sequential`` section) and are used as such. For any other
+run our side is **derived from the ramp's 1-user stage** (a closed loop with one user is
+sequential): ``total seconds = mean latency x N`` (time between requests in the client is
+not counted). Table 4's CPU and memory are the means of the longest 1-user stage. Every
+figure says in its label whether it is measured or derived.
+
+Our target kinds map onto the paper's architectures: the ``django-*`` kinds reproduce its
+request path (nginx -> Gunicorn -> Django -> model server); ``fastapi``, ``flask`` and
+``tfserving`` are the model server alone and are labelled "server only".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+ARCHITECTURES = ("embedded", "Flask API", "FastAPI", "TF Serving")
+REQUEST_COUNTS = (1, 10, 100, 1_000, 10_000)
+PAPER_CORES = 8
+"""The paper's i7-9700K: CPU % in Table 4 is of these 8 cores."""
+SOURCE = (
+    "Lee, Kang, Kim, Kim, 'Design and Performance Comparison of Docker Container Based Deep "
+    "Learning Model Management System for Real-Time Analysis', J. KICS, 2020/2021"
+)
+
+TABLE3_TOTAL_S: dict[str, dict[int, float]] = {
+    "embedded": {1: 0.038, 10: 0.296, 100: 2.927, 1_000: 37.840, 10_000: 289.219},
+    "Flask API": {1: 2.090, 10: 20.851, 100: 209.449, 1_000: 2059.050, 10_000: 20702.672},
+    "FastAPI": {1: 0.056, 10: 0.577, 100: 5.763, 1_000: 56.694, 10_000: 531.959},
+    "TF Serving": {1: 0.009, 10: 0.082, 100: 0.826, 1_000: 8.167, 10_000: 82.519},
+}
+"""Table 3: mean total processing time (s) of N sequential requests."""
+
+TABLE4: dict[str, dict[str, Any]] = {
+    "embedded": {"model_types": "any", "language": "Python",
+                 "request_type": "none (function call)", "cpu_pct": 21.7, "ram_mb": 450.5},
+    "Flask API": {"model_types": "any", "language": "Python", "request_type": "REST",
+                  "cpu_pct": 5.4, "ram_mb": 200.7},
+    "FastAPI": {"model_types": "any", "language": "Python", "request_type": "REST",
+                "cpu_pct": 18.2, "ram_mb": 260.2},
+    "TF Serving": {"model_types": "TensorFlow SavedModel only", "language": "C++",
+                   "request_type": "REST, gRPC", "cpu_pct": 23.7, "ram_mb": 275.6},
+}  # fmt: skip
+"""Table 4: resources while serving 10,000 requests; ``cpu_pct`` is % of 8 cores."""
+
+KIND_ARCHITECTURE: dict[str, tuple[str, bool]] = {
+    "django-embedded": ("embedded", True),
+    "django-to-flask": ("Flask API", True),
+    "django-to-fastapi": ("FastAPI", True),
+    "django-to-tfserving": ("TF Serving", True),
+    "flask": ("Flask API", False),
+    "fastapi": ("FastAPI", False),
+    "tfserving": ("TF Serving", False),
+}
+"""Target kind -> (paper architecture, same request path as the paper)."""
+
+
+def architecture_of(kind: str | None) -> tuple[str, bool] | None:
+    """The paper's architecture for a target kind and whether the path matches; None if none."""
+    return KIND_ARCHITECTURE.get(str(kind)) if kind is not None else None
+
+
+def sequential_figures(table: pd.DataFrame, users: int = 1) -> pd.DataFrame:
+    """Per run of a stage table, its ``users``-user stage as the paper's sequential figures.
+
+    ``table`` is :func:`analysis.capacity.stage_table` / ``stage_tables`` output (a ``label``
+    column is used when present). Runs whose kind has no paper architecture are left out.
+    Columns: label, target, kind, architecture, same_path, mean_ms, cpu_pct, cpu_pct_of_8,
+    mem_mb, pss_mb.
+    """
+    cols = ["label", "target", "kind", "architecture", "same_path", "mean_ms", "cpu_pct",
+            "cpu_pct_of_8", "mem_mb", "pss_mb"]  # fmt: skip
+    rows = []
+    if table.empty:
+        return pd.DataFrame(columns=cols)
+    stage = table[table["users"] == users]
+    for _, g in stage.groupby(["source", "target"], dropna=False, sort=False):
+        # the longest such stage: the ramp's one, or a sequential run's largest N
+        measured = pd.to_numeric(g["measured_requests"], errors="coerce").fillna(0)
+        row = g.loc[measured.idxmax()] if measured.any() else g.sort_values("index").iloc[0]
+        arch = architecture_of(row["kind"])
+        if arch is None:
+            continue
+        label = row["label"] if "label" in g and pd.notna(row.get("label")) else row["target"]
+        cpu = float(row["cpu_pct"])
+        rows.append(
+            {
+                "label": label, "target": row["target"], "kind": row["kind"],
+                "architecture": arch[0], "same_path": arch[1], "mean_ms": float(row["mean_ms"]),
+                "cpu_pct": cpu, "cpu_pct_of_8": cpu / PAPER_CORES, "mem_mb": float(row["mem_mb"]),
+                "pss_mb": float(row["pss_mb"]),
+            }
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _ours_name(row: pd.Series) -> str:
+    path = "" if row["same_path"] else ", server only"
+    return f"ours (derived): {row['label']}{path}"
+
+
+def measured_sequential(
+    table: pd.DataFrame, summaries: Mapping[str, Mapping[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Runs with a real ``sequential`` section (sequential mode), as Table 3 rows."""
+    rows: list[dict[str, Any]] = []
+    labels: dict[tuple[Any, Any], str] = {}
+    if not table.empty and "label" in table:
+        labels = {(r["source"], r["target"]): str(r["label"]) for _, r in table.iterrows()}
+    for source, summary in (summaries or {}).items():
+        for run in summary.get("runs", []):
+            arch = architecture_of(run.get("kind"))
+            if arch is None or not run.get("sequential"):
+                continue
+            label = labels.get((source, run.get("target")), str(run.get("target")))
+            name = f"ours (measured): {label}{'' if arch[1] else ', server only'}"
+            for entry in run["sequential"]:
+                rows.append({"architecture": arch[0], "requests": int(entry["requests"]),
+                             "source": name, "total_s": float(entry["mean_total_s"]),
+                             "derived": False, "label": label})  # fmt: skip
+    return rows
+
+
+def table3_long(
+    table: pd.DataFrame,
+    users: int = 1,
+    summaries: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """Tidy Table 3: one row per architecture x N x source (paper or one of our runs).
+
+    Runs with a real sequential section (``summaries``, keyed like the table's ``source``)
+    give measured totals; every other run of a mapped kind gives derived ones.
+    """
+    rows: list[dict[str, Any]] = []
+    for arch in ARCHITECTURES:
+        for n in REQUEST_COUNTS:
+            rows.append({"architecture": arch, "requests": n, "source": "paper",
+                         "total_s": TABLE3_TOTAL_S[arch][n], "derived": False})  # fmt: skip
+    measured = measured_sequential(table, summaries)
+    rows += [{k: v for k, v in r.items() if k != "label"} for r in measured]
+    done = {r["label"] for r in measured}
+    for _, row in sequential_figures(table, users).iterrows():
+        if row["label"] in done:
+            continue
+        for n in REQUEST_COUNTS:
+            total = row["mean_ms"] * n / 1000.0 if math.isfinite(row["mean_ms"]) else math.nan
+            rows.append({"architecture": row["architecture"], "requests": n,
+                         "source": _ours_name(row), "total_s": total,
+                         "derived": True})  # fmt: skip
+    out = pd.DataFrame(rows)
+    paper = out[out["source"] == "paper"].set_index(["architecture", "requests"])["total_s"]
+    keys = pd.MultiIndex.from_frame(out[["architecture", "requests"]])
+    out["vs_paper"] = out["total_s"].to_numpy() / paper.reindex(keys).to_numpy()
+    return out
+
+
+def table3(
+    table: pd.DataFrame,
+    users: int = 1,
+    summaries: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """Table 3's shape: rows N requests, columns (architecture, paper | ours) in seconds.
+
+    Ours are measured where a run has a sequential section (pass ``summaries``), else
+    derived from the ``users``-user ramp stage: mean latency x N.
+    """
+    long = table3_long(table, users, summaries)
+    wide = long.pivot_table(index="requests", columns=["architecture", "source"],
+                            values="total_s", sort=False)  # fmt: skip
+    order = [(a, s) for a in ARCHITECTURES for s in long[long["architecture"] == a]["source"]
+             .drop_duplicates()]  # fmt: skip
+    wide = wide.reindex(columns=pd.MultiIndex.from_tuples(order, names=[None, None]))
+    wide.index.name = "requests"
+    return wide
+
+
+def table4(table: pd.DataFrame, users: int = 1) -> pd.DataFrame:
+    """Table 4's shape, one row per architecture and source (paper, then each of our runs).
+
+    CPU is given as the paper gives it, % of 8 cores, and in cores; ours come from the
+    ``users``-user stage (derived, see the module docstring). RAM: the paper's figure; ours is
+    the RSS of the target's processes (PSS beside it).
+    """
+    rows = []
+    ours = sequential_figures(table, users)
+    for arch in ARCHITECTURES:
+        published = TABLE4[arch]
+        rows.append(
+            {
+                "architecture": arch, "source": "paper", "model types": published["model_types"],
+                "language": published["language"], "request type": published["request_type"],
+                "CPU % of 8 cores": published["cpu_pct"],
+                "CPU cores": published["cpu_pct"] / 100.0 * PAPER_CORES,
+                "RAM MB": published["ram_mb"], "PSS MB": math.nan,
+            }
+        )  # fmt: skip
+        for _, row in ours[ours["architecture"] == arch].iterrows():
+            rows.append(
+                {
+                    "architecture": arch, "source": f"{_ours_name(row)} ({users}-user stage)",
+                    "model types": "", "language": "", "request type": "",
+                    "CPU % of 8 cores": row["cpu_pct_of_8"], "CPU cores": row["cpu_pct"] / 100.0,
+                    "RAM MB": row["mem_mb"], "PSS MB": row["pss_mb"],
+                }
+            )  # fmt: skip
+    return pd.DataFrame(rows)

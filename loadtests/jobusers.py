@@ -1,0 +1,137 @@
+"""Locust user for the asynchronous job-queue target: submit, long-poll, record the whole job.
+
+Each task is one job, closed-loop:
+
+1. ``POST predict_path`` (the servecap predict body) -> 202 + job id; recorded as ``submit``.
+2. ``GET /v1/jobs/<id>?wait_s=...`` long polls until the job is finished or failed, or
+   ``timeout_s`` after the submit started; each poll is recorded as ``poll``.
+3. One extra request event ``job`` (request type ``JOB``) per attempt: its response time is
+   the end-to-end latency from the start of the submit to the result; status 200 when
+   finished; 503 when the submit was refused (max_works: a rejection, with the submit's
+   latency); 0 with the exception otherwise (submit error, failed job, poll error, timeout).
+
+So the ``job`` rows are the headline: every attempt once, with the target's throughput,
+end-to-end latency, error and rejection rates; ``submit`` shows admission, ``poll`` the
+long-poll traffic.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import orjson
+from locust import FastHttpUser, constant, task
+
+from loadtests.users import _BodyCycle
+
+JOB_PATH = "/v1/jobs"
+POLL_WAIT_MAX_S = 10.0
+"""Longest single long poll (the server caps it at 30 s)."""
+
+
+class JobFailed(Exception):
+    """A job that did not finish: failed, lost, or not done within ``timeout_s``."""
+
+
+class _JobResponse:
+    """Carries an HTTP-like status for the recorder (200: finished; 0: did not finish)."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+class JobUser(_BodyCycle, FastHttpUser):
+    """Submits servecap predict bodies as jobs and waits for each result."""
+
+    abstract = True  # made concrete by the locustfile once configured
+    content_type: ClassVar[str] = "application/json"
+    predict_path: ClassVar[str] = JOB_PATH
+    timeout_s: ClassVar[float] = 30.0
+    """Give up on a job this long after its submit started."""
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self._bodies = self._cycle()
+
+    @task
+    def job(self) -> None:
+        body = next(self._bodies)
+        start_time = time.time()
+        start = time.perf_counter()
+        job_id, status = self._submit(body)
+        result: bytes = b""
+        error: Exception | None = None
+        if job_id is not None:
+            result, error = self._wait(job_id, start)
+            status = 200 if error is None else 0
+        elif status != 503:
+            error = JobFailed(f"submit answered HTTP {status}")
+        self.environment.events.request.fire(
+            request_type="JOB",
+            name="job",
+            response_time=(time.perf_counter() - start) * 1000,
+            response_length=len(result),
+            response=_JobResponse(status),
+            exception=error if status != 503 else JobFailed("rejected (503)"),
+            context={"job_id": job_id},
+            start_time=start_time,
+            url=f"{self.host}{JOB_PATH}/{job_id or ''}",
+        )
+
+    def _submit(self, body: bytes) -> tuple[str | None, int]:
+        """POST the body: (job id, 202) when accepted, else (None, status) (recorded as submit)."""
+        with self.client.post(
+            self.predict_path,
+            data=body,  # type: ignore[arg-type]  # bytes are sent as-is at runtime
+            headers={"Content-Type": self.content_type},
+            name="submit",
+            catch_response=True,
+        ) as resp:
+            if resp.status_code == 503:
+                resp.failure("rejected (503)")
+                return None, 503
+            if resp.status_code != 202:
+                resp.failure(f"HTTP {resp.status_code}")
+                return None, resp.status_code
+            job_id = _field(resp.content, "job_id")
+            if not job_id:
+                resp.failure("202 without a job_id")
+                return None, 0
+            resp.success()
+            return job_id, 202
+
+    def _wait(self, job_id: str, start: float) -> tuple[bytes, Exception | None]:
+        """Long-poll until the job ends; (final body, None) if finished, else the error."""
+        path = f"{JOB_PATH}/{job_id}"
+        limit = max(1.0, float(getattr(self, "network_timeout", None) or 60.0) - 1.0)
+        while True:
+            remaining = self.timeout_s - (time.perf_counter() - start)
+            if remaining <= 0:
+                return b"", JobFailed(f"job not done after {self.timeout_s:g} s")
+            wait = min(remaining, POLL_WAIT_MAX_S, limit)
+            with self.client.get(
+                f"{path}?wait_s={wait:.3f}", name="poll", catch_response=True
+            ) as resp:
+                content = resp.content or b""
+                if resp.status_code == 202:
+                    resp.success()
+                    continue
+                if resp.status_code != 200:
+                    resp.failure(f"HTTP {resp.status_code}")
+                    return content, JobFailed(f"poll answered HTTP {resp.status_code}")
+                resp.success()
+                status = _field(content, "status")
+                if status == "finished":
+                    return content, None
+                error = _field(content, "error") or "no error given"
+                return content, JobFailed(f"job {status}: {error}")
+
+
+def _field(content: bytes | None, key: str) -> str | None:
+    try:
+        doc: Any = orjson.loads(content or b"")
+    except orjson.JSONDecodeError:
+        return None
+    value = doc.get(key) if isinstance(doc, dict) else None
+    return str(value) if value is not None else None

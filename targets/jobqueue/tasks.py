@@ -1,0 +1,52 @@
+"""The job function the workers run: classify the images packed in one job.
+
+A :class:`~targets.jobqueue.worker.BatchWorker` computes a whole batch of jobs in one model call
+before it performs them, and leaves each job's outcome in :data:`PRECOMPUTED`; the function then
+only hands that outcome to RQ. Run by any other worker it predicts on its own, with the model
+named by ``SERVECAP_MODEL_PATH`` loaded once per process.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from rq import get_current_job
+
+from targets.common.service import Model
+from targets.jobqueue.common import result_dict, unpack_images
+
+Outcome = dict[str, list[int] | list[list[float]]] | BaseException
+PRECOMPUTED: dict[str, Outcome] = {}
+"""job id -> its result or the exception to raise, filled by the batch worker just before."""
+
+_predictor: Model | None = None
+_lock = threading.Lock()
+
+
+def set_predictor(model: Model | None) -> None:
+    """Use ``model`` for jobs run outside a batch (the worker sets the one it loaded)."""
+    global _predictor
+    _predictor = model
+
+
+def predictor() -> Model:
+    """The process's model, loaded on first use if no worker set one."""
+    global _predictor
+    with _lock:
+        if _predictor is None:
+            from targets.common.model import Predictor  # TensorFlow: only in workers
+            from targets.jobqueue.common import JobQueueSettings
+
+            _predictor = Predictor(JobQueueSettings().model_path)
+        return _predictor
+
+
+def classify(data: bytes, dtype: str, count: int) -> dict[str, list[int] | list[list[float]]]:
+    """``{"classes": [...], "probabilities": [[...]]}`` for the ``count`` packed images."""
+    job = get_current_job()
+    if job is not None and job.id in PRECOMPUTED:
+        outcome = PRECOMPUTED.pop(job.id)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+    return result_dict(predictor().predict(unpack_images(data, dtype, count)))

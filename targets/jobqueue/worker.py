@@ -1,0 +1,336 @@
+"""Job-queue worker process: loads the model once, then runs queued jobs in batches, no fork.
+
+Run as ``python -m targets.jobqueue.worker`` (settings from ``SERVECAP_*`` variables).
+
+**No fork.** RQ's default ``Worker`` forks a work horse per job; TensorFlow is not fork-safe
+and the model would be reloaded or copied per job. :class:`BatchWorker` extends
+:class:`rq.SimpleWorker`, which runs jobs in its own process, and is registered with Redis only
+after the model is loaded and warmed up, so a registered worker is a ready one.
+
+**Batching** (:meth:`BatchWorker.execute_job`). The worker blocks on the queue as usual (RQ's
+``BLMOVE`` into the queue's intermediate list); with one job in hand it takes, without
+waiting, up to ``job_batch_max - 1`` more jobs that are already queued. It then
+
+1. claims them all in one Redis transaction: an RQ ``Execution`` per job (the started-job
+   registry, owned by this worker's name), status ``started``, out of the intermediate list;
+2. decodes each job's images (a job that cannot be decoded gets its own error and is not
+   retried), concatenates them and runs **one** model call; row offsets split the output back,
+   so each job gets exactly its own rows (if the joint call raises, each job is run alone, so
+   one bad job cannot fail the others);
+3. completes each job through RQ's ordinary per-job path (``perform_job``: result saved with
+   its ``result_ttl``, finished/failed registries, retries), the job function
+   (:func:`targets.jobqueue.tasks.classify`) only handing over the precomputed outcome;
+4. publishes the job id on the done channel, which wakes the web's long polls.
+
+Nothing waits for a batch to fill: under light load a batch is one job.
+
+**Killed workers.** What RQ alone does with the jobs of a worker killed by SIGKILL: jobs it had
+claimed stay in the started-job registry until their entry expires (a SimpleWorker's entry
+lasts the job timeout + 60 s, 90 s here) and a later maintenance pass (every 10 min by default)
+moves them to ``failed`` with ``AbandonedJobError``, or re-enqueues them when the job has
+retries left (``Retry(max=...)``); a job dequeued but not yet claimed sits in the intermediate
+list and is handled the same way after at least a minute. With RQ defaults, accepted jobs are
+lost (failed) after about 1.5-10 minutes.
+
+Here: jobs are enqueued with ``Retry(max=job_retries, enqueue_at_front=True)``, and every live
+worker runs :func:`recover_abandoned` with RQ's maintenance, at its start and then every
+:data:`MAINTENANCE_INTERVAL_S` seconds at its next pause between batches or dequeue waits
+(so within about 10 s). A worker is dead when no Redis connection carries its name (the kernel
+closes the sockets of a killed process at once), so its claimed jobs are found within seconds,
+not minutes, and handed to RQ's own abandoned-job path at once: re-enqueued at the front with
+one retry fewer, or failed when none is left. A frozen worker (SIGSTOP) still holds its
+connections and keeps its jobs. The dead worker is also unregistered. What remains
+is RQ's slow path for the narrow window between ``BLMOVE`` and the claim (milliseconds): such a
+job is retried by RQ's intermediate-list cleanup after a minute or more. A job whose run kills
+every worker that takes it fails after ``1 + job_retries`` attempts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import redis
+from rq import Queue, SimpleWorker, worker_registration
+from rq.executions import Execution
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+from rq.worker import WorkerStatus
+
+from targets.common.service import Model
+from targets.jobqueue import tasks
+from targets.jobqueue.common import (
+    TASK,
+    WORKER_NAME_PREFIX,
+    JobInputError,
+    JobQueueSettings,
+    connect,
+    done_channel,
+    live_client_names,
+    recovery_lock_key,
+    registered_worker_names,
+    result_dict,
+    unpack_images,
+)
+
+WORKER_TTL_S = 20
+"""RQ's worker TTL; a blocking dequeue waits ``WORKER_TTL_S - 15`` s between maintenance checks."""
+MAINTENANCE_INTERVAL_S = 5
+"""How often a worker runs RQ's registry cleanup and :func:`recover_abandoned`."""
+
+log = logging.getLogger("servecap.jobqueue.worker")
+
+
+def worker_name() -> str:
+    return f"{WORKER_NAME_PREFIX}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class BatchWorker(SimpleWorker):
+    """A non-forking RQ worker that runs up to ``batch_max`` queued jobs per model call."""
+
+    log_result_lifespan = False
+
+    def __init__(
+        self,
+        queues: Sequence[str] | Sequence[Queue],
+        *,
+        connection: redis.Redis,
+        predictor: Model,
+        batch_max: int = 8,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("worker_ttl", WORKER_TTL_S)
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
+        kwargs.setdefault("log_job_description", False)
+        name = name or worker_name()
+        # Every connection of this worker carries its name: that is how liveness is told.
+        pool = connection.connection_pool
+        if pool.connection_kwargs.get("client_name") != name:
+            pool.connection_kwargs["client_name"] = name
+            pool.disconnect()
+        super().__init__(queues, name=name, connection=connection, **kwargs)
+        self.predictor = predictor
+        self.batch_max = batch_max
+        self.batches = 0
+        """Model calls made for batches (for tests and logs)."""
+
+    # ------------------------------------------------------------------ batch execution
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        batch = [(job, queue), *self._take_queued(self.batch_max - 1)]
+        executions = self._claim(batch)
+        outcomes = self._infer([j for j, _ in batch])
+        channel = done_channel(queue.name)
+        for j, q in batch:
+            outcome = outcomes.get(j.id)
+            if outcome is not None:
+                tasks.PRECOMPUTED[j.id] = outcome
+                if isinstance(outcome, JobInputError):
+                    j.retries_left = 0  # bad input fails again: no retry
+            self.execution = executions[j.id]
+            try:
+                self.perform_job(j, q)
+            finally:
+                tasks.PRECOMPUTED.pop(j.id, None)
+            with contextlib.suppress(redis.exceptions.RedisError):  # waiters re-check anyway
+                self.connection.publish(channel, j.id)
+        self.set_state(WorkerStatus.IDLE)
+
+    def _take_queued(self, limit: int) -> list[tuple[Job, Queue]]:
+        """Up to ``limit`` more jobs that are queued right now (RQ's non-blocking dequeue)."""
+        taken: list[tuple[Job, Queue]] = []
+        while len(taken) < limit:
+            found = self.queue_class.dequeue_any(
+                self._ordered_queues,
+                None,
+                connection=self.connection,
+                job_class=self.job_class,
+                serializer=self.serializer,
+                death_penalty_class=self.death_penalty_class,
+            )
+            if found is None:
+                break
+            taken.append(found)
+        return taken
+
+    def _claim(self, batch: list[tuple[Job, Queue]]) -> dict[str, Execution]:
+        """Register every job of the batch as started by this worker, atomically."""
+        executions: dict[str, Execution] = {}
+        with self.connection.pipeline() as pipe:
+            for job, queue in batch:
+                ttl = self.get_heartbeat_ttl(job)
+                execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
+                executions[job.id] = execution
+                job.prepare_for_execution(self.name, pipeline=pipe)
+                pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            pipe.execute()
+        return executions
+
+    def _infer(self, jobs: list[Job]) -> dict[str, tasks.Outcome]:
+        """Each classify job's outcome (result or exception), from one model call if possible."""
+        outcomes: dict[str, tasks.Outcome] = {}
+        decoded: list[tuple[str, np.ndarray]] = []
+        for job in jobs:
+            if job.func_name != TASK:
+                continue  # some other function: RQ runs it as usual
+            try:
+                decoded.append((job.id, unpack_images(*job.args)))
+            except Exception as err:  # a malformed job, whatever the cause
+                outcomes[job.id] = JobInputError(f"cannot decode the job's images: {err}")
+        if not decoded:
+            return outcomes
+        timeout = max(int(job.timeout or self.queue_class.DEFAULT_TIMEOUT) for job in jobs)
+        try:
+            probs = self._predict(np.concatenate([images for _, images in decoded]), timeout)
+        except JobTimeoutException:
+            for job_id, _ in decoded:
+                outcomes[job_id] = JobTimeoutException(f"model call exceeded {timeout} s")
+            return outcomes
+        except Exception as err:
+            if len(decoded) == 1:
+                outcomes[decoded[0][0]] = RuntimeError(f"model call failed: {err!r}")
+                return outcomes
+            log.exception("batch model call failed; running its %d jobs one by one", len(decoded))
+            return {**outcomes, **self._infer_one_by_one(decoded, timeout)}
+        self.batches += 1
+        offset = 0
+        for job_id, images in decoded:
+            outcomes[job_id] = result_dict(probs[offset : offset + len(images)])
+            offset += len(images)
+        return outcomes
+
+    def _infer_one_by_one(
+        self, decoded: list[tuple[str, np.ndarray]], timeout: int
+    ) -> dict[str, tasks.Outcome]:
+        outcomes: dict[str, tasks.Outcome] = {}
+        for job_id, images in decoded:
+            try:
+                outcomes[job_id] = result_dict(self._predict(images, timeout))
+            except Exception as err:
+                outcomes[job_id] = RuntimeError(f"model call failed: {err!r}")
+        return outcomes
+
+    def _predict(self, images: np.ndarray, timeout: int) -> np.ndarray:
+        with self.death_penalty_class(timeout, JobTimeoutException):
+            return self.predictor.predict(images)
+
+    # ------------------------------------------------------------------ maintenance
+
+    def run_maintenance_tasks(self) -> None:
+        if self.birth_date is not None:  # registered: make sure no one took it for dead
+            with contextlib.suppress(redis.exceptions.RedisError):
+                self._reassert_registration()
+        for queue in self.queues:
+            try:
+                recovered = recover_abandoned(queue)
+            except redis.exceptions.RedisError:
+                log.exception("recovery of abandoned jobs failed")
+                continue
+            if recovered:
+                log.warning("re-queued jobs of dead workers (or failed them): %s", recovered)
+        super().run_maintenance_tasks()
+
+    def _reassert_registration(self) -> None:
+        if self.connection.sismember(self.redis_workers_keys, self.key):
+            return
+        log.warning("worker %s was unregistered while alive; registering again", self.name)
+        with self.connection.pipeline() as pipe:
+            pipe.hdel(self.key, "death")
+            worker_registration.register(self, pipe)
+            pipe.execute()
+
+
+def recover_abandoned(queue: Queue) -> list[str]:
+    """Hand the jobs claimed by dead workers to RQ's abandoned-job handling; unregister the dead.
+
+    A job in the started-job registry whose execution belongs to a worker with no Redis
+    connection left is marked expired and passed to ``StartedJobRegistry.cleanup``: RQ then
+    re-enqueues it (``Retry``, at the front) or, with no retry left, fails it with
+    ``AbandonedJobError``. One worker at a time (a short lock). Returns the job ids handled.
+    """
+    conn = queue.connection
+    lock = recovery_lock_key(queue.name)
+    token = uuid.uuid4().hex
+    if not conn.set(lock, token, nx=True, px=10_000):
+        return []
+    try:
+        # Read who is registered and who owns what first, who is connected last: a worker that
+        # registered or claimed a job before the client list was taken is in it if alive.
+        registered = registered_worker_names(queue)
+        registry = queue.started_job_registry
+        owned: list[tuple[str, str]] = []
+        for raw in conn.zrange(registry.key, 0, -1):
+            member = _text(raw)
+            owner = conn.hget(f"rq:execution:{member}", "worker_name")
+            if ":" in member and owner is not None:  # else expired: RQ's TTL cleanup handles it
+                owned.append((member, _text(owner)))
+        live = live_client_names(conn)
+        orphans = [member for member, owner in owned if owner not in live]
+        recovered: list[str] = []
+        if orphans:
+            job_ids = [m.partition(":")[0] for m in orphans]
+            with conn.pipeline() as pipe:
+                for job_id in job_ids:
+                    pipe.lrem(queue.intermediate_queue_key, 0, job_id)
+                pipe.zadd(registry.key, dict.fromkeys(orphans, 1), xx=True)
+                pipe.execute()
+            registry.cleanup(timestamp=1)  # only the entries just marked have score <= 1
+            recovered = job_ids
+        for name in registered - live:
+            _unregister(conn, name, queue.name)
+        return recovered
+    finally:
+        if conn.get(lock) == token.encode():
+            conn.delete(lock)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _unregister(conn: redis.Redis, name: str, queue_name: str) -> None:
+    """RQ's register_death for a worker that could not do it itself."""
+    key = SimpleWorker.redis_worker_namespace_prefix + name
+    with conn.pipeline() as pipe:
+        pipe.srem(SimpleWorker.redis_workers_keys, key)
+        pipe.srem(f"rq:workers:{queue_name}", key)
+        pipe.hset(key, "death", "unregistered by a live worker: no connection left")
+        pipe.expire(key, 60)
+        pipe.execute()
+
+
+def main() -> None:
+    settings = JobQueueSettings()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    from targets.common.model import Predictor  # TensorFlow
+
+    predictor = Predictor(settings.model_path)
+    predictor.warm_up((1, settings.job_batch_max))
+    tasks.set_predictor(predictor)
+    name = worker_name()
+    worker = BatchWorker(
+        [settings.queue_name],
+        connection=connect(settings, name, timeout_s=None),
+        predictor=predictor,
+        batch_max=settings.job_batch_max,
+        name=name,
+    )
+    log.warning(
+        "worker %s ready: model %s (loaded in %.1f s), batch max %d",
+        name,
+        predictor.version_dir,
+        predictor.load_duration_s,
+        settings.job_batch_max,
+    )
+    worker.work(logging_level="WARNING")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Reports: display helpers, results loading, the paper's tables, and (integration) the
+notebooks executed headless on a real results folder and exported to HTML."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from analysis import paper, report
+from analysis.capacity import capacity_section, label_runs, stage_tables
+
+
+def stage(i: int, users: int, rps: float, mean_ms: float, **extra: Any) -> dict[str, Any]:
+    row = {"index": i, "users": users, "measured_requests": int(rps * 10), "rps": rps,
+           "goodput_rps": rps, "error_rate": 0.0, "reject_rate": 0.0, "mean_ms": mean_ms,
+           "p50_ms": mean_ms, "p95_ms": mean_ms * 2, "p99_ms": mean_ms * 3, "cpu_pct": 80.0,
+           "mem_mb": 700.0, "pss_mb": 500.0, "generator_cpu_pct": 10.0}  # fmt: skip
+    row.update(extra)
+    return row
+
+
+def write_results(folder: Path, summary: dict[str, Any], think_time_s: float = 0.0) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    scenario = {"scenario": summary["scenario"],
+                "definition": {"load": {"think_time_s": think_time_s, "stages": []},
+                               "slo": {"p99_ms": 250.0}}}  # fmt: skip
+    (folder / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    return folder
+
+
+SUMMARY = {
+    "scenario": "ramp",
+    "runs": [
+        {"target": "api", "kind": "fastapi", "status": "ok", "requests": 10,
+         "stages": [stage(0, 1, 250.0, 4.0), stage(1, 4, 500.0, 8.0)]},
+        {"target": "chain", "kind": "django-to-tfserving", "status": "ok",
+         "stages": [stage(0, 1, 100.0, 10.0)],
+         "sequential": [{"requests": 1, "mean_total_s": 0.02},
+                        {"requests": 10, "mean_total_s": 0.15}]},
+        {"target": "queue", "kind": "jobqueue", "status": "ok",
+         "stages": [stage(0, 1, 10.0, 100.0)]},
+    ],
+}  # fmt: skip
+
+
+def test_format_frame_and_table_html() -> None:
+    frame = pd.DataFrame({"run": ["a", "b"], "error rate": [0.012, math.nan],
+                          "rps": [1234.5, 12.345], "ok": [True, False], "n": [3, 4]})  # fmt: skip
+    shown = report.format_frame(frame)
+    assert shown["error rate"].tolist() == ["1.20%", "\u2013"]
+    assert shown["rps"].tolist() == ["1,234", "12.35"] or shown["rps"].tolist() == [
+        "1,235", "12.35"
+    ]  # fmt: skip
+    assert shown["ok"].tolist() == ["yes", "no"]
+    html = report.table_html(frame, caption="Stages")
+    assert 'class="dataframe"' in html and "<caption" in html and "Stages" in html
+    assert "text-align: left" in html  # the text column
+    wide = paper.table3(label_runs(stage_tables({"x": SUMMARY})))
+    assert "th.col_heading.level0" in report.table_html(wide, index=True)
+
+
+def test_load_results_and_tables(tmp_path: Path) -> None:
+    folder = write_results(tmp_path / "run1", SUMMARY, think_time_s=0.5)
+    results = report.load_results(folder)
+    assert results.name == "run1" and results.targets == ["api", "chain", "queue"]
+    assert results.think_time_s == 0.5 and results.slo_p99_ms == 250.0
+    assert set(results.table["label"]) == {"api", "chain", "queue"}
+    assert results.requests("api").empty  # no records in this synthetic folder
+    other = report.load_results(write_results(tmp_path / "x" / "run1", SUMMARY))
+    both = report.combined_table([results, other])
+    assert {"run1/api", "run1#2/api"} <= set(both["label"])
+    assert list(report.summaries([results, other])) == ["run1", "run1#2"]
+    assert len(report.runs_overview([results, other])) == 6
+    overview = report.plans_overview([results], 100.0, daily_requests=1e6, peak_factor=2)
+    assert overview["target"].tolist() == ["api", "chain", "queue"]
+    with pytest.raises(FileNotFoundError, match="servecap results folder"):
+        report.load_results(tmp_path)
+
+
+def test_paper_tables_side_by_side() -> None:
+    table = label_runs(stage_tables({"run": SUMMARY}))
+    long = paper.table3_long(table, summaries={"run": SUMMARY})
+    ours = long[long["source"].str.startswith("ours (derived): api")]
+    # derived: the 1-user stage's mean latency (4 ms) x N
+    assert ours.set_index("requests")["total_s"].to_dict() == pytest.approx(
+        {1: 0.004, 10: 0.04, 100: 0.4, 1_000: 4.0, 10_000: 40.0}
+    )
+    assert (ours["architecture"] == "FastAPI").all()
+    assert ours["source"].iloc[0].endswith("server only")  # fastapi alone, not the chain
+    measured = long[long["source"] == "ours (measured): chain"]
+    assert measured["total_s"].tolist() == [0.02, 0.15] and not measured["derived"].any()
+    assert not long["source"].str.contains("queue").any()  # no paper architecture
+    wide = paper.table3(table, summaries={"run": SUMMARY})
+    assert list(wide.index) == [1, 10, 100, 1_000, 10_000]
+    assert wide[("TF Serving", "paper")].tolist() == [0.009, 0.082, 0.826, 8.167, 82.519]
+    assert [a for a, _ in wide.columns][:3] == ["embedded", "Flask API", "FastAPI"]
+    t4 = paper.table4(table)
+    assert t4[t4["source"] == "paper"]["RAM MB"].tolist() == [450.5, 200.7, 260.2, 275.6]
+    row = t4[t4["source"].str.startswith("ours (derived): api")].iloc[0]
+    assert row["CPU % of 8 cores"] == pytest.approx(10.0) and row["CPU cores"] == 0.8
+    assert paper.architecture_of("django-to-flask") == ("Flask API", True)
+    assert paper.architecture_of("jobqueue") is None
+
+
+def test_kernel_resolves_to_this_interpreter() -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    name = report.resolve_kernel_name()
+    argv = KernelSpecManager().get_kernel_spec(name).argv
+    assert "ipykernel_launcher" in " ".join(argv) or "ipykernel" in " ".join(argv)
+    assert (
+        argv[0] in ("python", "python3", f"python3.{sys.version_info[1]}")
+        or Path(argv[0]).resolve() == Path(sys.executable).resolve()
+    )
+
+
+def test_build_report_refuses_what_is_not_a_results_folder(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="servecap results folder"):
+        report.build_report([tmp_path], tmp_path / "out")
+    with pytest.raises(ValueError, match="at least one"):
+        report.build_report([], tmp_path / "out")
+
+
+# --------------------------------------------------------------------------- integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
+                  cifar_dir: Path) -> Path:  # fmt: skip
+    """A real three-stage ramp against the FastAPI target (about 20 s)."""
+    from loadtests.orchestrator import RunOptions, run
+    from loadtests.spec import parse_scenarios
+
+    stages = [{"users": u, "duration_s": 4} for u in (1, 2, 4)]
+    spec = parse_scenarios({
+        "targets": {"fastapi": {"kind": "fastapi", "port": free_port(),
+                                "model_path": str(tiny_model)}},
+        "scenarios": {"smoke": {"targets": ["fastapi"],
+                                "load": {"warmup_requests": 5, "settle_s": 1, "stages": stages}}},
+    })  # fmt: skip
+    base = tmp_path_factory.mktemp("report")
+    out = base / "smoke-results"
+    outcome = run(RunOptions("smoke", spec, base / "s.yaml", out, data_dir=str(cifar_dir)),
+                  echo=lambda _: None)  # fmt: skip
+    assert outcome.ok, outcome.failures
+    return out
+
+
+@pytest.mark.integration
+def test_report_of_a_real_smoke_run(smoke_results: Path, tmp_path: Path) -> None:
+    summary = json.loads((smoke_results / "summary.json").read_text())
+    section = capacity_section(summary["runs"][0], slo_p99_ms=500.0)
+    json.dumps(section, allow_nan=False)
+    assert section["capacity_rps"] > 0 and section["per_replica"]["mem_mb"] > 100
+
+    started = time.monotonic()
+    out = tmp_path / "report"
+    paths = report.build_report([smoke_results], out, slo_p99_ms=200.0, daily_requests=50e6,
+                                peak_factor=2.5)  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert [p.name for p in paths] == ["capacity_report-smoke-results.html",
+                                       "architecture_comparison.html"]  # fmt: skip
+    assert elapsed < 60, f"report took {elapsed:.0f} s"
+
+    single = html.unescape(paths[0].read_text())
+    headings = ("Capacity report", "Stage statistics", "Capacity under the SLO",
+                "Latency vs throughput", "Throughput vs concurrent users",
+                "Requests within the SLO", "CPU and memory over time",
+                "Errors and rejections per stage", "Little's law check", "Sizing")  # fmt: skip
+    for heading in headings:
+        assert f">{heading}<" in single, heading
+    assert single.count('src="data:image/png;base64,') >= 4
+    assert 'alt="Latency vs throughput"' in single
+    assert "50,000,000 requests/day" in single and "p99 <= 200 ms" in single
+    assert "Traceback" not in single
+
+    comparison = html.unescape(paths[1].read_text())
+    for heading in ("Architecture comparison", "Load curves", "Table 3:", "Table 4:",
+                    "Sizing for the demand"):  # fmt: skip
+        assert heading in comparison, heading
+    assert comparison.count('src="data:image/png;base64,') >= 3
+    assert "ours (derived): fastapi, server only" in comparison
+    assert "Traceback" not in comparison
+
+    executed = nbformat.read(out / "capacity_report-smoke-results.ipynb", as_version=4)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]  # fmt: skip
+    assert not errors
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "slo_p99_ms = 200.0" in injected[0].source
+
+
+def test_kernel_fallback_installs_a_spec_for_this_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(report.FALLBACK_KERNEL)
+        pytest.skip("a servecap kernelspec is installed already")
+    except NoSuchKernel:
+        pass
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))  # install into a throwaway prefix
+    assert report.resolve_kernel_name("no-such-kernel") == report.FALLBACK_KERNEL
+    spec = json.loads((tmp_path / "share/jupyter/kernels/servecap/kernel.json").read_text())
+    assert Path(spec["argv"][0]).resolve() == Path(sys.executable).resolve()

@@ -1,0 +1,138 @@
+"""Sizing arithmetic: peak from a daily volume, replicas with headroom, totals, assumptions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from analysis.sizing import (
+    format_plan,
+    peak_rps_from_daily,
+    plan,
+    plan_table,
+    plan_targets,
+    resolve_peak,
+)
+
+
+def test_peak_from_daily_volume() -> None:
+    # 100 million a day is 1,157.4 a second on average; a peak factor of 3 makes 3,472.2
+    assert peak_rps_from_daily(100e6, 3) == pytest.approx(3472.2, abs=0.05)
+    assert peak_rps_from_daily(86_400, 1) == 1.0
+    with pytest.raises(ValueError, match="peak_factor"):
+        peak_rps_from_daily(100e6, 0.5)
+    with pytest.raises(ValueError, match="daily_requests"):
+        peak_rps_from_daily(0, 3)
+
+
+def test_the_one_call_plan() -> None:
+    """100 million requests a day, peak factor 3, p99 under 200 ms, 400 rps per replica."""
+    p = plan(400.0, daily_requests=100e6, peak_factor=3, slo_p99_ms=200,
+             cpu_cores_per_replica=1.5, mem_mb_per_replica=800.0, gpus_per_replica=1)  # fmt: skip
+    assert p.peak_rps == pytest.approx(3472.22, abs=0.01)
+    assert p.usable_rps_per_replica == pytest.approx(280.0)  # 30% headroom by default
+    assert p.replicas == 13  # ceil(3472.2 / 280) = ceil(12.4)
+    assert p.utilisation_at_peak == pytest.approx(3472.22 / (13 * 400), abs=1e-4)
+    assert p.total_cpu_cores == pytest.approx(19.5)
+    assert p.total_mem_mb == pytest.approx(10_400.0)
+    assert p.total_mem_gb == pytest.approx(10_400.0 / 1024)
+    assert p.total_gpus == 13
+    text = "\n".join(p.assumptions)
+    assert "100,000,000 requests/day / 86,400 s x peak factor 3 = 3,472.2 requests/s" in text
+    assert "p99 <= 200 ms" in text
+    assert "Headroom: 30%" in text
+    assert "ceil(3,472.2 / 280.0) = 13" in text
+    assert "scale linearly" in text and "Not included" in text
+    assert p.to_dict()["assumptions"] == list(p.assumptions)
+
+
+def test_replicas_edges() -> None:
+    assert plan(100.0, 1000.0, headroom=0.0).replicas == 10  # exactly full, not 11
+    assert plan(100.0, 1000.1, headroom=0.0).replicas == 11
+    assert plan(100.0, 10.0).replicas == 1
+    assert plan(100.0, 10.0, min_replicas=3).replicas == 3
+    assert plan(100.0, 700.0, headroom=0.3).replicas == 10  # 700 / 70
+    p = plan(100.0, 1000.0)
+    assert p.total_cpu_cores is None and p.total_mem_mb is None
+    assert "Peak load: 1,000.0 requests/s (given)." in p.assumptions
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"capacity_per_replica_rps": 0.0, "peak_rps": 10.0}, "capacity"),
+        ({"capacity_per_replica_rps": math.nan, "peak_rps": 10.0}, "capacity"),
+        ({"capacity_per_replica_rps": 10.0, "peak_rps": 10.0, "headroom": 1.0}, "headroom"),
+        ({"capacity_per_replica_rps": 10.0}, "give peak_rps"),
+        ({"capacity_per_replica_rps": 10.0, "daily_requests": 1e6}, "peak_factor"),
+        (
+            {
+                "capacity_per_replica_rps": 10.0,
+                "peak_rps": 5.0,
+                "daily_requests": 1e6,
+                "peak_factor": 2.0,
+            },
+            "not both",
+        ),
+    ],
+)
+def test_plan_refuses_bad_input(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        plan(**kwargs)
+
+
+def test_resolve_peak() -> None:
+    assert resolve_peak(12.0, None, None) == 12.0
+    assert resolve_peak(None, 86_400 * 10, 2) == 20.0
+
+
+def stage(i: int, users: int, rps: float, p99: float) -> dict[str, Any]:
+    return {"index": i, "users": users, "measured_requests": 1000, "rps": rps,
+            "goodput_rps": rps, "error_rate": 0.0, "reject_rate": 0.0, "mean_ms": p99 / 2,
+            "p50_ms": p99 / 3, "p95_ms": p99 * 0.9, "p99_ms": p99, "cpu_pct": 100.0,
+            "mem_mb": 1024.0, "pss_mb": 900.0, "generator_cpu_pct": 10.0}  # fmt: skip
+
+
+SUMMARY = {
+    "scenario": "ramp",
+    "runs": [
+        {"target": "fast", "kind": "fastapi", "status": "ok",
+         "stages": [stage(0, 1, 100.0, 10.0), stage(1, 2, 200.0, 20.0),
+                    stage(2, 4, 300.0, 420.0)]},
+        {"target": "slow", "kind": "flask", "status": "ok",
+         "stages": [stage(0, 1, 10.0, 900.0), stage(1, 2, 12.0, 1900.0)]},
+        {"target": "dead", "kind": "fastapi", "status": "failed", "error": "port in use",
+         "stages": []},
+    ],
+}  # fmt: skip
+
+
+def test_plan_table_one_row_per_target() -> None:
+    table = plan_table(SUMMARY, 200.0, daily_requests=100e6, peak_factor=3).set_index("target")
+    assert list(table.index) == ["fast", "slow", "dead"]
+    # p99 crosses 200 ms at 200 + (200 - 20) / 400 x 100 = 245 rps
+    assert table.loc["fast", "capacity_rps"] == pytest.approx(245.0)
+    assert table.loc["fast", "method"] == "interpolated"
+    assert table.loc["fast", "replicas"] == math.ceil(3472.22 / (245.0 * 0.7))
+    assert table.loc["fast", "cpu_cores_per_replica"] == pytest.approx(1.0)
+    assert table.loc["fast", "total_mem_gb"] == pytest.approx(table.loc["fast", "replicas"])
+    assert math.isnan(table.loc["slow", "capacity_rps"])
+    assert "no stage meets the SLO" in table.loc["slow", "note"]
+    assert table.loc["dead", "method"] == "no_data"
+
+
+def test_format_plan_for_the_cli() -> None:
+    plans = plan_targets(SUMMARY, 200.0, daily_requests=100e6, peak_factor=3)
+    text = format_plan(plans)
+    assert text.startswith("Capacity plan: peak 3,472.2 requests/s (100,000,000/day x peak")
+    assert "p99 <= 200 ms, headroom 30%" in text
+    lines = text.splitlines()
+    fast = next(line for line in lines if line.startswith("fast "))
+    assert "245.0" in fast and "interpolated" in fast
+    assert "Measured: interpolated on p99 between stages 1 and 2." in text
+    assert "slow:\n  no plan: no stage meets the SLO" in text
+    assert "! run status is 'failed'" in text
+    single = format_plan(plan(100.0, 1000.0, label="x"))
+    assert single.startswith("Capacity plan for x: 15 replica(s)")
