@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import gevent
 from gevent.pool import Group
 from locust import FastHttpUser, User, constant, task
+from locust.exception import StopUser
 
 from loadtests import shapes
 from loadtests.findmax import FindMaxSearch, window_result
@@ -146,8 +147,10 @@ class ArrivalUser(HttpPredict):
         else:
             t0 = _planned_start(self.out_dir) or time.time()
             self._schedule(t0, lambda t: _per_user(shapes.rate_at(self.stages, t), self))
-        while True:  # the plan is over: idle until Locust stops this user
-            gevent.sleep(1)
+        # The plan is over: let every request sent get its answer (so it is recorded), then
+        # stop this user instead of idling into Locust's stop timeout.
+        self._drain(timeout_s=float(getattr(self, "timeout_s", 30.0)))
+        raise StopUser()
 
     def _schedule(
         self, t0: float, rate_fn: Callable[[float], float | None], until_ts: float | None = None
@@ -239,8 +242,7 @@ class SequentialUser(HttpPredict):
                 runs.append({"requests": n, "repeat": rep, "total_s": total_s})
                 shapes.write_json(self.out_dir / "sequential.json", runs)
         shapes.DONE.set()
-        while True:
-            gevent.sleep(1)
+        raise StopUser()
 
 
 def _planned_start(out_dir: Path | None) -> float | None:
