@@ -1,0 +1,167 @@
+"""Schema-driven fuzzing of every Python target's endpoints, live: real servers, real model.
+
+Hypothesis generates request bodies around the servecap predict schema (wrong shapes, types,
+sizes, encodings, truncated and oversized bodies, random bytes, odd content types) and sends
+them to each running target through its real stack (uvicorn, gunicorn, nginx, Redis + RQ).
+Every answer must be 2xx or 4xx, never 5xx or a dropped connection, and the target must keep
+serving afterwards. The number of inputs tried per target is printed (``-s`` shows it).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import socket
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from targets.common.payload import encode_request
+from targets.config import TargetConfig
+from targets.launchers.process import ProcessLauncher
+
+pytestmark = pytest.mark.integration
+MAX_BODY = 64 * 1024
+EXAMPLES = 300
+TARGETS = {
+    "fastapi": ("fastapi", "/v1/predict"),
+    "flask": ("flask", "/v1/predict"),
+    "django-embedded": ("django-embedded", "/v1/predict"),
+    "jobqueue": ("jobqueue", "/v1/jobs"),
+}
+TRIED: Counter[str] = Counter()
+
+pixels = st.one_of(st.integers(-300, 600), st.floats(allow_nan=False), st.booleans(),
+                   st.text(max_size=3), st.none())  # fmt: skip
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text()),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=20,
+)
+
+
+@st.composite
+def nested_images(draw: st.DrawFn) -> bytes:
+    """Arrays of a random shape (sometimes the right one) with random pixel values."""
+    shape = draw(st.lists(st.integers(0, 4), min_size=0, max_size=4))
+    if draw(st.booleans()):
+        shape = [draw(st.integers(1, 2)), 32, 32, 3]
+    value = draw(pixels)
+    arr: object = value
+    for dim in reversed(shape):
+        arr = [arr] * dim
+    return json.dumps({"images": arr}).encode()
+
+
+@st.composite
+def valid_then_broken(draw: st.DrawFn) -> bytes:
+    """A valid body in any encoding, then truncated, padded or bit-flipped."""
+    images = np.full((draw(st.integers(1, 3)), 32, 32, 3), draw(st.integers(0, 255)), np.uint8)
+    body, _ = encode_request(images, draw(st.sampled_from(["json", "base64", "jpeg"])))
+    how = draw(st.sampled_from(["truncate", "flip", "pad", "keep"]))
+    if how == "truncate":
+        return body[: draw(st.integers(0, len(body) - 1))]
+    if how == "flip":
+        i = draw(st.integers(0, len(body) - 1))
+        return body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1 :]
+    if how == "pad":
+        return body + b" " * draw(st.integers(1, MAX_BODY))  # sometimes over the limit
+    return body
+
+
+@st.composite
+def encoded_junk(draw: st.DrawFn) -> bytes:
+    key = draw(st.sampled_from(["images_b64", "images_jpeg_b64"]))
+    raw = draw(st.binary(max_size=4000))
+    if key == "images_jpeg_b64" and draw(st.booleans()):  # a real JPEG of the wrong size
+        out = io.BytesIO()
+        Image.new("RGB", (draw(st.integers(1, 64)), draw(st.integers(1, 64)))).save(out, "JPEG")
+        raw = out.getvalue()
+    item = draw(st.sampled_from([base64.b64encode(raw).decode(), raw.hex(), "%%%"]))
+    return json.dumps({key: [item] * draw(st.integers(0, 3))}).encode()
+
+
+bodies = st.one_of(
+    st.binary(max_size=2000),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    nested_images(),
+    valid_then_broken(),
+    encoded_junk(),
+    st.integers(MAX_BODY + 1, 4 * MAX_BODY).map(lambda n: b"[" + b"1," * (n // 2) + b"1]"),
+)
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "image/jpeg",
+        "text/plain",
+        "multipart/form-data; boundary=x",
+        "",
+        "application/x-www-form-urlencoded",
+    ]
+)
+
+
+def free_port() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port < 65000:
+            return port
+
+
+def post(port: int, path: str, body: bytes, ctype: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"Content-Type": ctype} if ctype else {}
+        conn.request("POST", path, body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def running(
+    request: pytest.FixtureRequest, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int, str]]:
+    name = request.param
+    kind, path = TARGETS[name]
+    config = TargetConfig.model_validate(
+        {"kind": kind, "port": free_port(), "model_path": str(tiny_model),
+         "max_body_bytes": MAX_BODY, "queue_workers": 1, "threads": 4}
+    )  # fmt: skip
+    logs = tmp_path_factory.mktemp(f"fuzz-{name}")
+    with ProcessLauncher(stop_grace_s=5).launch(name, config, logs) as target:
+        yield name, target.config.port, path
+    print(f"\nfuzz: {name}: {TRIED[name]} inputs sent")
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(body=bodies, ctype=content_types)
+def test_no_input_gets_a_5xx(running: tuple[str, int, str], body: bytes, ctype: str) -> None:
+    name, port, path = running
+    TRIED[name] += 1
+    status = post(port, path, body, ctype)
+    assert status < 500, f"{name}: HTTP {status} for {ctype!r} body {body[:120]!r}"
+
+
+def test_still_serving_after_fuzzing(running: tuple[str, int, str]) -> None:
+    _, port, path = running
+    body, ctype = encode_request(np.zeros((1, 32, 32, 3), np.uint8), "json")
+    assert post(port, path, body, ctype) in (200, 202)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().status == 200
