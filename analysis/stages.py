@@ -145,6 +145,10 @@ def window_stats(window: pd.DataFrame, window_s: float) -> dict[str, Any]:
     }
     for key, q in PERCENTILES.items():
         row[key] = percentile_ms(ok["latency_ms"], q)
+    refused = window[window["outcome"] == "rejected"]
+    if len(refused):  # how fast a refusal comes back (max_works answers at once)
+        row["reject_p50_ms"] = percentile_ms(refused["latency_ms"], 50)
+        row["reject_p99_ms"] = percentile_ms(refused["latency_ms"], 99)
     failed = window[window["outcome"] == "error"]
     if len(failed) and "error" in failed:
         row["top_error"] = str(failed["error"].value_counts().index[0])

@@ -91,6 +91,8 @@ def test_stage_stats_contract_and_values() -> None:
     assert s1["goodput_rps"] == pytest.approx(32 / 8)
     assert s1["error_rate"] == pytest.approx(1 / 34)
     assert s1["reject_rate"] == pytest.approx(1 / 34)
+    assert s1["reject_p50_ms"] == s1["reject_p99_ms"] == 1.0  # the rejection's own latency
+    assert "reject_p50_ms" not in s0
     window_lat = np.arange(1, 33, dtype=float)  # the 32 ok requests in the window
     assert s1["p50_ms"] == percentile_ms(window_lat, 50)
     assert s1["p50_ms"] == 16.0 and s1["p99_ms"] == 32.0
