@@ -73,7 +73,7 @@ def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str
     Exit status: 0 all good; 1 a target failed; 3 an SLO gate (the scenario's slo:) failed;
     130 interrupted.
     """
-    from loadtests.orchestrator import RunOptions
+    from loadtests.orchestrator import PreflightError, RunOptions
     from loadtests.orchestrator import run as run_scenario
 
     spec = _load(scenarios_file)
@@ -84,7 +84,10 @@ def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str
     _interrupt_once()
     options = RunOptions(scenario, spec, scenarios_file, out_dir, launcher,
                          data_dir or os.environ.get("SERVECAP_CIFAR10_DIR"), seed)  # fmt: skip
-    outcome = run_scenario(options, echo=click.echo)
+    try:
+        outcome = run_scenario(options, echo=click.echo)
+    except PreflightError as err:
+        raise click.ClickException(str(err)) from None
     click.echo(f"results: {outcome.out_dir}")
     if outcome.interrupted:
         click.echo("servecap: interrupted; partial results kept", err=True)

@@ -77,12 +77,39 @@ def default_out_dir(scenario: str) -> Path:
     return Path("results") / f"{scenario}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
+class PreflightError(ValueError):
+    """The run cannot work: found before anything started. The message lists every problem."""
+
+
+def preflight(options: RunOptions, launcher: Any) -> None:
+    """Check every target and the dataset before starting the first target."""
+    from targets.common.dataset import DatasetError, load_split
+
+    scenario = options.spec.scenario(options.scenario)
+    problems: list[str] = []
+    for name in scenario.targets:
+        try:
+            launcher.preflight(name, options.spec.targets[name])
+        except LaunchError as err:
+            problems.append(str(err))
+    try:
+        load_split("test", options.data_dir, limit=min(scenario.load.image_pool, 10_000))
+    except (DatasetError, ValueError, OSError) as err:
+        problems.append(f"dataset: {err}")
+    if problems:
+        raise PreflightError(
+            f"scenario '{options.scenario}' cannot run; nothing was started:\n  - "
+            + "\n  - ".join(problems)
+        )
+
+
 def run(options: RunOptions, echo: Echo = print) -> RunOutcome:
     scenario = options.spec.scenario(options.scenario)
+    launcher = get_launcher(options.launcher)
+    preflight(options, launcher)
     out = options.out_dir or default_out_dir(options.scenario)
     out.mkdir(parents=True, exist_ok=True)
     _write_resolved(out, options, scenario)
-    launcher = get_launcher(options.launcher)
     meta: dict[str, Any] = {
         "scenario": options.scenario,
         "scenarios_file": str(options.scenarios_file),

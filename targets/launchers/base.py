@@ -53,6 +53,10 @@ class RunningTarget:
 class Launcher(Protocol):
     name: str
 
+    def preflight(self, name: str, config: TargetConfig) -> None:
+        """Raise LaunchError, before anything starts, when the target cannot start."""
+        ...
+
     def launch(
         self, name: str, config: TargetConfig, logs_dir: Path
     ) -> contextlib.AbstractContextManager[RunningTarget]:

@@ -9,7 +9,7 @@ Same interface as :class:`targets.launchers.process.ProcessLauncher`. For one la
                  with every ${VARIABLE} of the compose file derived from the TargetConfig
                  (:func:`compose_env`) and the SERVECAP_* server settings in an env file
     ready        every container running; each one's own healthcheck command passes (run by
-                 the launcher with ``docker exec`` every 0.5 s, so time-to-ready is not rounded
+                 the launcher with ``docker exec`` every 0.25 s, so time-to-ready is not rounded
                  up to Docker's 5 s health interval); the readiness URL answers from the host
     yield        RunningTarget(containers=[ids], time_to_ready_s)
     tear down    (always: normal exit, exception, KeyboardInterrupt) container logs saved to
@@ -37,6 +37,7 @@ listen on the engine host's 127.0.0.1, which the harness reaches only through a 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -66,7 +67,7 @@ CONTAINER_MODEL_BASE = "/models/cifar10_cnn"
 NO_MODEL_DIR = REPO_ROOT / "targets" / "docker" / "no-model"
 APP_UID = 10001
 STOP_TIMEOUT_S = 10
-POLL_S = 0.5
+POLL_S = 0.25
 COMPOSE_TIMEOUT_S = 300.0
 
 
@@ -116,12 +117,16 @@ class ContainerOptions:
 
 
 def options_for(config: TargetConfig, defaults: ContainerOptions) -> ContainerOptions:
-    """The target's options: its config fields where it has them, the defaults otherwise."""
+    """The target's options: its config fields where it has them, the defaults otherwise
+    (``memory_limit_mb`` is the memory limit)."""
     values = {
         field: getattr(config, field)
         for field in ContainerOptions.__dataclass_fields__
         if getattr(config, field, None) is not None
     }
+    limit = getattr(config, "memory_limit_mb", None)
+    if limit is not None:
+        values["memory"] = f"{limit}m"
     return replace(defaults, **values)
 
 
@@ -130,6 +135,18 @@ def layout_for(kind: str) -> KindLayout:
         return LAYOUTS[kind]
     except KeyError:
         raise LaunchError(f"target kind '{kind}' has no services in docker-compose.yml") from None
+
+
+def profile_layout(config: TargetConfig, services: Sequence[str]) -> KindLayout:
+    """The kind's layout; with ``compose_service`` (a profile of your own in
+    docker-compose.yml), that profile's services, its first one holding the model."""
+    if not config.compose_service or config.compose_service == config.kind:
+        return layout_for(config.kind)
+    if not services:
+        raise LaunchError(
+            f"docker-compose.yml has no service in profile '{config.compose_service}'"
+        )
+    return KindLayout(tuple(services), services[0], scalable=True)
 
 
 def remote_engine() -> bool:
@@ -253,10 +270,12 @@ def write_env_file(path: Path, env: dict[str, str]) -> Path:
     return path
 
 
-def scales(config: TargetConfig, options: ContainerOptions) -> dict[str, int]:
-    layout = layout_for(config.kind)
+def scales(
+    config: TargetConfig, options: ContainerOptions, layout: KindLayout | None = None
+) -> dict[str, int]:
+    layout = layout or layout_for(config.kind)
     out: dict[str, int] = {}
-    if config.kind == "jobqueue":
+    if config.kind == "jobqueue" and "jobqueue-worker" in layout.services:
         out["jobqueue-worker"] = config.queue_workers
     if options.replicas != 1:
         out[layout.primary] = options.replicas
@@ -364,7 +383,6 @@ class DockerLauncher:
     @contextlib.contextmanager
     def launch(self, name: str, config: TargetConfig, logs_dir: Path) -> Iterator[RunningTarget]:
         options = options_for(config, self.defaults)
-        layout = layout_for(config.kind)
         client = docker_client()
         try:
             cli = compose.compose_command()
@@ -375,16 +393,18 @@ class DockerLauncher:
         logs_dir.mkdir(parents=True, exist_ok=True)
         env_file = write_env_file(logs_dir / "container.env", container_env(config))
         variables = compose_env(name, config, options, run_id, env_file)
-        specs = compose.services(variables, config.kind, self.compose_file)
+        profile = config.compose_service or config.kind
+        specs = compose.services(variables, profile, self.compose_file)
+        layout = profile_layout(config, list(specs))
         self._preflight(name, config, options, layout, specs, client)
 
         env = {**os.environ, **variables}
         files = ["-f", str(self.compose_file)]
         if options.gpu:
             files += ["-f", str(self.compose_file.with_name(compose.GPU_FILE.name))]
-        base = [*cli, "-p", project, *files, "--profile", config.kind]
+        base = [*cli, "-p", project, *files, "--profile", profile]
         up = [*base, "up", "-d", "--no-build"]
-        for service, count in scales(config, options).items():
+        for service, count in scales(config, options, layout).items():
             up += ["--scale", f"{service}={count}"]
         t0 = time.monotonic()
         try:
@@ -398,6 +418,7 @@ class DockerLauncher:
                 time_to_ready_s=time.monotonic() - t0,
                 containers=[c.id for c in containers],
                 logs_dir=logs_dir,
+                health=functools.partial(containers_health, client, [c.id for c in containers]),
             )
         finally:
             with _deferred_interrupts():
@@ -495,7 +516,7 @@ class DockerLauncher:
         self, name: str, config: TargetConfig, options: ContainerOptions, layout: KindLayout,
         client: Any, project: str, t0: float,
     ) -> list[Any]:  # fmt: skip
-        expected = {s: 1 for s in layout.services} | scales(config, options)
+        expected = {s: 1 for s in layout.services} | scales(config, options, layout)
         url, needle = readiness(config)
         ready: set[str] = set()
         deadline = t0 + config.ready_timeout_s
@@ -566,6 +587,24 @@ def _healthy(container: Any) -> bool:
     except Exception:
         return False
     return bool(result.exit_code == 0)
+
+
+def containers_health(client: Any, container_ids: Sequence[str]) -> str | None:
+    """RunningTarget.health for containers: None while all run, else which one stopped and
+    why (exit code, OOM kill)."""
+    for cid in container_ids:
+        try:
+            container = client.containers.get(cid)
+        except Exception as err:
+            return f"container {cid[:12]} is gone ({err})"
+        if container.status != "running":
+            state = container.attrs.get("State", {})
+            why = " (OOM-killed: memory limit)" if state.get("OOMKilled") else ""
+            return (
+                f"container {container.name} {container.status}, exit code "
+                f"{state.get('ExitCode')}{why}; its last lines:\n{_log_tail(container)}"
+            )
+    return None
 
 
 def _probe(url: str, needle: str | None) -> bool:

@@ -46,6 +46,9 @@ class ProcessLauncher:
     def __init__(self, stop_grace_s: float = STOP_GRACE_S) -> None:
         self.stop_grace_s = stop_grace_s
 
+    def preflight(self, name: str, config: TargetConfig) -> None:
+        check_can_start(name, config)
+
     @contextlib.contextmanager
     def launch(self, name: str, config: TargetConfig, logs_dir: Path) -> Iterator[RunningTarget]:
         check_can_start(name, config)

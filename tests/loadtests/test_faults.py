@@ -142,3 +142,37 @@ def test_no_load_generator_left(tmp_path: Path) -> None:
     mine = [p for p in psutil.Process(os.getpid()).children(recursive=True)
             if "locustfile" in " ".join(p.cmdline())]  # fmt: skip
     assert not mine
+
+
+def test_redis_disappears_under_the_job_queue(
+    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    spec = parse_scenarios({
+        "targets": {"jq": {"kind": "jobqueue", "port": port, "model_path": str(tiny_model),
+                           "queue_workers": 1}},
+        "scenarios": {"f": {"targets": ["jq"], "load": {"warmup_requests": 1, "settle_s": 1,
+                                                        "stages": STAGES}}},
+    })  # fmt: skip
+    out = tmp_path / "out"
+
+    def kill_redis() -> None:
+        wait_for_stage(out / "jq", 1)
+        for proc in psutil.process_iter(["cmdline"]):
+            args = proc.info["cmdline"] or []
+            if args and "redis-server" in args[0] and str(port + 2) in " ".join(args):
+                proc.send_signal(signal.SIGKILL)
+
+    thread = threading.Thread(target=kill_redis, daemon=True)
+    thread.start()
+    outcome = run(RunOptions("f", spec, tmp_path / "s.yaml", out, data_dir=str(cifar_dir)),
+                  echo=lambda _: None)  # fmt: skip
+    thread.join(30)
+    entry = json.loads((out / "summary.json").read_text())["runs"][0]
+    assert not outcome.ok and entry["status"] == "failed"
+    assert "target 'jq' during stage 2: process 'jq-redis' was killed by signal 9" in entry["error"]
+    assert entry["stages"][0]["requests"] > 0  # stage 1 kept
+    leftovers = [p for p in psutil.process_iter(["cmdline"])
+                 if str(port) in " ".join(p.info["cmdline"] or [])
+                 and "python" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+    assert not leftovers
