@@ -52,14 +52,21 @@ def _read_part(path: Path) -> pd.DataFrame:
     return frame.dropna(subset=["ts", "latency_ms"])
 
 
+SAMPLE_FILES = ("resources.csv", "resources-docker.csv", "resources-gpu.csv")
+"""psutil (target processes, generator, host), Docker stats API (target containers; extra
+net/blk/mem-limit columns), NVML (GPUs; extra gpu_* columns): SAMPLE_COLUMNS first in each."""
+
+
 def read_samples(target_dir: Path) -> pd.DataFrame:
     parquet = target_dir / "resources.parquet"
     if parquet.exists():
         return pd.read_parquet(parquet)
-    path = target_dir / "resources.csv"
-    if not path.exists() or path.stat().st_size == 0:
+    paths = [target_dir / name for name in SAMPLE_FILES]
+    frames = [pd.read_csv(p) for p in paths if p.exists() and p.stat().st_size > 0]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in SAMPLE_COLUMNS})
-    frame = pd.read_csv(path)
+    frame = pd.concat(frames, ignore_index=True, sort=False).sort_values("ts", ignore_index=True)
     for col in ("cpu_pct", "mem_mb", "pss_mb"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame

@@ -12,6 +12,7 @@ finalised and summarised before exiting. Nothing is left running in any case.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -33,6 +34,8 @@ from analysis.capacity import (
 from analysis.load import read_requests, read_timeline
 from analysis.stages import flag_generator, json_safe, stage_stats, timeline_frame
 from loadtests.bodies import build_bodies
+from loadtests.collectors.docker_stats import DockerStatsSampler
+from loadtests.collectors.gpu import GpuSampler
 from loadtests.collectors.process import ProcessTreeSampler
 from loadtests.generator import GeneratorError, start_locust, warm_up
 from loadtests.meta import git_info, host_info, package_versions
@@ -107,7 +110,8 @@ def run(options: RunOptions, echo: Echo = print) -> RunOutcome:
     scenario = options.spec.scenario(options.scenario)
     launcher = get_launcher(options.launcher)
     preflight(options, launcher)
-    out = options.out_dir or default_out_dir(options.scenario)
+    # Absolute: Locust runs with the target's folder as its working directory.
+    out = (options.out_dir or default_out_dir(options.scenario)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     _write_resolved(out, options, scenario)
     meta: dict[str, Any] = {
@@ -194,9 +198,24 @@ def _run_target(
             echo(f"[{name}] ready in {running.time_to_ready_s:.1f} s at {running.base_url}")
             warm_ms = warm_up(load, bodies[0], content_type, scenario.load.warmup_requests)
             entry["warmup_mean_ms"] = round(warm_ms, 3)
-            with ProcessTreeSampler(tdir / "resources.csv", scenario.collect.interval_s) as sampler:
-                sampler.watch("target", running.pids)
-                watchdog = Watchdog(running, sampler, tdir)
+            interval = scenario.collect.interval_s
+            with contextlib.ExitStack() as samplers:
+                # generator + host always from psutil; the target from psutil (processes) or
+                # from the Docker stats API (containers); GPUs whenever NVML sees one
+                sampler = samplers.enter_context(
+                    ProcessTreeSampler(tdir / "resources.csv", interval)
+                )
+                target_sampler: ProcessTreeSampler | DockerStatsSampler = sampler
+                if running.containers:
+                    target_sampler = samplers.enter_context(
+                        DockerStatsSampler(tdir / "resources-docker.csv", interval)
+                    )
+                    target_sampler.watch("target", running.containers)
+                else:
+                    sampler.watch("target", running.pids)
+                gpu = samplers.enter_context(GpuSampler(tdir / "resources-gpu.csv", interval))
+                entry["gpu"] = "sampled" if gpu.available else gpu.reason
+                watchdog = Watchdog(running, target_sampler, tdir)
                 _drive(load, config_path, tdir, sampler, echo, watchdog)
     except KeyboardInterrupt:
         entry.update(status="interrupted", error="interrupted by the user")
@@ -253,7 +272,9 @@ class TargetFailure(RuntimeError):
 class Watchdog:
     """Polled during the load: the target's own health check and its memory limit."""
 
-    def __init__(self, running: RunningTarget, sampler: ProcessTreeSampler, tdir: Path) -> None:
+    def __init__(
+        self, running: RunningTarget, sampler: ProcessTreeSampler | DockerStatsSampler, tdir: Path
+    ) -> None:
         self.running = running
         self.sampler = sampler
         self.tdir = tdir

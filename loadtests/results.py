@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis.load import read_requests, read_samples, read_timeline
+from analysis.load import SAMPLE_FILES, read_requests, read_samples, read_timeline
 from analysis.sequential import sequential_summary
 from analysis.stages import (
     assign_stage,
@@ -43,7 +43,7 @@ def finalize_target(target_dir: Path, settle_s: float, primary: str | None = Non
     if not samples.empty:
         samples = samples.assign(stage=assign_stage(samples["ts"], timeline, clip=False))
     samples.to_parquet(target_dir / "resources.parquet", index=False)
-    for part in [*target_dir.glob("requests-*.csv"), target_dir / "resources.csv"]:
+    for part in [*target_dir.glob("requests-*.csv"), *(target_dir / n for n in SAMPLE_FILES)]:
         part.unlink(missing_ok=True)
     return Finalized(
         stage_stats(labelled, samples, timeline, settle_s, primary),

@@ -111,6 +111,32 @@ class TargetConfig(StrictModel):
         description="memory limit: the container's mem_limit; for processes the harness "
         "stops the target when its tree's RSS exceeds it",
     )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="docker: containers of the model-serving service, sharing the port "
+        "(SO_REUSEPORT; not TF Serving, not jobqueue: use queue_workers)",
+    )
+    cpus: float | None = Field(
+        default=None, gt=0, description="docker: CPU quota per model-serving container, in cores"
+    )
+    cpuset: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
+        description="docker: CPUs every container of the target may run on, e.g. '0-1'",
+    )
+    gpu: bool = Field(
+        default=False, description="docker: reserve all GPUs (docker-compose.gpu.yml)"
+    )
+    image_tag: str | None = Field(
+        default=None, description="docker: tag of the servecap images (default latest)"
+    )
+    model_in_image: bool = Field(
+        default=False,
+        description="docker: run the <image>:<tag>-model images (servecap images build "
+        "--model DIR) instead of mounting model_path",
+    )
     ready_timeout_s: float = Field(default=120.0, gt=0)
     compose_service: str | None = Field(
         default=None, description="service in docker-compose.yml (defaults to the kind)"

@@ -365,7 +365,13 @@ def _load_keras_split(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _keras_split(split: str) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = _load_keras_split(split)
+    try:
+        images, labels = _load_keras_split(split)
+    except Exception as err:  # keras raises a bare Exception when the download fails
+        raise DatasetError(
+            f"no CIFAR-10 folder was given and the official download failed ({err}). "
+            f"Offline, point --data or {ENV_VAR} at an image folder. {_layout_help()}"
+        ) from None
     if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or len(labels) != len(images):
         raise DatasetError(
             f"keras CIFAR-10 {split} split has unexpected shape {images.shape}; "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from targets.launchers.base import Launcher, LaunchError, RunningTarget
 
-LAUNCHERS = ("process",)
+LAUNCHERS = ("process", "docker")
 
 
 def get_launcher(name: str) -> Launcher:
@@ -17,6 +17,10 @@ def get_launcher(name: str) -> Launcher:
         from targets.launchers.process import ProcessLauncher
 
         return ProcessLauncher()
+    if name == "docker":
+        from targets.launchers.docker import DockerLauncher
+
+        return DockerLauncher()
     raise LaunchError(f"unknown launcher '{name}'; choose one of: {', '.join(LAUNCHERS)}")
 
 

@@ -23,8 +23,8 @@ containers stay: ``servecap clean`` (:func:`clean`) removes everything labelled
 ``io.servecap.managed=true``, and the next launch on the same port says so.
 
 Scenario overrides (:class:`ContainerOptions`): replicas, cpus, memory, cpuset, gpu, image
-tag, model-in-image. They are read from TargetConfig fields of those names when the config has
-them, else from the launcher's defaults. Replicas share the target's port on the host network
+tag, model-in-image: the target's fields of those names in scenarios.yaml (memory is
+``memory_limit_mb``). Replicas share the target's port on the host network
 through SO_REUSEPORT (see docker-compose.yml): the kernel spreads connections over them.
 
 Remote engines (DOCKER_HOST=ssh://... or tcp://...) work for everything the engine does: the
@@ -46,7 +46,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ LAYOUTS: dict[str, KindLayout] = {
 
 @dataclass(frozen=True)
 class ContainerOptions:
-    """Container-only knobs of a target (proposed TargetConfig fields of the same names)."""
+    """Container-only knobs of a target (from its TargetConfig fields, :func:`options_for`)."""
 
     replicas: int = 1
     cpus: float | None = None
@@ -116,18 +116,19 @@ class ContainerOptions:
     image_repo: str = "servecap"
 
 
-def options_for(config: TargetConfig, defaults: ContainerOptions) -> ContainerOptions:
-    """The target's options: its config fields where it has them, the defaults otherwise
+def options_for(config: TargetConfig) -> ContainerOptions:
+    """The container options of a target, from its fields in scenarios.yaml
     (``memory_limit_mb`` is the memory limit)."""
-    values = {
-        field: getattr(config, field)
-        for field in ContainerOptions.__dataclass_fields__
-        if getattr(config, field, None) is not None
-    }
-    limit = getattr(config, "memory_limit_mb", None)
-    if limit is not None:
-        values["memory"] = f"{limit}m"
-    return replace(defaults, **values)
+    limit = config.memory_limit_mb
+    return ContainerOptions(
+        replicas=config.replicas,
+        cpus=config.cpus,
+        memory=f"{limit}m" if limit is not None else None,
+        cpuset=config.cpuset,
+        gpu=config.gpu,
+        image_tag=config.image_tag or "latest",
+        model_in_image=config.model_in_image,
+    )
 
 
 def layout_for(kind: str) -> KindLayout:
@@ -327,8 +328,10 @@ def _image_present(client: Any, ref: str) -> bool:
     return True
 
 
-def ensure_images(client: Any, name: str, images: Sequence[str]) -> None:
-    """Every image present locally; an official image gets one pull attempt."""
+def ensure_images(client: Any, name: str, images: Sequence[str], pull: bool = True) -> None:
+    """Every image present locally: servecap images must have been built; an official image
+    (TF Serving) gets one pull attempt, or with ``pull=False`` is left for the launch to pull
+    (so a run's pre-flight does not refuse the whole run for one unpullable image)."""
     for ref in dict.fromkeys(images):
         if _image_present(client, ref):
             continue
@@ -337,13 +340,16 @@ def ensure_images(client: Any, name: str, images: Sequence[str]) -> None:
                 f"target '{name}': image {ref} is not built; run `servecap images build` "
                 "(`--offline` where no registry is reachable)"
             )
+        if not pull:
+            continue
         repository, _, tag = ref.rpartition(":")
         try:
             client.images.pull(repository, tag=tag)
         except Exception as err:
+            why = str(getattr(err, "explanation", None) or err).strip()
             raise LaunchError(
                 f"target '{name}': image {ref} not available and no registry reachable "
-                f"(pull failed: {str(err).strip()[:200]}); skipping this target"
+                f"(docker pull: {why[:160]}); skipping this target"
             ) from None
 
 
@@ -371,32 +377,36 @@ class DockerLauncher:
     name = "docker"
 
     def __init__(
-        self,
-        defaults: ContainerOptions | None = None,
-        compose_file: Path = compose.COMPOSE_FILE,
-        stop_timeout_s: int = STOP_TIMEOUT_S,
+        self, compose_file: Path = compose.COMPOSE_FILE, stop_timeout_s: int = STOP_TIMEOUT_S
     ) -> None:
-        self.defaults = defaults or ContainerOptions()
         self.compose_file = compose_file
         self.stop_timeout_s = stop_timeout_s
 
+    def preflight(self, name: str, config: TargetConfig) -> None:
+        """Before a run starts anything: engine, compose CLI, servecap images built, replicas
+        possible, ports free, model readable. An official image that is not here yet (TF
+        Serving) is not an error here: the launch tries to pull it and fails that target
+        alone."""
+        client = docker_client()
+        _compose_cli()
+        options = options_for(config)
+        variables = compose_env(name, config, options, "preflight", Path(os.devnull))
+        specs, layout = self._profile(config, variables)
+        self._check(name, config, options, layout, specs, client, pull=False)
+
     @contextlib.contextmanager
     def launch(self, name: str, config: TargetConfig, logs_dir: Path) -> Iterator[RunningTarget]:
-        options = options_for(config, self.defaults)
+        options = options_for(config)
         client = docker_client()
-        try:
-            cli = compose.compose_command()
-        except compose.ComposeError as err:
-            raise LaunchError(str(err)) from None
+        cli = _compose_cli()
         run_id = secrets.token_hex(4)
         project = project_name(name, run_id)
         logs_dir.mkdir(parents=True, exist_ok=True)
         env_file = write_env_file(logs_dir / "container.env", container_env(config))
         variables = compose_env(name, config, options, run_id, env_file)
+        specs, layout = self._profile(config, variables)
         profile = config.compose_service or config.kind
-        specs = compose.services(variables, profile, self.compose_file)
-        layout = profile_layout(config, list(specs))
-        self._preflight(name, config, options, layout, specs, client)
+        self._check(name, config, options, layout, specs, client)
 
         env = {**os.environ, **variables}
         files = ["-f", str(self.compose_file)]
@@ -426,9 +436,16 @@ class DockerLauncher:
 
     # ------------------------------------------------------------------ steps
 
-    def _preflight(
+    def _profile(
+        self, config: TargetConfig, variables: dict[str, str]
+    ) -> tuple[dict[str, dict[str, Any]], KindLayout]:
+        profile = config.compose_service or config.kind
+        specs = compose.services(variables, profile, self.compose_file)
+        return specs, profile_layout(config, list(specs))
+
+    def _check(
         self, name: str, config: TargetConfig, options: ContainerOptions, layout: KindLayout,
-        specs: dict[str, dict[str, Any]], client: Any,
+        specs: dict[str, dict[str, Any]], client: Any, pull: bool = True,
     ) -> None:  # fmt: skip
         missing = [s for s in layout.services if s not in specs]
         if missing:
@@ -450,7 +467,7 @@ class DockerLauncher:
                 f"{i}-gpu" if specs[s].get("entrypoint") == ["tensorflow_model_server"] else i
                 for s, i in zip(layout.services, images, strict=True)
             ]
-        ensure_images(client, name, images)
+        ensure_images(client, name, images, pull=pull)
         if remote_engine():
             return
         self._check_ports(name, config, client)
@@ -571,6 +588,13 @@ class DockerLauncher:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _compose_cli() -> tuple[str, ...]:
+    try:
+        return compose.compose_command()
+    except compose.ComposeError as err:
+        raise LaunchError(str(err)) from None
 
 
 def _healthy(container: Any) -> bool:

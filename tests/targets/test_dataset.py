@@ -397,3 +397,15 @@ def test_real_cifar10_test_split(monkeypatch: pytest.MonkeyPatch) -> None:
     blobs, labels = load_jpeg_bytes("test", SHARED_CIFAR10, limit=100, verify=False)
     assert np.array_equal(labels, first)
     assert all(b[:3] == b"\xff\xd8\xff" for b in blobs)
+
+
+def test_failed_download_says_how_to_work_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import targets.common.dataset as ds
+
+    def offline(split: str) -> None:
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.delenv("SERVECAP_CIFAR10_DIR", raising=False)
+    monkeypatch.setattr(ds, "_load_keras_split", offline)
+    with pytest.raises(DatasetError, match="official download failed .*SERVECAP_CIFAR10_DIR"):
+        load_split("test", None, limit=3)

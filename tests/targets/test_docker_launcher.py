@@ -1,0 +1,375 @@
+"""Docker launcher: real containers of the FastAPI target, real requests, nothing left behind.
+
+The unit tests need no engine. The integration tests (the CI docker stage until the CLI has
+``--launcher docker``) are skipped when ``docker info`` fails or the ``servecap/fastapi`` image
+has not been built (``servecap images build --offline fastapi``, or
+``python -c "from targets.docker import images; images.build(['fastapi'], offline=True)"``).
+They use the ``tiny_model`` fixture, copied world-readable because the containers run as
+uid 10001 and pytest's temporary folders are private.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loadtests.collectors.docker_stats import DockerStatsSampler
+from targets.config import TargetConfig
+from targets.launchers.base import LaunchError
+from targets.launchers.docker import (
+    MANAGED_LABEL,
+    NO_MODEL_DIR,
+    ContainerOptions,
+    DockerLauncher,
+    KindLayout,
+    clean,
+    layout_for,
+    model_mount,
+    options_for,
+    project_name,
+    scales,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "servecap/fastapi:latest"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ------------------------------------------------------------------ no engine needed
+
+
+def test_options_come_from_the_target_config() -> None:
+    assert options_for(TargetConfig(kind="fastapi")) == ContainerOptions()
+    cfg = TargetConfig(kind="fastapi", replicas=3, cpus=1.5, cpuset="0-1", gpu=True,
+                       image_tag="v2", model_in_image=True)  # fmt: skip
+    opts = options_for(cfg)
+    assert (opts.replicas, opts.cpus, opts.cpuset, opts.gpu) == (3, 1.5, "0-1", True)
+    assert (opts.image_tag, opts.model_in_image, opts.memory) == ("v2", True, None)
+    limited = options_for(TargetConfig(kind="fastapi", memory_limit_mb=512))
+    assert limited.memory == "512m"  # the existing memory_limit_mb field
+
+
+def test_model_mount_forms(tmp_path: Path) -> None:
+    base = tmp_path / "cifar10_cnn"
+    (base / "7").mkdir(parents=True)
+    (base / "7" / "saved_model.pb").write_bytes(b"")
+    mount = model_mount(TargetConfig(kind="fastapi", model_path=str(base)), ContainerOptions())
+    assert (mount.host_dir, mount.mount) == (base, "/models/cifar10_cnn")
+    version = model_mount(TargetConfig(kind="tfserving", model_path=str(base / "7")),
+                          ContainerOptions())  # fmt: skip
+    assert version.mount == "/models/cifar10_cnn/7"  # TF Serving still sees a model base
+    for cfg, opts in [
+        (TargetConfig(kind="fastapi", model_url="http://127.0.0.1:1/m.tgz"), ContainerOptions()),
+        (TargetConfig(kind="fastapi"), ContainerOptions(model_in_image=True)),
+    ]:
+        mount = model_mount(cfg, opts)
+        assert (mount.host_dir, mount.mount) == (NO_MODEL_DIR, "/models/none")
+    assert NO_MODEL_DIR.is_dir()
+
+
+def test_scales_and_replica_rules() -> None:
+    assert scales(TargetConfig(kind="fastapi"), ContainerOptions()) == {}
+    assert scales(TargetConfig(kind="fastapi"), ContainerOptions(replicas=2)) == {"fastapi": 2}
+    assert scales(TargetConfig(kind="django-to-flask"), ContainerOptions(replicas=3)) == {
+        "flask": 3
+    }
+    assert scales(TargetConfig(kind="jobqueue", queue_workers=4), ContainerOptions()) == {
+        "jobqueue-worker": 4
+    }
+    assert layout_for("tfserving") == KindLayout(("tfserving",), "tfserving", scalable=False)
+    with pytest.raises(LaunchError, match="no services"):
+        layout_for("nope")
+    launcher = DockerLauncher()
+    cfg = TargetConfig(kind="tfserving", replicas=2)
+    with pytest.raises(LaunchError, match="cannot run replicas"):
+        launcher._check("t", cfg, ContainerOptions(replicas=2), layout_for("tfserving"),
+                        {"tfserving": {"image": "x"}}, client=None)  # fmt: skip
+
+
+def test_project_names_are_compose_safe() -> None:
+    assert project_name("My Target_1", "ab12cd34") == "servecap-my-target-1-ab12cd34"
+
+
+# ------------------------------------------------------------------ a real engine
+
+
+def _docker_ready() -> str | None:
+    if shutil.which("docker") is None:
+        return "no docker CLI"
+    try:
+        if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode:
+            return "docker info fails (no engine)"
+        if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True,
+                          timeout=20).returncode:  # fmt: skip
+            return f"{IMAGE} not built (servecap images build --offline fastapi)"
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return str(err)
+    return None
+
+
+SKIP = _docker_ready()
+needs_engine = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
+
+
+def managed() -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--filter", f"label={MANAGED_LABEL}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model: Path) -> Iterator[Path]:
+    """The tiny model where uid 10001 can read it."""
+    root = Path(tempfile.mkdtemp(prefix="servecap-model-"))
+    target = root / "cifar10_cnn"
+    shutil.copytree(tiny_model, target)
+    for path in [root, *target.rglob("*"), target]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield target
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def no_leftovers() -> Iterator[None]:
+    assert not managed(), "servecap containers left by something else: run `servecap clean`"
+    yield
+    left = managed()
+    if left:
+        clean()
+    assert not left, f"containers left behind: {left}"
+
+
+def tfs_like(cfg: TargetConfig) -> TargetConfig:
+    return cfg.model_copy(update={"kind": "fastapi"})
+
+
+def fastapi_config(model_dir: Path, **kw: object) -> TargetConfig:
+    return TargetConfig(kind="fastapi", port=free_port(), model_path=str(model_dir),
+                        ready_timeout_s=180, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+
+def predict(port: int, n_images: int = 4) -> tuple[int, dict[str, object]]:
+    import http.client
+
+    body = json.dumps({"images": np.zeros((n_images, 32, 32, 3), dtype=int).tolist()})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # a new connection
+    try:
+        conn.request("POST", "/v1/predict", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def keepalive_median_ms(port: int, n: int = 30) -> float:
+    import http.client
+
+    body = json.dumps({"images": np.zeros((1, 32, 32, 3), dtype=int).tolist()})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    times = []
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/predict", body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        conn.close()
+    return float(np.median(times))
+
+
+@pytest.mark.integration
+@needs_engine
+def test_fastapi_container_serves_and_is_sampled_from_docker_api(
+    model_dir: Path, tmp_path: Path, no_leftovers: None
+) -> None:
+    cfg = fastapi_config(model_dir, memory_limit_mb=2048, cpus=1.5)
+    launcher = DockerLauncher()
+    stats = tmp_path / "resources-docker.csv"
+    with launcher.launch("fa", cfg, tmp_path / "logs") as running:
+        assert running.launcher == "docker" and len(running.containers) == 1
+        assert 0 < running.time_to_ready_s < cfg.ready_timeout_s
+        assert running.base_url == f"http://127.0.0.1:{cfg.port}"
+        with DockerStatsSampler(stats, interval_s=1.0) as sampler:
+            sampler.watch("target", running.containers)
+            t_end = time.monotonic() + 5
+            statuses = []
+            while time.monotonic() < t_end:
+                status, answer = predict(cfg.port)
+                statuses.append(status)
+            assert 50 < sampler.last_mem_mb["target"] < 2048
+        assert running.health() is None
+        assert set(statuses) == {200}
+        # Keep-alive latency: no Nagle/delayed-ACK stall (~40 ms) on the container's sockets.
+        assert keepalive_median_ms(cfg.port) < 25 and len(answer["classes"]) == 4  # type: ignore[arg-type]
+        import docker
+
+        attrs = docker.from_env().containers.get(running.containers[0]).attrs
+        host = attrs["HostConfig"]
+        assert host["NetworkMode"] == "host" and host["ReadonlyRootfs"] and host["Init"]
+        assert host["NanoCpus"] == 1_500_000_000 and host["Memory"] == 2 * 1024**3
+        assert attrs["Config"]["User"] == "10001:10001"
+        assert attrs["Config"]["Labels"]["io.servecap.target"] == "fa"
+    rows = pd.read_csv(stats)
+    assert len(rows) >= 3
+    assert (rows["source"] == "docker").all() and (rows["role"] == "target").all()
+    assert rows["cpu_pct"].notna().all() and rows["mem_mb"].min() > 50  # TF + the model
+    assert rows["cpu_pct"].max() > 5  # it was predicting
+    assert (tmp_path / "logs" / "container.env").is_file()
+    assert any(p.name.endswith("_fastapi_1.log") for p in (tmp_path / "logs").iterdir())
+
+
+@pytest.mark.integration
+@needs_engine
+def test_two_replicas_share_the_port(model_dir: Path, tmp_path: Path, no_leftovers: None) -> None:
+    cfg = fastapi_config(model_dir, replicas=2)
+    stats = tmp_path / "resources-docker.csv"
+    with DockerLauncher().launch("rep", cfg, tmp_path / "logs") as rt:
+        assert len(rt.containers) == 2
+        with DockerStatsSampler(stats, interval_s=1.0) as sampler:
+            sampler.watch("target", rt.containers)
+            t_end = time.monotonic() + 6
+            while time.monotonic() < t_end:
+                assert predict(cfg.port, 16)[0] == 200
+    rows = pd.read_csv(stats)
+    names = sorted(set(rows["name"]))
+    assert len(names) == 2 and names[0].endswith("_fastapi_1") and names[1].endswith("_fastapi_2")
+    # New connection per request: the kernel spreads them over both replicas' sockets.
+    busy = rows.groupby("name")["cpu_pct"].max()
+    assert (busy > 5).all(), busy.to_dict()
+
+
+@pytest.mark.integration
+@needs_engine
+def test_keyboard_interrupt_inside_the_run_tears_down(
+    model_dir: Path, tmp_path: Path, no_leftovers: None
+) -> None:
+    cfg = fastapi_config(model_dir)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        DockerLauncher().launch("kbd", cfg, tmp_path / "logs") as running,
+    ):
+        assert managed() and running.containers
+        assert running.health() is None
+        import docker
+
+        docker.from_env().containers.get(running.containers[0]).kill()
+        problem = running.health()
+        assert problem is not None and "exit code" in problem  # the watchdog's message
+        raise KeyboardInterrupt
+    assert not managed()
+
+
+@pytest.mark.integration
+@needs_engine
+def test_killed_harness_leaves_containers_that_clean_removes(
+    model_dir: Path, tmp_path: Path, no_leftovers: None
+) -> None:
+    cfg = fastapi_config(model_dir)
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from targets.config import TargetConfig
+        from targets.launchers.docker import DockerLauncher
+        cfg = TargetConfig.model_validate_json({cfg.model_dump_json()!r})
+        with DockerLauncher().launch("killed", cfg, Path({str(tmp_path / "logs")!r})):
+            print("READY", flush=True)
+            time.sleep(300)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO, start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+        os.killpg(proc.pid, signal.SIGKILL)  # no finally, no teardown
+        proc.wait(timeout=10)
+        assert len(managed()) == 1
+        # The next launch on that port says what to do.
+        with pytest.raises(LaunchError, match="servecap clean"), \
+                DockerLauncher().launch("again", cfg, tmp_path / "logs2"):  # fmt: skip
+            pass
+        removed = clean()
+        assert len(removed) == 1 and "killed" in removed[0]
+        assert not managed()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.integration
+@needs_engine
+def test_failures_are_named_and_leave_nothing(
+    model_dir: Path, tmp_path: Path, no_leftovers: None
+) -> None:
+    # TF Serving: the official image cannot be pulled here; the message says so plainly, at
+    # launch: a run's pre-flight lets it through, so the run goes on with the other targets.
+    tfs = TargetConfig(kind="tfserving", port=free_port(), model_path=str(model_dir))
+    DockerLauncher().preflight("tfs", tfs)
+    # A servecap image that was never built: refused before anything starts.
+    with pytest.raises(LaunchError, match="servecap images build"):
+        DockerLauncher().preflight(
+            "x", tfs_like(tfs).model_copy(update={"image_tag": "never-built"})
+        )
+    with pytest.raises(LaunchError) as err, DockerLauncher().launch("tfs", tfs, tmp_path / "a"):
+        pass
+    if "not available and no registry reachable" not in str(err.value):
+        assert "not ready" in str(err.value) or "exited" in str(err.value)  # a registry host
+    # A model the container user cannot read.
+    private = Path(tempfile.mkdtemp(prefix="servecap-private-"))
+    try:
+        shutil.copytree(model_dir, private / "m")
+        private.chmod(0o700)
+        cfg = fastapi_config(private / "m")
+        with pytest.raises(LaunchError, match="uid 10001"), \
+                DockerLauncher().launch("priv", cfg, tmp_path / "b"):  # fmt: skip
+            pass
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    # A server that dies at start: the container's own log is in the message.
+    broken = fastapi_config(model_dir, env={"SERVECAP_MAX_BATCH": "not-a-number"})
+    with pytest.raises(LaunchError, match="exited"), \
+            DockerLauncher().launch("broken", broken, tmp_path / "c"):  # fmt: skip
+        pass
+
+
+@pytest.mark.integration
+@needs_engine
+def test_model_in_image_variant(model_dir: Path, tmp_path: Path, no_leftovers: None) -> None:
+    from targets.docker.images import build_model_images
+
+    try:
+        subprocess.run(["docker", "tag", IMAGE, "servecap/fastapi:citest"], check=True,
+                       timeout=30)  # fmt: skip
+        refs = build_model_images(["fastapi"], model_dir, tag="citest", echo=lambda line: None)
+        assert refs == ["servecap/fastapi:citest-model"]
+        # No model on the host side at all: it is in the image.
+        cfg = fastapi_config(tmp_path / "nowhere", model_in_image=True, image_tag="citest")
+        with DockerLauncher().launch("mii", cfg, tmp_path / "logs") as running:
+            assert predict(cfg.port)[0] == 200
+            assert len(running.containers) == 1
+    finally:
+        subprocess.run(["docker", "rmi", "-f", "servecap/fastapi:citest-model",
+                        "servecap/fastapi:citest"], capture_output=True, timeout=60)  # fmt: skip
