@@ -62,7 +62,7 @@ from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from targets.common.payload import JSON, PayloadError, decode_request, encode_response, error_body
-from targets.common.service import Reply, WorkLimiter
+from targets.common.service import AdmittingService, Reply
 from targets.common.settings import ServerSettings
 from targets.tfserving import protocol
 
@@ -231,26 +231,14 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f}"
 
 
-class ForwardService:
+class ForwardService(AdmittingService):
     """The Django tier's work in forward mode: size check, admission, decode, forward."""
 
     def __init__(self, upstream: Upstream, settings: ServerSettings) -> None:
+        super().__init__(settings)
         self.upstream = upstream
-        self.settings = settings
-        self.limiter = WorkLimiter(settings.max_works)
 
-    def predict(self, body: bytes, content_type: str | None) -> Reply:
-        """Answer one predict request; never raises."""
-        if len(body) > self.settings.max_body_bytes:
-            return self.body_too_large()
-        if not self.limiter.try_acquire():
-            return self.busy()
-        try:
-            return self.forward(body, content_type)
-        finally:
-            self.limiter.release()
-
-    def forward(self, body: bytes, content_type: str | None) -> Reply:
+    def handle(self, body: bytes, content_type: str | None) -> Reply:
         start = time.perf_counter()
         try:
             images = decode_request(body, content_type, self.settings.max_batch)
@@ -266,16 +254,6 @@ class ForwardService:
             f"upstream;dur={_ms(done - decoded)}"
         )
         return Reply(reply.status, reply.body, headers, reply.content_type)
-
-    def busy(self) -> Reply:
-        return Reply(
-            503,
-            error_body("server busy: max_works reached, try again later"),
-            {"Retry-After": str(self.settings.retry_after_s)},
-        )
-
-    def body_too_large(self) -> Reply:
-        return Reply(413, error_body(f"body exceeds {self.settings.max_body_bytes} bytes"))
 
     def health(self) -> Reply:
         """200 only while the model server is healthy too (the chain works end to end)."""

@@ -63,30 +63,27 @@ class WorkLimiter:
         return self._in_flight
 
 
-class InferenceService:
-    def __init__(self, model: Model, settings: ServerSettings) -> None:
-        self.model = model
+class AdmittingService:
+    """Size check and max_works admission around :meth:`handle`, which subclasses provide."""
+
+    def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.limiter = WorkLimiter(settings.max_works)
 
     def predict(self, body: bytes, content_type: str | None) -> Reply:
-        """Answer one predict request (size check, admission, inference); never raises."""
+        """Answer one predict request (size check, admission, handling); never raises."""
         if len(body) > self.settings.max_body_bytes:
             return self.body_too_large()
         if not self.limiter.try_acquire():
             return self.busy()
         try:
-            return self.infer(body, content_type)
+            return self.handle(body, content_type)
         finally:
             self.limiter.release()
 
-    def infer(self, body: bytes, content_type: str | None) -> Reply:
-        """Decode and run the model; the caller has admitted the request."""
-        try:
-            images = decode_request(body, content_type, self.settings.max_batch)
-        except PayloadError as err:
-            return Reply(err.status, error_body(err.message))
-        return Reply(200, encode_response(self.model.predict(images)))
+    def handle(self, body: bytes, content_type: str | None) -> Reply:
+        """Decode and answer; the caller has admitted the request."""
+        raise NotImplementedError
 
     def busy(self) -> Reply:
         return Reply(
@@ -97,6 +94,21 @@ class InferenceService:
 
     def body_too_large(self) -> Reply:
         return Reply(413, error_body(f"body exceeds {self.settings.max_body_bytes} bytes"))
+
+
+class InferenceService(AdmittingService):
+    """Runs the model in this process (the model server and embedded architectures)."""
+
+    def __init__(self, model: Model, settings: ServerSettings) -> None:
+        super().__init__(settings)
+        self.model = model
+
+    def handle(self, body: bytes, content_type: str | None) -> Reply:
+        try:
+            images = decode_request(body, content_type, self.settings.max_batch)
+        except PayloadError as err:
+            return Reply(err.status, error_body(err.message))
+        return Reply(200, encode_response(self.model.predict(images)))
 
     def health(self) -> Reply:
         return Reply(200, orjson.dumps({"status": "ok", "model_version": self.model.version}))

@@ -11,26 +11,8 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from targets.common.service import InferenceService, Reply, load_service
-
-
-def _response(reply: Reply) -> Response:
-    return Response(reply.body, reply.status, reply.headers, media_type=reply.content_type)
-
-
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it exceeds ``limit`` bytes (read no further)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+from targets.common.asgi import read_limited, to_response
+from targets.common.service import InferenceService, load_service
 
 
 def create_app(service: InferenceService | None = None) -> FastAPI:
@@ -40,25 +22,25 @@ def create_app(service: InferenceService | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        return _response(svc.health())
+        return to_response(svc.health())
 
     @app.get("/v1/info")
     async def info() -> Response:
-        return _response(svc.info())
+        return to_response(svc.info())
 
     @app.post("/v1/predict")
     async def predict(request: Request) -> Response:
-        body = await _read_limited(request, svc.settings.max_body_bytes)
+        body = await read_limited(request, svc.settings.max_body_bytes)
         if body is None:
-            return _response(svc.body_too_large())
+            return to_response(svc.body_too_large())
         # Admission happens here, on the event loop, so a rejection never waits for a thread.
         if not svc.limiter.try_acquire():
-            return _response(svc.busy())
+            return to_response(svc.busy())
         try:
             # Inference blocks: run it in the thread pool so the event loop keeps answering.
-            reply = await run_in_threadpool(svc.infer, body, request.headers.get("content-type"))
+            reply = await run_in_threadpool(svc.handle, body, request.headers.get("content-type"))
         finally:
             svc.limiter.release()
-        return _response(reply)
+        return to_response(reply)
 
     return app

@@ -31,6 +31,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from starlette.concurrency import run_in_threadpool
 
+from targets.common.asgi import read_limited, to_response
 from targets.common.payload import PayloadError, decode_request, error_body
 from targets.common.service import Reply
 from targets.jobqueue.common import (
@@ -238,25 +239,6 @@ async def listen(settings: JobQueueSettings, waiters: Waiters) -> None:
                 await client.aclose()
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it exceeds ``limit`` bytes (read no further)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _response(reply: Reply) -> Response:
-    return Response(reply.body, reply.status, reply.headers, media_type=reply.content_type)
-
-
 def create_app(
     settings: JobQueueSettings | None = None, connection: redis.Redis | None = None
 ) -> FastAPI:
@@ -282,19 +264,19 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz(min_workers: int = Query(1, ge=0, le=1024)) -> Response:
-        return _response(await run_in_threadpool(svc.health, min_workers))
+        return to_response(await run_in_threadpool(svc.health, min_workers))
 
     @app.get("/v1/info")
     async def info() -> Response:
-        return _response(await run_in_threadpool(svc.info))
+        return to_response(await run_in_threadpool(svc.info))
 
     @app.post("/v1/jobs")
     async def submit(request: Request) -> Response:
-        body = await _read_limited(request, svc.settings.max_body_bytes)
+        body = await read_limited(request, svc.settings.max_body_bytes)
         if body is None:
-            return _response(svc.body_too_large())
+            return to_response(svc.body_too_large())
         ctype = request.headers.get("content-type")
-        return _response(await run_in_threadpool(svc.submit, body, ctype))
+        return to_response(await run_in_threadpool(svc.submit, body, ctype))
 
     @app.get("/v1/jobs/{job_id}")
     async def job(job_id: str, wait_s: float = Query(0.0, ge=0.0)) -> Response:
@@ -306,7 +288,7 @@ def create_app(
                 reply = await run_in_threadpool(svc.job_reply, job_id)
                 remaining = deadline - loop.time()
                 if reply.status != 202 or remaining <= 0:
-                    return _response(reply)
+                    return to_response(reply)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=min(remaining, RECHECK_S))
                 event.clear()
