@@ -16,14 +16,13 @@ some boards) is left empty.
 from __future__ import annotations
 
 import contextlib
-import csv
-import threading
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from loadtests.collectors import SAMPLE_COLUMNS
+from loadtests.collectors.base import PeriodicSampler
 
 MB = 1024 * 1024
 GPU_COLUMNS = ("gpu_util_pct", "gpu_mem_util_pct", "gpu_mem_mb", "gpu_mem_total_mb", "gpu_power_w")
@@ -38,20 +37,19 @@ def _load_nvml() -> ModuleType:
     return pynvml
 
 
-class GpuSampler:
+class GpuSampler(PeriodicSampler):
     """Samples every GPU NVML sees. Same interface as the other samplers (``watch`` is a
     no-op: GPUs are not per process)."""
+
+    columns = COLUMNS
+    thread_name = "servecap-gpu"
 
     def __init__(
         self, path: Path, interval_s: float = 1.0, nvml: ModuleType | Any | None = None
     ) -> None:
-        self.path = path
-        self.interval_s = interval_s
+        super().__init__(path, interval_s)
         self._nvml = nvml
         self._handles: list[Any] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.samples = 0
         self.available = False
         self.reason = ""
         self._init()
@@ -86,40 +84,13 @@ class GpuSampler:
         """Nothing to watch: every GPU is sampled (kept for interface parity)."""
 
     def start(self) -> GpuSampler:
-        if not self.available:
-            return self
-        self._thread = threading.Thread(target=self._loop, name="servecap-gpu", daemon=True)
-        self._thread.start()
-        return self
+        return super().start() if self.available else self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5 * self.interval_s + 5)
+        super().stop()
         if self.available:
             self._shutdown()
             self.available = False
-
-    def __enter__(self) -> GpuSampler:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _loop(self) -> None:
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(COLUMNS)
-            next_at = time.monotonic()
-            while not self._stop.is_set():
-                for row in self.sample_once():
-                    writer.writerow(row)
-                f.flush()
-                self.samples += 1
-                next_at += self.interval_s
-                self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def sample_once(self) -> list[tuple[object, ...]]:
         """One row per GPU (empty when unavailable)."""

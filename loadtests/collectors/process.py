@@ -8,7 +8,6 @@ Rows are appended to a CSV as they are taken (a run that dies keeps its samples)
 from __future__ import annotations
 
 import contextlib
-import csv
 import threading
 import time
 from pathlib import Path
@@ -16,24 +15,23 @@ from pathlib import Path
 import psutil
 
 from loadtests.collectors import SAMPLE_COLUMNS
+from loadtests.collectors.base import PeriodicSampler
 
 MB = 1024 * 1024
 
 
-class ProcessTreeSampler:
+class ProcessTreeSampler(PeriodicSampler):
     """Samples named groups of process trees (``role -> root pids``) plus the host."""
 
+    columns = SAMPLE_COLUMNS
+
     def __init__(self, path: Path, interval_s: float = 1.0, name: str = "") -> None:
-        self.path = path
-        self.interval_s = interval_s
+        super().__init__(path, interval_s)
         self.name = name
         self._roles: dict[str, list[int]] = {}
         self._last: dict[int, tuple[float, float]] = {}  # pid -> (cpu seconds, monotonic)
         self._procs: dict[int, psutil.Process] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.samples = 0
         self.last_mem_mb: dict[str, float] = {}
         """Latest RSS (MB) per role, for watchdogs."""
 
@@ -43,35 +41,7 @@ class ProcessTreeSampler:
 
     def start(self) -> ProcessTreeSampler:
         psutil.cpu_percent(None)  # prime the host counter
-        self._thread = threading.Thread(target=self._loop, name="servecap-sampler", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5 * self.interval_s + 5)
-
-    def __enter__(self) -> ProcessTreeSampler:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _loop(self) -> None:
-        new = not self.path.exists()
-        with self.path.open("a", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(SAMPLE_COLUMNS)
-            next_at = time.monotonic()
-            while not self._stop.is_set():
-                for row in self.sample_once():
-                    writer.writerow(row)
-                f.flush()
-                self.samples += 1
-                next_at += self.interval_s
-                self._stop.wait(max(0.0, next_at - time.monotonic()))
+        return super().start()
 
     def sample_once(self) -> list[tuple[object, ...]]:
         ts = time.time()
