@@ -39,7 +39,7 @@ from loadtests.collectors.gpu import GpuSampler
 from loadtests.collectors.process import ProcessTreeSampler
 from loadtests.generator import GeneratorError, start_locust, warm_up
 from loadtests.meta import git_info, host_info, package_versions
-from loadtests.results import finalize_target, mode_results
+from loadtests.results import finalize_target, mode_results, write_paper_tables
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import SLO, Scenario, ScenarioFile
 from targets.config import TargetConfig
@@ -138,6 +138,9 @@ def run(options: RunOptions, echo: Echo = print) -> RunOutcome:
             if entry["status"] == "interrupted":
                 outcome.interrupted = True
                 break
+        if scenario.load.mode == "sequential":
+            for path in write_paper_tables(out, outcome.summary):
+                echo(f"paper tables: {path}")
     finally:
         meta["ended_at"] = datetime.now(UTC).isoformat()
         (out / "meta.json").write_text(json.dumps(json_safe(meta), indent=2))

@@ -59,3 +59,26 @@ def mode_results(target_dir: Path, mode: str) -> dict[str, Any]:
         runs = json.loads((target_dir / "sequential.json").read_text())
         return {"sequential": sequential_summary(runs)}
     return {}
+
+
+def write_paper_tables(out: Path, summary: dict[str, Any]) -> list[Path]:
+    """Tables 3 and 4 in the paper's layout, ours beside the published figures (CSV + text)."""
+    from analysis.capacity import stage_table
+    from analysis.paper import table3, table4
+
+    stages = stage_table(summary, source="run")
+    if stages.empty:
+        return []
+    t3 = table3(stages, summaries={"run": summary})
+    t4 = table4(stages)
+    paths = [out / "table3.csv", out / "table4.csv", out / "paper_tables.txt"]
+    t3.to_csv(paths[0])
+    t4.to_csv(paths[1], index=False)
+    with_ratios = t3.round(3).to_string()
+    text = (
+        "Table 3: mean total seconds for N sequential requests (paper vs ours)\n\n"
+        f"{with_ratios}\n\nTable 4: CPU and RAM while serving (paper: 8 cores)\n\n"
+        f"{t4.round(2).to_string(index=False)}\n"
+    )
+    paths[2].write_text(text, encoding="utf-8")
+    return paths
