@@ -4,9 +4,11 @@ Pure logic, no Locust: :class:`FindMaxSearch` is told the measurements of each w
 current rate and decides when a rate passes or fails and which rate to try next.
 
 * A rate **passes** when its last ``stable_windows`` windows all meet the SLO (p99 and error
-  rate) and agree with each other (max p99 / min p99 <= 1 + ``stability``).
-* It **fails** when its last ``stable_windows`` windows all break the SLO, or when it has been
-  held ``max_hold_s`` without passing.
+  rate) and agree with each other: their p99 differ by at most ``stability`` x the SLO (an
+  absolute spread: far below the SLO, relative noise does not matter).
+* It **fails** when its last ``stable_windows`` windows all break the SLO.
+* Held ``max_hold_s`` without either, it is decided by the p99 and error rate of **every**
+  request sent at that rate (occasional stalls count exactly as often as they happened).
 * Search: step up by ``step_factor`` from ``start_rps`` until a rate fails (stepping down
   instead when the first rate fails), then bisect (geometric mean) between the highest
   passing and the lowest failing rate until they are within ``tolerance``.
@@ -33,6 +35,8 @@ class WindowResult:
     errors: int
     p99_ms: float
     overdue: int = 0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    """Successful requests' latencies plus overdue ages (to pool windows)."""
 
     @property
     def error_rate(self) -> float:
@@ -52,7 +56,7 @@ def window_result(
     latencies = [lat for lat, out in inside if out == "ok"] + overdue
     errors = sum(1 for _, out in inside if out != "ok")
     return WindowResult(start_ts, end_ts, len(inside) + len(overdue), errors,
-                        percentile_ms(latencies, 99), len(overdue))  # fmt: skip
+                        percentile_ms(latencies, 99), len(overdue), latencies)  # fmt: skip
 
 
 @dataclass
@@ -107,12 +111,22 @@ class FindMaxSearch:
         if len(last) == self.plan.stable_windows:
             p99s = [w.p99_ms for w in last]
             if all(self._meets(w) for w in last):
-                if max(p99s) <= (1 + self.plan.stability) * max(min(p99s), 1e-9):
+                if max(p99s) - min(p99s) <= self.plan.stability * self.slo_p99_ms:
                     return self._decide(True, "met the SLO in consecutive stable windows")
             elif not any(self._meets(w) for w in last):
                 return self._decide(False, "broke the SLO in consecutive windows")
         if held_s >= self.plan.max_hold_s:
-            return self._decide(False, f"not stable within {self.plan.max_hold_s:.0f} s")
+            pooled = WindowResult(
+                point.windows[0].start_ts, window.end_ts,
+                sum(w.requests for w in point.windows), sum(w.errors for w in point.windows),
+                percentile_ms([x for w in point.windows for x in w.latencies_ms], 99),
+            )  # fmt: skip
+            verdict = "met" if self._meets(pooled) else "broke"
+            return self._decide(
+                self._meets(pooled),
+                f"unsettled after {self.plan.max_hold_s:.0f} s; all its requests {verdict} "
+                f"the SLO (p99 {pooled.p99_ms:.1f} ms)",
+            )
         return False
 
     def _decide(self, passed: bool, reason: str) -> bool:

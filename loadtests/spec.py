@@ -76,7 +76,7 @@ class FindMax(StrictModel):
     window_s: float = Field(default=4, gt=0, description="p99 is measured per window")
     stable_windows: int = Field(default=3, ge=2, description="consecutive windows that agree")
     stability: float = Field(
-        default=0.25, gt=0, description="windows agree when their p99 differ by at most this"
+        default=0.25, gt=0, description="windows agree when their p99 differ by <= this x SLO"
     )
     max_hold_s: float = Field(default=40, gt=0, description="longest time at one rate")
     tolerance: float = Field(default=0.05, gt=0, description="stop when hi/lo - 1 is below")

@@ -163,3 +163,18 @@ def test_recorder_measures_open_loop_latency_from_schedule(tmp_path: Any) -> Non
     assert float(row["latency_ms"]) == pytest.approx(55.0)  # queueing behind schedule counts
     assert float(row["service_ms"]) == 5.0
     assert seen == [(100.0, pytest.approx(55.0), "ok")]
+
+
+def test_find_max_unsettled_rate_is_judged_on_all_its_requests() -> None:
+    plan = FindMax(start_rps=10, stable_windows=3, max_hold_s=10)
+    search = FindMaxSearch(plan, slo_p99_ms=100)
+
+    def win(spike: bool) -> WindowResult:
+        lat = [10.0] * 199 + ([500.0] if spike else [10.0])
+        return WindowResult(0, 1, 200, 0, 500.0 if spike else 10.0, 0, lat)
+
+    # a rare stall breaks one window in three: never three good windows in a row
+    for i, held in enumerate(range(1, 10)):
+        assert not search.add_window(win(i % 3 == 2), held)
+    assert search.add_window(win(False), 10)  # held long enough: pooled p99 decides
+    assert search.points[0].passed and "all its requests met the SLO" in search.points[0].reason
