@@ -15,25 +15,14 @@ from __future__ import annotations
 
 from targets.config import TargetConfig
 from targets.django_embedded.launch import front_plan, require_free_ports
+from targets.fastapi.launch import uvicorn_spec
 from targets.flask.launch import KEEPALIVE_S, loopback_url
 from targets.launchers.base import ProcessSpec
-from targets.registry import PYTHON, server_env
 
 
 def fastapi_spec(name: str, config: TargetConfig, port: int) -> ProcessSpec:
-    argv = (
-        PYTHON, "-m", "uvicorn", "targets.fastapi.app:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(config.workers),
-        "--timeout-keep-alive", str(KEEPALIVE_S),
-        "--no-access-log", "--log-level", "warning",
-    )  # fmt: skip
-    return ProcessSpec(
-        name=name,
-        argv=argv,
-        env=server_env(config),
-        ready_url=f"{loopback_url('127.0.0.1', port)}/healthz",
-    )
+    """The chain's model server: the FastAPI target's uvicorn on 127.0.0.1:port."""
+    return uvicorn_spec(name, config, "127.0.0.1", port, ("--timeout-keep-alive", str(KEEPALIVE_S)))
 
 
 def process_plan(name: str, config: TargetConfig) -> list[ProcessSpec]:

@@ -454,11 +454,13 @@ def test_chain_plan_starts_back_to_front(kind: str, model: str) -> None:
     assert [s.name for s in specs] == [f"c-{model}", "c-django", "c-nginx"]
     server, django, nginx = specs
     argv = " ".join(server.argv)
+    prebound = (server.env.get("SERVECAP_LISTEN_HOST"), server.env.get("SERVECAP_LISTEN_PORT"))
     port_args = (
         f"--bind 127.0.0.1:{config.model_port}",
         f"--host 127.0.0.1 --port {config.model_port}",
     )
-    assert any(a in argv for a in port_args)  # the model tier listens on loopback only
+    # the model tier listens on loopback only (uvicorn workers get a pre-bound socket)
+    assert any(a in argv for a in port_args) or prebound == ("127.0.0.1", str(config.model_port))
     assert server.argv[server.argv.index("--workers") + 1] == "2"
     assert server.ready_url == f"http://127.0.0.1:{config.model_port}/healthz"
     assert django.env["SERVECAP_UPSTREAM_URL"] == f"http://127.0.0.1:{config.model_port}"
