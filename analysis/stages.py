@@ -179,11 +179,15 @@ GENERATOR_CPU_LIMIT_PCT = 90.0
 LATE_SHARE_LIMIT = 0.01
 
 
-def flag_generator(stats: list[dict[str, Any]], workers: int = 1) -> list[dict[str, Any]]:
+def flag_generator(
+    stats: list[dict[str, Any]], workers: int = 1, host_cpus: int | None = None
+) -> list[dict[str, Any]]:
     """Mark stages where the load generator, not the target, limited the load.
 
-    A stage is invalid when the generator's CPU exceeded 90% of a core per generator process,
-    or (open loop) more than 1% of its requests left over 10 ms behind schedule. Adds
+    A stage is invalid when the generator's CPU exceeded 90% of a core per generator process;
+    when the whole host was above 90% busy (``host_cpus`` given: generator and target then
+    compete for CPU, so the generator cannot send or time requests as planned); or (open
+    loop) when more than 1% of its requests left over 10 ms behind schedule. Adds
     ``generator_ok`` and ``generator_issues`` to each stage.
     """
     for row in stats:
@@ -191,6 +195,11 @@ def flag_generator(stats: list[dict[str, Any]], workers: int = 1) -> list[dict[s
         cpu = row.get("generator_cpu_pct")
         if cpu is not None and not math.isnan(cpu) and cpu > GENERATOR_CPU_LIMIT_PCT * workers:
             issues.append(f"generator CPU {cpu:.0f}% > {GENERATOR_CPU_LIMIT_PCT * workers:.0f}%")
+        host = row.get("host_cpu_pct")
+        limit = GENERATOR_CPU_LIMIT_PCT * (host_cpus or 0)
+        if host_cpus and host is not None and not math.isnan(host) and host > limit:
+            issues.append(f"host CPU {host:.0f}% of {100 * host_cpus}%: the generator competes "
+                          "with the target for CPU")  # fmt: skip
         late = row.get("late_share")
         if late is not None and not math.isnan(late) and late > LATE_SHARE_LIMIT:
             issues.append(f"{late:.1%} of sends more than {LATE_MS:.0f} ms late")

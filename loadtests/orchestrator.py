@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from analysis.capacity import (
@@ -229,7 +230,7 @@ def _run_target(
     plan = scenario.load
     primary = load.primary_request if load else None
     final = finalize_target(tdir, plan.stage_settle_s, primary)
-    entry["stages"] = flag_generator(final.stages, plan.workers)
+    entry["stages"] = flag_generator(final.stages, plan.workers, psutil.cpu_count())
     entry["overall"] = final.overall
     entry["requests"] = sum(s["requests"] for s in entry["stages"])
     for st in entry["stages"]:

@@ -134,6 +134,10 @@ def test_flag_generator() -> None:
     assert "generator CPU 95%" in flagged[0]["generator_issues"][0]
     assert "late" in flagged[2]["generator_issues"][0]
     assert flag_generator([{"generator_cpu_pct": 95.0}], workers=2)[0]["generator_ok"]
+    busy_host = flag_generator([{"generator_cpu_pct": 50.0, "host_cpu_pct": 190.0}], host_cpus=2)
+    assert not busy_host[0]["generator_ok"]
+    assert "host CPU 190% of 200%" in busy_host[0]["generator_issues"][0]
+    assert flag_generator([{"host_cpu_pct": 150.0}], host_cpus=2)[0]["generator_ok"]
 
 
 def test_open_timeline_rows() -> None:
