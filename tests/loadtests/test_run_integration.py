@@ -171,4 +171,7 @@ def test_load_modes_end_to_end(
         pids = {p.stem for p in (out / "api").glob("requests-*.csv")}
         assert not pids  # the two worker processes' parts were merged
         assert requests["users"].max() >= 1 and entry["stages"][0]["rps"] > 0
-        assert all(s["generator_ok"] in (True, False) for s in entry["stages"])
+        samples = pd.read_parquet(out / "api" / "resources.parquet")
+        generator = samples[samples["role"] == "generator"]
+        assert generator["n_procs"].max() >= 3  # the master and its two worker processes
+        assert entry["stages"][0]["generator_cpu_pct"] > 0
