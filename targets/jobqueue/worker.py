@@ -310,9 +310,11 @@ def main() -> None:
     settings = JobQueueSettings()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     from targets.common.model import Predictor  # TensorFlow
+    from targets.common.service import freeze_heap
 
     predictor = Predictor(settings.model_path)
     predictor.warm_up((1, settings.job_batch_max))
+    freeze_heap()
     tasks.set_predictor(predictor)
     name = worker_name()
     worker = BatchWorker(
