@@ -544,8 +544,8 @@ class DockerLauncher:
             for c in containers:
                 if c.status in ("exited", "dead", "removing"):
                     raise LaunchError(
-                        f"target '{name}': container {c.name} {c.status} before the target was "
-                        f"ready; its last lines:\n{_log_tail(c)}"
+                        f"target '{name}': container {c.name} {c.status}{_oom(c, config)} "
+                        f"before the target was ready; its last lines:\n{_log_tail(c)}"
                     )
             counts: dict[str, int] = {}
             for c in containers:
@@ -623,12 +623,20 @@ def containers_health(client: Any, container_ids: Sequence[str]) -> str | None:
             return f"container {cid[:12]} is gone ({err})"
         if container.status != "running":
             state = container.attrs.get("State", {})
-            why = " (OOM-killed: memory limit)" if state.get("OOMKilled") else ""
             return (
                 f"container {container.name} {container.status}, exit code "
-                f"{state.get('ExitCode')}{why}; its last lines:\n{_log_tail(container)}"
+                f"{state.get('ExitCode')}{_oom(container)}; its last lines:\n"
+                f"{_log_tail(container)}"
             )
     return None
+
+
+def _oom(container: Any, config: TargetConfig | None = None) -> str:
+    """' (OOM-killed: memory limit ...)' when the kernel killed it for memory, else ''."""
+    if not container.attrs.get("State", {}).get("OOMKilled"):
+        return ""
+    limit = f" of {config.memory_limit_mb} MB" if config and config.memory_limit_mb else ""
+    return f" (OOM-killed: memory limit{limit}; raise memory_limit_mb)"
 
 
 def _probe(url: str, needle: str | None) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import socket
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 
 from analysis import paper, report
 from analysis.capacity import capacity_section, label_runs, stage_tables
+from tests.ports import free_port
 
 
 def stage(i: int, users: int, rps: float, mean_ms: float, **extra: Any) -> dict[str, Any]:
@@ -134,12 +134,6 @@ def test_build_report_refuses_what_is_not_a_results_folder(tmp_path: Path) -> No
 
 
 # --------------------------------------------------------------------------- integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -19,14 +18,9 @@ import pytest
 
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_pids(port: int) -> list[psutil.Process]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -16,6 +15,7 @@ import yaml
 
 from loadtests.gates import check_run, check_summary, junit_xml
 from loadtests.spec import SLO
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,12 +57,6 @@ def test_junit_xml() -> None:
     assert suite is not None and suite.get("tests") == "2" and suite.get("failures") == "1"
     failures = root.findall(".//failure")
     assert len(failures) == 1 and "p99_ms 300 breaks" in (failures[0].get("message") or "")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.integration

@@ -9,7 +9,6 @@ submit's, and every attempt has exactly one job row: a 503 submit (max_works) a 
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,8 @@ from loadtests.generator import start_locust, warm_up
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import LoadPlan, Stage
 from targets.config import TargetConfig
-from targets.launchers.base import port_is_free
 from targets.launchers.process import ProcessLauncher, stop_process_group
+from tests.ports import free_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -34,13 +33,7 @@ pytestmark = [
 
 def free_port_pair() -> int:
     """A free port whose port + 2 (the target's Redis) is free too."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + 2 <= 65535 and port_is_free("127.0.0.1", port + 2):
-            return port
-    raise RuntimeError("no free port pair")
+    return free_port()
 
 
 def leftovers(port: int, run_dir: Path) -> list[psutil.Process]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,12 @@ import yaml
 
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import load_scenarios
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = ("index", "users", "duration_s", "requests", "rps", "p50_ms", "p95_ms", "p99_ms",
             "error_rate", "reject_rate", "cpu_pct", "mem_mb")  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

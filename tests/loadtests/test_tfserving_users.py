@@ -8,7 +8,6 @@ these tests pin down the users' requests, answer parsing and recording.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,14 +25,9 @@ from loadtests.generator import start_locust, warm_up
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import LoadPlan, Stage
 from targets.launchers.process import stop_process_group
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FakeTFServingRest(BaseHTTPRequestHandler):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,7 @@ import pytest
 from loadtests.spec import parse_scenarios
 from loadtests.verify import compare, format_verdict, verify
 from targets.common.dataset import Split
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 def test_compare_counts_agreement_and_accuracy() -> None:

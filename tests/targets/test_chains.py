@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import http.server
 import shutil
-import socket
 import threading
 import time
 import urllib.error
@@ -39,17 +38,12 @@ from targets.django_embedded.conf import configure
 from targets.django_embedded.wsgi import create_app
 from targets.launchers.base import LaunchError
 from targets.registry import kind_module
+from tests.ports import free_port
 
 IMAGES = np.random.default_rng(2).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
 EXPECTED = (IMAGES.reshape(3, -1).astype(np.int64).sum(axis=1) % 10).tolist()
 TF_PREDICT = "/v1/models/cifar10_cnn:predict"
 TF_STATUS = "/v1/models/cifar10_cnn"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fake_probabilities(pixels: Any) -> list[list[float]]:

@@ -26,6 +26,7 @@ from targets.launchers.docker import (
     compose_env,
     container_env,
 )
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 KINDS = sorted(LAYOUTS)
@@ -34,12 +35,6 @@ KINDS = sorted(LAYOUTS)
 def env_for(kind: str, tmp_path: Path, **config: object) -> dict[str, str]:
     cfg = TargetConfig(kind=kind, port=9101, model_path=str(tmp_path), **config)  # type: ignore[arg-type]
     return compose_env("t", cfg, ContainerOptions(), "abcd1234", tmp_path / "c.env")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize("kind", KINDS)

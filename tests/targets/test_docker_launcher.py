@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,15 +42,10 @@ from targets.launchers.docker import (
     project_name,
     scales,
 )
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "servecap/fastapi:latest"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ------------------------------------------------------------------ no engine needed
@@ -373,3 +367,51 @@ def test_model_in_image_variant(model_dir: Path, tmp_path: Path, no_leftovers: N
     finally:
         subprocess.run(["docker", "rmi", "-f", "servecap/fastapi:citest-model",
                         "servecap/fastapi:citest"], capture_output=True, timeout=60)  # fmt: skip
+
+
+@pytest.mark.integration
+@needs_engine
+@pytest.mark.parametrize("fault", ["container killed", "memory limit"])
+def test_run_with_a_docker_fault_names_target_and_stage(
+    fault: str, model_dir: Path, cifar_dir: Path, tmp_path: Path, no_leftovers: None
+) -> None:
+    import threading
+
+    import docker as docker_sdk
+
+    from loadtests.orchestrator import RunOptions, run
+    from loadtests.spec import parse_scenarios
+
+    target: dict[str, object] = {"kind": "fastapi", "port": free_port(),
+                                 "model_path": str(model_dir), "ready_timeout_s": 180}  # fmt: skip
+    if fault == "memory limit":
+        target["memory_limit_mb"] = 100  # TensorFlow alone needs more: the kernel OOM-kills it
+    stages = [{"users": 2, "duration_s": 5}] * 3
+    spec = parse_scenarios({
+        "targets": {"dk": target},
+        "scenarios": {"f": {"targets": ["dk"], "load": {"warmup_requests": 2, "settle_s": 1,
+                                                        "stages": stages}}},
+    })  # fmt: skip
+    out = tmp_path / "out"
+
+    def kill_in_stage_2() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (out / "dk" / "timeline.json").exists():
+            time.sleep(0.2)
+        time.sleep(6)  # into stage 2
+        for c in docker_sdk.from_env().containers.list(filters={"label": MANAGED_LABEL}):
+            c.kill()
+
+    if fault == "container killed":
+        threading.Thread(target=kill_in_stage_2, daemon=True).start()
+    outcome = run(RunOptions("f", spec, tmp_path / "s.yaml", out, launcher="docker",
+                             data_dir=str(cifar_dir)), echo=lambda _: None)  # fmt: skip
+    entry = json.loads((out / "summary.json").read_text())["runs"][0]
+    assert not outcome.ok and entry["status"] == "failed"
+    assert "target 'dk'" in entry["error"] or "'dk'" in entry["error"]
+    if fault == "container killed":
+        assert "during stage 2" in entry["error"]
+        assert entry["stages"][0]["requests"] > 0  # stage 1's data kept
+    else:
+        assert "memory" in entry["error"].lower() or "oom" in entry["error"].lower()
+    assert not managed()

@@ -7,7 +7,6 @@ the pre-bound TCP_NODELAY socket every keep-alive answer waited ~40 ms (Nagle + 
 from __future__ import annotations
 
 import http.client
-import socket
 import statistics
 import time
 from pathlib import Path
@@ -18,14 +17,9 @@ import pytest
 from targets.common.payload import encode_request
 from targets.config import TargetConfig
 from targets.launchers.process import ProcessLauncher
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_two_workers_answer_fast_on_keep_alive(tiny_model: Path, tmp_path: Path) -> None:

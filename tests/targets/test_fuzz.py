@@ -13,7 +13,6 @@ import base64
 import http.client
 import io
 import json
-import socket
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from PIL import Image
 from targets.common.payload import encode_request
 from targets.config import TargetConfig
 from targets.launchers.process import ProcessLauncher
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 MAX_BODY = 64 * 1024
@@ -110,15 +110,6 @@ content_types = st.sampled_from(
         "application/x-www-form-urlencoded",
     ]
 )
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 65000:
-            return port
 
 
 def post(port: int, path: str, body: bytes, ctype: str) -> int:

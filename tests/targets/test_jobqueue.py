@@ -12,7 +12,6 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -43,8 +42,8 @@ from targets.jobqueue.common import (
 from targets.jobqueue.launch import worker_spec
 from targets.jobqueue.web import create_app
 from targets.jobqueue.worker import BatchWorker, recover_abandoned
-from targets.launchers.base import port_is_free
 from targets.launchers.process import ProcessLauncher, stop_process_group
+from tests.ports import free_port as free_block
 
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
 pytestmark = pytest.mark.skipif(
@@ -54,13 +53,7 @@ pytestmark = pytest.mark.skipif(
 
 def free_port(gap: int = 0) -> int:
     """A free loopback port whose ``port + gap`` is free too."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port + gap <= 65535 and port_is_free("127.0.0.1", port + gap):
-            return port
-    raise RuntimeError("no free port pair")
+    return free_block(gap + 1)
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:

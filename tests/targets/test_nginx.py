@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import urllib.error
@@ -27,6 +26,7 @@ from targets.common import nginx
 from targets.config import TargetConfig
 from targets.launchers.base import ProcessSpec
 from targets.launchers.process import ProcessLauncher
+from tests.ports import free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nginx", path="/usr/sbin:/usr/local/sbin:/usr/bin") is None,
@@ -35,12 +35,6 @@ pytestmark = pytest.mark.skipif(
 
 
 LIMIT = 2 * 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def nginx_test(conf: Path, prefix: Path) -> subprocess.CompletedProcess[str]:

@@ -17,12 +17,7 @@ from targets.config import TargetConfig
 from targets.launchers import LaunchError, get_launcher
 from targets.launchers.base import ProcessSpec
 from targets.launchers.process import ProcessLauncher
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 class PlanModule:
