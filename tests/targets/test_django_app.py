@@ -28,29 +28,9 @@ from targets.django_embedded import launch
 from targets.django_embedded.conf import configure, django_settings
 from targets.django_embedded.wsgi import create_app
 from targets.launchers.base import LaunchError
+from tests.fakes import FakeModel
 
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
-
-
-class FakeModel:
-    """Test stand-in for targets.common.model.Predictor: class = image index mod 10."""
-
-    version = 7
-
-    def __init__(self) -> None:
-        self.gate: threading.Event | None = None
-        self.calls = 0
-        self.fail = False
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        if self.fail:
-            raise RuntimeError("model exploded")
-        if self.gate is not None:
-            self.gate.wait(5)
-        probs = np.zeros((len(images), 10), dtype=np.float32)
-        probs[np.arange(len(images)), np.arange(len(images)) % 10] = 1.0
-        return probs
 
 
 @pytest.fixture(scope="module", autouse=True)

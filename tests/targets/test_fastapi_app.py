@@ -18,26 +18,9 @@ from targets.common.payload import encode_request
 from targets.common.service import InferenceService
 from targets.common.settings import ServerSettings
 from targets.fastapi.app import create_app
+from tests.fakes import FakeModel
 
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
-
-
-class FakeModel:
-    """Test stand-in for targets.common.model.Predictor: class = image index mod 10."""
-
-    version = 7
-
-    def __init__(self) -> None:
-        self.gate: threading.Event | None = None
-        self.calls = 0
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        if self.gate is not None:
-            self.gate.wait(5)
-        probs = np.zeros((len(images), 10), dtype=np.float32)
-        probs[np.arange(len(images)), np.arange(len(images)) % 10] = 1.0
-        return probs
 
 
 def client(**settings: int) -> tuple[TestClient, FakeModel]:

@@ -21,29 +21,9 @@ from targets.common.settings import ServerSettings
 from targets.config import TargetConfig
 from targets.flask.app import create_app
 from targets.flask.launch import effective_threads, process_plan
+from tests.fakes import FakeModel
 
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
-
-
-class FakeModel:
-    """Test stand-in for targets.common.model.Predictor: class = image index mod 10."""
-
-    version = 7
-
-    def __init__(self) -> None:
-        self.gate: threading.Event | None = None
-        self.calls = 0
-        self.fail = False
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        if self.fail:
-            raise RuntimeError("model exploded")
-        if self.gate is not None:
-            self.gate.wait(5)
-        probs = np.zeros((len(images), 10), dtype=np.float32)
-        probs[np.arange(len(images)), np.arange(len(images)) % 10] = 1.0
-        return probs
 
 
 def make(**settings: int) -> tuple[InferenceService, FakeModel]:
