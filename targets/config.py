@@ -166,5 +166,9 @@ class TargetConfig(StrictModel):
     @property
     def base_url(self) -> str:
         """Where the load generator sends requests: always a loopback address."""
-        host = "[::1]" if self.host == "::1" else "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        return loopback_url(self.host, self.port)
+
+
+def loopback_url(host: str, port: int) -> str:
+    """The URL the harness uses to reach a server bound to ``host:port``: always loopback."""
+    return f"http://{'[::1]' if host == '::1' else '127.0.0.1'}:{port}"

@@ -23,8 +23,8 @@ applies the same limit to itself; its 503 reaches the client as 503 with its Ret
 from __future__ import annotations
 
 from targets.common.nginx import nginx_spec
-from targets.config import TargetConfig
-from targets.flask.launch import effective_threads, gunicorn_argv, loopback_url
+from targets.config import TargetConfig, loopback_url
+from targets.flask.launch import effective_threads, gunicorn_argv
 from targets.launchers.base import LaunchError, ProcessSpec, port_is_free
 from targets.registry import server_env
 

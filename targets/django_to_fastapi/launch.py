@@ -13,10 +13,10 @@ per worker process (an upstream 503 reaches the client as 503 with Retry-After).
 
 from __future__ import annotations
 
-from targets.config import TargetConfig
+from targets.config import TargetConfig, loopback_url
 from targets.django_embedded.launch import front_plan, require_free_ports
 from targets.fastapi.launch import uvicorn_spec
-from targets.flask.launch import KEEPALIVE_S, loopback_url
+from targets.flask.launch import KEEPALIVE_S
 from targets.launchers.base import ProcessSpec
 
 

@@ -12,9 +12,9 @@ tier, per worker process (an upstream 503 reaches the client as 503 with Retry-A
 
 from __future__ import annotations
 
-from targets.config import TargetConfig
+from targets.config import TargetConfig, loopback_url
 from targets.django_embedded.launch import front_plan, require_free_ports
-from targets.flask.launch import flask_spec, loopback_url
+from targets.flask.launch import flask_spec
 from targets.launchers.base import ProcessSpec
 
 

@@ -9,7 +9,7 @@ uvicorn as fd 3.
 
 from __future__ import annotations
 
-from targets.config import TargetConfig
+from targets.config import TargetConfig, loopback_url
 from targets.launchers.base import ProcessSpec
 from targets.registry import PYTHON, server_env
 
@@ -30,8 +30,9 @@ def uvicorn_spec(
         argv = (PYTHON, "-m", "targets.docker.entrypoint", "exec", "--reuse-port", "--", PYTHON,
                 *app, "--fd", "3", "--workers", str(config.workers), *flags,
                 *UVICORN_FLAGS)  # fmt: skip
-    url_host = "[::1]" if host == "::1" else "127.0.0.1"
-    return ProcessSpec(name=name, argv=argv, env=env, ready_url=f"http://{url_host}:{port}/healthz")
+    return ProcessSpec(
+        name=name, argv=argv, env=env, ready_url=f"{loopback_url(host, port)}/healthz"
+    )
 
 
 def process_plan(name: str, config: TargetConfig) -> list[ProcessSpec]:

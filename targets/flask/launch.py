@@ -28,7 +28,7 @@
 
 from __future__ import annotations
 
-from targets.config import TargetConfig
+from targets.config import TargetConfig, loopback_url
 from targets.launchers.base import ProcessSpec
 from targets.registry import PYTHON, server_env
 
@@ -60,11 +60,6 @@ def gunicorn_argv(app: str, host: str, port: int, config: TargetConfig) -> tuple
         "--no-control-socket",
         app,
     )  # fmt: skip
-
-
-def loopback_url(host: str, port: int) -> str:
-    """The URL the harness uses to reach a server bound to ``host:port`` (as base_url does)."""
-    return f"http://{'[::1]' if host == '::1' else '127.0.0.1'}:{port}"
 
 
 def flask_spec(name: str, config: TargetConfig, host: str, port: int) -> ProcessSpec:
