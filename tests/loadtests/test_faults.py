@@ -62,12 +62,13 @@ def run_with(
     return outcome, summary["runs"][0], lines
 
 
-def wait_for_stage(tdir: Path, stage: int) -> None:
+def wait_for_stage(tdir: Path, stage: int, after_s: float = 1.0) -> None:
+    """Return ``after_s`` into stage ``stage`` (0-based)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if (tdir / "timeline.json").exists():
             timeline = json.loads((tdir / "timeline.json").read_text())
-            if time.time() >= timeline[stage]["start_ts"] + 1:
+            if time.time() >= timeline[stage]["start_ts"] + after_s:
                 return
         time.sleep(0.2)
     raise AssertionError("stage never started")
@@ -105,7 +106,8 @@ def test_target_never_ready(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -
 
 def test_target_hangs_requests_time_out(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -> None:
     def freeze(port: int, tdir: Path) -> None:
-        wait_for_stage(tdir, 1)
+        # Frozen before stage 2's settle (1 s) ends: every request it measures times out.
+        wait_for_stage(tdir, 1, after_s=0.1)
         procs = server_pids(port)
         for proc in procs:
             proc.send_signal(signal.SIGSTOP)
@@ -119,7 +121,7 @@ def test_target_hangs_requests_time_out(tiny_model: Path, cifar_dir: Path, tmp_p
     )  # fmt: skip
     hung = entry["stages"][1]
     assert hung["error_rate"] > 0 and "timed out" in hung["top_error"].lower()
-    assert any("stage 2:" in line and "failed" in line for line in lines)
+    assert any("stage 2:" in line and "failed" in line for line in lines), lines
     assert entry["stages"][0]["error_rate"] == 0
 
 
