@@ -22,7 +22,7 @@ from loadtests.recorder import COLUMNS as REQUEST_COLUMNS
 
 _REQUEST_DTYPES = {
     "ts": float, "latency_ms": float, "status": int, "bytes": int, "users": int,
-    "service_ms": float, "lag_ms": float,
+    "service_ms": float, "lag_ms": float, "client_ms": float,
 }  # fmt: skip
 
 

@@ -152,6 +152,8 @@ def window_stats(window: pd.DataFrame, window_s: float) -> dict[str, Any]:
     failed = window[window["outcome"] == "error"]
     if len(failed) and "error" in failed:
         row["top_error"] = str(failed["error"].value_counts().index[0])
+    if "client_ms" in ok and len(ok):  # the generator's own time around the wire time
+        row["client_overhead_p50_ms"] = percentile_ms(ok["client_ms"].astype(float), 50)
     if "lag_ms" in window and n:
         lag = window["lag_ms"].astype(float)
         row["send_lag_p99_ms"] = percentile_ms(lag, 99)

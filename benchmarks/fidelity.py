@@ -1,14 +1,27 @@
-"""Fidelity benchmark: servecap's load generator against wrk, on the same running target.
+"""Fidelity benchmark: servecap's load generator against independent ones, on the same target.
 
-Run on demand (not in CI)::
+Run on demand (not in CI; needs ``apt-get install wrk nghttp2-client``)::
 
-    .venv/bin/python -m benchmarks.fidelity --target fastapi --users 1,4 --duration-s 20
+    .venv/bin/python -m benchmarks.fidelity --target fastapi --rates 100,200 --users 1,4
 
-For each concurrency, the target is driven for the same time by servecap (Locust, closed
-loop, N users) and by wrk (``-t1 -cN``, the same request body); both report p50/p99 and the
-rate. It also prints each generator's requests per second per CPU-second it used, i.e.
-its maximum request rate per generator core. wrk is an independent C implementation with
-HdrHistogram percentiles: agreement says servecap measures the target, not itself.
+One target is started; then, for each load, servecap and an independent C generator take
+turns driving it for the same time with the same request body, ``--repeat`` times (the
+order alternates, so drift in the target hits both alike):
+
+* **Fixed rate** (``--rates``): servecap's open-loop ``rate`` mode (constant arrivals, latency
+  from the scheduled send time) against ``h2load --rps`` (nghttp2; one HTTP/1.1 connection,
+  per-request log). wrk has no fixed-rate mode (that is wrk2, which Debian does not ship).
+  Below capacity the p50s should agree within 10%.
+* **Closed loop** (``--users``): servecap with N users against ``wrk -t1 -cN``.
+
+Both independent generators time a request from its first byte written to its answer read,
+as servecap's wire time does (:mod:`loadtests.wiretime`). With ``--pin`` (the default on
+hosts with 2+ CPUs) the target runs on all CPUs but the last and every generator on the last,
+so a generator's own CPU use cannot slow the target down and the comparison is of the
+measurement alone. Each row prints medians over the repeats, the ratio of the medians, the
+range of the per-repeat ratios, each generator's requests per CPU-second (its maximum rate
+per core), and servecap's own per-request time around the wire (``client_ms``, reported by
+servecap but kept out of its latencies).
 """
 
 from __future__ import annotations
@@ -17,11 +30,15 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import psutil
 
 from analysis.load import read_requests
@@ -32,6 +49,8 @@ from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import LoadPlan, Stage, load_scenarios
 from targets.launchers.process import ProcessLauncher, stop_process_group
 
+SETTLE_S = 2.0
+"""Each run's first seconds are left out (connections opening, generator starting)."""
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "{ctype}"
@@ -40,6 +59,7 @@ wrk.body = f:read("*all")
 f:close()
 """
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+Result = dict[str, float]
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -53,36 +73,53 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return total
 
 
-def run_servecap(base: LoadRunConfig, users: int, duration_s: float, out: Path) -> dict[str, float]:
-    settle = 2.0
-    plan = base.plan.model_copy(update={"stages": (Stage(users=users, duration_s=duration_s),),
-                                        "settle_s": settle})  # fmt: skip
+def watch_cpu(proc: subprocess.Popen[Any]) -> pd.Series:
+    """Wait for ``proc``, sampling its (and its children's) CPU seconds: indexed by time."""
+    ps = psutil.Process(proc.pid)
+    samples: dict[float, float] = {}
+    while proc.poll() is None:
+        samples[time.time()] = cpu_seconds(ps)
+        time.sleep(0.1)
+    return pd.Series(samples, dtype=float)
+
+
+def cpu_between(cpu: pd.Series, start: float, end: float) -> float:
+    """CPU seconds used between two wall-clock times (from the nearest samples inside)."""
+    inside = cpu[(cpu.index >= start) & (cpu.index <= end)]
+    return float(inside.iloc[-1] - inside.iloc[0]) if len(inside) > 1 else float("nan")
+
+
+def run_servecap(base: LoadRunConfig, stage: Stage, out: Path, cpus: str | None) -> Result:
+    """One stage (users: closed loop; rps: open loop, constant arrivals) of servecap."""
+    mode = "ramp" if stage.users else "rate"
+    plan = base.plan.model_copy(update={
+        "mode": mode, "stages": (stage,), "settle_s": SETTLE_S, "generator_cpuset": cpus,
+    })  # fmt: skip
     config = base.model_copy(update={"plan": plan, "out_dir": str(out)})
     out.mkdir(parents=True)
     path = out / "load_config.json"
     config.write(path)
     proc = start_locust(path, config, out)
-    ps = psutil.Process(proc.pid)
-    cpu = 0.0
     try:
-        while proc.poll() is None:
-            cpu = max(cpu, cpu_seconds(ps))
-            time.sleep(0.2)
+        cpu = watch_cpu(proc)
     finally:
         stop_process_group(proc)
     records = read_requests(out)
-    start = records["ts"].min() + settle
-    window = records[(records["ts"] >= start) & (records["outcome"] == "ok")]
-    span = records["ts"].max() - start
+    start, end = records["ts"].min() + SETTLE_S, records["ts"].max()
+    steady = records[records["ts"] >= start]
+    ok = steady[steady["outcome"] == "ok"]
     return {
-        "rps": len(window) / span,
-        "p50_ms": percentile_ms(window["latency_ms"], 50),
-        "p99_ms": percentile_ms(window["latency_ms"], 99),
-        "rps_per_core": len(records) / max(cpu, 1e-9),
+        "rps": len(ok) / (end - start),
+        "p50_ms": percentile_ms(ok["latency_ms"], 50),
+        "p99_ms": percentile_ms(ok["latency_ms"], 99),
+        "errors": float(len(steady) - len(ok)),
+        # Startup (imports, decoding images) is left out: the steady part's sends per CPU-s.
+        "rps_per_core": len(steady) / cpu_between(cpu, start, end),
+        "client_p50_ms": percentile_ms(ok["client_ms"], 50),
     }
 
 
-def parse_wrk(text: str) -> dict[str, float]:
+def parse_wrk(text: str) -> Result:
     def latency(label: str) -> float:
         m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
         if not m:
@@ -97,64 +134,158 @@ def parse_wrk(text: str) -> dict[str, float]:
             "requests": float(total.group(1))}  # fmt: skip
 
 
-def run_wrk(url: str, body: bytes, ctype: str, users: int, duration_s: float) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        body_path = Path(tmp) / "body"
-        body_path.write_bytes(body)
-        script = Path(tmp) / "post.lua"
-        script.write_text(WRK_SCRIPT.format(ctype=ctype, body=body_path))
-        proc = subprocess.Popen(
-            ["wrk", "-t1", f"-c{users}", f"-d{int(duration_s)}s", "--latency", "-s", str(script),
-             url], stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        ps = psutil.Process(proc.pid)
-        cpu = 0.0
-        while proc.poll() is None:
-            cpu = max(cpu, cpu_seconds(ps))
-            time.sleep(0.2)
-        out = proc.stdout.read() if proc.stdout else ""
-    result = parse_wrk(out)
-    result["rps_per_core"] = result["requests"] / max(cpu, 1e-9)
+def parse_h2load_log(path: Path, settle_s: float) -> Result:
+    """h2load ``--log-file`` rows (start µs since epoch, status, duration µs): exact p50/p99."""
+    log = pd.read_csv(path, sep="\t", header=None, usecols=[0, 1, 2],
+                      names=["start_us", "status", "duration_us"])  # fmt: skip
+    steady = log[log["start_us"] >= log["start_us"].min() + settle_s * 1e6]
+    ok = steady[steady["status"] == 200]
+    span_s = (steady["start_us"].max() - steady["start_us"].min()) / 1e6
+    latency_ms = ok["duration_us"] / 1000
+    return {"rps": len(ok) / max(span_s, 1e-9), "p50_ms": percentile_ms(latency_ms, 50),
+            "p99_ms": percentile_ms(latency_ms, 99), "errors": float(len(steady) - len(ok)),
+            "requests": float(len(log))}  # fmt: skip
+
+
+def _pinned(cmd: list[str], cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus, *cmd] if cpus else cmd
+
+
+def run_wrk(url: str, body: Path, ctype: str, users: int, duration_s: float,
+            cpus: str | None) -> Result:  # fmt: skip
+    """Closed loop: ``wrk -t1 -c<users>`` for ``duration_s``."""
+    script = body.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT.format(ctype=ctype, body=body))
+    cmd = ["wrk", "-t1", f"-c{users}", f"-d{int(duration_s)}s", "--latency", "-s", str(script),
+           url]  # fmt: skip
+    proc = subprocess.Popen(_pinned(cmd, cpus), stdout=subprocess.PIPE, text=True)
+    cpu = watch_cpu(proc)
+    result = parse_wrk(proc.stdout.read() if proc.stdout else "")
+    result["rps_per_core"] = result["requests"] / max(cpu.iloc[-1], 1e-9)
     return result
 
 
+def run_h2load(url: str, body: Path, ctype: str, rps: float, duration_s: float,
+               cpus: str | None) -> Result:  # fmt: skip
+    """Fixed rate: ``h2load --rps`` on one HTTP/1.1 connection, every request logged."""
+    log = body.with_suffix(".h2load.tsv")
+    log.unlink(missing_ok=True)
+    cmd = ["h2load", "--h1", "-c1", f"--rps={rps:g}", f"--duration={duration_s:g}",
+           "--warm-up-time=0", "-d", str(body), "-H", f"content-type: {ctype}",
+           f"--log-file={log}", url]  # fmt: skip
+    proc = subprocess.Popen(_pinned(cmd, cpus), stdout=subprocess.PIPE, text=True)
+    cpu = watch_cpu(proc)
+    if proc.returncode != 0 or not log.exists():
+        output = proc.stdout.read() if proc.stdout else ""
+        raise RuntimeError(f"h2load failed ({proc.returncode}): {output}")
+    result = parse_h2load_log(log, SETTLE_S)
+    result["rps_per_core"] = result["requests"] / max(cpu.iloc[-1], 1e-9)
+    return result
+
+
+def compare(
+    ours: Callable[[], Result], theirs: Callable[[], Result], repeat: int
+) -> tuple[list[Result], list[Result]]:
+    """Run both ``repeat`` times, alternating which goes first."""
+    mine: list[Result] = []
+    other: list[Result] = []
+    for i in range(repeat):
+        if i % 2 == 0:
+            mine.append(ours())
+            other.append(theirs())
+        else:
+            other.append(theirs())
+            mine.append(ours())
+    return mine, other
+
+
+def median(results: list[Result], key: str) -> float:
+    return statistics.median(r[key] for r in results)
+
+
+HEADER = (
+    f"{'load':>12} {'vs':>6} | {'servecap rps':>12} {'p50':>6} {'p99':>6} | {'theirs rps':>10}"
+    f" {'p50':>6} {'p99':>6} | {'p50 ratio':>9} {'(range)':>13} {'p99 ratio':>9} |"
+    f" {'req/core-s ours':>15} {'theirs':>7} | {'client_ms':>9}"
+)
+
+
+def row(load: str, tool: str, ours: list[Result], theirs: list[Result]) -> str:
+    ratios = [o["p50_ms"] / t["p50_ms"] for o, t in zip(ours, theirs, strict=True)]
+    p50, p99 = median(ours, "p50_ms"), median(ours, "p99_ms")
+    t50, t99 = median(theirs, "p50_ms"), median(theirs, "p99_ms")
+    return (
+        f"{load:>12} {tool:>6} | {median(ours, 'rps'):>12.1f} {p50:>6.2f} {p99:>6.2f} | "
+        f"{median(theirs, 'rps'):>10.1f} {t50:>6.2f} {t99:>6.2f} | {p50 / t50:>9.3f} "
+        f"{f'{min(ratios):.2f}-{max(ratios):.2f}':>13} {p99 / t99:>9.3f} | "
+        f"{median(ours, 'rps_per_core'):>15.0f} {median(theirs, 'rps_per_core'):>7.0f} | "
+        f"{median(ours, 'client_p50_ms'):>9.3f}"
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--scenarios", default="scenarios.yaml")
     parser.add_argument("--target", default="fastapi")
-    parser.add_argument("--users", default="1,4", help="comma-separated concurrencies")
-    parser.add_argument("--duration-s", type=float, default=20.0)
+    parser.add_argument("--rates", default="100,200", help="fixed-rate loads (rps), vs h2load")
+    parser.add_argument("--users", default="1,4", help="closed-loop loads (users), vs wrk")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--duration-s", type=float, default=10.0)
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction,
+                        default=(os.cpu_count() or 1) >= 2,
+                        help="target on all CPUs but the last, generators on the last")  # fmt: skip
     parser.add_argument("--data", default=os.environ.get("SERVECAP_CIFAR10_DIR"))
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk")
+    rates = [float(r) for r in args.rates.split(",") if r]
+    users = [int(u) for u in args.users.split(",") if u]
+    for tool, needed in (("wrk", users), ("h2load", rates)):
+        if needed and shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed: apt-get install wrk nghttp2-client")
     spec = load_scenarios(args.scenarios)
     config = spec.targets[args.target]
+    gen_cpus: str | None = None
+    if args.pin:
+        last = (os.cpu_count() or 2) - 1
+        gen_cpus = str(last)
+        config = config.model_copy(update={"cpuset": f"0-{last - 1}" if last > 1 else "0"})
     plan = LoadPlan(stages=(Stage(users=1, duration_s=10),))
     base = LoadRunConfig(
         target=args.target, base_url=config.base_url, data_dir=args.data, plan=plan, out_dir=""
     )
     bodies, ctype = build_bodies(base)
+    url = base.base_url + base.predict_path
+    d = args.duration_s
     rows = []
     with (
-        tempfile.TemporaryDirectory() as tmp,
-        ProcessLauncher().launch(args.target, config, Path(tmp) / "logs"),
+        tempfile.TemporaryDirectory() as tmp_dir,
+        ProcessLauncher().launch(args.target, config, Path(tmp_dir) / "logs"),
     ):
-        warm_up(base, bodies[0], ctype, 50)
-        for users in (int(u) for u in args.users.split(",")):
-            ours = run_servecap(base, users, args.duration_s, Path(tmp) / f"sc-{users}")
-            theirs = run_wrk(base.base_url + base.predict_path, bodies[0], ctype, users,
-                             args.duration_s)  # fmt: skip
-            rows.append((users, ours, theirs))
-    print(f"target {args.target}, {args.duration_s:.0f} s per run, closed loop")
-    print(f"{'users':>5} | {'servecap rps':>12} {'p50':>7} {'p99':>7} | {'wrk rps':>8} {'p50':>7}"
-          f" {'p99':>7} | {'p50 ratio':>9} {'p99 ratio':>9} | {'req/core-s servecap':>19}"
-          f" {'wrk':>7}")  # fmt: skip
-    for users, ours, theirs in rows:
-        print(f"{users:>5} | {ours['rps']:>12.1f} {ours['p50_ms']:>7.2f} {ours['p99_ms']:>7.2f} | "
-              f"{theirs['rps']:>8.1f} {theirs['p50_ms']:>7.2f} {theirs['p99_ms']:>7.2f} | "
-              f"{ours['p50_ms'] / theirs['p50_ms']:>9.3f} {ours['p99_ms'] / theirs['p99_ms']:>9.3f}"
-              f" | {ours['rps_per_core']:>19.0f} {theirs['rps_per_core']:>7.0f}")  # fmt: skip
+        tmp = Path(tmp_dir)
+        body = tmp / "body"
+        body.write_bytes(bodies[0])
+        warm_up(base, bodies[0], ctype, 200)
+        runs = iter(range(10_000))
+        for rps in rates:
+            ours, theirs = compare(
+                lambda r=rps: run_servecap(base, Stage(rps=r, duration_s=d),  # type: ignore[misc]
+                                           tmp / f"run-{next(runs)}", gen_cpus),
+                lambda r=rps: run_h2load(url, body, ctype, r, d, gen_cpus),  # type: ignore[misc]
+                args.repeat,
+            )  # fmt: skip
+            rows.append(row(f"{rps:g} rps", "h2load", ours, theirs))
+        for n in users:
+            ours, theirs = compare(
+                lambda n=n: run_servecap(base, Stage(users=n, duration_s=d),  # type: ignore[misc]
+                                         tmp / f"run-{next(runs)}", gen_cpus),
+                lambda n=n: run_wrk(url, body, ctype, n, d, gen_cpus),  # type: ignore[misc]
+                args.repeat,
+            )  # fmt: skip
+            rows.append(row(f"{n} users", "wrk", ours, theirs))
+    pinned = f"target on CPUs {config.cpuset}, generators on CPU {gen_cpus}" if args.pin else ""
+    print(f"target {args.target}, {d:g} s per run ({SETTLE_S:g} s left out), "
+          f"{args.repeat} repeats, medians; {pinned or 'not pinned'}")  # fmt: skip
+    print(HEADER)
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,14 @@ from typing import IO, Any
 
 COLUMNS = (
     "ts", "latency_ms", "status", "bytes", "name", "outcome", "users", "error", "service_ms",
-    "lag_ms",
+    "lag_ms", "client_ms",
 )  # fmt: skip
 """ts: request start (Unix s); outcome: ok | error | rejected (503 from max_works).
+
+``service_ms`` is the request's wire time when the client measured one (first byte sent to
+last byte received, :mod:`loadtests.wiretime`, as wrk times it), else the client's own
+timing; ``client_ms`` is the generator's overhead around the wire time (building the request,
+parsing the answer), reported beside the latency instead of inside it.
 
 Open-loop (rate) requests carry their *scheduled* send time in the request context: then
 ``ts`` is the scheduled time, ``lag_ms`` how late the generator actually sent it, and
@@ -69,11 +74,17 @@ class RequestRecorder:
     ) -> None:
         status = int(getattr(response, "status_code", 0) or 0)
         outcome = classify(status, exception)
+        context = context or {}
         started = start_time if start_time is not None else time.time() - response_time / 1000
-        scheduled = (context or {}).get("scheduled_ts")
+        service_ms, client_ms = response_time, 0.0
+        wire_ms = context.get("wire_ms")
+        if wire_ms is not None and 0 <= wire_ms <= response_time:
+            started = context.get("sent_ts", started)
+            service_ms, client_ms = wire_ms, response_time - wire_ms
+        scheduled = context.get("scheduled_ts")
         ts = scheduled if scheduled is not None else started
         lag_ms = max(0.0, (started - ts) * 1000)
-        latency_ms = response_time + lag_ms
+        latency_ms = service_ms + lag_ms
         error = "" if outcome == "ok" else str(exception or f"HTTP {status}")[:200]
         self._writer.writerow(
             (
@@ -85,8 +96,9 @@ class RequestRecorder:
                 outcome,
                 self.user_count(),
                 error,
-                f"{response_time:.3f}",
+                f"{service_ms:.3f}",
                 f"{lag_ms:.3f}",
+                f"{client_ms:.3f}",
             )
         )
         for observer in self.observers:

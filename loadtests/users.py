@@ -31,8 +31,9 @@ from gevent.pool import Group
 from locust import FastHttpUser, User, constant, task
 from locust.exception import StopUser
 
-from loadtests import shapes
+from loadtests import shapes, wiretime
 from loadtests.findmax import FindMaxSearch, window_result
+from loadtests.pacing import Pacer
 from loadtests.spec import FindMax, Sequential, Stage
 from targets.tfserving import protocol as tfs
 
@@ -48,7 +49,8 @@ class _BodyCycle:
 class HttpPredict(_BodyCycle, FastHttpUser):
     """One predict request over HTTP; 503 is a rejection, other non-200 an error.
 
-    :meth:`check_answer` validates a 200 body (by default: anything goes).
+    :meth:`check_answer` validates a 200 body (by default: anything goes). Requests are timed
+    on the wire (:mod:`loadtests.wiretime`) as well as by Locust; the recorder keeps both.
     """
 
     abstract = True
@@ -56,13 +58,20 @@ class HttpPredict(_BodyCycle, FastHttpUser):
     predict_path: ClassVar[str] = "/v1/predict"
     wait_time = constant(0)
 
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        agent = self.client.client  # FastHttpSession's user agent, holding one pool per user
+        agent.clientpool = wiretime.WireTimedClientPool(**agent.clientpool.client_args)
+
     def check_answer(self, body: bytes) -> None:
         """Raise ValueError when a 200 answer is not a prediction."""
 
     def on_start(self) -> None:
         self._bodies = self._cycle()
 
-    def send_predict(self, context: dict[str, Any] | None = None) -> None:
+    def send_predict(self, context: dict[str, Any] | None = None) -> dict[str, float]:
+        """Send one request; returns its wire stamps (``sent_ts``, ``wire_ms``) or {}."""
+        wiretime.begin()
         with self.client.post(
             self.predict_path,
             data=next(self._bodies),  # type: ignore[arg-type]  # bytes are sent as-is
@@ -71,6 +80,8 @@ class HttpPredict(_BodyCycle, FastHttpUser):
             context=context or {},
             catch_response=True,
         ) as resp:
+            stamps = wiretime.read()
+            resp.request_meta["context"].update(stamps)  # for the recorder
             if resp.status_code == 503:
                 resp.failure("rejected (503)")
             elif resp.status_code == 0:  # no answer: timeout, refused, reset...
@@ -82,6 +93,7 @@ class HttpPredict(_BodyCycle, FastHttpUser):
                     self.check_answer(resp.content or b"")
                 except ValueError as err:
                     resp.failure(str(err))
+        return stamps
 
 
 class PredictUser(HttpPredict):
@@ -134,6 +146,7 @@ class ArrivalUser(HttpPredict):
     def on_start(self) -> None:
         super().on_start()
         self._group = Group()
+        self._pacer = Pacer(gevent.sleep)
         self._in_flight: dict[int, float] = {}
         self._seq = itertools.count()
 
@@ -165,9 +178,7 @@ class ArrivalUser(HttpPredict):
             if rate <= 0:
                 next_ts += 0.05
                 continue
-            delay = next_ts - time.time()
-            if delay > 0:
-                gevent.sleep(delay)
+            self._pacer.wait_until(next_ts)
             self._fire(next_ts)
             next_ts += rng.expovariate(rate) if self.arrival == "poisson" else 1.0 / rate
 
@@ -186,7 +197,9 @@ class ArrivalUser(HttpPredict):
         key = next(self._seq)
         self._in_flight[key] = scheduled_ts
         try:
-            self.send_predict({"scheduled_ts": scheduled_ts})
+            stamps = self.send_predict({"scheduled_ts": scheduled_ts})
+            if "sent_ts" in stamps:
+                self._pacer.sent(scheduled_ts, stamps["sent_ts"])
         finally:
             del self._in_flight[key]
 

@@ -1,10 +1,13 @@
-"""The fidelity benchmark's parsing of wrk's report (the benchmark itself runs on demand)."""
+"""The fidelity benchmark's parsing of wrk and h2load output (the benchmark runs on demand)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
-from benchmarks.fidelity import parse_wrk
+from benchmarks.fidelity import cpu_between, parse_h2load_log, parse_wrk
 
 WRK_OUTPUT = """Running 20s test @ http://127.0.0.1:8101/v1/predict
   1 threads and 4 connections
@@ -32,3 +35,23 @@ def test_parse_wrk_units_and_rate() -> None:
 def test_parse_wrk_refuses_other_output() -> None:
     with pytest.raises(ValueError, match="latency"):
         parse_wrk("Requests/sec: 1\n1 requests in 1s")
+
+
+def test_parse_h2load_log_leaves_out_the_settle_and_counts_failures(tmp_path: Path) -> None:
+    t0 = 1_795_000_000_000_000  # µs since epoch
+    rows = [(t0 + i * 10_000, 200, 2000 + i) for i in range(300)]  # 100 rps for 3 s
+    rows[250] = (rows[250][0], 503, 500)
+    rows[5] = (rows[5][0], 200, 900_000)  # in the left-out first second
+    log = tmp_path / "h2load.tsv"
+    log.write_text("".join(f"{a}\t{b}\t{c}\n" for a, b, c in rows))
+    result = parse_h2load_log(log, settle_s=1.0)
+    assert result["errors"] == 1 and result["requests"] == 300
+    assert result["p50_ms"] == pytest.approx(2.2, abs=0.01)  # durations 2.1-2.3 ms kept
+    assert result["p99_ms"] < 2.4  # the 900 ms outlier was in the settle
+    assert result["rps"] == pytest.approx(199 / 1.99, rel=0.01)
+
+
+def test_cpu_between_uses_the_samples_inside_the_window() -> None:
+    cpu = pd.Series({10.0: 1.0, 11.0: 1.5, 12.0: 2.5, 13.0: 4.0})
+    assert cpu_between(cpu, 10.5, 13.0) == pytest.approx(2.5)
+    assert pd.isna(cpu_between(cpu, 11.2, 11.8))
