@@ -31,7 +31,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy loadtests targets analysis
+	$(BIN)/mypy loadtests targets analysis benchmarks
 
 unit: setup
 	$(BIN)/pytest -m "not integration"
