@@ -10,6 +10,16 @@ Pure functions, no I/O. The arithmetic, written out so it can be checked by hand
 planned at 70% of what they can do under the SLO). CPU per replica is what a replica used at
 its capacity, so totals cover every replica running flat out. Every :class:`Plan` carries its
 assumptions as text lines.
+
+Given a host size (``host_cores``, ``host_mem_gb``), replicas are packed onto hosts::
+
+    replicas_per_host = min(floor(host_cores / cores per replica),
+                            floor(host_mem_mb / memory per replica))
+    hosts             = ceil(replicas / replicas_per_host)
+
+Replicas on one host do not scale past its cores: a second replica on a host whose cores
+the first already keeps busy adds little (measured: 1 worker 512 rps, 2 workers on the same
+2 cores 575 rps, not 1,024). Packing by measured cores keeps a plan from counting on that.
 """
 
 from __future__ import annotations
@@ -88,6 +98,9 @@ class Plan:
     slo_p99_ms: float | None = None
     label: str = ""
     assumptions: tuple[str, ...] = field(default_factory=tuple)
+    replicas_per_host: int | None = None
+    """With a host size: replicas one host holds at capacity (by its cores and memory)."""
+    hosts: int | None = None
 
     @property
     def total_mem_gb(self) -> float | None:
@@ -117,6 +130,8 @@ def plan(
     slo_p99_ms: float | None = None,
     min_replicas: int = 1,
     label: str = "",
+    host_cores: float | None = None,
+    host_mem_gb: float | None = None,
 ) -> Plan:
     """Replicas and totals for a peak load (``peak_rps``, or ``daily_requests`` x factor).
 
@@ -130,6 +145,9 @@ def plan(
         raise ValueError(f"headroom is a share of capacity in [0, 1), got {headroom}")
     if min_replicas < 1:
         raise ValueError(f"min_replicas must be at least 1, got {min_replicas}")
+    for name, size in (("host_cores", host_cores), ("host_mem_gb", host_mem_gb)):
+        if size is not None and not size > 0:
+            raise ValueError(f"{name} must be positive, got {size}")
     peak = resolve_peak(peak_rps, daily_requests, peak_factor)
     usable = capacity_per_replica_rps * (1.0 - headroom)
     # A hair of tolerance so that 10.0000000001 (float noise) does not become 11.
@@ -169,6 +187,7 @@ def plan(
         per.append(f"{gpus_per_replica:g} GPU(s) -> {replicas * gpus_per_replica:g} GPUs")
     if per:
         lines.append("Per replica: " + "; ".join(per) + " in total.")
+    per_host, hosts = _pack(replicas, cpu, mem, host_cores, host_mem_gb, lines)
     lines.append(
         "Replicas scale linearly: no shared bottleneck (database, network, load balancer) "
         "limits them, and each gets the hardware the measurement ran on."
@@ -192,7 +211,43 @@ def plan(
         slo_p99_ms=slo_p99_ms,
         label=label,
         assumptions=tuple(lines),
+        replicas_per_host=per_host,
+        hosts=hosts,
     )
+
+
+def _pack(
+    replicas: int,
+    cpu: float | None,
+    mem_mb: float | None,
+    host_cores: float | None,
+    host_mem_gb: float | None,
+    lines: list[str],
+) -> tuple[int | None, int | None]:
+    """Replicas per host and hosts, appending the reasoning to ``lines``; (None, None) if no
+    host size is given or nothing measured bounds a replica."""
+    if host_cores is None and host_mem_gb is None:
+        return None, None
+    limits = []
+    if host_cores is not None and cpu is not None and cpu > 0:
+        limits.append((math.floor(host_cores / cpu + 1e-9), f"{host_cores:g} cores / {cpu:.2f}"))
+    if host_mem_gb is not None and mem_mb is not None and mem_mb > 0:
+        fits = math.floor(host_mem_gb * 1024 / mem_mb + 1e-9)
+        limits.append((fits, f"{host_mem_gb:g} GB / {mem_mb:,.0f} MB"))
+    if not limits:
+        lines.append("Hosts: not packed, the run measured no CPU or memory per replica.")
+        return None, None
+    per_host, why = min(limits)
+    if per_host < 1:
+        lines.append(f"Hosts: one replica does not fit a host ({why} < 1); use larger hosts.")
+        return 0, None
+    hosts = math.ceil(replicas / per_host)
+    lines.append(
+        f"Hosts: {per_host} replica(s) per host (floor({why})), so ceil({replicas} / "
+        f"{per_host}) = {hosts} host(s); replicas on one host share its cores, so packing "
+        "more than this onto it would not add capacity."
+    )
+    return per_host, hosts
 
 
 @dataclass(frozen=True)
@@ -225,6 +280,8 @@ def plan_targets(
     gpus_per_replica: float = 0.0,
     replicas_measured: int = 1,
     think_time_s: float = 0.0,
+    host_cores: float | None = None,
+    host_mem_gb: float | None = None,
 ) -> list[TargetPlan]:
     """A :class:`Plan` for every run of a summary, from its capacity under the SLO."""
     resolve_peak(peak_rps, daily_requests, peak_factor)  # validate before any work
@@ -242,7 +299,8 @@ def plan_targets(
                 per_replica, peak_rps, daily_requests=daily_requests, peak_factor=peak_factor,
                 headroom=headroom, cpu_cores_per_replica=cap.cpu_cores,
                 mem_mb_per_replica=cap.mem_mb, gpus_per_replica=gpus_per_replica,
-                slo_p99_ms=slo_p99_ms, label=str(run.get("target")),
+                slo_p99_ms=slo_p99_ms, label=str(run.get("target")), host_cores=host_cores,
+                host_mem_gb=host_mem_gb,
             )  # fmt: skip
             made = _with_note(made, _capacity_note(cap))
         out.append(TargetPlan(run.get("target"), run.get("kind"), run.get("status"), cap, made,
@@ -274,7 +332,8 @@ def _with_note(p: Plan, note: str) -> Plan:
 PLAN_COLUMNS = (
     "target", "kind", "status", "capacity_rps", "method", "limited_by", "slo_p99_ms",
     "peak_rps", "headroom", "replicas", "utilisation_at_peak", "cpu_cores_per_replica",
-    "mem_mb_per_replica", "total_cpu_cores", "total_mem_gb", "total_gpus", "note",
+    "mem_mb_per_replica", "total_cpu_cores", "total_mem_gb", "total_gpus", "replicas_per_host",
+    "hosts", "note",
 )  # fmt: skip
 
 
@@ -297,11 +356,14 @@ def plans_frame(plans: Sequence[TargetPlan]) -> pd.DataFrame:
                 "total_cpu_cores": p.total_cpu_cores if p else math.nan,
                 "total_mem_gb": p.total_mem_gb if p else math.nan,
                 "total_gpus": p.total_gpus if p else math.nan,
+                "replicas_per_host": p.replicas_per_host if p else pd.NA,
+                "hosts": p.hosts if p else pd.NA,
                 "note": tp.reason or ("; ".join(tp.warnings[:1])),
             }
         )  # fmt: skip
     frame = pd.DataFrame(rows, columns=list(PLAN_COLUMNS))
-    frame["replicas"] = frame["replicas"].astype("Int64")
+    for col in ("replicas", "replicas_per_host", "hosts"):
+        frame[col] = frame[col].astype("Int64")
     for col in ("capacity_rps", "cpu_cores_per_replica", "mem_mb_per_replica",
                 "total_cpu_cores", "total_mem_gb"):  # fmt: skip
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
@@ -361,8 +423,10 @@ def format_plan(plans: Plan | Sequence[TargetPlan], show_warnings: bool = True) 
         )
     elif plans:
         lines.append(f"Capacity plan: p99 <= {plans[0].capacity.max_rps.slo_p99_ms:g} ms")
+    packed = any(tp.plan is not None and tp.plan.replicas_per_host is not None for tp in plans)
     header = (f"{'target':<22} {'rps/replica':>11}  {'method':<12} {'replicas':>8} "
               f"{'CPU cores':>9} {'memory GB':>9}")  # fmt: skip
+    header += f" {'hosts':>5}" if packed else ""
     lines += ["", header, "-" * len(header)]
     for tp in plans:
         p = tp.plan
@@ -371,6 +435,7 @@ def format_plan(plans: Plan | Sequence[TargetPlan], show_warnings: bool = True) 
             f" {tp.capacity.max_rps.method:<12} {_cell(p.replicas if p else None, '8d')} "
             f"{_cell(p.total_cpu_cores if p else None, '9.1f')} "
             f"{_cell(p.total_mem_gb if p else None, '9.1f')}"
+            + (f" {_cell(p.hosts if p else None, '5d')}" if packed else "")
         )
     for tp in plans:
         lines += ["", f"{tp.target}:"]

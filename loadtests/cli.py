@@ -228,9 +228,14 @@ def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
 )
 @click.option("--max-error-rate", type=click.FloatRange(0, 1), default=0.01, show_default=True)
 @click.option("--gpus-per-replica", type=click.FloatRange(min=0), default=0.0)
+@click.option("--host-cores", type=POSITIVE, default=None,
+              help="pack replicas onto hosts of this many cores (by measured cores/replica)")
+@click.option("--host-mem-gb", type=POSITIVE, default=None,
+              help="and of this much memory (by measured memory/replica)")
 def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
          daily_requests: float | None, peak_factor: float | None, headroom: float,
-         max_error_rate: float, gpus_per_replica: float) -> None:  # fmt: skip
+         max_error_rate: float, gpus_per_replica: float, host_cores: float | None,
+         host_mem_gb: float | None) -> None:  # fmt: skip
     """Replicas, cores and memory for a peak load, from a results folder's capacity."""
     from analysis.report import load_results
     from analysis.sizing import format_plan, plan_targets
@@ -244,7 +249,8 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
     plans = plan_targets(results.summary, slo, peak_rps, daily_requests=daily_requests,
                          peak_factor=peak_factor, headroom=headroom,
                          max_error_rate=max_error_rate, gpus_per_replica=gpus_per_replica,
-                         think_time_s=results.think_time_s)  # fmt: skip
+                         think_time_s=results.think_time_s, host_cores=host_cores,
+                         host_mem_gb=host_mem_gb)  # fmt: skip
     click.echo(format_plan(plans))
     if not any(p.plan for p in plans):
         sys.exit(1)

@@ -136,3 +136,43 @@ def test_format_plan_for_the_cli() -> None:
     assert "! run status is 'failed'" in text
     single = format_plan(plan(100.0, 1000.0, label="x"))
     assert single.startswith("Capacity plan for x: 15 replica(s)")
+
+
+def test_replicas_are_packed_onto_hosts_by_measured_cores_and_memory() -> None:
+    # 13 replicas of 1.5 cores and 800 MB: a 4-core host holds floor(4 / 1.5) = 2 (CPU
+    # bound), so 7 hosts; with 1 GB hosts memory binds first (floor(1024 / 800) = 1).
+    p = plan(400.0, daily_requests=100e6, peak_factor=3, cpu_cores_per_replica=1.5,
+             mem_mb_per_replica=800.0, host_cores=4)  # fmt: skip
+    assert (p.replicas, p.replicas_per_host, p.hosts) == (13, 2, 7)
+    assert "floor(4 cores / 1.50)" in "\n".join(p.assumptions)
+    p = plan(400.0, 3472.2, cpu_cores_per_replica=1.5, mem_mb_per_replica=800.0,
+             host_cores=4, host_mem_gb=1)  # fmt: skip
+    assert (p.replicas_per_host, p.hosts) == (1, 13)
+    assert "floor(1 GB / 800 MB)" in "\n".join(p.assumptions)
+
+
+def test_a_same_host_scale_out_is_not_counted_on() -> None:
+    """The measured case: one worker used 1.42 of the host's 2 cores at 512 rps, so a
+    second replica on that host cannot be planned: 1,000 rps needs two hosts, not one."""
+    p = plan(512.0, 1000.0, headroom=0.0, cpu_cores_per_replica=1.42, host_cores=2)
+    assert (p.replicas, p.replicas_per_host, p.hosts) == (2, 1, 2)
+
+
+def test_packing_edges() -> None:
+    assert plan(100.0, 1000.0, host_cores=8).hosts is None  # no CPU measured: not packed
+    too_big = plan(100.0, 1000.0, cpu_cores_per_replica=12.0, host_cores=8)
+    assert too_big.replicas_per_host == 0 and too_big.hosts is None
+    assert "does not fit a host" in "\n".join(too_big.assumptions)
+    assert plan(100.0, 1000.0, cpu_cores_per_replica=1.0).hosts is None  # no host size
+    with pytest.raises(ValueError, match="host_cores"):
+        plan(100.0, 1000.0, host_cores=0)
+
+
+def test_hosts_in_the_table_and_the_cli() -> None:
+    plans = plan_targets(SUMMARY, 200.0, 1000.0, host_cores=4)
+    fast = next(tp for tp in plans if tp.target == "fast")
+    assert fast.plan is not None and fast.plan.replicas_per_host == 4  # 1 core per replica
+    table = plan_table(SUMMARY, 200.0, 1000.0).set_index("target")
+    assert table["hosts"].isna().all()  # no host size: no packing
+    text = format_plan(plans)
+    assert " hosts" in text.splitlines()[2]  # the table header gains a hosts column
