@@ -140,6 +140,59 @@ def scenarios(scenarios_file: Path) -> None:
                    f"  {sc.description}")  # fmt: skip
 
 
+@main.command()
+@click.option("--scenario", required=True, help="the scenario the master is running")
+@click.option("--target", required=True, help="the target the master is loading")
+@click.option("--master-host", required=True, help="address of the host running `servecap run`")
+@click.option("--master-port", type=int, default=None,
+              help="[default: the scenario's load.master_port]")  # fmt: skip
+@click.option(
+    "--host",
+    "target_url",
+    default=None,
+    help="the target's URL as this host reaches it [default: the scenario's]",
+)
+@click.option("--scenarios", "scenarios_file", type=click.Path(path_type=Path),
+              default=DEFAULT_SCENARIOS_FILE, show_default=True)  # fmt: skip
+@click.option("--data", "data_dir", type=str, default=None, help=DATA_HELP)
+def worker(scenario: str, target: str, master_host: str, master_port: int | None,
+           target_url: str | None, scenarios_file: Path, data_dir: str | None) -> None:  # fmt: skip
+    """One remote load-generator worker for a run whose scenario sets load.remote_workers.
+
+    Start `servecap run SCENARIO` on one host, then this on each worker host (the same
+    scenarios.yaml and dataset on each). The worker sends its per-request records to the
+    master: they land in the master's results folder.
+    """
+    import tempfile
+
+    from loadtests.generator import run_worker
+    from loadtests.orchestrator import load_config_for
+
+    spec = _load(scenarios_file)
+    if scenario not in spec.scenarios:
+        raise click.BadParameter(
+            f"no scenario '{scenario}' in {scenarios_file}", param_hint="--scenario"
+        )
+    sc = spec.scenarios[scenario]
+    if target not in sc.targets:
+        raise click.BadParameter(f"scenario '{scenario}' has no target '{target}' (it has: "
+                                 f"{', '.join(sc.targets)})", param_hint="--target")  # fmt: skip
+    if not sc.load.remote_workers:
+        raise click.ClickException(f"scenario '{scenario}' sets no load.remote_workers: its run "
+                                   "does not wait for workers; set remote_workers: N")  # fmt: skip
+    data = data_dir or os.environ.get("SERVECAP_CIFAR10_DIR")
+    with tempfile.TemporaryDirectory(prefix="servecap-worker-") as tmp:
+        load = load_config_for(target, spec.targets[target], sc, data, Path(tmp))
+        if target_url:
+            load = load.model_copy(update={"base_url": target_url.rstrip("/")})
+        path = Path(tmp) / "load_config.json"
+        load.write(path)
+        port = master_port or sc.load.master_port
+        click.echo(f"servecap worker: {target} at {load.base_url}, master {master_host}:{port}")
+        code = run_worker(path, master_host, port)
+    sys.exit(code)
+
+
 def _load(path: Path):  # type: ignore[no-untyped-def]
     try:
         return load_scenarios(path)
@@ -228,10 +281,18 @@ def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
 )
 @click.option("--max-error-rate", type=click.FloatRange(0, 1), default=0.01, show_default=True)
 @click.option("--gpus-per-replica", type=click.FloatRange(min=0), default=0.0)
-@click.option("--host-cores", type=POSITIVE, default=None,
-              help="pack replicas onto hosts of this many cores (by measured cores/replica)")
-@click.option("--host-mem-gb", type=POSITIVE, default=None,
-              help="and of this much memory (by measured memory/replica)")
+@click.option(
+    "--host-cores",
+    type=POSITIVE,
+    default=None,
+    help="pack replicas onto hosts of this many cores (by measured cores/replica)",
+)
+@click.option(
+    "--host-mem-gb",
+    type=POSITIVE,
+    default=None,
+    help="and of this much memory (by measured memory/replica)",
+)
 def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
          daily_requests: float | None, peak_factor: float | None, headroom: float,
          max_error_rate: float, gpus_per_replica: float, host_cores: float | None,

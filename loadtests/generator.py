@@ -100,6 +100,37 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+REMOTE_WORKERS_WAIT_S = 300.0
+"""How long a master waits for its remote workers to connect."""
+
+
+FORWARD_ENV_VAR = "SERVECAP_FORWARD_RECORDS"
+"""Set for a remote worker: its per-request records go to the master, not to local files."""
+
+
+def run_worker(config_path: Path, master_host: str, master_port: int) -> int:
+    """Run one Locust worker for the run described by ``config_path`` until its master quits.
+
+    The worker sends its per-request records to the master (:data:`FORWARD_ENV_VAR`), so
+    they land in the master's results folder whichever host the worker runs on.
+    """
+    argv = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker",
+            "--master-host", master_host, "--master-port", str(master_port),
+            "--loglevel", "WARNING"]  # fmt: skip
+    return subprocess.call(argv, env={**_locust_env(config_path), FORWARD_ENV_VAR: "1"})
+
+
+def _locust_env(config_path: Path) -> dict[str, str]:
+    return {
+        **{k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"},
+        ENV_VAR: str(config_path),
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
+        ),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def start_locust(
     config_path: Path, config: LoadRunConfig, run_dir: Path
 ) -> subprocess.Popen[bytes]:
@@ -114,21 +145,21 @@ def start_locust(
         "--stop-timeout", str(int(config.plan.request_timeout_s) + 1),
         "--loglevel", "WARNING",
     ]  # fmt: skip
-    if config.plan.workers > 1:
+    plan = config.plan
+    if plan.remote_workers:
+        # A master sending no load; `servecap worker` processes connect to it (any host).
+        argv += ["--master", "--master-bind-host", plan.master_bind_host,
+                 "--master-bind-port", str(plan.master_port),
+                 "--expect-workers", str(plan.remote_workers),
+                 "--expect-workers-max-wait", str(int(REMOTE_WORKERS_WAIT_S))]  # fmt: skip
+    elif plan.workers > 1:
         # Locust's own master/worker mode on this host: one worker process per --processes.
         port = str(_free_port())
-        argv += ["--processes", str(config.plan.workers),
+        argv += ["--processes", str(plan.workers),
                  "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
                  "--master-host", "127.0.0.1", "--master-port", port]  # fmt: skip
     cpus = parse_cpuset(config.plan.generator_cpuset) if config.plan.generator_cpuset else None
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "LOCUST_SKIP_MONKEY_PATCH"},
-        ENV_VAR: str(config_path),
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
-        ),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = _locust_env(config_path)
     log = (run_dir / "locust.log").open("ab")
     try:
         return subprocess.Popen(

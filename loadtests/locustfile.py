@@ -3,18 +3,24 @@
 Reads the run configuration from ``SERVECAP_LOAD_CONFIG``, composes the user class for the
 target's client and the plan's mode, picks the matching shape, builds the request bodies and
 records every request (:mod:`loadtests.recorder`).
+
+Distributed runs: local worker processes (``workers: N``) write their own record parts into
+the run folder. Remote workers (``remote_workers``, started by ``servecap worker``) send their
+records to the master as Locust messages, and the master writes them into the same folder.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
 from locust import LoadTestShape, User, between, constant, events
 
 from loadtests.bodies import build_bodies
-from loadtests.recorder import RequestRecorder
+from loadtests.generator import FORWARD_ENV_VAR
+from loadtests.recorder import RequestRecorder, append_rows
 from loadtests.runconfig import LoadRunConfig, load_run_config
 from loadtests.shapes import RateShape, StagesShape, UntilDoneShape
 
@@ -55,7 +61,7 @@ def shape_class(config: LoadRunConfig, out_dir: Path) -> type[LoadTestShape]:
                     {"abstract": False, "stages": plan.stages, "out_dir": out_dir})  # fmt: skip
     if plan.mode == "rate":
         return type("ScenarioShape", (RateShape,), {"abstract": False, "stages": plan.stages,
-                    "out_dir": out_dir, "arrival_users": plan.workers})  # fmt: skip
+                    "out_dir": out_dir, "arrival_users": plan.generator_processes})  # fmt: skip
     return type("ScenarioShape", (UntilDoneShape,),
                 {"abstract": False, "max_duration_s": plan.duration_s})  # fmt: skip
 
@@ -85,7 +91,7 @@ ScenarioUser: type[User] = type(
         "mode": _plan.mode,
         "stages": _plan.stages,
         "arrival": _plan.arrival,
-        "arrival_users": _plan.workers,
+        "arrival_users": _plan.generator_processes,
         "max_in_flight": _plan.max_in_flight,
         "concurrency": _plan.max_in_flight,
         "find_max": _plan.find_max,
@@ -107,14 +113,33 @@ def _on_init(environment: Any, **_: Any) -> None:
     ScenarioUser.content_type = content_type  # type: ignore[attr-defined]
     runner = environment.runner
     if runner is not None and type(runner).__name__ == "MasterRunner":
-        return  # the master sends no requests; its workers record
-    _recorder = RequestRecorder(_out)
+        # The master sends no requests; local workers record into the run folder themselves,
+        # remote ones send their rows here.
+        runner.register_message(RECORDS_MESSAGE, _write_forwarded)
+        return
+    if os.environ.get(FORWARD_ENV_VAR) and runner is not None:
+
+        def forward(rows: list[Any]) -> None:
+            runner.send_message(RECORDS_MESSAGE, {"worker": runner.client_id, "rows": rows})
+
+        recorder = _recorder = RequestRecorder(_out, forward=forward)
+        # Before the worker reports itself stopped, so the master has every row first.
+        environment.events.test_stop.add_listener(lambda **_: recorder.flush())
+    else:
+        _recorder = RequestRecorder(_out)
     if runner is not None:
         _recorder.user_count = lambda: runner.user_count
     if _plan.mode == "find-max":
         observed: list[tuple[float, float, str]] = ScenarioUser.observed  # type: ignore[attr-defined]
         _recorder.observers.append(lambda ts, lat, out: observed.append((ts, lat, out)))
     environment.events.request.add_listener(_recorder.on_request)
+
+
+RECORDS_MESSAGE = "servecap_records"
+
+
+def _write_forwarded(environment: Any, msg: Any, **_: Any) -> None:
+    append_rows(_out, f"remote-{msg.data['worker']}", msg.data["rows"])
 
 
 @events.quitting.add_listener

@@ -38,7 +38,7 @@ from loadtests.bodies import build_bodies
 from loadtests.collectors.docker_stats import DockerStatsSampler
 from loadtests.collectors.gpu import GpuSampler
 from loadtests.collectors.process import ProcessTreeSampler
-from loadtests.generator import GeneratorError, start_locust, warm_up
+from loadtests.generator import REMOTE_WORKERS_WAIT_S, GeneratorError, start_locust, warm_up
 from loadtests.meta import git_info, host_info, package_versions
 from loadtests.results import finalize_target, mode_results, write_paper_tables
 from loadtests.runconfig import LoadRunConfig
@@ -220,6 +220,11 @@ def _run_target(
                 gpu = samplers.enter_context(GpuSampler(tdir / "resources-gpu.csv", interval))
                 entry["gpu"] = "sampled" if gpu.available else gpu.reason
                 watchdog = Watchdog(running, target_sampler, tdir)
+                if scenario.load.remote_workers:
+                    echo(f"[{name}] waiting for {scenario.load.remote_workers} remote worker(s); "
+                         f"on each host run: servecap worker --scenario {options.scenario} "
+                         f"--target {name} --master-host <this host's address> "
+                         f"--host <{name}'s URL as that host reaches it>")  # fmt: skip
                 _drive(load, config_path, tdir, sampler, echo, watchdog)
     except KeyboardInterrupt:
         entry.update(status="interrupted", error="interrupted by the user")
@@ -314,6 +319,8 @@ def _drive(
     proc = start_locust(config_path, load, tdir)
     sampler.watch("generator", [proc.pid])
     deadline = time.monotonic() + load.plan.duration_s + GRACE_S
+    if load.plan.remote_workers:
+        deadline += REMOTE_WORKERS_WAIT_S
     reported = 0
     try:
         while proc.poll() is None:

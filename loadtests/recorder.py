@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,10 @@ requests have ``lag_ms`` 0 and ``latency_ms`` == ``service_ms``."""
 Observer = Callable[[float, float, str], None]
 """Called with (ts, latency_ms, outcome) for every request (find-max watches these)."""
 
+Row = list[str | int]
+Forward = Callable[[list[Row]], None]
+"""Sends a batch of rows elsewhere (a remote worker to its master)."""
+
 REJECT_STATUS = 503
 
 
@@ -45,15 +50,39 @@ def classify(status: int, exception: object | None) -> str:
     return "error"
 
 
-class RequestRecorder:
-    """A Locust ``request`` event listener appending rows to a CSV part file."""
+def append_rows(out_dir: Path, part: str, rows: list[Row]) -> Path:
+    """Append rows to ``requests-<part>.csv`` (header first when new): the master's side of
+    :class:`RequestRecorder`'s ``forward`` mode."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", part)[:80]
+    path = Path(out_dir) / f"requests-{safe}.csv"
+    new = not path.exists()
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(COLUMNS)
+        writer.writerows(rows)
+    return path
 
-    def __init__(self, out_dir: Path, flush_interval_s: float = 1.0) -> None:
+
+class RequestRecorder:
+    """A Locust ``request`` event listener appending rows to a CSV part file.
+
+    With ``forward`` (a remote worker), rows are batched and handed to ``forward`` every
+    flush instead: nothing is written on this host.
+    """
+
+    def __init__(
+        self, out_dir: Path, flush_interval_s: float = 1.0, forward: Forward | None = None
+    ) -> None:
         self.path = Path(out_dir) / f"requests-{os.getpid()}.csv"
-        self._file: IO[str] = self.path.open("w", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(COLUMNS)
-        self._file.flush()
+        self._forward = forward
+        self._batch: list[Row] = []
+        self._file: IO[str] | None = None
+        if forward is None:
+            self._file = self.path.open("w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(COLUMNS)
+            self._file.flush()
         self._flush_interval_s = flush_interval_s
         self._last_flush = time.monotonic()
         self.rows = 0
@@ -86,8 +115,8 @@ class RequestRecorder:
         lag_ms = max(0.0, (started - ts) * 1000)
         latency_ms = service_ms + lag_ms
         error = "" if outcome == "ok" else str(exception or f"HTTP {status}")[:200]
-        self._writer.writerow(
-            (
+        self._write(
+            [
                 f"{ts:.6f}",
                 f"{latency_ms:.3f}",
                 status,
@@ -99,17 +128,31 @@ class RequestRecorder:
                 f"{service_ms:.3f}",
                 f"{lag_ms:.3f}",
                 f"{client_ms:.3f}",
-            )
+            ]
         )
         for observer in self.observers:
             observer(ts, latency_ms, outcome)
         self.rows += 1
         now = time.monotonic()
         if now - self._last_flush >= self._flush_interval_s:
-            self._file.flush()
+            self.flush()
             self._last_flush = now
 
-    def close(self) -> None:
-        if not self._file.closed:
+    def _write(self, row: Row) -> None:
+        if self._forward is not None:
+            self._batch.append(row)
+        else:
+            self._writer.writerow(row)
+
+    def flush(self) -> None:
+        if self._forward is not None:
+            if self._batch:
+                batch, self._batch = self._batch, []
+                self._forward(batch)
+        elif self._file is not None and not self._file.closed:
             self._file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None and not self._file.closed:
             self._file.close()

@@ -104,6 +104,15 @@ class LoadPlan(StrictModel):
     sequential: Sequential = Field(default_factory=Sequential, description="sequential mode")
     find_max: FindMax = Field(default_factory=FindMax, description="find-max mode")
     workers: int = Field(default=1, ge=1, le=64, description="Locust worker processes")
+    remote_workers: int = Field(
+        default=0, ge=0, le=1_000,
+        description="Locust workers started elsewhere with `servecap worker`: the run's "
+        "generator becomes a master that sends no load and waits for them",
+    )  # fmt: skip
+    master_bind_host: str = Field(
+        default="127.0.0.1", description="remote_workers: the address the master listens on"
+    )
+    master_port: int = Field(default=5557, ge=1024, le=65_535, description="remote_workers")
     generator_cpuset: str | None = Field(
         default=None, description="pin the generator to these CPUs, e.g. '1' or '2-3'"
     )
@@ -143,9 +152,22 @@ class LoadPlan(StrictModel):
                     )
         elif self.stages:
             raise ValueError(f"mode {self.mode} takes no stages; remove them")
-        if self.mode in ("sequential", "find-max") and self.workers != 1:
-            raise ValueError(f"mode {self.mode} runs in one generator process: set workers: 1")
+        if self.mode in ("sequential", "find-max") and self.generator_processes != 1:
+            raise ValueError(
+                f"mode {self.mode} runs in one generator process: set workers: 1 and no "
+                "remote_workers"
+            )
+        if self.remote_workers and self.workers != 1:
+            raise ValueError(
+                "remote_workers and workers do not mix: leave workers at 1 and start every "
+                "worker, this host's too, with `servecap worker`"
+            )
         return self
+
+    @property
+    def generator_processes(self) -> int:
+        """Processes that send load: local workers, or the remote ones."""
+        return self.remote_workers or self.workers
 
     @property
     def stage_settle_s(self) -> float:

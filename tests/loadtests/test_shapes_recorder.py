@@ -82,3 +82,27 @@ def test_orchestrator_does_not_import_locust() -> None:
     code = "import loadtests.cli, loadtests.orchestrator, sys; print('locust' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_forwarding_recorder_sends_batches_and_writes_nothing(tmp_path: Path) -> None:
+    from loadtests.recorder import append_rows
+
+    sent: list[list[list[str | int]]] = []
+    rec = RequestRecorder(tmp_path, flush_interval_s=3600, forward=sent.append)
+    ok = SimpleNamespace(status_code=200)
+    rec.on_request("POST", "predict", 2.0, 10, ok, None, 5.0, {"wire_ms": 1.5, "sent_ts": 5.1})
+    rec.on_request("POST", "predict", 3.0, 10, ok, None, 6.0)
+    assert sent == [] and not list(tmp_path.iterdir())  # batched until a flush
+    rec.close()
+    assert len(sent) == 1 and len(sent[0]) == 2
+    rec.flush()
+    assert len(sent) == 1  # nothing new: no empty batch
+    # The master's side: the rows become a part file like a local recorder's.
+    path = append_rows(tmp_path, "remote-host/1:abc", sent[0])
+    append_rows(tmp_path, "remote-host/1:abc", sent[0][:1])
+    assert path.name == "requests-remote-host_1_abc.csv"
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS and len(rows) == 3
+    assert rows[0]["service_ms"] == "1.500" and rows[0]["client_ms"] == "0.500"
+    assert rows[0]["ts"] == "5.100000"  # the wire send time, not Locust's start

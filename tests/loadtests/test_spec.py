@@ -104,3 +104,16 @@ def test_file_errors(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump(["a list"]))
     with pytest.raises(SpecError, match="top level must be a mapping"):
         load_scenarios(bad)
+
+
+def test_remote_workers() -> None:
+    data = minimal()
+    data["scenarios"]["s"]["load"]["remote_workers"] = 3
+    load = parse_scenarios(data, "f.yaml").scenarios["s"].load
+    assert load.generator_processes == 3 and load.master_port == 5557
+    assert load.master_bind_host == "127.0.0.1"
+    data["scenarios"]["s"]["load"]["workers"] = 2
+    assert "remote_workers and workers do not mix" in error_of(data)
+    data = minimal()
+    data["scenarios"]["s"]["load"] = {"mode": "sequential", "remote_workers": 2}
+    assert "runs in one generator process" in error_of(data)

@@ -1,0 +1,95 @@
+"""Distributed generation with remote workers: ``servecap run`` as a Locust master that sends
+no load, two ``servecap worker`` processes that connect to it (here on loopback, standing in
+for other hosts: they share no folder with the master), and every worker's per-request
+records in the master's results folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+from loadtests.orchestrator import RunOptions, run
+from loadtests.spec import parse_scenarios
+from tests.ports import free_port
+
+pytestmark = pytest.mark.integration
+
+RATE_RPS = 40.0
+STAGES = [{"rps": RATE_RPS, "duration_s": 5}, {"rps": 2 * RATE_RPS, "duration_s": 5}]
+
+
+def start_worker(scenarios: Path, cifar_dir: Path, cwd: Path) -> subprocess.Popen[str]:
+    servecap = str(Path(sys.executable).with_name("servecap"))
+    cmd = [servecap, "worker", "--scenario", "d", "--target", "api", "--master-host",
+           "127.0.0.1", "--scenarios", str(scenarios), "--data", str(cifar_dir)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def test_remote_workers_records_land_in_the_masters_folder(
+    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    port, master_port = free_port(), free_port()
+    raw = {
+        "targets": {"api": {"kind": "fastapi", "port": port, "model_path": str(tiny_model)}},
+        "scenarios": {"d": {"targets": ["api"], "load": {
+            "mode": "rate", "stages": STAGES, "settle_s": 1, "warmup_requests": 2,
+            "remote_workers": 2, "master_port": master_port}}},
+    }  # fmt: skip
+    scenarios = tmp_path / "scenarios.yaml"
+    scenarios.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    lines: list[str] = []
+    workers: list[subprocess.Popen[str]] = []
+    parts_seen: set[str] = set()
+
+    def start_workers_once_waiting() -> None:
+        deadline = time.monotonic() + 120
+        while not any("remote worker" in line for line in lines):
+            assert time.monotonic() < deadline, "the master never announced it was waiting"
+            time.sleep(0.2)
+        for i in range(2):
+            (tmp_path / f"host{i}").mkdir()
+            workers.append(start_worker(scenarios, cifar_dir, tmp_path / f"host{i}"))
+        while any(w.poll() is None for w in workers):  # the master's parts, before merging
+            parts_seen.update(p.name for p in (out / "api").glob("requests-remote-*.csv"))
+            time.sleep(0.2)
+
+    helper = threading.Thread(target=start_workers_once_waiting, daemon=True)
+    helper.start()
+    outcome = run(RunOptions("d", parse_scenarios(raw), scenarios, out, data_dir=str(cifar_dir)),
+                  echo=lines.append)  # fmt: skip
+    helper.join(70)
+    outputs = [w.communicate(timeout=60)[0] for w in workers]
+    assert outcome.ok, lines
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert any("servecap worker --scenario d --target api" in line for line in lines)
+
+    tdir = out / "api"
+    records = pd.read_parquet(tdir / "requests.parquet")
+    # Both workers' rows arrived through the master, one part each, merged at the end.
+    assert len(parts_seen) == 2, parts_seen
+    assert not list(tdir.glob("requests-*.csv"))
+    entry = json.loads((out / "summary.json").read_text())["runs"][0]
+    assert entry["requests"] == len(records) > 0
+    # The two workers share the rate (each sends half): every stage's total is the plan's.
+    for stage, planned in zip(entry["stages"], STAGES, strict=True):
+        assert stage["rps"] == pytest.approx(planned["rps"], rel=0.15)
+        assert stage["error_rate"] == 0
+    assert records["service_ms"].gt(0).all() and (records["lag_ms"] >= 0).all()
+    for i in range(2):
+        assert not list((tmp_path / f"host{i}").rglob("requests-*.csv"))
+    left = [p for p in psutil.process_iter(["cmdline"])
+            if str(master_port) in (p.info["cmdline"] or [])]  # fmt: skip
+    assert not left, "a master or worker was left behind"
