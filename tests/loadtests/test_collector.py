@@ -63,3 +63,43 @@ def test_dead_processes_are_skipped(tmp_path: Path) -> None:
     sampler.watch("target", [proc.pid])
     rows = sampler.sample_once()
     assert [r[1] for r in rows] == ["host"]
+
+
+GROW = (
+    "import sys\nblocks=[]\n"
+    "for line in sys.stdin:\n"
+    "    blocks.append(bytearray(60*1024*1024)); print('grown', flush=True)"
+)
+
+
+def test_pss_is_read_every_pss_interval_rss_every_sample(tmp_path: Path) -> None:
+    """PSS (an smaps walk, ~14 ms on a TensorFlow worker) is re-read only every
+    pss_interval_s; RSS, which is cheap, follows every sample."""
+    proc = subprocess.Popen([sys.executable, "-c", GROW], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def grow() -> None:
+        proc.stdin.write("\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        assert proc.stdout.readline().strip() == "grown"  # type: ignore[union-attr]
+
+    def mem(sampler: ProcessTreeSampler) -> tuple[float, float]:
+        row = next(r for r in sampler.sample_once() if r[1] == "target")
+        return float(str(row[5])), float(str(row[6]))
+
+    try:
+        slow = ProcessTreeSampler(tmp_path / "a.csv", pss_interval_s=3600)
+        fresh = ProcessTreeSampler(tmp_path / "b.csv", pss_interval_s=0)
+        for sampler in (slow, fresh):
+            sampler.watch("target", [proc.pid])
+        rss0, pss0 = mem(slow)
+        mem(fresh)
+        grow()
+        rss1, pss1 = mem(slow)
+        assert rss1 - rss0 > 50 and pss1 == pss0  # RSS followed; PSS kept until due
+        rss2, pss2 = mem(fresh)
+        assert pss2 - pss0 > 50 and abs(rss2 - rss1) < 5
+    finally:
+        proc.kill()
+        proc.wait()
