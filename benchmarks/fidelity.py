@@ -89,11 +89,14 @@ def cpu_between(cpu: pd.Series, start: float, end: float) -> float:
     return float(inside.iloc[-1] - inside.iloc[0]) if len(inside) > 1 else float("nan")
 
 
-def run_servecap(base: LoadRunConfig, stage: Stage, out: Path, cpus: str | None) -> Result:
+def run_servecap(
+    base: LoadRunConfig, stage: Stage, out: Path, cpus: str | None, workers: int = 1
+) -> Result:
     """One stage (users: closed loop; rps: open loop, constant arrivals) of servecap."""
     mode = "ramp" if stage.users else "rate"
     plan = base.plan.model_copy(update={
         "mode": mode, "stages": (stage,), "settle_s": SETTLE_S, "generator_cpuset": cpus,
+        "workers": workers,
     })  # fmt: skip
     config = base.model_copy(update={"plan": plan, "out_dir": str(out)})
     out.mkdir(parents=True)
@@ -229,6 +232,8 @@ def main() -> None:
     parser.add_argument("--target", default="fastapi")
     parser.add_argument("--rates", default="100,200", help="fixed-rate loads (rps), vs h2load")
     parser.add_argument("--users", default="1,4", help="closed-loop loads (users), vs wrk")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="servecap generator processes (Locust workers)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction,
@@ -268,7 +273,7 @@ def main() -> None:
         for rps in rates:
             ours, theirs = compare(
                 lambda r=rps: run_servecap(base, Stage(rps=r, duration_s=d),  # type: ignore[misc]
-                                           tmp / f"run-{next(runs)}", gen_cpus),
+                                           tmp / f"run-{next(runs)}", gen_cpus, args.workers),
                 lambda r=rps: run_h2load(url, body, ctype, r, d, gen_cpus),  # type: ignore[misc]
                 args.repeat,
             )  # fmt: skip
@@ -276,14 +281,15 @@ def main() -> None:
         for n in users:
             ours, theirs = compare(
                 lambda n=n: run_servecap(base, Stage(users=n, duration_s=d),  # type: ignore[misc]
-                                         tmp / f"run-{next(runs)}", gen_cpus),
+                                         tmp / f"run-{next(runs)}", gen_cpus, args.workers),
                 lambda n=n: run_wrk(url, body, ctype, n, d, gen_cpus),  # type: ignore[misc]
                 args.repeat,
             )  # fmt: skip
             rows.append(row(f"{n} users", "wrk", ours, theirs))
     pinned = f"target on CPUs {config.cpuset}, generators on CPU {gen_cpus}" if args.pin else ""
     print(f"target {args.target}, {d:g} s per run ({SETTLE_S:g} s left out), "
-          f"{args.repeat} repeats, medians; {pinned or 'not pinned'}")  # fmt: skip
+          f"{args.repeat} repeats, medians; servecap {args.workers} process(es); "
+          f"{pinned or 'not pinned'}")  # fmt: skip
     print(HEADER)
     print("\n".join(rows))
 
