@@ -6,8 +6,9 @@ RAM while serving 10,000 requests (Table 4). Runs made in ``sequential`` mode ca
 measured totals (their summary's ``sequential`` section) and are used as such. For any other
 run our side is **derived from the ramp's 1-user stage** (a closed loop with one user is
 sequential): ``total seconds = mean latency x N`` (time between requests in the client is
-not counted). Table 4's CPU and memory are the means of the longest 1-user stage. Every
-figure says in its label whether it is measured or derived.
+not counted). Table 4's CPU and memory are the means over the longest 1-user stages: in a
+sequential run, every repeat of its largest N (the paper's "while serving 10,000 requests"),
+labelled measured; in a ramp, its 1-user stage, labelled derived.
 
 Our target kinds map onto the paper's architectures: the ``django-*`` kinds reproduce its
 request path (nginx -> Gunicorn -> Django -> model server); ``fastapi``, ``flask`` and
@@ -73,30 +74,36 @@ def sequential_figures(table: pd.DataFrame, users: int = 1) -> pd.DataFrame:
 
     ``table`` is :func:`analysis.capacity.stage_table` / ``stage_tables`` output (a ``label``
     column is used when present). Runs whose kind has no paper architecture are left out.
-    Columns: label, target, kind, architecture, same_path, mean_ms, cpu_pct, cpu_pct_of_8,
-    mem_mb, pss_mb.
+    Columns: source, label, target, kind, architecture, same_path, mean_ms, cpu_pct,
+    cpu_pct_of_8, mem_mb, pss_mb, and ``stages`` / ``stage_requests``: how many of the
+    longest such stages (a sequential run's repeats of its largest N) the figures average.
     """
-    cols = ["label", "target", "kind", "architecture", "same_path", "mean_ms", "cpu_pct",
-            "cpu_pct_of_8", "mem_mb", "pss_mb"]  # fmt: skip
+    cols = ["source", "label", "target", "kind", "architecture", "same_path", "mean_ms",
+            "cpu_pct", "cpu_pct_of_8", "mem_mb", "pss_mb", "stages", "stage_requests"]  # fmt: skip
     rows = []
     if table.empty:
         return pd.DataFrame(columns=cols)
     stage = table[table["users"] == users]
-    for _, g in stage.groupby(["source", "target"], dropna=False, sort=False):
-        # the longest such stage: the ramp's one, or a sequential run's largest N
+    for (source, _target), g in stage.groupby(["source", "target"], dropna=False, sort=False):
+        # the longest such stages: the ramp's one, or every repeat of a sequential largest N
         measured = pd.to_numeric(g["measured_requests"], errors="coerce").fillna(0)
-        row = g.loc[measured.idxmax()] if measured.any() else g.sort_values("index").iloc[0]
+        longest = g[measured == measured.max()] if measured.any() else g.sort_values("index")[:1]
+        row = longest.iloc[0]
         arch = architecture_of(row["kind"])
         if arch is None:
             continue
         label = row["label"] if "label" in g and pd.notna(row.get("label")) else row["target"]
-        cpu = float(row["cpu_pct"])
+
+        def mean(col: str, frame: pd.DataFrame = longest) -> float:
+            return float(pd.to_numeric(frame[col], errors="coerce").mean())
+
         rows.append(
             {
-                "label": label, "target": row["target"], "kind": row["kind"],
-                "architecture": arch[0], "same_path": arch[1], "mean_ms": float(row["mean_ms"]),
-                "cpu_pct": cpu, "cpu_pct_of_8": cpu / PAPER_CORES, "mem_mb": float(row["mem_mb"]),
-                "pss_mb": float(row["pss_mb"]),
+                "source": source, "label": label, "target": row["target"], "kind": row["kind"],
+                "architecture": arch[0], "same_path": arch[1], "mean_ms": mean("mean_ms"),
+                "cpu_pct": mean("cpu_pct"), "cpu_pct_of_8": mean("cpu_pct") / PAPER_CORES,
+                "mem_mb": mean("mem_mb"), "pss_mb": mean("pss_mb"), "stages": len(longest),
+                "stage_requests": int(measured.max()),
             }
         )  # fmt: skip
     return pd.DataFrame(rows, columns=cols)
@@ -182,15 +189,26 @@ def table3(
     return wide
 
 
-def table4(table: pd.DataFrame, users: int = 1) -> pd.DataFrame:
+def table4(
+    table: pd.DataFrame,
+    users: int = 1,
+    summaries: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pd.DataFrame:
     """Table 4's shape, one row per architecture and source (paper, then each of our runs).
 
-    CPU is given as the paper gives it, % of 8 cores, and in cores; ours come from the
-    ``users``-user stage (derived, see the module docstring). RAM: the paper's figure; ours is
-    the RSS of the target's processes (PSS beside it).
+    CPU is given as the paper gives it, % of 8 cores, and in cores. Ours are measured while
+    serving a sequential run's largest N (runs with a sequential section in ``summaries``,
+    averaged over its repeats), else derived from the ``users``-user ramp stage. RAM: the
+    paper's figure; ours is the RSS of the target's processes (PSS beside it).
     """
     rows = []
     ours = sequential_figures(table, users)
+    sequential = {
+        (source, run.get("target"))
+        for source, summary in (summaries or {}).items()
+        for run in summary.get("runs", [])
+        if run.get("sequential")
+    }
     for arch in ARCHITECTURES:
         published = TABLE4[arch]
         rows.append(
@@ -203,9 +221,15 @@ def table4(table: pd.DataFrame, users: int = 1) -> pd.DataFrame:
             }
         )  # fmt: skip
         for _, row in ours[ours["architecture"] == arch].iterrows():
+            path = "" if row["same_path"] else ", server only"
+            if (row["source"], row["target"]) in sequential:
+                name = (f"ours (measured): {row['label']}{path} ({row['stages']} x "
+                        f"{row['stage_requests']:,} sequential requests)")  # fmt: skip
+            else:
+                name = f"{_ours_name(row)} ({users}-user stage)"
             rows.append(
                 {
-                    "architecture": arch, "source": f"{_ours_name(row)} ({users}-user stage)",
+                    "architecture": arch, "source": name,
                     "model types": "", "language": "", "request type": "",
                     "CPU % of 8 cores": row["cpu_pct_of_8"], "CPU cores": row["cpu_pct"] / 100.0,
                     "RAM MB": row["mem_mb"], "PSS MB": row["pss_mb"],

@@ -70,7 +70,7 @@ def write_paper_tables(out: Path, summary: dict[str, Any]) -> list[Path]:
     if stages.empty:
         return []
     t3 = table3(stages, summaries={"run": summary})
-    t4 = table4(stages)
+    t4 = table4(stages, summaries={"run": summary})
     paths = [out / "table3.csv", out / "table4.csv", out / "paper_tables.txt"]
     t3.to_csv(paths[0])
     t4.to_csv(paths[1], index=False)

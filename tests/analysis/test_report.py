@@ -216,3 +216,23 @@ def test_kernel_fallback_installs_a_spec_for_this_interpreter(
     assert report.resolve_kernel_name("no-such-kernel") == report.FALLBACK_KERNEL
     spec = json.loads((tmp_path / "share/jupyter/kernels/servecap/kernel.json").read_text())
     assert Path(spec["argv"][0]).resolve() == Path(sys.executable).resolve()
+
+
+def test_table4_of_a_sequential_run_averages_every_repeat_of_its_largest_n() -> None:
+    """The paper's Table 4 is "while serving 10,000 requests": a sequential run's CPU and
+    memory are the means over every repeat of its largest N, labelled measured."""
+    runs = [stage(0, 1, 10.0, 5.0, measured_requests=10, cpu_pct=400.0),
+            stage(1, 1, 10.0, 5.0, measured_requests=100, cpu_pct=80.0, mem_mb=600.0),
+            stage(2, 1, 10.0, 5.0, measured_requests=100, cpu_pct=120.0, mem_mb=800.0)]  # fmt: skip
+    seq = {"scenario": "p", "runs": [
+        {"target": "fa", "kind": "fastapi", "status": "ok", "stages": runs,
+         "sequential": [{"requests": 10, "mean_total_s": 0.05},
+                        {"requests": 100, "mean_total_s": 0.5}]}]}  # fmt: skip
+    table = label_runs(stage_tables({"run": seq}))
+    t4 = paper.table4(table, summaries={"run": seq})
+    ours = t4[t4["source"].str.startswith("ours")].iloc[0]
+    assert ours["source"] == "ours (measured): fa, server only (2 x 100 sequential requests)"
+    assert ours["CPU cores"] == pytest.approx(1.0)  # (80 + 120) / 2 %, the N=10 stage left out
+    assert ours["RAM MB"] == pytest.approx(700.0)
+    derived = paper.table4(table)  # without the summary: derived, as for a ramp
+    assert derived["source"].str.contains("ours \\(derived\\)").any()
