@@ -203,8 +203,9 @@ def _curve(stages: StagesLike) -> pd.DataFrame:
 
     Closed loop (users vary across stages): ordered by users, then index, and concurrency is
     the users. Otherwise (open-loop ``rate``, ``find-max`` and ``sequential`` runs, where
-    users are 0 or constant): ordered by throughput, and concurrency is the measured
-    ``littles_law_users`` (throughput x mean latency).
+    users are 0 or constant): ordered by the offered rate (``rps``: every request sent or
+    scheduled, so an overloaded stage whose goodput collapsed still sorts as the heavy load it
+    was), and concurrency is the measured ``littles_law_users`` (throughput x mean latency).
     """
     frame = stages.copy() if isinstance(stages, pd.DataFrame) else pd.DataFrame(list(stages))
     for col in ("index", "users", "rps", "p99_ms", "error_rate", "reject_rate", "mean_ms",
@@ -226,7 +227,8 @@ def _curve(stages: StagesLike) -> pd.DataFrame:
         frame = frame.sort_values(["users", "index"], kind="stable")
     else:
         frame["concurrency"] = frame["littles_law_users"]
-        frame = frame.sort_values(["throughput", "index"], kind="stable")
+        frame["offered"] = frame["rps"].fillna(frame["throughput"])
+        frame = frame.sort_values(["offered", "index"], kind="stable").drop(columns="offered")
     return frame.reset_index(drop=True)
 
 

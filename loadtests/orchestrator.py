@@ -242,10 +242,11 @@ def _run_target(
         if (st.get("error_rate") or 0) > 0.05:
             echo(f"[{name}] stage {st['index'] + 1}: {st['error_rate']:.0%} of requests failed, "
                  f"most often: {st.get('top_error')}")  # fmt: skip
-    invalid = [s["index"] for s in entry["stages"] if not s["generator_ok"]]
-    if invalid:
-        echo(f"[{name}] WARNING: load generator saturated or behind schedule in stage(s) "
-             f"{invalid}: those figures understate what the target can do")  # fmt: skip
+    for st in entry["stages"]:
+        if not st["generator_ok"]:
+            echo(f"[{name}] WARNING: stage {st['index'] + 1}: load generator saturated or behind "
+                 f"schedule ({'; '.join(st['generator_issues'])}): its figures understate what "
+                 "the target can do")  # fmt: skip
     entry.update(mode_results(tdir, plan.mode))
     if plan.mode != "sequential":  # one user throughout: no load curve to read capacity from
         entry["capacity"] = _capacity(entry, scenario)

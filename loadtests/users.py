@@ -210,7 +210,7 @@ class ArrivalUser(HttpPredict):
         timeline = shapes.Timeline(self.out_dir)
         while not search.done:
             point = search.current
-            row = timeline.start(rps=point.rps)
+            row = timeline.start(rps=point.rps, users=0)  # open loop, as rate stages
             start = time.time()
             while True:
                 window_start = time.time()

@@ -23,6 +23,7 @@ from analysis.capacity import (
     littles_law_check,
     max_rps_under_slo,
     memory_per_replica,
+    run_capacity,
     slo_goodput,
     stage_table,
     stage_tables,
@@ -306,3 +307,18 @@ def test_open_loop_and_find_max_runs() -> None:
     assert not any("find-max" in w for w in section["warnings"])
     section = capacity_section({**run("api", stages), "find_max": found}, slo_p99_ms=300.0)
     assert any("find-max searched against p99 100.0 ms" in w for w in section["warnings"])
+
+
+def test_open_loop_stages_sort_by_offered_rate_not_by_collapsed_goodput() -> None:
+    """A find-max probe far over capacity (840 rps offered, 38% not sent) has less goodput
+    (513 rps) than a passing 524 rps probe; the curve must still put it last, so capacity
+    lies between the last passing and the first failing offered rate."""
+    over = stage(3, 0, 840.0, 2350.0, goodput_rps=513.0, error_rate=0.38)
+    run = {"target": "t", "kind": "fastapi", "status": "ok", "stages": [
+        stage(0, 0, 205.0, 5.5), stage(1, 0, 524.0, 8.5), stage(2, 0, 572.0, 26.7), over,
+        stage(4, 0, 590.0, 535.8)]}  # fmt: skip
+    cap = run_capacity(run, slo_p99_ms=100.0)
+    assert cap.max_rps.method == "interpolated"
+    assert (cap.max_rps.lower_stage, cap.max_rps.upper_stage) == (2, 4)
+    assert 572.0 < (cap.capacity_rps or 0) < 590.0
+    assert cap.littles_law.empty or not cap.littles_law["suspect"].any()  # users 0: not checked
