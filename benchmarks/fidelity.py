@@ -27,6 +27,8 @@ servecap but kept out of its latencies).
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import os
 import re
 import shutil
@@ -269,23 +271,25 @@ def main() -> None:
         body = tmp / "body"
         body.write_bytes(bodies[0])
         warm_up(base, bodies[0], ctype, 200)
-        runs = iter(range(10_000))
-        for rps in rates:
+        loads = [
+            (f"{r:g} rps", "h2load", Stage(rps=r, duration_s=d),
+             functools.partial(run_h2load, url, body, ctype, r, d, gen_cpus))
+            for r in rates
+        ] + [
+            (f"{n} users", "wrk", Stage(users=n, duration_s=d),
+             functools.partial(run_wrk, url, body, ctype, n, d, gen_cpus))
+            for n in users
+        ]  # fmt: skip
+        runs = itertools.count()
+        for label, tool, stage, theirs_once in loads:
             ours, theirs = compare(
-                lambda r=rps: run_servecap(base, Stage(rps=r, duration_s=d),  # type: ignore[misc]
-                                           tmp / f"run-{next(runs)}", gen_cpus, args.workers),
-                lambda r=rps: run_h2load(url, body, ctype, r, d, gen_cpus),  # type: ignore[misc]
+                lambda stage=stage: run_servecap(  # type: ignore[misc]
+                    base, stage, tmp / f"run-{next(runs)}", gen_cpus, args.workers
+                ),
+                theirs_once,
                 args.repeat,
-            )  # fmt: skip
-            rows.append(row(f"{rps:g} rps", "h2load", ours, theirs))
-        for n in users:
-            ours, theirs = compare(
-                lambda n=n: run_servecap(base, Stage(users=n, duration_s=d),  # type: ignore[misc]
-                                         tmp / f"run-{next(runs)}", gen_cpus, args.workers),
-                lambda n=n: run_wrk(url, body, ctype, n, d, gen_cpus),  # type: ignore[misc]
-                args.repeat,
-            )  # fmt: skip
-            rows.append(row(f"{n} users", "wrk", ours, theirs))
+            )
+            rows.append(row(label, tool, ours, theirs))
     pinned = f"target on CPUs {config.cpuset}, generators on CPU {gen_cpus}" if args.pin else ""
     print(f"target {args.target}, {d:g} s per run ({SETTLE_S:g} s left out), "
           f"{args.repeat} repeats, medians; servecap {args.workers} process(es); "
