@@ -646,7 +646,12 @@ def littles_law_check(
     out["rps"] = frame["rps"]
     out["mean_ms"] = frame["mean_ms"]
     out["think_time_s"] = float(think_time_s)
-    out["expected_users"] = frame["rps"] * (frame["mean_ms"] / 1000.0 + think_time_s)
+    # A closed-loop user's cycle also holds the generator's own time around each request
+    # (client_ms, kept out of the latency): without it fast targets would look suspect.
+    client_ms = pd.to_numeric(frame.get("client_overhead_p50_ms", 0.0), errors="coerce")
+    cycle_ms = frame["mean_ms"] + (client_ms.fillna(0.0) if isinstance(client_ms, pd.Series)
+                                   else 0.0)  # fmt: skip
+    out["expected_users"] = frame["rps"] * (cycle_ms / 1000.0 + think_time_s)
     out["ratio"] = out["expected_users"] / frame["users"].where(frame["users"] > 0)
     out["deviates"] = (out["ratio"] - 1.0).abs() > tolerance
     out["generator_cpu_pct"] = frame["generator_cpu_pct"]

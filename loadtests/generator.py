@@ -134,18 +134,21 @@ def _locust_env(config_path: Path) -> dict[str, str]:
 def start_locust(
     config_path: Path, config: LoadRunConfig, run_dir: Path
 ) -> subprocess.Popen[bytes]:
+    plan = config.plan
+    # A master passes its --host to every worker, overriding theirs: with remote workers it
+    # gets none, so each keeps the target URL it was started with (`servecap worker --host`).
+    host = [] if plan.remote_workers else ["--host", config.base_url]
     argv = [
         sys.executable, "-m", "locust",
         "-f", str(LOCUSTFILE),
         "--headless",
-        "--host", config.base_url,
+        *host,
         "--csv", str(run_dir / "locust"),
         "--csv-full-history",
         "--exit-code-on-error", "0",
         "--stop-timeout", str(int(config.plan.request_timeout_s) + 1),
         "--loglevel", "WARNING",
     ]  # fmt: skip
-    plan = config.plan
     if plan.remote_workers:
         # A master sending no load; `servecap worker` processes connect to it (any host).
         argv += ["--master", "--master-bind-host", plan.master_bind_host,

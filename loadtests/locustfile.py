@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import gevent
 from locust import LoadTestShape, User, between, constant, events
 
 from loadtests.bodies import build_bodies
@@ -56,15 +57,29 @@ def user_bases(config: LoadRunConfig) -> tuple[type, ...]:
 
 def shape_class(config: LoadRunConfig, out_dir: Path) -> type[LoadTestShape]:
     plan = config.plan
+    grace_s = remote_grace_s(config)
     if plan.mode == "ramp":
-        return type("ScenarioShape", (StagesShape,),
-                    {"abstract": False, "stages": plan.stages, "out_dir": out_dir})  # fmt: skip
+        return type("ScenarioShape", (StagesShape,), {"abstract": False, "stages": plan.stages,
+                    "out_dir": out_dir, "end_grace_s": grace_s})  # fmt: skip
     if plan.mode == "rate":
         return type("ScenarioShape", (RateShape,), {"abstract": False, "stages": plan.stages,
-                    "out_dir": out_dir, "arrival_users": plan.generator_processes})  # fmt: skip
+                    "out_dir": out_dir, "arrival_users": plan.generator_processes,
+                    "end_grace_s": grace_s})  # fmt: skip
     return type("ScenarioShape", (UntilDoneShape,),
                 {"abstract": False, "max_duration_s": plan.duration_s})  # fmt: skip
 
+
+def remote_grace_s(config: LoadRunConfig) -> float:
+    """How long a master with remote workers waits after the plan for their last records:
+    the answers still in flight (bounded by the request timeout, at most 10 s) plus two
+    forwarding intervals. Requests slower than that at the very end are not recorded."""
+    if not config.plan.remote_workers:
+        return 0.0
+    return min(config.plan.request_timeout_s, 10.0) + 2 * FORWARD_INTERVAL_S
+
+
+FORWARD_INTERVAL_S = 1.0
+"""A remote worker sends its records to the master at least this often."""
 
 _config = load_run_config()
 _plan = _config.plan
@@ -122,8 +137,14 @@ def _on_init(environment: Any, **_: Any) -> None:
         def forward(rows: list[Any]) -> None:
             runner.send_message(RECORDS_MESSAGE, {"worker": runner.client_id, "rows": rows})
 
-        recorder = _recorder = RequestRecorder(_out, forward=forward)
-        # Before the worker reports itself stopped, so the master has every row first.
+        recorder = _recorder = RequestRecorder(_out, FORWARD_INTERVAL_S, forward=forward)
+
+        def flush_periodically() -> None:  # also when no request finishes (a drain, the end)
+            while True:
+                gevent.sleep(FORWARD_INTERVAL_S)
+                recorder.flush()
+
+        gevent.spawn(flush_periodically)
         environment.events.test_stop.add_listener(lambda **_: recorder.flush())
     else:
         _recorder = RequestRecorder(_out)

@@ -221,10 +221,16 @@ def _run_target(
                 entry["gpu"] = "sampled" if gpu.available else gpu.reason
                 watchdog = Watchdog(running, target_sampler, tdir)
                 if scenario.load.remote_workers:
-                    echo(f"[{name}] waiting for {scenario.load.remote_workers} remote worker(s); "
-                         f"on each host run: servecap worker --scenario {options.scenario} "
-                         f"--target {name} --master-host <this host's address> "
+                    plan = scenario.load
+                    echo(f"[{name}] waiting for {plan.remote_workers} remote worker(s) on "
+                         f"{plan.master_bind_host}:{plan.master_port}; on each host run: "
+                         f"servecap worker --scenario {options.scenario} --target {name} "
+                         f"--master-host <this host's address> "
                          f"--host <{name}'s URL as that host reaches it>")  # fmt: skip
+                    if plan.master_bind_host.startswith("127."):
+                        echo(f"[{name}] note: the master listens on loopback only; workers on "
+                             "other hosts need load.master_bind_host set to an address they "
+                             "reach")  # fmt: skip
                 _drive(load, config_path, tdir, sampler, echo, watchdog)
     except KeyboardInterrupt:
         entry.update(status="interrupted", error="interrupted by the user")

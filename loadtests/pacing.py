@@ -11,6 +11,10 @@ the wire minus its scheduled time) nudges how much earlier the next wake-up is a
 sends centre on their schedule instead of always trailing it. The correction is capped at
 :data:`MAX_EARLY_S`, so a generator that falls behind (a busy CPU, a full pool) still shows as
 lateness: the recorder counts every send later than scheduled, never one earlier.
+
+The lateness of a send is reported when its answer is in, so the feedback trails by about
+rate x latency sends; at a small gain and with the 1 ms clamp that delay can only make the
+correction swing within 0-1 ms, never run away.
 """
 
 from __future__ import annotations

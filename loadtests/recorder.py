@@ -107,7 +107,9 @@ class RequestRecorder:
         started = start_time if start_time is not None else time.time() - response_time / 1000
         service_ms, client_ms = response_time, 0.0
         wire_ms = context.get("wire_ms")
-        if wire_ms is not None and 0 <= wire_ms <= response_time:
+        # Only a complete answer (a status) ends the wire time: a timeout or reset after a
+        # partial read keeps Locust's timing, which runs to the failure.
+        if wire_ms is not None and status and 0 <= wire_ms <= response_time:
             started = context.get("sent_ts", started)
             service_ms, client_ms = wire_ms, response_time - wire_ms
         scheduled = context.get("scheduled_ts")

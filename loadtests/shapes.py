@@ -106,7 +106,20 @@ class _PlannedShape(LoadTestShape):
     abstract = True
     stages: ClassVar[tuple[Stage, ...]] = ()
     out_dir: ClassVar[Path | None] = None
+    end_grace_s: ClassVar[float] = 0.0
+    """Remote workers: keep the last tick this long after the plan, so their final records
+    (answers still in flight, the last batch) reach the master before it quits; Locust's
+    headless master gives its workers only 0.5 s after "quit"."""
     _timeline_written = False
+    _last: tuple[int, float] | None = None
+
+    def _after_plan(self, run_time: float) -> tuple[int, float] | None:
+        planned_s = sum(st.duration_s for st in self.stages)
+        return self._last if run_time < planned_s + self.end_grace_s else None
+
+    def _hold(self, tick: tuple[int, float]) -> tuple[int, float]:
+        self._last = tick
+        return tick
 
     def _write_timeline(self, run_time: float) -> None:
         if not self._timeline_written and self.out_dir is not None:
@@ -126,10 +139,10 @@ class StagesShape(_PlannedShape):
         self._write_timeline(run_time)
         index = stage_at(self.stages, run_time)
         if index is None:
-            return None
+            return self._after_plan(run_time)
         stage = self.stages[index]
         users = stage.users or 1
-        return users, stage.spawn_rate or float(users)
+        return self._hold((users, stage.spawn_rate or float(users)))
 
 
 class RateShape(_PlannedShape):
@@ -142,8 +155,8 @@ class RateShape(_PlannedShape):
         run_time = self.get_run_time()
         self._write_timeline(run_time)
         if stage_at(self.stages, run_time) is None:
-            return None
-        return self.arrival_users, float(self.arrival_users)
+            return self._after_plan(run_time)
+        return self._hold((self.arrival_users, float(self.arrival_users)))
 
 
 class UntilDoneShape(LoadTestShape):

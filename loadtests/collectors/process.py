@@ -37,7 +37,8 @@ class ProcessTreeSampler(PeriodicSampler):
         super().__init__(path, interval_s)
         self.name = name
         self.pss_interval_s = pss_interval_s
-        self._pss: dict[int, tuple[float, float]] = {}  # pid -> (PSS bytes, monotonic)
+        self._pss: dict[tuple[int, float], tuple[float, float]] = {}
+        """(pid, create time) -> (PSS bytes, monotonic): a reused pid never inherits a PSS."""
         self._roles: dict[str, list[int]] = {}
         self._last: dict[int, tuple[float, float]] = {}  # pid -> (cpu seconds, monotonic)
         self._procs: dict[int, psutil.Process] = {}
@@ -103,10 +104,11 @@ class ProcessTreeSampler(PeriodicSampler):
 
     def _memory(self, pid: int, proc: psutil.Process, now: float) -> tuple[float, float]:
         """(RSS, PSS) in bytes; PSS re-read only every ``pss_interval_s``."""
-        cached = self._pss.get(pid)
+        key = (pid, proc.create_time())
+        cached = self._pss.get(key)
         if cached is not None and now - cached[1] < self.pss_interval_s:
             return float(proc.memory_info().rss), cached[0]
         mem = proc.memory_full_info()
         pss = float(getattr(mem, "pss", mem.rss))
-        self._pss[pid] = (pss, now)
+        self._pss[key] = (pss, now)
         return float(mem.rss), pss

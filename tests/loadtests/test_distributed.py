@@ -1,12 +1,15 @@
 """Distributed generation with remote workers: ``servecap run`` as a Locust master that sends
 no load, two ``servecap worker`` processes that connect to it (here on loopback, standing in
 for other hosts: they share no folder with the master), and every worker's per-request
-records in the master's results folder."""
+records in the master's results folder, including answers that arrive after the plan ends
+(the target is frozen for 1.5 s across the end: Locust's master alone would quit 0.5 s after
+the plan and lose them)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -20,6 +23,7 @@ import yaml
 
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
+from tests.loadtests.test_faults import server_pids
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -62,9 +66,21 @@ def test_remote_workers_records_land_in_the_masters_folder(
         for i in range(2):
             (tmp_path / f"host{i}").mkdir()
             workers.append(start_worker(scenarios, cifar_dir, tmp_path / f"host{i}"))
+        while not (out / "api" / "timeline.json").exists():
+            time.sleep(0.1)
+        timeline = json.loads((out / "api" / "timeline.json").read_text())
+        frozen = False
         while any(w.poll() is None for w in workers):  # the master's parts, before merging
             parts_seen.update(p.name for p in (out / "api").glob("requests-remote-*.csv"))
-            time.sleep(0.2)
+            if not frozen and time.time() >= timeline[-1]["end_ts"] - 0.3:
+                frozen = True
+                procs = server_pids(port)
+                for proc in procs:
+                    proc.send_signal(signal.SIGSTOP)
+                time.sleep(1.5)
+                for proc in procs:
+                    proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
 
     helper = threading.Thread(target=start_workers_once_waiting, daemon=True)
     helper.start()
@@ -83,6 +99,11 @@ def test_remote_workers_records_land_in_the_masters_folder(
     assert not list(tdir.glob("requests-*.csv"))
     entry = json.loads((out / "summary.json").read_text())["runs"][0]
     assert entry["requests"] == len(records) > 0
+    # Nothing lost at the end: each worker sends its half of 5 s x 40 + 5 s x 80 rps on its
+    # own schedule, and every one of those 600 records reaches the master (the last batch
+    # and the answers in flight included).
+    scheduled = sum(st["rps"] * st["duration_s"] for st in STAGES)
+    assert abs(len(records) - scheduled) <= 4, (len(records), scheduled)
     # The two workers share the rate (each sends half): every stage's total is the plan's.
     for stage, planned in zip(entry["stages"], STAGES, strict=True):
         assert stage["rps"] == pytest.approx(planned["rps"], rel=0.15)

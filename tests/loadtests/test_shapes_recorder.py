@@ -106,3 +106,16 @@ def test_forwarding_recorder_sends_batches_and_writes_nothing(tmp_path: Path) ->
     assert tuple(rows[0]) == COLUMNS and len(rows) == 3
     assert rows[0]["service_ms"] == "1.500" and rows[0]["client_ms"] == "0.500"
     assert rows[0]["ts"] == "5.100000"  # the wire send time, not Locust's start
+
+
+def test_a_request_that_failed_midway_keeps_locusts_timing(tmp_path: Path) -> None:
+    """Stamps from a partial read (then a timeout) must not shorten a failure's latency."""
+    rec = RequestRecorder(tmp_path)
+    timeout = TimeoutError("timed out")
+    rec.on_request("POST", "predict", 1500.0, 0, SimpleNamespace(status_code=0), timeout, 5.0,
+                   {"wire_ms": 2.0, "sent_ts": 5.0})  # fmt: skip
+    rec.close()
+    with rec.path.open() as f:
+        row = next(csv.DictReader(f))
+    assert row["outcome"] == "error" and row["latency_ms"] == "1500.000"
+    assert row["client_ms"] == "0.000"
