@@ -152,8 +152,13 @@ def parse_h2load_log(path: Path, settle_s: float) -> Result:
             "requests": float(len(log))}  # fmt: skip
 
 
-def _pinned(cmd: list[str], cpus: str | None) -> list[str]:
-    return ["taskset", "-c", cpus, *cmd] if cpus else cmd
+def run_external(cmd: list[str], cpus: str | None) -> tuple[int, str, float]:
+    """Run an independent generator (pinned to ``cpus``): exit status, output, CPU seconds."""
+    pinned = ["taskset", "-c", cpus, *cmd] if cpus else cmd
+    proc = subprocess.Popen(pinned, stdout=subprocess.PIPE, text=True)
+    cpu = watch_cpu(proc)
+    output = proc.stdout.read() if proc.stdout else ""
+    return proc.wait(), output, float(cpu.iloc[-1]) if len(cpu) else float("nan")
 
 
 def run_wrk(url: str, body: Path, ctype: str, users: int, duration_s: float,
@@ -163,10 +168,9 @@ def run_wrk(url: str, body: Path, ctype: str, users: int, duration_s: float,
     script.write_text(WRK_SCRIPT.format(ctype=ctype, body=body))
     cmd = ["wrk", "-t1", f"-c{users}", f"-d{int(duration_s)}s", "--latency", "-s", str(script),
            url]  # fmt: skip
-    proc = subprocess.Popen(_pinned(cmd, cpus), stdout=subprocess.PIPE, text=True)
-    cpu = watch_cpu(proc)
-    result = parse_wrk(proc.stdout.read() if proc.stdout else "")
-    result["rps_per_core"] = result["requests"] / max(cpu.iloc[-1], 1e-9)
+    _status, output, cpu_s = run_external(cmd, cpus)
+    result = parse_wrk(output)
+    result["rps_per_core"] = result["requests"] / max(cpu_s, 1e-9)
     return result
 
 
@@ -178,13 +182,11 @@ def run_h2load(url: str, body: Path, ctype: str, rps: float, duration_s: float,
     cmd = ["h2load", "--h1", "-c1", f"--rps={rps:g}", f"--duration={duration_s:g}",
            "--warm-up-time=0", "-d", str(body), "-H", f"content-type: {ctype}",
            f"--log-file={log}", url]  # fmt: skip
-    proc = subprocess.Popen(_pinned(cmd, cpus), stdout=subprocess.PIPE, text=True)
-    cpu = watch_cpu(proc)
-    if proc.returncode != 0 or not log.exists():
-        output = proc.stdout.read() if proc.stdout else ""
-        raise RuntimeError(f"h2load failed ({proc.returncode}): {output}")
+    status, output, cpu_s = run_external(cmd, cpus)
+    if status != 0 or not log.exists():
+        raise RuntimeError(f"h2load failed ({status}): {output}")
     result = parse_h2load_log(log, SETTLE_S)
-    result["rps_per_core"] = result["requests"] / max(cpu.iloc[-1], 1e-9)
+    result["rps_per_core"] = result["requests"] / max(cpu_s, 1e-9)
     return result
 
 
