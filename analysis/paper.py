@@ -93,16 +93,16 @@ def sequential_figures(table: pd.DataFrame, users: int = 1) -> pd.DataFrame:
         if arch is None:
             continue
         label = row["label"] if "label" in g and pd.notna(row.get("label")) else row["target"]
-
-        def mean(col: str, frame: pd.DataFrame = longest) -> float:
-            return float(pd.to_numeric(frame[col], errors="coerce").mean())
-
+        means = (
+            longest[["mean_ms", "cpu_pct", "mem_mb", "pss_mb"]]
+            .apply(pd.to_numeric, errors="coerce")
+            .mean()
+        )
         rows.append(
             {
                 "source": source, "label": label, "target": row["target"], "kind": row["kind"],
-                "architecture": arch[0], "same_path": arch[1], "mean_ms": mean("mean_ms"),
-                "cpu_pct": mean("cpu_pct"), "cpu_pct_of_8": mean("cpu_pct") / PAPER_CORES,
-                "mem_mb": mean("mem_mb"), "pss_mb": mean("pss_mb"), "stages": len(longest),
+                "architecture": arch[0], "same_path": arch[1], **means.astype(float).to_dict(),
+                "cpu_pct_of_8": float(means["cpu_pct"]) / PAPER_CORES, "stages": len(longest),
                 "stage_requests": int(measured.max()),
             }
         )  # fmt: skip
