@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI docker stage: from a machine with no Docker at all to FastAPI containers under test.
 #
-#   1. docker.io + docker-compose (+ debootstrap) from Debian, when missing
+#   1. docker.io + docker-compose (+ debootstrap) from Debian, when missing: the engine is
+#      checked as `dockerd`, not `docker` (a machine may ship a client-only `docker` binary)
 #   2. dockerd in the background (host networking only: --bridge=none --iptables=false), when
 #      `docker info` does not answer; its log in $DOCKERD_LOG
 #   3. offline images: debootstrap base, wheelhouse, runtime, fastapi (`servecap images build
@@ -47,7 +48,8 @@ budget() { # $@ = command, stopped when the stage's budget is spent
 
 # ------------------------------------------------------------------ 1. tools
 missing=()
-command -v docker >/dev/null || missing+=(docker.io)
+# The engine, not the client: some machine images ship a client-only `docker` on PATH.
+command -v dockerd >/dev/null || [[ -x /usr/sbin/dockerd ]] || missing+=(docker.io)
 command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [[ ${#missing[@]} -gt 0 ]]; then
