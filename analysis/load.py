@@ -1,67 +1,69 @@
 """Read a results folder into tidy frames (the only I/O in ``analysis``).
 
-Layout written by ``servecap run``::
-
-    <run>/summary.json  meta.json  scenario.yaml
-    <run>/<target>/requests.parquet   per-request records (requests-*.csv parts while running)
-    <run>/<target>/resources.parquet  resource samples (resources.csv while running)
-    <run>/<target>/timeline.json      stage boundaries
-    <run>/<target>/locust_*.csv       Locust's own statistics
+The layout and columns are the results contract (:mod:`analysis.contract`). Readers accept a
+finished run (Parquet) and one still going or interrupted (the CSV parts).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from loadtests.collectors import SAMPLE_COLUMNS
-from loadtests.recorder import COLUMNS as REQUEST_COLUMNS
+from analysis.contract import (
+    OUTCOMES,
+    REQUEST_COLUMNS,
+    REQUEST_PARTS,
+    REQUESTS_FILE,
+    RESOURCES_FILE,
+    SAMPLE_COLUMNS,
+    SAMPLE_PARTS,
+    SUMMARY_FILE,
+    TIMELINE_FILE,
+    read_json,
+)
 
-_REQUEST_DTYPES = {
-    "ts": float, "latency_ms": float, "status": int, "bytes": int, "users": int,
-    "service_ms": float, "lag_ms": float, "client_ms": float,
-}  # fmt: skip
+_NUMERIC = {c: t for c, t in REQUEST_COLUMNS.items() if t != "object"}
+
+
+def empty_requests() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in REQUEST_COLUMNS.items()})
 
 
 def read_requests(target_dir: Path) -> pd.DataFrame:
     """Per-request records of one target run, finished (Parquet) or partial (CSV parts)."""
-    parquet = target_dir / "requests.parquet"
+    parquet = target_dir / REQUESTS_FILE
     if parquet.exists():
         return pd.read_parquet(parquet)
     # Parts are being written while a run goes: skip empty ones and a half-written last line.
-    parts = [p for p in sorted(target_dir.glob("requests-*.csv")) if p.stat().st_size > 0]
+    parts = [p for p in sorted(target_dir.glob(REQUEST_PARTS)) if p.stat().st_size > 0]
     frames = [_read_part(p) for p in parts]
     frames = [f for f in frames if not f.empty]
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=_REQUEST_DTYPES.get(c, object))
-                             for c in REQUEST_COLUMNS})  # fmt: skip
+        return empty_requests()
     return pd.concat(frames, ignore_index=True).sort_values("ts", ignore_index=True)
 
 
 def _read_part(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path, keep_default_na=False, on_bad_lines="skip")
-    frame = frame[frame["outcome"].isin(("ok", "error", "rejected"))]  # drops a cut last line
-    for col, dtype in _REQUEST_DTYPES.items():
+    frame = frame[frame["outcome"].isin(OUTCOMES)]  # drops a cut last line
+    for col, dtype in _NUMERIC.items():
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-            if dtype is int:
+            if dtype == "int64":
                 frame[col] = frame[col].fillna(0).astype(int)
     return frame.dropna(subset=["ts", "latency_ms"])
 
 
-SAMPLE_FILES = ("resources.csv", "resources-docker.csv", "resources-gpu.csv")
-"""psutil (target processes, generator, host), Docker stats API (target containers; extra
-net/blk/mem-limit columns), NVML (GPUs; extra gpu_* columns): SAMPLE_COLUMNS first in each."""
+SAMPLE_FILES = SAMPLE_PARTS
 
 
 def read_samples(target_dir: Path) -> pd.DataFrame:
-    parquet = target_dir / "resources.parquet"
+    parquet = target_dir / RESOURCES_FILE
     if parquet.exists():
         return pd.read_parquet(parquet)
-    paths = [target_dir / name for name in SAMPLE_FILES]
+    paths = [target_dir / name for name in SAMPLE_PARTS]
     frames = [pd.read_csv(p) for p in paths if p.exists() and p.stat().st_size > 0]
     frames = [f for f in frames if not f.empty]
     if not frames:
@@ -73,16 +75,16 @@ def read_samples(target_dir: Path) -> pd.DataFrame:
 
 
 def read_timeline(target_dir: Path) -> list[dict[str, Any]] | None:
-    path = target_dir / "timeline.json"
+    path = target_dir / TIMELINE_FILE
     if not path.exists():
         return None
-    data: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    data: list[dict[str, Any]] = read_json(path)
     return data
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "summary.json"
+    path = Path(run_dir) / SUMMARY_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a servecap results folder?")
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = read_json(path)
     return data

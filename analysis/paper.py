@@ -10,9 +10,10 @@ not counted). Table 4's CPU and memory are the means over the longest 1-user sta
 sequential run, every repeat of its largest N (the paper's "while serving 10,000 requests"),
 labelled measured; in a ramp, its 1-user stage, labelled derived.
 
-Our target kinds map onto the paper's architectures: the ``django-*`` kinds reproduce its
-request path (nginx -> Gunicorn -> Django -> model server); ``fastapi``, ``flask`` and
-``tfserving`` are the model server alone and are labelled "server only".
+Each kind says where it sits among the paper's architectures (``paper`` in its declaration,
+recorded per run as ``paper_architecture`` and ``paper_same_path``): the Django kinds
+reproduce its request path (nginx -> Gunicorn -> Django -> model server); the model servers
+alone are labelled "server only". Runs of kinds outside the paper are left out of its tables.
 """
 
 from __future__ import annotations
@@ -52,27 +53,21 @@ TABLE4: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 """Table 4: resources while serving 10,000 requests; ``cpu_pct`` is % of 8 cores."""
 
-KIND_ARCHITECTURE: dict[str, tuple[str, bool]] = {
-    "django-embedded": ("embedded", True),
-    "django-to-flask": ("Flask API", True),
-    "django-to-fastapi": ("FastAPI", True),
-    "django-to-tfserving": ("TF Serving", True),
-    "flask": ("Flask API", False),
-    "fastapi": ("FastAPI", False),
-    "tfserving": ("TF Serving", False),
-}
-"""Target kind -> (paper architecture, same request path as the paper)."""
 
-
-def architecture_of(kind: str | None) -> tuple[str, bool] | None:
-    """The paper's architecture for a target kind and whether the path matches; None if none."""
-    return KIND_ARCHITECTURE.get(str(kind)) if kind is not None else None
+def architecture_of(run: Mapping[str, Any] | pd.Series) -> tuple[str, bool] | None:
+    """The paper's architecture of a run and whether its request path is the paper's, as
+    the run recorded them (its kind's declaration: ``paper_architecture``,
+    ``paper_same_path``); None for a kind with no place in the paper."""
+    name = run.get("paper_architecture")
+    if name is None or (isinstance(name, float) and math.isnan(name)) or name not in ARCHITECTURES:
+        return None
+    return str(name), bool(run.get("paper_same_path"))
 
 
 def sequential_figures(table: pd.DataFrame, users: int = 1) -> pd.DataFrame:
     """Per run of a stage table, its ``users``-user stage as the paper's sequential figures.
 
-    ``table`` is :func:`analysis.capacity.stage_table` / ``stage_tables`` output (a ``label``
+    ``table`` is :func:`analysis.tables.stage_table` / ``stage_tables`` output (a ``label``
     column is used when present). Runs whose kind has no paper architecture are left out.
     Columns: source, label, target, kind, architecture, same_path, mean_ms, cpu_pct,
     cpu_pct_of_8, mem_mb, pss_mb, and ``stages`` / ``stage_requests``: how many of the
@@ -89,7 +84,7 @@ def sequential_figures(table: pd.DataFrame, users: int = 1) -> pd.DataFrame:
         measured = pd.to_numeric(g["measured_requests"], errors="coerce").fillna(0)
         longest = g[measured == measured.max()] if measured.any() else g.sort_values("index")[:1]
         row = longest.iloc[0]
-        arch = architecture_of(row["kind"])
+        arch = architecture_of(row)
         if arch is None:
             continue
         label = row["label"] if "label" in g and pd.notna(row.get("label")) else row["target"]
@@ -124,7 +119,7 @@ def measured_sequential(
         labels = {(r["source"], r["target"]): str(r["label"]) for _, r in table.iterrows()}
     for source, summary in (summaries or {}).items():
         for run in summary.get("runs", []):
-            arch = architecture_of(run.get("kind"))
+            arch = architecture_of(run)
             if arch is None or not run.get("sequential"):
                 continue
             label = labels.get((source, run.get("target")), str(run.get("target")))

@@ -22,7 +22,9 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.capacity import Knee, MaxRps, UslFit
+from analysis.knee import Knee
+from analysis.slo import MaxRps
+from analysis.usl import UslFit
 
 PERCENTILE_STYLES = {"p50_ms": ":", "p95_ms": "--", "p99_ms": "-"}
 SLO_COLOR = "tab:red"
@@ -304,7 +306,7 @@ COMPARISON_PANELS = (
 def architecture_comparison(comparison: pd.DataFrame, title: str | None = None) -> Figure:
     """Bars per run: capacity under the SLO, p99 and CPU per request at a common stage, memory.
 
-    ``comparison`` is :func:`analysis.capacity.compare_runs` output. Capacities that are
+    ``comparison`` is :func:`analysis.compare.compare_runs` output. Capacities that are
     lower bounds (no stage broke the SLO) are hatched.
     """
     fig = new_figure(11.0, 7.0)

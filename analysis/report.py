@@ -33,8 +33,16 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from analysis.capacity import DEFAULT_SLO_P99_MS, RunCapacity, label_runs, stage_tables
+from analysis.capacity import RunCapacity
+from analysis.compare import label_runs
+from analysis.defaults import (
+    DEFAULT_DAILY_REQUESTS,
+    DEFAULT_HEADROOM,
+    DEFAULT_PEAK_FACTOR,
+    DEFAULT_SLO_P99_MS,
+)
 from analysis.load import read_requests, read_samples, read_summary, read_timeline
+from analysis.tables import stage_tables
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -351,7 +359,7 @@ def warnings_markdown(caps: Mapping[str, RunCapacity]) -> str:
 
 def slo_goodput_table(results: Results, slo_p99_ms: float) -> pd.DataFrame:
     """Per target and stage, the share of requests served within the SLO (raw records)."""
-    from analysis.capacity import slo_goodput
+    from analysis.tables import slo_goodput
 
     frames = []
     for run in results.summary.get("runs", []):
@@ -391,7 +399,7 @@ def plans_overview(
     slo_p99_ms: float,
     daily_requests: float | None = None,
     peak_factor: float | None = None,
-    headroom: float = 0.3,
+    headroom: float = DEFAULT_HEADROOM,
     peak_rps: float | None = None,
 ) -> pd.DataFrame:
     """``sizing.plan_table`` of every folder, one row per run, with readable columns."""
@@ -503,9 +511,9 @@ def build_report(
     results_dirs: Iterable[str | Path],
     out_dir: str | Path | None = None,
     slo_p99_ms: float | None = None,
-    daily_requests: float = 100e6,
-    peak_factor: float = 3.0,
-    headroom: float = 0.3,
+    daily_requests: float = DEFAULT_DAILY_REQUESTS,
+    peak_factor: float = DEFAULT_PEAK_FACTOR,
+    headroom: float = DEFAULT_HEADROOM,
     single_run: bool = True,
     comparison: bool = True,
     exclude_input: bool = True,

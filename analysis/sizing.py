@@ -31,16 +31,11 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.capacity import (
-    DEFAULT_MAX_ERROR_RATE,
-    DEFAULT_MAX_REJECT_RATE,
-    RunCapacity,
-    run_capacity,
-)
+from analysis.capacity import RunCapacity, run_capacity
+from analysis.defaults import DEFAULT_HEADROOM, DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE
 from analysis.stages import json_safe
 
 SECONDS_PER_DAY = 86_400
-DEFAULT_HEADROOM = 0.3
 
 NOT_INCLUDED = (
     "Not included: redundancy for failures or deploys (add N+1 or a zone's worth), traffic "

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.defaults import DEFAULT_LATE_MS, GENERATOR_CPU_LIMIT_PCT, LATE_SHARE_LIMIT
+
 PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0}
 
 
@@ -124,8 +126,11 @@ def _resource_means(samples: pd.DataFrame, role: str, start: float, end: float) 
     }
 
 
-def window_stats(window: pd.DataFrame, window_s: float) -> dict[str, Any]:
-    """Rates, outcome shares and exact latency percentiles of the requests in one window."""
+def window_stats(
+    window: pd.DataFrame, window_s: float, late_ms: float | None = None
+) -> dict[str, Any]:
+    """Rates, outcome shares and exact latency percentiles of the requests in one window;
+    ``late_share``: requests sent more than ``late_ms`` behind schedule (open loop)."""
     n = len(window)
     ok = window[window["outcome"] == "ok"]
     errors = int((window["outcome"] == "error").sum())
@@ -157,13 +162,14 @@ def window_stats(window: pd.DataFrame, window_s: float) -> dict[str, Any]:
     if "lag_ms" in window and n:
         lag = window["lag_ms"].astype(float)
         row["send_lag_p99_ms"] = percentile_ms(lag, 99)
-        row["late_share"] = float((lag > LATE_MS).mean())
+        row["late_share"] = float((lag > (DEFAULT_LATE_MS if late_ms is None else late_ms)).mean())
     return row
 
 
 def overall_stats(
-    requests: pd.DataFrame, timeline: pd.DataFrame, settle_s: float, primary: str | None = None
-) -> dict[str, Any]:
+    requests: pd.DataFrame, timeline: pd.DataFrame, settle_s: float, primary: str | None = None,
+    late_ms: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """The whole run's steady windows taken together: the figures overall SLO gates check."""
     labelled = label_requests(requests, timeline, settle_s)
     windows = steady_windows(timeline, settle_s)
@@ -171,25 +177,19 @@ def overall_stats(
     inside = labelled[labelled["in_window"]]
     if primary is not None:
         inside = inside[inside["name"] == primary]
-    return {"window_s": window_s, **window_stats(inside, window_s)}
-
-
-LATE_MS = 10.0
-"""A request sent more than this behind its schedule counts as late (open loop)."""
-GENERATOR_CPU_LIMIT_PCT = 90.0
-"""Per generator process (Locust is single-threaded per process)."""
-LATE_SHARE_LIMIT = 0.01
+    return {"window_s": window_s, **window_stats(inside, window_s, late_ms)}
 
 
 def flag_generator(
-    stats: list[dict[str, Any]], workers: int = 1, host_cpus: int | None = None
-) -> list[dict[str, Any]]:
+    stats: list[dict[str, Any]], workers: int = 1, host_cpus: int | None = None,
+    late_ms: float = DEFAULT_LATE_MS,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Mark stages where the load generator, not the target, limited the load.
 
     A stage is invalid when the generator's CPU exceeded 90% of a core per generator process;
     when the whole host was above 90% busy (``host_cpus`` given: generator and target then
     compete for CPU, so the generator cannot send or time requests as planned); or (open
-    loop) when more than 1% of its requests left over 10 ms behind schedule. Adds
+    loop) when more than 1% of its requests left over ``late_ms`` behind schedule. Adds
     ``generator_ok`` and ``generator_issues`` to each stage.
     """
     for row in stats:
@@ -204,7 +204,7 @@ def flag_generator(
                           "with the target for CPU")  # fmt: skip
         late = row.get("late_share")
         if late is not None and not math.isnan(late) and late > LATE_SHARE_LIMIT:
-            issues.append(f"{late:.1%} of sends more than {LATE_MS:.0f} ms late")
+            issues.append(f"{late:.1%} of sends more than {late_ms:g} ms late")
         row["generator_ok"] = not issues
         row["generator_issues"] = issues
     return stats
@@ -216,8 +216,9 @@ def stage_stats(
     timeline: pd.DataFrame,
     settle_s: float,
     primary: str | None = None,
+    late_ms: float | None = None,
 ) -> list[dict[str, Any]]:
-    """One dict per stage with the results-contract fields (and more).
+    """One dict per stage: :class:`analysis.contract.StageSummary`.
 
     ``requests`` needs ts, latency_ms, outcome, bytes (and name when ``primary`` is given);
     ``samples`` the collector columns.
@@ -239,12 +240,13 @@ def stage_stats(
             "start_ts": float(stage["start_ts"]),
             "window_s": window_s,
             "requests": len(in_stage),
-            **window_stats(headline, window_s),
+            **window_stats(headline, window_s, late_ms),
         }
         n = row["measured_requests"]
         if len(names) > 1:
             row["by_name"] = {
-                name: window_stats(window[window["name"] == name], window_s) for name in names
+                name: window_stats(window[window["name"] == name], window_s, late_ms)
+                for name in names
             }
         target = _resource_means(samples, "target", ws, we)
         row.update({k: target.get(k, math.nan) for k in

@@ -6,18 +6,16 @@ TensorFlow calls (graph tracing, allocations) never land in a stage's statistics
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from loadtests.runconfig import ENV_VAR, LoadRunConfig
-from loadtests.spec import parse_cpuset
+from targets.config import parse_cpuset
+from targets.protocols import ProtocolError
 from targets.registry import REPO_ROOT
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -28,69 +26,28 @@ class GeneratorError(RuntimeError):
 
 
 def warm_up(config: LoadRunConfig, body: bytes, content_type: str, requests: int) -> float:
-    """Send ``requests`` sequential requests; returns their mean latency in ms.
+    """Send ``requests`` sequential requests in the target's protocol; their mean latency in ms.
 
-    Any non-2xx answer stops the run before the measurement: it means client and target
-    disagree (wrong schema, wrong model), and measuring that would be meaningless.
+    Any answer that is not a prediction stops the run before the measurement: it means client
+    and target disagree (wrong schema, wrong model), and measuring that would be meaningless.
     """
-    if config.client == "tfserving-grpc":
-        return _warm_up_grpc(config, body, requests)
-    url = config.base_url + config.predict_path
+    protocol = config.protocol
+    timeout_s = config.plan.request_timeout_s
     total = 0.0
     for _ in range(requests):
-        req = urllib.request.Request(
-            url, data=body, headers={"Content-Type": content_type}, method="POST"
-        )
         start = time.perf_counter()
         try:
-            with urllib.request.urlopen(req, timeout=config.plan.request_timeout_s) as resp:
-                answer = resp.read()
-            if config.client == "jobqueue":  # a warm-up job counts once its result is back
-                _await_job(config, json.loads(answer)["job_id"])
-        except urllib.error.HTTPError as err:
-            detail = err.read()[:300].decode("utf-8", "replace")
+            protocol.check(protocol.infer(config.endpoint, body, content_type, timeout_s))
+        except (ProtocolError, ValueError) as err:
             raise GeneratorError(
-                f"target '{config.target}' answered a warm-up request with HTTP {err.code}: "
-                f"{detail}"
+                f"target '{config.target}' answered a warm-up request ({protocol.name}) with: {err}"
             ) from None
-        except (urllib.error.URLError, OSError) as err:
+        except OSError as err:  # urllib's URLError too
             raise GeneratorError(
-                f"target '{config.target}' did not answer a warm-up request at {url}: {err}"
+                f"target '{config.target}' did not answer a warm-up request at "
+                f"{config.base_url}: {err}"
             ) from None
         total += time.perf_counter() - start
-    return 1000 * total / requests if requests else 0.0
-
-
-def _await_job(config: LoadRunConfig, job_id: str) -> None:
-    url = f"{config.base_url}{config.predict_path}/{job_id}?wait_s=10"
-    deadline = time.monotonic() + config.plan.request_timeout_s
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(url, timeout=config.plan.request_timeout_s + 15) as resp:
-            doc = json.loads(resp.read())
-        if doc.get("status") == "finished":
-            return
-        if doc.get("status") == "failed":
-            raise GeneratorError(f"target '{config.target}': warm-up job failed: {doc}")
-    raise GeneratorError(f"target '{config.target}': warm-up job {job_id} did not finish")
-
-
-def _warm_up_grpc(config: LoadRunConfig, body: bytes, requests: int) -> float:
-    import grpc
-
-    from targets.tfserving import protocol as tfs
-
-    total = 0.0
-    with grpc.insecure_channel(config.grpc_target or "") as channel:
-        predict = channel.unary_unary(tfs.GRPC_METHOD)
-        for _ in range(requests):
-            start = time.perf_counter()
-            try:
-                tfs.grpc_probabilities(predict(body, timeout=config.plan.request_timeout_s))
-            except (grpc.RpcError, ValueError) as err:
-                raise GeneratorError(
-                    f"target '{config.target}' failed a gRPC warm-up request: {err}"
-                ) from None
-            total += time.perf_counter() - start
     return 1000 * total / requests if requests else 0.0
 
 

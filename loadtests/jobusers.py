@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 import orjson
 from locust import FastHttpUser, constant, task
 
-from loadtests.users import _BodyCycle
+from loadtests.users import _BodyCycle, _Protocol
+from targets.protocols.jobs import JOBS_PATH as JOB_PATH
 
-JOB_PATH = "/v1/jobs"
 POLL_WAIT_MAX_S = 10.0
 """Longest single long poll (the server caps it at 30 s)."""
 
@@ -41,7 +41,7 @@ class _JobResponse:
         self.status_code = status_code
 
 
-class JobUser(_BodyCycle, FastHttpUser):
+class JobUser(_Protocol, _BodyCycle, FastHttpUser):
     """Submits servecap predict bodies as jobs and waits for each result."""
 
     abstract = True  # made concrete by the locustfile once configured

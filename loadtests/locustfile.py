@@ -26,16 +26,17 @@ from loadtests.runconfig import LoadRunConfig, load_run_config
 from loadtests.shapes import RateShape, StagesShape, UntilDoneShape
 
 RAMP_USERS = {
-    "predict": "loadtests.users:PredictUser",
-    "tfserving-rest": "loadtests.users:TFServingRestUser",
-    "tfserving-grpc": "loadtests.users:TFServingGrpcUser",
-    "jobqueue": "loadtests.jobusers:JobUser",
+    "http": "loadtests.users:PredictUser",
+    "grpc": "loadtests.users:GrpcPredictUser",
+    "jobs": "loadtests.jobusers:JobUser",
 }
+"""Closed-loop user per transport (the protocol says which; :mod:`targets.protocols`)."""
 MODE_USERS = {
     "rate": "loadtests.users:ArrivalUser",
     "find-max": "loadtests.users:ArrivalUser",
     "sequential": "loadtests.users:SequentialUser",
 }
+"""The other modes' users (HTTP protocols only: the orchestrator checks the protocol's modes)."""
 
 
 def _load(path: str) -> type:
@@ -45,14 +46,11 @@ def _load(path: str) -> type:
 
 
 def user_bases(config: LoadRunConfig) -> tuple[type, ...]:
-    """The classes the scenario's user derives from, for this client and mode."""
+    """The classes the scenario's user derives from, for this protocol and mode."""
     mode = config.plan.mode
     if mode == "ramp":
-        return (_load(RAMP_USERS[config.client]),)
-    base = _load(MODE_USERS[mode])
-    if config.client == "tfserving-rest":
-        return (_load("loadtests.users:TFServingRestAnswers"), base)
-    return (base,)
+        return (_load(RAMP_USERS[config.protocol.transport]),)
+    return (_load(MODE_USERS[mode]),)
 
 
 def shape_class(config: LoadRunConfig, out_dir: Path) -> type[LoadTestShape]:
@@ -92,8 +90,9 @@ ScenarioUser: type[User] = type(
     {
         "abstract": False,
         "host": _config.base_url,
+        "protocol_name": _config.endpoint.protocol,
         "predict_path": _config.predict_path,
-        "grpc_target": _config.grpc_target or "",
+        "grpc_target": _config.endpoint.grpc_target or "",
         "wait_time": (
             between(0.5 * _plan.think_time_s, 1.5 * _plan.think_time_s)
             if _plan.think_time_s

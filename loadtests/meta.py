@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -12,12 +13,17 @@ from typing import Any
 
 import psutil
 
-PACKAGES = ("servecap", "tensorflow", "keras", "locust", "fastapi", "uvicorn", "numpy", "pandas")
-
 
 def package_versions() -> dict[str, str | None]:
+    """servecap's version and that of every package it depends on (as installed)."""
+    names = ["servecap", "keras"]
+    try:
+        requires = importlib.metadata.requires("servecap") or []
+    except importlib.metadata.PackageNotFoundError:
+        requires = []
+    names += [re.split(r"[ ;<>=!~\[]", r, maxsplit=1)[0] for r in requires if "extra ==" not in r]
     versions: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in dict.fromkeys(names):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -15,22 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-COLUMNS = (
-    "ts", "latency_ms", "status", "bytes", "name", "outcome", "users", "error", "service_ms",
-    "lag_ms", "client_ms",
-)  # fmt: skip
-"""ts: request start (Unix s); outcome: ok | error | rejected (503 from max_works).
+from analysis.contract import REJECT_STATUS, REQUEST_COLUMNS
 
-``service_ms`` is the request's wire time when the client measured one (first byte sent to
-last byte received, :mod:`loadtests.wiretime`, as wrk times it), else the client's own
-timing; ``client_ms`` is the generator's overhead around the wire time (building the request,
-parsing the answer), reported beside the latency instead of inside it.
-
-Open-loop (rate) requests carry their *scheduled* send time in the request context: then
-``ts`` is the scheduled time, ``lag_ms`` how late the generator actually sent it, and
-``latency_ms`` runs from the scheduled time (``service_ms`` + ``lag_ms``), so a generator or
-a server that falls behind can never hide queueing (no coordinated omission). Closed-loop
-requests have ``lag_ms`` 0 and ``latency_ms`` == ``service_ms``."""
+COLUMNS = tuple(REQUEST_COLUMNS)
+"""The columns of every row, in order (:data:`analysis.contract.REQUEST_COLUMNS` says what
+each holds). Open-loop (rate) requests carry their *scheduled* send time in the request
+context: then ``ts`` is the scheduled time and ``lag_ms`` how late the generator actually
+sent it, so a generator or a server that falls behind can never hide queueing (no
+coordinated omission)."""
 
 Observer = Callable[[float, float, str], None]
 """Called with (ts, latency_ms, outcome) for every request (find-max watches these)."""
@@ -38,8 +30,6 @@ Observer = Callable[[float, float, str], None]
 Row = list[str | int]
 Forward = Callable[[list[Row]], None]
 """Sends a batch of rows elsewhere (a remote worker to its master)."""
-
-REJECT_STATUS = 503
 
 
 def classify(status: int, exception: object | None) -> str:

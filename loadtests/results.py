@@ -1,22 +1,44 @@
-"""Finish a target's run folder: merge the incremental parts, label stages, compute its summary."""
+"""Finish a run folder: merge each target's parts, label stages, and write summary.json.
+
+:class:`SummaryWriter` is the one writer of ``summary.json``: the orchestrator hands it each
+target's entry as soon as that target is done (so an interrupted run keeps a summary of what
+finished) and the SLO gates at the end; every write is atomic (:mod:`analysis.contract`).
+"""
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from analysis.load import SAMPLE_FILES, read_requests, read_samples, read_timeline
+from analysis.contract import (
+    FINDMAX_FILE,
+    REQUEST_PARTS,
+    REQUESTS_FILE,
+    RESOURCES_FILE,
+    SAMPLE_PARTS,
+    SEQUENTIAL_FILE,
+    SUMMARY_FILE,
+    GatesSummary,
+    RunSummary,
+    Summary,
+    read_json,
+    write_atomically,
+    write_json,
+)
+from analysis.load import read_requests, read_samples, read_timeline
 from analysis.sequential import sequential_summary
 from analysis.stages import (
     assign_stage,
+    json_safe,
     label_requests,
     overall_stats,
     stage_stats,
     timeline_frame,
 )
+from loadtests.gates import GateResult
+from loadtests.spec import SLO
 
 
 @dataclass
@@ -25,11 +47,13 @@ class Finalized:
     overall: dict[str, Any] = field(default_factory=dict)
 
 
-def finalize_target(target_dir: Path, settle_s: float, primary: str | None = None) -> Finalized:
+def finalize_target(
+    target_dir: Path, settle_s: float, primary: str | None = None, late_ms: float | None = None
+) -> Finalized:
     """Write requests.parquet / resources.parquet (with ``stage``); stage and overall stats.
 
-    The CSV parts are removed only after the Parquet files are written, so a failure here
-    loses nothing. Empty when the load never started (no timeline).
+    The Parquet files are written atomically and the CSV parts removed only afterwards, so a
+    failure here loses nothing. Empty when the load never started (no timeline).
     """
     requests = read_requests(target_dir)
     samples = read_samples(target_dir)
@@ -39,46 +63,75 @@ def finalize_target(target_dir: Path, settle_s: float, primary: str | None = Non
     last_ts = float(requests["ts"].max()) if len(requests) else None
     timeline = timeline_frame(raw, open_end_ts=max(last_ts or 0.0, time.time()))
     labelled = label_requests(requests, timeline, settle_s)
-    labelled.to_parquet(target_dir / "requests.parquet", index=False)
+    write_atomically(target_dir / REQUESTS_FILE, lambda p: labelled.to_parquet(p, index=False))
     if not samples.empty:
         samples = samples.assign(stage=assign_stage(samples["ts"], timeline, clip=False))
-    samples.to_parquet(target_dir / "resources.parquet", index=False)
-    for part in [*target_dir.glob("requests-*.csv"), *(target_dir / n for n in SAMPLE_FILES)]:
+    write_atomically(target_dir / RESOURCES_FILE, lambda p: samples.to_parquet(p, index=False))
+    for part in [*target_dir.glob(REQUEST_PARTS), *(target_dir / n for n in SAMPLE_PARTS)]:
         part.unlink(missing_ok=True)
     return Finalized(
-        stage_stats(labelled, samples, timeline, settle_s, primary),
-        overall_stats(labelled, timeline, settle_s, primary),
+        stage_stats(labelled, samples, timeline, settle_s, primary, late_ms),
+        overall_stats(labelled, timeline, settle_s, primary, late_ms),
     )
 
 
 def mode_results(target_dir: Path, mode: str) -> dict[str, Any]:
     """Mode-specific results for summary.json: find-max's search, sequential totals."""
-    if mode == "find-max" and (target_dir / "findmax.json").exists():
-        return {"find_max": json.loads((target_dir / "findmax.json").read_text())}
-    if mode == "sequential" and (target_dir / "sequential.json").exists():
-        runs = json.loads((target_dir / "sequential.json").read_text())
-        return {"sequential": sequential_summary(runs)}
+    if mode == "find-max" and (target_dir / FINDMAX_FILE).exists():
+        return {"find_max": read_json(target_dir / FINDMAX_FILE)}
+    if mode == "sequential" and (target_dir / SEQUENTIAL_FILE).exists():
+        return {"sequential": sequential_summary(read_json(target_dir / SEQUENTIAL_FILE))}
     return {}
 
 
-def write_paper_tables(out: Path, summary: dict[str, Any]) -> list[Path]:
-    """Tables 3 and 4 in the paper's layout, ours beside the published figures (CSV + text)."""
-    from analysis.capacity import stage_table
-    from analysis.paper import table3, table4
+class SummaryWriter:
+    """Builds summary.json and writes it, atomically, after every change."""
 
-    stages = stage_table(summary, source="run")
+    def __init__(self, out_dir: Path, scenario: str) -> None:
+        self.path = out_dir / SUMMARY_FILE
+        self.summary: Summary = {"scenario": scenario, "runs": []}
+        self.write()
+
+    @property
+    def runs(self) -> list[RunSummary]:
+        return self.summary["runs"]
+
+    def add_run(self, entry: RunSummary) -> None:
+        self.summary["runs"].append(entry)
+        self.write()
+
+    def set_gates(self, slo: SLO, results: list[GateResult]) -> GatesSummary:
+        gates: GatesSummary = {
+            "slo": slo.model_dump(),
+            "results": [cast(Any, asdict(r)) for r in results],
+            "passed": all(r.passed for r in results),
+        }
+        self.summary["gates"] = gates
+        self.write()
+        return gates
+
+    def write(self) -> None:
+        write_json(self.path, json_safe(self.summary))
+
+
+def write_paper_tables(out: Path, summary: Summary) -> list[Path]:
+    """Tables 3 and 4 in the paper's layout, ours beside the published figures (CSV + text)."""
+    from analysis.paper import table3, table4
+    from analysis.tables import stage_table
+
+    stages = stage_table(cast(dict[str, Any], summary), source="run")
     if stages.empty:
         return []
-    t3 = table3(stages, summaries={"run": summary})
-    t4 = table4(stages, summaries={"run": summary})
+    summaries = {"run": cast(dict[str, Any], summary)}
+    t3 = table3(stages, summaries=summaries)
+    t4 = table4(stages, summaries=summaries)
     paths = [out / "table3.csv", out / "table4.csv", out / "paper_tables.txt"]
-    t3.to_csv(paths[0])
-    t4.to_csv(paths[1], index=False)
-    with_ratios = t3.round(3).to_string()
+    write_atomically(paths[0], lambda p: t3.to_csv(p))
+    write_atomically(paths[1], lambda p: t4.to_csv(p, index=False))
     text = (
         "Table 3: mean total seconds for N sequential requests (paper vs ours)\n\n"
-        f"{with_ratios}\n\nTable 4: CPU and RAM while serving (paper: 8 cores)\n\n"
+        f"{t3.round(3).to_string()}\n\nTable 4: CPU and RAM while serving (paper: 8 cores)\n\n"
         f"{t4.round(2).to_string(index=False)}\n"
     )
-    paths[2].write_text(text, encoding="utf-8")
+    write_atomically(paths[2], lambda p: p.write_text(text, encoding="utf-8"))
     return paths

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from loadtests.spec import LoadPlan
-from targets.config import Client
+from targets.protocols import Endpoint, Protocol, get_protocol
 
 ENV_VAR = "SERVECAP_LOAD_CONFIG"
 
@@ -21,12 +21,8 @@ class LoadRunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     target: str
-    base_url: str
-    client: Client = "predict"
-    """Which Locust user talks to the target (follows the target's kind)."""
-    predict_path: str = "/v1/predict"
-    grpc_target: str | None = None
-    """host:port of a gRPC endpoint (tfserving-grpc)."""
+    endpoint: Endpoint
+    """Where the target listens and which protocol it speaks (from its kind)."""
     slo_p99_ms: float | None = None
     """find-max searches against this."""
     max_error_rate: float = 0.01
@@ -36,9 +32,23 @@ class LoadRunConfig(BaseModel):
     seed: int = 0
 
     @property
+    def base_url(self) -> str:
+        return self.endpoint.base_url
+
+    @property
+    def protocol(self) -> Protocol:
+        return get_protocol(self.endpoint.protocol)
+
+    @property
+    def predict_path(self) -> str:
+        if self.protocol.transport == "grpc":
+            return ""
+        return self.protocol.predict_path(self.endpoint)
+
+    @property
     def primary_request(self) -> str | None:
         """The request type the headline figures describe (None: all requests are one type)."""
-        return "job" if self.client == "jobqueue" else None
+        return self.protocol.primary_request
 
     def write(self, path: Path) -> None:
         path.write_text(self.model_dump_json(indent=2), encoding="utf-8")

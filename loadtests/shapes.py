@@ -13,8 +13,6 @@ samples are assigned to stages from this file.
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from pathlib import Path
@@ -22,9 +20,9 @@ from typing import Any, ClassVar
 
 from locust import LoadTestShape
 
+from analysis.contract import TIMELINE_FILE, write_json
 from loadtests.spec import Stage
 
-TIMELINE_FILE = "timeline.json"
 DONE = threading.Event()
 """Set by a sequential or find-max user when its plan is complete."""
 
@@ -72,13 +70,6 @@ def rate_at(stages: tuple[Stage, ...], run_time_s: float) -> float | None:
         begin += st.duration_s
         previous = rps
     return None
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write atomically, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
 
 
 class Timeline:

@@ -14,7 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from targets.config import Encoding, StrictModel, TargetConfig
+from analysis.defaults import DEFAULT_LATE_MS
+from targets.config import Encoding, StrictModel, TargetConfig, parse_cpuset
 
 DEFAULT_SCENARIOS_FILE = Path("scenarios.yaml")
 
@@ -26,17 +27,6 @@ class SpecError(ValueError):
 LoadMode = Literal["ramp", "rate", "sequential", "find-max"]
 """ramp: closed-loop users by stage; rate: open-loop arrivals by stage; sequential: the paper's
 N requests one after another, repeated; find-max: search the highest rate meeting the SLO."""
-
-
-def parse_cpuset(spec: str) -> list[int]:
-    """``"0"``, ``"0,2"`` or ``"0-3"`` -> CPU indices (the cpuset/taskset notation)."""
-    cpus: list[int] = []
-    for part in spec.split(","):
-        lo, _, hi = part.strip().partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()):
-            raise ValueError(f"cpuset '{spec}' is not like '0', '0,2' or '0-3'")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return cpus
 
 
 class Stage(StrictModel):
@@ -99,7 +89,10 @@ class LoadPlan(StrictModel):
         default=1_000, ge=1, description="rate: requests outstanding at once before sends fail"
     )
     late_ms: float = Field(
-        default=10.0, gt=0, description="rate: a send this far behind schedule counts as late"
+        default=DEFAULT_LATE_MS,
+        gt=0,
+        le=60_000,
+        description="rate: a send this far behind schedule counts as late (generator health)",
     )
     sequential: Sequential = Field(default_factory=Sequential, description="sequential mode")
     find_max: FindMax = Field(default_factory=FindMax, description="find-max mode")

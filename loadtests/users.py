@@ -1,13 +1,14 @@
 """Locust users: one per way of talking to a target and per load mode.
 
-Clients (how a request looks):
+Transports (how a request travels; the target's protocol, :mod:`targets.protocols`, says
+what it looks like and how an answer is checked):
 
-* servecap predict API (every Python target) and TF Serving REST: :class:`HttpPredict`;
-* TF Serving gRPC: :class:`TFServingGrpcUser`; the job queue: :mod:`loadtests.jobusers`.
+* HTTP (servecap predict API, TF Serving REST...): :class:`HttpPredict`;
+* gRPC: :class:`GrpcPredictUser`; the job queue: :mod:`loadtests.jobusers`.
 
 Load modes (when requests are sent):
 
-* ramp: :class:`PredictUser` / :class:`TFServingRestUser`, closed loop: send, wait for the
+* ramp: :class:`PredictUser` (or the gRPC and job users), closed loop: send, wait for the
   answer, pause ``wait_time``, repeat;
 * rate and find-max: :class:`ArrivalUser`, open loop: requests leave on a schedule whatever
   the answers do, each carrying its scheduled send time (see :mod:`loadtests.recorder`);
@@ -31,11 +32,12 @@ from gevent.pool import Group
 from locust import FastHttpUser, User, constant, task
 from locust.exception import StopUser
 
+from analysis.contract import FINDMAX_FILE, SEQUENTIAL_FILE, TIMELINE_FILE, write_json
 from loadtests import shapes, wiretime
 from loadtests.findmax import FindMaxSearch, window_result
 from loadtests.pacing import Pacer
 from loadtests.spec import FindMax, Sequential, Stage
-from targets.tfserving import protocol as tfs
+from targets.protocols import Protocol, get_protocol
 
 
 class _BodyCycle:
@@ -46,10 +48,20 @@ class _BodyCycle:
         return itertools.islice(itertools.cycle(self.bodies), offset, None)
 
 
-class HttpPredict(_BodyCycle, FastHttpUser):
+class _Protocol:
+    """The target's protocol, by name (set on the scenario's user class by the locustfile)."""
+
+    protocol_name: ClassVar[str] = "servecap"
+
+    @property
+    def protocol(self) -> Protocol:
+        return get_protocol(self.protocol_name)
+
+
+class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
     """One predict request over HTTP; 503 is a rejection, other non-200 an error.
 
-    :meth:`check_answer` validates a 200 body (by default: anything goes). Requests are timed
+    :meth:`check_answer` validates a 200 body with the protocol's check. Requests are timed
     on the wire (:mod:`loadtests.wiretime`) as well as by Locust; the recorder keeps both.
     """
 
@@ -65,6 +77,7 @@ class HttpPredict(_BodyCycle, FastHttpUser):
 
     def check_answer(self, body: bytes) -> None:
         """Raise ValueError when a 200 answer is not a prediction."""
+        self.protocol.check(body)
 
     def on_start(self) -> None:
         self._bodies = self._cycle()
@@ -97,28 +110,13 @@ class HttpPredict(_BodyCycle, FastHttpUser):
 
 
 class PredictUser(HttpPredict):
-    """ramp mode, servecap predict API."""
+    """ramp mode over HTTP."""
 
     abstract = True
 
     @task
     def predict(self) -> None:
         self.send_predict()
-
-
-class TFServingRestAnswers:
-    """Mixin: TF Serving REST's path and answer format (checked, not just the 200)."""
-
-    predict_path: ClassVar[str] = tfs.rest_predict_path()
-
-    def check_answer(self, body: bytes) -> None:
-        tfs.rest_probabilities(body)
-
-
-class TFServingRestUser(TFServingRestAnswers, PredictUser):
-    """ramp mode, TF Serving REST."""
-
-    abstract = True
 
 
 class ArrivalUser(HttpPredict):
@@ -221,7 +219,7 @@ class ArrivalUser(HttpPredict):
                 if search.add_window(window, now - start):
                     break
             timeline.end(row, passed=point.passed, reason=point.reason)
-            shapes.write_json(self.out_dir / "findmax.json", search.result())
+            write_json(self.out_dir / FINDMAX_FILE, search.result())
             self._drain(timeout_s=max(2.0, 2 * self.slo_p99_ms / 1000))
             self.observed.clear()
         shapes.DONE.set()
@@ -253,7 +251,7 @@ class SequentialUser(HttpPredict):
                 total_s = time.perf_counter() - start
                 timeline.end(row, total_s=total_s)
                 runs.append({"requests": n, "repeat": rep, "total_s": total_s})
-                shapes.write_json(self.out_dir / "sequential.json", runs)
+                write_json(self.out_dir / SEQUENTIAL_FILE, runs)
         shapes.DONE.set()
         raise StopUser()
 
@@ -263,7 +261,7 @@ def _planned_start(out_dir: Path | None) -> float | None:
     if out_dir is None:
         return None
     try:
-        return float(json.loads((out_dir / shapes.TIMELINE_FILE).read_text())[0]["start_ts"])
+        return float(json.loads((out_dir / TIMELINE_FILE).read_text())[0]["start_ts"])
     except (OSError, ValueError, KeyError, IndexError):
         return None
 
@@ -276,8 +274,9 @@ def _per_user(rate: float | None, user: ArrivalUser) -> float | None:
     return None if rate is None else rate / max(1, user.arrival_users)
 
 
-class TFServingGrpcUser(_BodyCycle, User):
-    """TF Serving gRPC Predict (ramp mode), latency reported through Locust's request event."""
+class GrpcPredictUser(_Protocol, _BodyCycle, User):
+    """One unary gRPC predict call (ramp mode), reported through Locust's request event;
+    RESOURCE_EXHAUSTED is a rejection (503), other failures errors."""
 
     abstract = True
     grpc_target: ClassVar[str] = "127.0.0.1:8500"
@@ -291,7 +290,7 @@ class TFServingGrpcUser(_BodyCycle, User):
 
         grpc_gevent.init_gevent()  # grpc's own threads must cooperate with Locust's gevent
         self._channel = grpc.insecure_channel(self.grpc_target)
-        self._predict = self._channel.unary_unary(tfs.GRPC_METHOD)  # bytes in, bytes out
+        self._predict = self._channel.unary_unary(self.protocol.grpc_method)  # bytes in and out
 
     def on_start(self) -> None:
         self._bodies = self._cycle()
@@ -312,7 +311,7 @@ class TFServingGrpcUser(_BodyCycle, User):
         try:
             answer = self._predict(body, timeout=self.timeout_s)
             size = len(answer)
-            tfs.grpc_probabilities(answer)
+            self.protocol.check(answer)
         except grpc.RpcError as err:
             exception = err
             code = err.code() if hasattr(err, "code") else None

@@ -8,10 +8,6 @@ reported as such and the others are still verified.
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +16,10 @@ import numpy as np
 
 from loadtests.spec import ScenarioFile
 from targets.common.dataset import Split, load_split
-from targets.common.payload import encode_request
-from targets.config import TargetConfig
+from targets.config import ModelConfig, TargetConfig
 from targets.launchers import LaunchError, get_launcher
-from targets.registry import resolve_model_path
-from targets.tfserving import protocol as tfs
+from targets.protocols import ProtocolError, get_protocol
+from targets.registry import get_kind, resolve_model_path
 
 Echo = Callable[[str], None]
 
@@ -47,62 +42,17 @@ class Verdict:
         return self.error is None and self.agreement == 1.0
 
 
-def _post(url: str, body: bytes, content_type: str, timeout_s: float) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, body, {"Content-Type": content_type}, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
-
-
-def _get(url: str, timeout_s: float) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
-
-
 def predict_classes(
     config: TargetConfig, images: np.ndarray, encoding: str = "json", timeout_s: float = 60.0
 ) -> list[int]:
-    """The classes a running target answers for ``images`` (one request)."""
-    base = config.base_url
-    if config.client == "tfserving-rest":
-        status, body = _post(base + tfs.rest_predict_path(), tfs.rest_request(images),
-                             "application/json", timeout_s)  # fmt: skip
-        _check(status, body)
-        return [int(c) for c in tfs.rest_probabilities(body).argmax(axis=1)]
-    if config.client == "tfserving-grpc":
-        import grpc
-
-        with grpc.insecure_channel(f"127.0.0.1:{config.tf_grpc_port}") as channel:
-            answer = channel.unary_unary(tfs.GRPC_METHOD)(tfs.grpc_request(images),
-                                                          timeout=timeout_s)  # fmt: skip
-        return [int(c) for c in tfs.grpc_probabilities(answer).argmax(axis=1)]
-    body, ctype = encode_request(images, encoding)
-    if config.client == "jobqueue":
-        status, answer = _post(base + "/v1/jobs", body, ctype, timeout_s)
-        _check(status, answer, accepted=(202,))
-        job_id = json.loads(answer)["job_id"]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            status, answer = _get(f"{base}/v1/jobs/{job_id}?wait_s=10", timeout_s)
-            doc = json.loads(answer)
-            if status == 200 and doc.get("status") == "finished":
-                return [int(c) for c in doc["classes"]]
-            if doc.get("status") == "failed" or status not in (200, 202):
-                raise VerifyError(f"job {job_id} failed: HTTP {status} {answer[:200]!r}")
-        raise VerifyError(f"job {job_id} not finished after {timeout_s:.0f} s")
-    status, answer = _post(base + "/v1/predict", body, ctype, timeout_s)
-    _check(status, answer)
-    return [int(c) for c in json.loads(answer)["classes"]]
-
-
-def _check(status: int, body: bytes, accepted: tuple[int, ...] = (200,)) -> None:
-    if status not in accepted:
-        raise VerifyError(f"HTTP {status}: {body[:300].decode('utf-8', 'replace')}")
+    """The classes a running target answers for ``images`` (one request, in its protocol)."""
+    endpoint = get_kind(config.kind).endpoint(config)
+    protocol = get_protocol(endpoint.protocol)
+    body, content_type = protocol.encode(images, encoding)
+    try:
+        return protocol.classes(protocol.infer(endpoint, body, content_type, timeout_s))
+    except ProtocolError as err:
+        raise VerifyError(str(err)) from None
 
 
 def compare(target: str, test: Split, reference: np.ndarray, answered: list[int]) -> Verdict:
@@ -136,6 +86,10 @@ def verify(
     launcher = get_launcher(launcher_name)
     for name in targets:
         config = spec.targets[name]
+        if not isinstance(config, ModelConfig):
+            verdicts.append(Verdict(name, 0, None, None, [], error="serves no servecap model"))
+            echo(format_verdict(verdicts[-1]))
+            continue
         model = resolve_model_path(config)
         try:
             if model not in references:

@@ -1,9 +1,15 @@
 """Declarative configuration of one serving target, as written under ``targets:`` in scenarios.yaml.
 
-This is the target side of the scenario file: what to start and how. The launchers
-(``targets.launchers``) turn a :class:`TargetConfig` into running processes or containers;
-the servers themselves read their runtime settings from ``SERVECAP_*`` environment variables
-(:mod:`targets.common.settings`), which the launchers derive from this config.
+This is the target side of the scenario file: what to start and how. Every target has the
+fields of :class:`TargetConfig`; each kind adds its own in its folder
+(``targets/<kind>/kind.py``), on top of :class:`ModelConfig` (kinds that serve a SavedModel)
+or :class:`PythonServerConfig` (servecap's own Python servers). Validating a mapping as a
+``TargetConfig`` picks the kind's model by its ``kind`` key (:mod:`targets.registry`), so a
+key another kind would take is refused with the keys this kind allows.
+
+The launchers (``targets.launchers``) turn a config into running processes or containers;
+the servers read their runtime settings from ``SERVECAP_*`` variables derived from it
+(:func:`targets.common.settings.settings_env`).
 """
 
 from __future__ import annotations
@@ -11,22 +17,17 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-TargetKind = Literal[
-    "fastapi",
-    "flask",
-    "django-embedded",
-    "django-to-flask",
-    "django-to-fastapi",
-    "django-to-tfserving",
-    "tfserving",
-    "jobqueue",
-]
-"""Serving stacks. Each kind is a folder ``targets/<kind with _>/`` with a ``launch`` module."""
-
-Client = Literal["predict", "tfserving-rest", "tfserving-grpc", "jobqueue"]
-"""How the load generator talks to a kind (see :attr:`TargetConfig.client`)."""
+from targets.common.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PATH
 
 Encoding = Literal["json", "base64", "jpeg"]
 
@@ -53,58 +54,19 @@ class StrictModel(BaseModel):
 
 
 class TargetConfig(StrictModel):
-    """One serving target: a serving stack plus its knobs."""
+    """What every target has, whatever its kind: where it listens, how it runs as containers.
 
-    kind: TargetKind = Field(description="serving stack; a folder under targets/")
+    ``TargetConfig.model_validate(mapping)`` returns the config model of the mapping's kind
+    (a subclass of this one); :func:`target_config` does the same from keywords.
+    """
+
+    kind: str = Field(description="serving stack: a folder under targets/ (or a plugin kind)")
     host: str = Field(
         default="127.0.0.1",
         description="address the target binds; loopback unless you mean otherwise",
     )
     port: int = Field(default=8101, ge=1024, le=65535, description="port the client talks to")
-    workers: int = Field(default=1, ge=1, le=64, description="server worker processes")
-    max_works: int = Field(
-        default=0,
-        ge=0,
-        description="inferences in flight per worker before answering 503 (jobqueue: jobs "
-        "waiting in the queue, whole target); 0 = no limit",
-    )
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    max_batch: int = Field(default=256, ge=1, description="largest batch a request may carry")
-    model_path: str = Field(
-        default="artifacts/models/cifar10_cnn",
-        description="SavedModel base (TF Serving layout) or one version directory",
-    )
-    threads: int = Field(default=1, ge=1, le=64, description="threads per worker (gunicorn)")
-    internal_port: int | None = Field(
-        default=None,
-        ge=1024,
-        le=65535,
-        description="app server port behind nginx (django kinds); default port+1",
-    )
-    upstream_port: int | None = Field(
-        default=None,
-        ge=1024,
-        le=65535,
-        description="model server (chains) or Redis (jobqueue) port; default port+2",
-    )
-    grpc_port: int | None = Field(
-        default=None, ge=1024, le=65535, description="TF Serving gRPC port; default port+3"
-    )
-    api: Literal["rest", "grpc"] = Field(
-        default="rest", description="tfserving: which API the load generator uses"
-    )
-    batching: str | None = Field(
-        default=None,
-        description="tfserving: batching parameters file in targets/tfserving/batching/",
-    )
-    queue_workers: int = Field(default=2, ge=1, le=64, description="jobqueue: worker processes")
-    job_batch_max: int = Field(
-        default=8, ge=1, le=256, description="jobqueue: queued jobs a worker runs as one batch"
-    )
-    model_url: str | None = Field(
-        default=None,
-        description="model-load pattern: fetch the model archive from this URL at start",
-    )
+    ready_timeout_s: float = Field(default=120.0, gt=0)
     memory_limit_mb: int | None = Field(
         default=None,
         ge=64,
@@ -116,7 +78,7 @@ class TargetConfig(StrictModel):
         ge=1,
         le=16,
         description="docker: containers of the model-serving service, sharing the port "
-        "(SO_REUSEPORT; not TF Serving, not jobqueue: use queue_workers)",
+        "(SO_REUSEPORT; kinds that cannot share a port refuse more than one)",
     )
     cpus: float | None = Field(
         default=None, gt=0, description="docker: CPU quota per model-serving container, in cores"
@@ -124,7 +86,7 @@ class TargetConfig(StrictModel):
     cpuset: str | None = Field(
         default=None,
         pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
-        description="docker: CPUs every container of the target may run on, e.g. '0-1'",
+        description="CPUs every process or container of the target may run on, e.g. '0-1'",
     )
     gpu: bool = Field(
         default=False, description="docker: reserve all GPUs (docker-compose.gpu.yml)"
@@ -132,41 +94,81 @@ class TargetConfig(StrictModel):
     image_tag: str | None = Field(
         default=None, description="docker: tag of the servecap images (default latest)"
     )
-    model_in_image: bool = Field(
-        default=False,
-        description="docker: run the <image>:<tag>-model images (servecap images build "
-        "--model DIR) instead of mounting model_path",
-    )
-    ready_timeout_s: float = Field(default=120.0, gt=0)
     compose_service: str | None = Field(
-        default=None, description="service in docker-compose.yml (defaults to the kind)"
+        default=None, description="docker: profile in docker-compose.yml (defaults to the kind)"
     )
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
 
-    @property
-    def app_port(self) -> int:
-        return self.internal_port or self.port + 1
+    @model_validator(mode="wrap")
+    @classmethod
+    def _of_its_kind(cls, data: Any, handler: ModelWrapValidatorHandler[TargetConfig]) -> Any:
+        """Validate a mapping with the config model of its kind (see the class docstring)."""
+        if isinstance(data, dict) and "kind" in data:
+            from targets.registry import KindError, get_kind  # the registry imports this module
 
-    @property
-    def model_port(self) -> int:
-        return self.upstream_port or self.port + 2
-
-    @property
-    def tf_grpc_port(self) -> int:
-        return self.grpc_port or self.port + 3
-
-    @property
-    def client(self) -> Client:
-        if self.kind == "tfserving":
-            return "tfserving-grpc" if self.api == "grpc" else "tfserving-rest"
-        if self.kind == "jobqueue":
-            return "jobqueue"
-        return "predict"
+            try:
+                model = get_kind(str(data["kind"])).config_model
+            except KindError as err:
+                detail = InitErrorDetails(type=PydanticCustomError("kind", str(err)),
+                                          loc=("kind",), input=data["kind"])  # fmt: skip
+                raise ValidationError.from_exception_data(cls.__name__, [detail]) from None
+            if model is not cls and issubclass(model, cls):
+                return model.model_validate(data)
+        return handler(data)
 
     @property
     def base_url(self) -> str:
         """Where the load generator sends requests: always a loopback address."""
         return loopback_url(self.host, self.port)
+
+
+class ModelConfig(TargetConfig):
+    """A target serving the SavedModel at ``model_path`` (or fetched from ``model_url``)."""
+
+    model_path: str = Field(
+        default=str(DEFAULT_MODEL_PATH),
+        description="SavedModel base (TF Serving layout) or one version directory",
+    )
+    model_url: str | None = Field(
+        default=None,
+        description="model-load pattern: fetch the model archive from this URL at start",
+    )
+    model_in_image: bool = Field(
+        default=False,
+        description="docker: run the <image>:<tag>-model images (servecap images build "
+        "--model DIR) instead of mounting model_path",
+    )
+
+
+class PythonServerConfig(ModelConfig):
+    """servecap's own Python servers (targets.common.service): workers and admission."""
+
+    workers: int = Field(default=1, ge=1, le=64, description="server worker processes")
+    threads: int = Field(default=1, ge=1, le=64, description="threads per worker (gunicorn)")
+    max_works: int = Field(
+        default=0,
+        ge=0,
+        description="inferences in flight per worker before answering 503 (jobqueue: jobs "
+        "waiting in the queue, whole target); 0 = no limit",
+    )
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    max_batch: int = Field(default=256, ge=1, description="largest batch a request may carry")
+
+
+def target_config(**fields: Any) -> TargetConfig:
+    """A validated config of the kind ``fields["kind"]`` (as scenarios.yaml would give it)."""
+    return TargetConfig.model_validate(fields)
+
+
+def parse_cpuset(spec: str) -> list[int]:
+    """``"0"``, ``"0,2"`` or ``"0-3"`` -> CPU indices (the cpuset/taskset notation)."""
+    cpus: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise ValueError(f"cpuset '{spec}' is not like '0', '0,2' or '0-3'")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
 
 
 def loopback_url(host: str, port: int) -> str:

@@ -1,59 +1,105 @@
-"""Where each target kind says how it starts: ``targets/<kind>/launch.py``.
+"""The kind registry: kind name -> its declaration (:class:`targets.kind.Kind`).
 
-A kind's ``launch`` module provides ``process_plan(name, config) -> list[ProcessSpec]``:
-the processes to start, in order, each with its readiness check. Launchers call it; they do
-not know any kind's command line.
+Kinds are found, once per process, in
+
+* ``targets/<folder>/kind.py`` of this repository (the stacks servecap ships), and
+* ``SERVECAP_KIND_PATH``: folders (``os.pathsep``-separated) that either are a kind folder
+  (holding a ``kind.py``) or hold kind folders: your own serving stack, kept outside the
+  repository. Its ``kind.py`` may import its sibling modules relatively (``from . import x``).
+
+Each ``kind.py`` binds ``KIND``, an instance of a :class:`~targets.kind.Kind` subclass whose
+``name`` is the ``kind:`` value of scenarios.yaml. Nothing else in servecap lists kinds.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import importlib.util
 import os
+import re
 import sys
+import types
+from functools import cache
 from pathlib import Path
-from typing import Protocol
 
-from targets.config import TargetConfig
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.config import ModelConfig
+from targets.kind import Kind
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TARGETS_DIR = REPO_ROOT / "targets"
+KIND_PATH_ENV = "SERVECAP_KIND_PATH"
+KIND_MODULE = "kind.py"
 
 
-class KindModule(Protocol):
-    def process_plan(self, name: str, config: TargetConfig) -> list[ProcessSpec]: ...
+class KindError(ValueError):
+    """A kind is unknown, or a kind folder does not declare a valid KIND."""
 
 
-def kind_module(kind: str) -> KindModule:
-    try:
-        module: KindModule = importlib.import_module(f"targets.{kind.replace('-', '_')}.launch")
-    except ModuleNotFoundError as err:
-        raise LaunchError(f"target kind '{kind}' has no launch module ({err})") from None
+@cache
+def kinds() -> dict[str, Kind]:
+    """Every kind, by name: the repository's, then those of ``SERVECAP_KIND_PATH``."""
+    found: dict[str, Kind] = {}
+    for folder in sorted(p.parent for p in TARGETS_DIR.glob(f"*/{KIND_MODULE}")):
+        _add(found, importlib.import_module(f"targets.{folder.name}.kind"), folder)
+    for folder in external_kind_folders():
+        _add(found, _import_external(folder), folder)
+    return found
+
+
+def get_kind(name: str) -> Kind:
+    """The kind called ``name``; KindError naming the known ones (and the closest) if none."""
+    known = kinds()
+    if name in known:
+        return known[name]
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise KindError(
+        f"unknown kind '{name}'; {hint}known kinds: {', '.join(sorted(known))} (a kind is a "
+        f"folder under targets/ with a {KIND_MODULE}, or one on ${KIND_PATH_ENV})"
+    )
+
+
+def external_kind_folders() -> list[Path]:
+    folders: list[Path] = []
+    for entry in filter(None, os.environ.get(KIND_PATH_ENV, "").split(os.pathsep)):
+        path = Path(entry).expanduser().resolve()
+        if (path / KIND_MODULE).is_file():
+            folders.append(path)
+        elif path.is_dir():
+            folders += sorted(p.parent for p in path.glob(f"*/{KIND_MODULE}"))
+        else:
+            raise KindError(f"{KIND_PATH_ENV} names {path}, which is not a folder")
+    return folders
+
+
+def _import_external(folder: Path) -> types.ModuleType:
+    """Import ``folder/kind.py`` as ``servecap_kinds.<folder>.kind`` (relative imports work)."""
+    package = "servecap_kinds." + re.sub(r"\W", "_", folder.name)
+    for name, path in (("servecap_kinds", None), (package, folder)):
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [str(path)] if path else []
+            sys.modules[name] = module
+    spec = importlib.util.spec_from_file_location(f"{package}.kind", folder / KIND_MODULE)
+    if spec is None or spec.loader is None:
+        raise KindError(f"cannot import {folder / KIND_MODULE}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
     return module
 
 
-def resolve_model_path(config: TargetConfig) -> Path:
+def _add(found: dict[str, Kind], module: types.ModuleType, folder: Path) -> None:
+    kind = getattr(module, "KIND", None)
+    if not isinstance(kind, Kind) or not kind.name:
+        raise KindError(f"{folder / KIND_MODULE} must bind KIND to a named targets.kind.Kind")
+    if kind.name in found:
+        raise KindError(f"kind '{kind.name}' of {folder} is already defined")
+    kind.folder = folder
+    found[kind.name] = kind
+
+
+def resolve_model_path(config: ModelConfig) -> Path:
     path = Path(config.model_path)
     return path if path.is_absolute() else (Path.cwd() / path).resolve()
-
-
-def server_env(config: TargetConfig) -> dict[str, str]:
-    """The SERVECAP_* variables a Python server reads (targets.common.settings)."""
-    env = {
-        "SERVECAP_MODEL_PATH": str(resolve_model_path(config)),
-        "SERVECAP_MAX_WORKS": str(config.max_works),
-        "SERVECAP_MAX_BODY_BYTES": str(config.max_body_bytes),
-        "SERVECAP_MAX_BATCH": str(config.max_batch),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PYTHONUNBUFFERED": "1",
-        # Make the repository importable by the server whatever the working directory.
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
-        ),
-    }
-    if config.model_url:
-        env["SERVECAP_MODEL_URL"] = config.model_url
-    env.update(config.env)
-    return env
-
-
-PYTHON = sys.executable

@@ -33,11 +33,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from analysis.contract import DOCKER_COLUMNS
 from loadtests.collectors import SAMPLE_COLUMNS
 
 MB = 1024 * 1024
-DOCKER_COLUMNS = ("net_rx_mb", "net_tx_mb", "blk_read_mb", "blk_write_mb", "mem_limit_mb")
-"""Appended after SAMPLE_COLUMNS in the Docker sampler's CSV (cumulative counters)."""
 COLUMNS = (*SAMPLE_COLUMNS, *DOCKER_COLUMNS)
 STOP_WAIT_S = 3.0
 """A stream yields once a second; stop() waits this long for each reader to notice."""

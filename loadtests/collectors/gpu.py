@@ -21,13 +21,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from analysis.contract import GPU_COLUMNS
 from loadtests.collectors import SAMPLE_COLUMNS
 from loadtests.collectors.base import PeriodicSampler
 
 MB = 1024 * 1024
-GPU_COLUMNS = ("gpu_util_pct", "gpu_mem_util_pct", "gpu_mem_mb", "gpu_mem_total_mb", "gpu_power_w")
-"""Appended after SAMPLE_COLUMNS: SM and memory-controller utilisation over NVML's last sample
-period (%), memory used and total (MB), board power draw (W)."""
 COLUMNS = (*SAMPLE_COLUMNS, *GPU_COLUMNS)
 
 

@@ -40,7 +40,7 @@ Timing: each forwarded answer carries ``Server-Timing: decode;dur=<ms>, upstream
 (validation + decode, then the whole model-server call: encode, send, wait, read, convert).
 
 Settings (environment, read by :class:`ForwardSettings`): ``SERVECAP_UPSTREAM_URL`` (e.g.
-``http://127.0.0.1:8103``; unset = embedded mode), ``SERVECAP_UPSTREAM_KIND`` (``servecap`` or
+``http://127.0.0.1:8103``; unset = embedded mode), ``SERVECAP_UPSTREAM_PROTOCOL`` (``servecap`` or
 ``tfserving-rest``), ``SERVECAP_UPSTREAM_TIMEOUT_S``, ``SERVECAP_UPSTREAM_CONNECT_TIMEOUT_S``,
 ``SERVECAP_UPSTREAM_POOL_SIZE`` (kept connections per worker: set it to the worker's threads),
 ``SERVECAP_UPSTREAM_MODEL`` (TF Serving model name).
@@ -64,9 +64,9 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from targets.common.payload import JSON, PayloadError, decode_request, encode_response, error_body
 from targets.common.service import AdmittingService, Reply
 from targets.common.settings import ServerSettings
-from targets.tfserving import protocol
+from targets.protocols import tfserving as protocol
 
-UpstreamKind = Literal["servecap", "tfserving-rest"]
+UpstreamProtocol = Literal["servecap", "tfserving-rest"]
 
 
 class ForwardSettings(BaseSettings):
@@ -75,7 +75,7 @@ class ForwardSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SERVECAP_", extra="ignore")
 
     upstream_url: str | None = Field(default=None, description="model server base URL")
-    upstream_kind: UpstreamKind = "servecap"
+    upstream_protocol: UpstreamProtocol = "servecap"
     upstream_timeout_s: float = Field(default=30.0, gt=0, description="read timeout")
     upstream_connect_timeout_s: float = Field(default=2.0, gt=0)
     upstream_pool_size: int = Field(default=8, ge=1, description="kept connections per worker")
@@ -88,7 +88,7 @@ class Upstream:
     def __init__(
         self,
         url: str,
-        kind: UpstreamKind = "servecap",
+        protocol_name: UpstreamProtocol = "servecap",
         timeout_s: float = 30.0,
         connect_timeout_s: float = 2.0,
         pool_size: int = 8,
@@ -97,13 +97,15 @@ class Upstream:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname or parts.port is None:
             raise ValueError(f"upstream URL must look like http://HOST:PORT, got {url!r}")
-        if kind not in ("servecap", "tfserving-rest"):
-            raise ValueError(f"unknown upstream kind {kind!r}; use servecap or tfserving-rest")
+        if protocol_name not in ("servecap", "tfserving-rest"):
+            raise ValueError(
+                f"unknown upstream protocol {protocol_name!r}; use servecap or tfserving-rest"
+            )
         self.url = url.rstrip("/")
-        self.kind: UpstreamKind = kind
+        self.protocol_name: UpstreamProtocol = protocol_name
         self.model = model
         prefix = parts.path.rstrip("/")
-        if kind == "servecap":
+        if protocol_name == "servecap":
             self.predict_path = f"{prefix}/v1/predict"
             self.health_path = f"{prefix}/healthz"
         else:
@@ -124,7 +126,7 @@ class Upstream:
             raise ValueError("SERVECAP_UPSTREAM_URL is not set")
         return cls(
             settings.upstream_url,
-            settings.upstream_kind,
+            settings.upstream_protocol,
             settings.upstream_timeout_s,
             settings.upstream_connect_timeout_s,
             settings.upstream_pool_size,
@@ -137,7 +139,7 @@ class Upstream:
         """The model server's request body for float32 images [n,32,32,3] in 0..255."""
         rounded = np.rint(images)
         pixels = rounded.astype(np.uint8) if np.array_equal(rounded, images) else images
-        if self.kind == "servecap":
+        if self.protocol_name == "servecap":
             return orjson.dumps({"images": pixels.tolist()})
         return protocol.rest_request(pixels)
 
@@ -161,7 +163,7 @@ class Upstream:
             doc = orjson.loads(resp.data)
         except orjson.JSONDecodeError:
             return Reply(502, error_body("model server health answer is not JSON")), None
-        if self.kind == "tfserving-rest" and not protocol.rest_is_available(resp.data):
+        if self.protocol_name == "tfserving-rest" and not protocol.rest_is_available(resp.data):
             return Reply(503, error_body("model server has no AVAILABLE model version")), doc
         return Reply(200, b""), doc
 
@@ -191,7 +193,7 @@ class Upstream:
     def _answer(self, resp: urllib3.BaseHTTPResponse) -> Reply:
         status, data = resp.status, resp.data
         if status == 200:
-            if self.kind == "servecap":
+            if self.protocol_name == "servecap":
                 return Reply(200, data)
             try:
                 return Reply(200, encode_response(protocol.rest_probabilities(data)))
@@ -267,7 +269,7 @@ class ForwardService(AdmittingService):
                     "status": "ok",
                     "mode": "forward",
                     "model_version": _model_version(doc),
-                    "upstream": {"url": self.upstream.url, "kind": self.upstream.kind},
+                    "upstream": {"url": self.upstream.url, "protocol": self.upstream.protocol_name},
                 }
             ),
         )
@@ -279,7 +281,7 @@ class ForwardService(AdmittingService):
                 {
                     "mode": "forward",
                     "upstream_url": self.upstream.url,
-                    "upstream_kind": self.upstream.kind,
+                    "upstream_protocol": self.upstream.protocol_name,
                     "max_works": self.settings.max_works,
                     "in_flight": self.limiter.in_flight,
                     "pid": os.getpid(),

@@ -43,7 +43,7 @@ def fetch_model(url: str, cache_root: Path) -> Path:
         unpacked = Path(tmp) / "model"
         try:
             with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(unpacked, filter="data")
+                safe_extract(tar, unpacked)
         except (tarfile.TarError, OSError) as err:
             raise ModelFetchError(f"{url} is not a readable .tar.gz archive: {err}") from None
         if not any(unpacked.rglob("saved_model.pb")):
@@ -51,6 +51,25 @@ def fetch_model(url: str, cache_root: Path) -> Path:
         shutil.rmtree(dest, ignore_errors=True)
         unpacked.rename(dest)
     return dest
+
+
+def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract regular files and folders only, all inside ``dest`` (tarfile's ``data`` filter
+    where this Python has it; the same rules checked here on builds before 3.11.4, such as
+    Debian's 3.11.2)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    members = tar.getmembers()
+    for member in members:
+        target = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"{member.name}: only files and folders are allowed")
+        if member.name.startswith("/") or not target.is_relative_to(root):
+            raise tarfile.TarError(f"{member.name}: outside the destination folder")
+        member.mode = (member.mode | 0o600) & 0o755
+    tar.extractall(dest, members=members)
 
 
 def model_root(path: Path) -> Path:

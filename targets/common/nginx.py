@@ -1,7 +1,8 @@
 """nginx in front of an app server, as in the paper (client -> nginx -> gunicorn -> Django).
 
-:func:`write_conf` writes a self-contained ``nginx.conf`` into a run folder (the nginx
-*prefix*) and :func:`nginx_spec` gives the process that runs it in the foreground::
+:func:`nginx_spec` gives the process, the same on the host and in a container:
+``python -m targets.common.nginx --prefix P ...`` writes a self-contained ``nginx.conf`` into
+the folder P (the nginx *prefix*, :func:`write_conf`) and execs nginx in the foreground::
 
     nginx -p <prefix> -c <prefix>/nginx.conf -e <prefix>/logs/error.log \\
           -g 'daemon off; master_process on;'
@@ -23,13 +24,15 @@ The configuration:
 * pid file and every temp path (client bodies, proxy buffers...) inside the prefix, so nginx
   never writes to /var/lib/nginx or /run, as root or not.
 
-The prefix is ``<system temp>/servecap-<uid>/nginx/<target>-<port>/``: one folder per target
-name and port (two running targets cannot share a port), emptied and rewritten at each launch,
-so runs never pile up files. It holds the conf, the error log and empty temp folders.
+The prefix is ``<system temp>/servecap-<uid>/nginx/<target>-<port>/`` on the host (one folder
+per target name and port: two running targets cannot share a port) and
+``/tmp/servecap/nginx/target`` in a container; it is emptied and rewritten at each start, so
+runs never pile up files. It holds the conf, the error log and empty temp folders.
 """
 
 from __future__ import annotations
 
+import argparse
 import grp
 import os
 import pwd
@@ -38,7 +41,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from targets.config import TargetConfig
+from targets.common.settings import DEFAULT_MAX_BODY_BYTES
+from targets.config import loopback_url
+from targets.kind import HOST, Placement
 from targets.launchers.base import LaunchError, ProcessSpec
 
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -46,6 +51,8 @@ UPSTREAM_KEEPALIVE = 64
 """Idle keep-alive connections to the app server that one nginx worker keeps."""
 UPSTREAM_KEEPALIVE_TIMEOUT_S = 60
 """Below the app servers' keep-alive (75 s, see targets.flask.launch.KEEPALIVE_S)."""
+CONTAINER_PREFIX = Path("/tmp/servecap/nginx/target")
+"""write_conf makes its parent folders world-traversable: keep them ours, under /tmp."""
 
 
 def nginx_binary() -> str:
@@ -195,14 +202,46 @@ def nginx_argv(prefix: Path, conf: Path) -> tuple[str, ...]:
     )  # fmt: skip
 
 
-def nginx_spec(name: str, config: TargetConfig) -> ProcessSpec:
-    """Write the conf for ``config`` and return the nginx process, ready once /healthz answers
-    through it (so also only once the app server behind it is ready)."""
-    prefix = run_dir(name, config.port)
-    conf = write_conf(prefix, config.host, config.port, config.app_port, config.max_body_bytes)
+def nginx_spec(
+    name: str, host: str, port: int, app_port: int, max_body_bytes: int,
+    placement: Placement = HOST, workers: int = 1,
+) -> ProcessSpec:  # fmt: skip
+    """nginx on host:port in front of 127.0.0.1:app_port, ready once /healthz answers through
+    it (so also only once the app server behind it is ready)."""
+    prefix = CONTAINER_PREFIX if placement.container else run_dir(name, port)
+    if not placement.container:
+        nginx_binary()  # fail before anything starts when nginx is not installed
+    from targets.common.launch import PYTHON, base_env
+
+    argv = (
+        PYTHON, "-m", "targets.common.nginx", "--prefix", str(prefix), "--host", host,
+        "--port", str(port), "--app-port", str(app_port),
+        "--max-body-bytes", str(max_body_bytes), "--workers", str(workers),
+    )  # fmt: skip
     return ProcessSpec(
         name=f"{name}-nginx",
-        argv=nginx_argv(prefix, conf),
-        cwd=prefix,
-        ready_url=f"{config.base_url}/healthz",
+        role="nginx",
+        argv=argv,
+        env=base_env(),
+        ready_url=f"{loopback_url(host, port)}/healthz",
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the configuration into ``--prefix`` and exec nginx in the foreground."""
+    parser = argparse.ArgumentParser(prog="python -m targets.common.nginx")
+    parser.add_argument("--prefix", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--app-port", type=int, required=True)
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    conf = write_conf(args.prefix, args.host, args.port, args.app_port, args.max_body_bytes,
+                      args.workers)  # fmt: skip
+    command = nginx_argv(args.prefix, conf)
+    os.execv(command[0], list(command))
+
+
+if __name__ == "__main__":
+    main()

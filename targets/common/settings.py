@@ -1,23 +1,32 @@
 """Runtime settings every Python target reads from ``SERVECAP_*`` environment variables.
 
-The launchers (process or Docker) set these from the target's entry in scenarios.yaml;
-docker-compose.yml passes the same variables. Invalid values stop the server at start
-with a message naming the variable.
+The launchers (process or Docker) derive these from the target's entry in scenarios.yaml
+with :func:`settings_env`: variable names come from the settings models' field names plus
+their prefix, as pydantic-settings reads them, so no variable name is typed twice. Invalid
+values stop the server at start with a message naming the variable.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL_PATH = Path("artifacts/models/cifar10_cnn")
+"""Where ``servecap model train`` exports the paper's CNN (a SavedModel base)."""
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+"""The largest request body a target reads (nginx, the Python servers, the forwarders)."""
 
 
 class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SERVECAP_", extra="ignore")
 
     model_path: Path = Field(
-        default=Path("artifacts/models/cifar10_cnn"),
+        default=DEFAULT_MODEL_PATH,
         description="SavedModel base (TF Serving layout) or a version directory",
     )
     model_url: str | None = Field(
@@ -30,6 +39,36 @@ class ServerSettings(BaseSettings):
     max_works: int = Field(
         default=0, ge=0, description="inferences in flight per worker process; 0 = unlimited"
     )
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     max_batch: int = Field(default=256, ge=1)
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After sent with 503")
+
+
+def env_name(settings: type[BaseSettings], field: str) -> str:
+    """The environment variable pydantic-settings reads ``field`` of ``settings`` from."""
+    if field not in settings.model_fields:
+        raise KeyError(f"{settings.__name__} has no setting {field!r}")
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    return f"{prefix}{field}".upper()
+
+
+def settings_env(settings: type[BaseSettings], values: Mapping[str, Any]) -> dict[str, str]:
+    """``values`` (field name -> value; None left out) as the environment ``settings`` reads.
+
+    Strings, numbers and paths as text, booleans as ``true``/``false``, lists and mappings as
+    JSON (how pydantic-settings parses complex fields).
+    """
+    env: dict[str, str] = {}
+    for field, value in values.items():
+        if value is None:
+            continue
+        env[env_name(settings, field)] = _env_value(value)
+    return env
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value)
+    return str(value)

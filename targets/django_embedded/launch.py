@@ -1,12 +1,12 @@
-"""How the Django targets start as local processes: gunicorn + Django, nginx in front.
+"""How the Django targets start: gunicorn + Django, nginx in front.
 
 Embedded (the paper's architecture a)::
 
     nginx (host:port) -> gunicorn gthread (127.0.0.1:app_port) -> Django, model in each worker
 
-The chains (``django-to-flask``, ``django-to-fastapi``) put a model server on
-``127.0.0.1:model_port`` first and start the same Django in forward mode
-(:func:`front_plan` with an upstream URL). Start order is back to front, each process ready
+The chains (``django-to-flask``, ``django-to-fastapi``, ``django-to-tfserving``) put a model
+server on ``127.0.0.1:model_port`` first and start the same Django in forward mode
+(:func:`front_plan` with an upstream). Start order is back to front, each process ready
 before the next: model server, Django (its ``/healthz`` checks the model server in forward
 mode), nginx (ready once ``/healthz`` answers through it).
 
@@ -22,52 +22,63 @@ applies the same limit to itself; its 503 reaches the client as 503 with its Ret
 
 from __future__ import annotations
 
+from pydantic import Field
+
+from targets.common.forward import ForwardSettings
+from targets.common.launch import server_env
 from targets.common.nginx import nginx_spec
-from targets.config import TargetConfig, loopback_url
-from targets.flask.launch import effective_threads, gunicorn_argv
-from targets.launchers.base import LaunchError, ProcessSpec, port_is_free
-from targets.registry import server_env
+from targets.common.settings import settings_env
+from targets.config import PythonServerConfig, loopback_url
+from targets.flask.launch import effective_threads, gunicorn_spec
+from targets.kind import HOST, Placement
+from targets.launchers.base import ProcessSpec
 
 DJANGO_APP = "targets.django_embedded.wsgi:create_app()"
 
 
-def require_free_ports(name: str, config: TargetConfig, ports: dict[str, int]) -> None:
-    """Refuse to start when an internal port is taken (only the public port is checked by the
-    launcher; a busy internal port could otherwise pass another server's health check)."""
-    for field, port in ports.items():
-        if not port_is_free("127.0.0.1", port):
-            raise LaunchError(
-                f"target '{name}': port {port} ({field}) on 127.0.0.1 is already in use; stop "
-                f"that process or set targets.{name}.{field}"
-            )
+class DjangoConfig(PythonServerConfig):
+    """Django behind nginx: the app server has a port of its own."""
+
+    internal_port: int | None = Field(
+        default=None, ge=1024, le=65535, description="Django's port behind nginx; default port+1"
+    )
+
+    @property
+    def app_port(self) -> int:
+        return self.internal_port or self.port + 1
+
+    def django_ports(self) -> dict[str, tuple[str, int]]:
+        return {"port": (self.host, self.port), "internal_port": ("127.0.0.1", self.app_port)}
 
 
 def django_spec(
-    name: str, config: TargetConfig, upstream_url: str | None = None, upstream_kind: str = ""
-) -> ProcessSpec:
+    name: str, config: DjangoConfig, placement: Placement = HOST,
+    upstream_url: str | None = None, upstream_protocol: str = "servecap",
+) -> ProcessSpec:  # fmt: skip
     """Django under gunicorn on 127.0.0.1:app_port; forward mode when ``upstream_url`` is set."""
     forward: dict[str, str] = {}
     if upstream_url:
-        forward = {
-            "SERVECAP_UPSTREAM_URL": upstream_url,
-            "SERVECAP_UPSTREAM_KIND": upstream_kind or "servecap",
-            "SERVECAP_UPSTREAM_POOL_SIZE": str(effective_threads(config)),
-        }
-    return ProcessSpec(
-        name=f"{name}-django",
-        argv=gunicorn_argv(DJANGO_APP, "127.0.0.1", config.app_port, config),
-        env={**forward, **server_env(config)},  # config.env may override the forward settings
-        ready_url=f"{loopback_url('127.0.0.1', config.app_port)}/healthz",
-    )
+        forward = settings_env(ForwardSettings, {
+            "upstream_url": upstream_url,
+            "upstream_protocol": upstream_protocol,
+            "upstream_pool_size": effective_threads(config),
+        })  # fmt: skip
+    return gunicorn_spec(f"{name}-django", "django-forward" if upstream_url else "django",
+                         DJANGO_APP, server_env(config, forward), config, "127.0.0.1",
+                         config.app_port, placement)  # fmt: skip
 
 
 def front_plan(
-    name: str, config: TargetConfig, upstream_url: str | None = None, upstream_kind: str = ""
-) -> list[ProcessSpec]:
+    name: str, config: DjangoConfig, placement: Placement = HOST,
+    upstream_url: str | None = None, upstream_protocol: str = "servecap",
+) -> list[ProcessSpec]:  # fmt: skip
     """Django (embedded, or forwarding to ``upstream_url``) then nginx in front of it."""
-    return [django_spec(name, config, upstream_url, upstream_kind), nginx_spec(name, config)]
+    django = django_spec(name, config, placement, upstream_url, upstream_protocol)
+    nginx = nginx_spec(name, config.host, config.port, config.app_port, config.max_body_bytes,
+                       placement)  # fmt: skip
+    return [django, nginx]
 
 
-def process_plan(name: str, config: TargetConfig) -> list[ProcessSpec]:
-    require_free_ports(name, config, {"internal_port": config.app_port})
-    return front_plan(name, config)
+def upstream_url(port: int) -> str:
+    """A chain's model server, as Django reaches it."""
+    return loopback_url("127.0.0.1", port)

@@ -1,4 +1,4 @@
-"""Chain: client -> nginx -> gunicorn -> Django (forward mode) -> JSON over HTTP -> Fastapi server.
+"""Chain: client -> nginx -> gunicorn -> Django (forward mode) -> JSON over HTTP -> FastAPI server.
 
-The paper's architecture c. See :mod:`targets.django_to_fastapi.launch`.
+The paper's architecture c. Its declaration: :mod:`targets.django_to_fastapi.kind`.
 """

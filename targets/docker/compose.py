@@ -85,8 +85,9 @@ def services(
     return out
 
 
-def variables(path: Path = COMPOSE_FILE) -> set[str]:
-    """Every variable name the file's values refer to (comments are not interpolated)."""
+def variables(path: Path = COMPOSE_FILE, profile: str | None = None) -> set[str]:
+    """Every variable name the file's values refer to (comments are not interpolated); with
+    ``profile``, those of that profile's services only."""
     found: set[str] = set()
 
     def collect(node: Any) -> None:
@@ -100,7 +101,10 @@ def variables(path: Path = COMPOSE_FILE) -> set[str]:
             for value in node.values():
                 collect(value)
 
-    collect(load(path))
+    doc = load(path)
+    if profile is not None:
+        doc = {n: s for n, s in doc["services"].items() if profile in (s.get("profiles") or [])}
+    collect(doc)
     return found
 
 

@@ -1,4 +1,5 @@
-"""Container health probe without curl: ``python -S healthcheck.py KIND PORT [PATH] [--own]``.
+"""Container health probe without curl: ``python -S healthcheck.py ready`` (or
+``python -S healthcheck.py KIND PORT [PATH] [--own]``).
 
 Run by Docker every few seconds inside the container (the ``healthcheck`` entries of
 docker-compose.yml), so it is deliberately small: standard library only, ``python -S`` (no
@@ -6,6 +7,8 @@ site-packages scan), one connection to 127.0.0.1 with a short timeout; about 15 
 probe. Arguments may name environment variables (``$SERVECAP_PORT``); they are expanded here
 because exec-form healthchecks get no shell.
 
+    ready              the check ``entrypoint serve`` wrote for its process (READY_FILE:
+                       ``http PORT PATH``, ``tcp PORT`` or ``none``), with --own for http
     http PORT [PATH]   GET PATH (default /healthz) answers 200
     redis PORT         PING answers +PONG
     tcp PORT           the port accepts a connection
@@ -27,6 +30,8 @@ import sys
 
 TIMEOUT_S = 2.0
 TCP_LISTEN = "0A"
+READY_FILE = "/tmp/servecap-ready"
+"""Written by ``targets.docker.entrypoint serve`` (its READY_FILE; stdlib only here)."""
 
 
 def own_listener(port: int, proc: str = "/proc") -> bool:
@@ -76,7 +81,26 @@ def probe(kind: str, port: int, path: str = "/healthz") -> bool:
     raise ValueError(f"unknown probe kind {kind!r} (http, redis, tcp)")
 
 
+def ready(path: str = READY_FILE) -> bool:
+    """The readiness check the entrypoint wrote for the process it started."""
+    try:
+        with open(path, encoding="ascii") as f:
+            fields = f.read().split()
+    except OSError:
+        return False
+    if fields[:1] == ["none"]:
+        return True
+    if len(fields) < 2 or not fields[1].isdigit():
+        return False
+    port = int(fields[1])
+    if fields[0] == "http" and not own_listener(port):
+        return False
+    return probe(fields[0], port, *fields[2:3])
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["ready"]:
+        return 0 if ready() else 1
     own = "--own" in argv
     args = [os.path.expandvars(a) for a in argv if a != "--own"]
     if len(args) < 2 or args[0] not in ("http", "redis", "tcp") or not args[1].isdigit():

@@ -5,8 +5,8 @@ Images (tag ``servecap/<name>:<tag>``, default tag ``latest``)::
     servecap/base:bookworm-py311   offline stand-in for python:3.11-slim-bookworm (debootstrap)
     servecap/runtime               base + venv with the pinned serving deps + targets/ + nginx,
                                    redis (targets/docker/runtime.Dockerfile)
-    servecap/fastapi, flask,       thin FROM runtime with their command
-    django, jobqueue               (targets/<folder>/Dockerfile)
+    servecap/fastapi, flask,       thin FROM runtime, one per image a kind declares
+    django, jobqueue               (targets/<kind>/kind.py ``images``: its Dockerfiles)
     servecap/<name>:<tag>-model    model-in-image variant: any of the above (or TF Serving)
                                    plus the SavedModel (targets/docker/model.Dockerfile)
 
@@ -46,8 +46,6 @@ REQUIREMENTS = BUILD_DIR / "requirements-runtime.txt"
 OFFICIAL_BASE = "python:3.11-slim-bookworm"
 OFFLINE_BASE = "servecap/base:bookworm-py311"
 IMAGE_REPO = os.environ.get("SERVECAP_IMAGE_REPO", "servecap")
-TFSERVING_IMAGE = "tensorflow/serving"
-TFSERVING_TAG = "2.19.0"
 
 RUNTIME_PACKAGES = (
     "tensorflow", "numpy", "pillow", "orjson", "pydantic", "pydantic-settings", "psutil",
@@ -65,25 +63,31 @@ OPTIONAL_RUNTIME_PACKAGES = ("uvloop", "httptools", "werkzeug", "urllib3")
 RUNTIME_EXTRAS = ("serve", "targets")
 """Optional-dependency groups of pyproject.toml searched too, when they exist."""
 
-TARGET_IMAGES: dict[str, str] = {
-    "fastapi": "targets/fastapi/Dockerfile",
-    "flask": "targets/flask/Dockerfile",
-    "django": "targets/django_embedded/Dockerfile",
-    "jobqueue": "targets/jobqueue/Dockerfile",
-}
-"""Image name -> its Dockerfile (relative to the repository root, the build context)."""
 
-KIND_IMAGES: dict[str, tuple[str, ...]] = {
-    "fastapi": ("fastapi",),
-    "flask": ("flask",),
-    "django-embedded": ("django",),
-    "django-to-flask": ("django", "flask"),
-    "django-to-fastapi": ("django", "fastapi"),
-    "django-to-tfserving": ("django",),
-    "tfserving": (),
-    "jobqueue": ("jobqueue",),
-}
-"""Target kind -> the servecap images its containers run (plus runtime for nginx/redis)."""
+def target_images() -> dict[str, Path]:
+    """Image name -> its Dockerfile, for every image a kind declares (``Kind.images``)."""
+    from targets.registry import kinds
+
+    return {
+        image.name: kind.folder / image.dockerfile
+        for kind in kinds().values()
+        for image in kind.images
+    }
+
+
+def kind_images(kind: str) -> tuple[str, ...]:
+    """The servecap images the containers of ``kind``'s compose profile run (not runtime)."""
+    from targets.docker import compose
+
+    built = target_images()
+    names: list[str] = []
+    for spec in compose.services({}, kind).values():
+        repository, _, _ = str(spec.get("image", "")).rpartition(":")
+        name = repository.rsplit("/", 1)[-1]
+        if name in built and name not in names:
+            names.append(name)
+    return tuple(names)
+
 
 LABEL = "io.servecap.image"
 
@@ -264,16 +268,19 @@ def prune_dangling(echo: Echo = print) -> None:
 
 
 def images_for(targets: Sequence[str]) -> list[str]:
-    """Image names (keys of TARGET_IMAGES) for target kinds or image names, in build order."""
+    """Image names (of :func:`target_images`) for kinds or image names, in build order."""
+    from targets.registry import kinds
+
+    built = target_images()
     names: list[str] = []
-    for item in targets or list(TARGET_IMAGES):
-        if item in TARGET_IMAGES:
+    for item in targets or list(built):
+        if item in built:
             wanted: tuple[str, ...] = (item,)
-        elif item in KIND_IMAGES:
-            wanted = KIND_IMAGES[item]
+        elif item in kinds():
+            wanted = kind_images(item)
         else:
-            choices = sorted({*TARGET_IMAGES, *KIND_IMAGES})
-            raise BuildError(f"unknown target or image '{item}'; choose from {', '.join(choices)}")
+            choices = sorted({*built, *kinds()})
+            raise BuildError(f"unknown kind or image '{item}'; choose from {', '.join(choices)}")
         names += [n for n in wanted if n not in names]
     return names
 
@@ -297,10 +304,11 @@ def build(
     """Build the runtime image and the images of ``targets`` (kinds or image names; all by
     default). Offline: the debootstrap base and the wheelhouse first. Returns step timings."""
     names = images_for(targets)
-    missing = [n for n in names if not (REPO_ROOT / TARGET_IMAGES[n]).is_file()]
+    dockerfiles = target_images()
+    missing = [n for n in names if not dockerfiles[n].is_file()]
     if missing:
-        files = ", ".join(TARGET_IMAGES[n] for n in missing)
-        raise BuildError(f"no Dockerfile yet for {', '.join(missing)} ({files})")
+        files = ", ".join(str(dockerfiles[n]) for n in missing)
+        raise BuildError(f"no Dockerfile for {', '.join(missing)} ({files})")
     report = BuildReport()
     requirements = write_requirements(warn=echo)
     base = base_image or (OFFLINE_BASE if offline else OFFICIAL_BASE)
@@ -328,7 +336,7 @@ def build(
     for name in names:
         ref = image_ref(name, tag)
 
-        def step(dockerfile: str = TARGET_IMAGES[name], ref: str = ref) -> bool:
+        def step(dockerfile: str = str(dockerfiles[name]), ref: str = ref) -> bool:
             docker_build(dockerfile, ref, {"RUNTIME_IMAGE": runtime}, echo, no_cache=no_cache)
             return True
 
@@ -370,36 +378,40 @@ def build_model_images(
     targets: Sequence[str], model_dir: Path, tag: str = "latest", echo: Echo = print
 ) -> list[str]:
     """Model-in-image variants for ``targets`` (kinds or image names): ``<image>:<tag>-model``
-    for servecap images, ``servecap/tfserving:<TF Serving tag>-model`` for TF Serving, the
-    names the Docker launcher runs with ``model_in_image``."""
+    for servecap images, ``servecap/<name>:<its tag>-model`` for a kind's official images (TF
+    Serving), the names the Docker launcher runs with ``model_in_image``."""
+    from targets.registry import kinds
+
     refs = [
         build_model_image(image_ref(name, tag), model_dir, echo=echo)
         for name in images_for(targets)
     ]
-    if any(t in ("tfserving", "django-to-tfserving") for t in targets):
-        official = f"{TFSERVING_IMAGE}:{TFSERVING_TAG}"
-        if not image_exists(official):
-            raise BuildError(f"{official} is not here to build its model-in-image variant on")
-        ref = image_ref("tfserving", f"{TFSERVING_TAG}-model")
-        refs.append(build_model_image(official, model_dir, tag=ref, echo=echo))
+    official = {
+        n: i for t in targets if t in kinds() for n, i in kinds()[t].official_images.items()
+    }
+    for name, image in sorted(official.items()):
+        if not image_exists(image):
+            raise BuildError(f"{image} is not here to build its model-in-image variant on")
+        ref = image_ref(name, f"{image.rpartition(':')[2]}-model")
+        refs.append(build_model_image(image, model_dir, tag=ref, echo=echo))
     prune_dangling(echo)
     return refs
 
 
 __all__ = [
-    "KIND_IMAGES",
     "OFFICIAL_BASE",
     "OFFLINE_BASE",
     "OPTIONAL_RUNTIME_PACKAGES",
     "RUNTIME_PACKAGES",
-    "TARGET_IMAGES",
     "BuildError",
     "BuildReport",
     "build",
     "build_model_image",
     "build_model_images",
     "image_ref",
+    "kind_images",
     "runtime_requirements",
     "serve_directory",
+    "target_images",
     "write_requirements",
 ]

@@ -1,39 +1,53 @@
-"""How the FastAPI target starts as local processes: uvicorn with N workers.
+"""How the FastAPI target starts: uvicorn serving the app factory, on a pre-bound socket.
 
 With several workers uvicorn hands each one the listening socket in a form asyncio does not
 take for TCP, so TCP_NODELAY is never set on accepted connections and Nagle + delayed ACKs add
 about 40 ms to every answer. The socket is therefore pre-bound with TCP_NODELAY (which Linux
-copies to accepted connections) by the same entry point the containers use, and passed to
-uvicorn as fd 3.
+copies to accepted connections) by ``targets.docker.entrypoint exec --reuse-port`` and passed
+to uvicorn as fd 3. In containers it is always pre-bound that way, with SO_REUSEPORT, so
+replicas share the port on the host network; a single process binds the port itself.
 """
 
 from __future__ import annotations
 
-from targets.config import TargetConfig, loopback_url
+from collections.abc import Mapping
+
+from targets.common.launch import PYTHON
+from targets.config import loopback_url
+from targets.kind import HOST, Placement
 from targets.launchers.base import ProcessSpec
-from targets.registry import PYTHON, server_env
 
 UVICORN_FLAGS = ("--no-access-log", "--log-level", "warning")
+KEEPALIVE_S = 5
+"""uvicorn's own default keep-alive, for a server clients reach directly."""
 
 
 def uvicorn_spec(
-    name: str, config: TargetConfig, host: str, port: int, flags: tuple[str, ...] = ()
+    name: str,
+    role: str,
+    app: str,
+    env: Mapping[str, str],
+    host: str,
+    port: int,
+    workers: int,
+    placement: Placement = HOST,
+    keepalive_s: int = KEEPALIVE_S,
+    health_path: str = "/healthz",
 ) -> ProcessSpec:
-    """uvicorn serving the FastAPI app on host:port with ``config.workers`` workers."""
-    app = ("-m", "uvicorn", "targets.fastapi.app:create_app", "--factory")
-    env = server_env(config)
-    if config.workers == 1:
-        argv: tuple[str, ...] = (PYTHON, *app, "--host", host, "--port", str(port),
-                                 *flags, *UVICORN_FLAGS)  # fmt: skip
+    """uvicorn serving the ASGI app factory ``app`` (``module:function``) on host:port."""
+    serve = ("-m", "uvicorn", app, "--factory", "--workers", str(workers),
+             "--timeout-keep-alive", str(keepalive_s), *UVICORN_FLAGS)  # fmt: skip
+    environment = dict(env)
+    if workers == 1 and not placement.share_port:
+        argv: tuple[str, ...] = (PYTHON, *serve, "--host", host, "--port", str(port))
     else:
-        env |= {"SERVECAP_LISTEN_HOST": host, "SERVECAP_LISTEN_PORT": str(port)}
+        environment |= {"SERVECAP_LISTEN_HOST": host, "SERVECAP_LISTEN_PORT": str(port)}
         argv = (PYTHON, "-m", "targets.docker.entrypoint", "exec", "--reuse-port", "--", PYTHON,
-                *app, "--fd", "3", "--workers", str(config.workers), *flags,
-                *UVICORN_FLAGS)  # fmt: skip
+                *serve, "--fd", "3")  # fmt: skip
     return ProcessSpec(
-        name=name, argv=argv, env=env, ready_url=f"{loopback_url(host, port)}/healthz"
+        name=name,
+        role=role,
+        argv=argv,
+        env=environment,
+        ready_url=f"{loopback_url(host, port)}{health_path}",
     )
-
-
-def process_plan(name: str, config: TargetConfig) -> list[ProcessSpec]:
-    return [uvicorn_spec(name, config, config.host, config.port)]

@@ -4,7 +4,7 @@
 
     gunicorn -k gthread -w WORKERS --threads THREADS -b HOST:PORT 'targets.flask.app:create_app()'
 
-:func:`gunicorn_argv` is shared by every gunicorn-served target (the Django tier too).
+:func:`gunicorn_spec` is shared by every gunicorn-served target (the Django tier too).
 
 * No ``--preload``: TensorFlow is not fork-safe, so each worker imports TensorFlow and loads its
   own model after the fork (``create_app()`` runs in the worker). Readiness is ``/healthz``
@@ -28,24 +28,30 @@
 
 from __future__ import annotations
 
-from targets.config import TargetConfig, loopback_url
+from collections.abc import Mapping
+
+from targets.common.launch import PYTHON
+from targets.config import PythonServerConfig, loopback_url
+from targets.kind import HOST, Placement
 from targets.launchers.base import ProcessSpec
-from targets.registry import PYTHON, server_env
 
 KEEPALIVE_S = 75
 WORKER_TIMEOUT_S = 120
 GRACEFUL_TIMEOUT_S = 5
 
 
-def effective_threads(config: TargetConfig) -> int:
+def effective_threads(config: PythonServerConfig) -> int:
     """Threads per gunicorn worker: config.threads, raised above max_works when that is set."""
     if config.max_works:
         return max(config.threads, config.max_works + 1)
     return config.threads
 
 
-def gunicorn_argv(app: str, host: str, port: int, config: TargetConfig) -> tuple[str, ...]:
-    """The gunicorn command line serving WSGI ``app`` (``module:callable()``) on host:port."""
+def gunicorn_argv(
+    app: str, host: str, port: int, config: PythonServerConfig, placement: Placement = HOST
+) -> tuple[str, ...]:
+    """The gunicorn command line serving WSGI ``app`` (``module:callable()``) on host:port;
+    in containers with ``--reuse-port``, so replicas share the port."""
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return (
         PYTHON, "-m", "gunicorn",
@@ -58,19 +64,20 @@ def gunicorn_argv(app: str, host: str, port: int, config: TargetConfig) -> tuple
         "--graceful-timeout", str(GRACEFUL_TIMEOUT_S),
         "--log-level", "warning",
         "--no-control-socket",
+        *(("--reuse-port",) if placement.share_port else ()),
         app,
     )  # fmt: skip
 
 
-def flask_spec(name: str, config: TargetConfig, host: str, port: int) -> ProcessSpec:
-    """The Flask model server on host:port (standalone target, or the model tier of a chain)."""
+def gunicorn_spec(
+    name: str, role: str, app: str, env: Mapping[str, str], config: PythonServerConfig,
+    host: str, port: int, placement: Placement = HOST,
+) -> ProcessSpec:  # fmt: skip
+    """A gunicorn-served WSGI app on host:port, ready once its /healthz answers."""
     return ProcessSpec(
         name=name,
-        argv=gunicorn_argv("targets.flask.app:create_app()", host, port, config),
-        env=server_env(config),
+        role=role,
+        argv=gunicorn_argv(app, host, port, config, placement),
+        env=dict(env),
         ready_url=f"{loopback_url(host, port)}/healthz",
     )
-
-
-def process_plan(name: str, config: TargetConfig) -> list[ProcessSpec]:
-    return [flask_spec(name, config, config.host, config.port)]

@@ -1,4 +1,4 @@
-"""How the job-queue target starts as local processes: Redis, the workers, then the web.
+"""How the job-queue target starts: Redis, the workers, then the web.
 
 * ``<name>-redis``: ``redis-server`` on ``127.0.0.1:<model_port>`` (port + 2 unless
   ``upstream_port``), no persistence; ready when the port accepts connections.
@@ -7,37 +7,64 @@
 * ``<name>``: uvicorn with ``workers`` processes; ready when
   ``/healthz?min_workers=<queue_workers>`` answers 200, i.e. when every worker has loaded the
   model, warmed it up and registered with Redis.
+
+In containers each process is a service of its own (``redis``, ``jobqueue-worker`` scaled to
+``queue_workers``, ``jobqueue-web``), running the same commands.
 """
 
 from __future__ import annotations
 
 import shutil
+from typing import Literal
 
-from targets.config import TargetConfig
-from targets.launchers.base import LaunchError, ProcessSpec, port_is_free
-from targets.registry import PYTHON, server_env
+from pydantic import Field
+
+from targets.common.launch import PYTHON, server_env
+from targets.common.settings import settings_env
+from targets.config import PythonServerConfig
+from targets.fastapi.launch import uvicorn_spec
+from targets.jobqueue.common import JobQueueSettings
+from targets.kind import HOST, Placement
+from targets.launchers.base import LaunchError, ProcessSpec
 
 REDIS_SERVER = "redis-server"
+WEB_APP = "targets.jobqueue.web:create_app"
 
 
-def queue_env(config: TargetConfig) -> dict[str, str]:
-    """What the web and the workers read (targets.jobqueue.common.JobQueueSettings)."""
-    env = server_env(config)
-    own = {
-        "SERVECAP_REDIS_HOST": "127.0.0.1",
-        "SERVECAP_REDIS_PORT": str(config.model_port),
-        "SERVECAP_JOB_BATCH_MAX": str(config.job_batch_max),
-    }
-    return {**env, **own, **config.env}
+class JobQueueConfig(PythonServerConfig):
+    kind: Literal["jobqueue"] = "jobqueue"
+    upstream_port: int | None = Field(
+        default=None, ge=1024, le=65535, description="Redis port; default port+2"
+    )
+    queue_workers: int = Field(default=2, ge=1, le=64, description="worker processes")
+    job_batch_max: int = Field(
+        default=8, ge=1, le=256, description="queued jobs a worker runs as one batch"
+    )
+
+    @property
+    def model_port(self) -> int:
+        return self.upstream_port or self.port + 2
 
 
-def worker_spec(name: str, config: TargetConfig, index: int) -> ProcessSpec:
+def queue_env(config: JobQueueConfig) -> dict[str, str]:
+    """What the web and the workers read (:class:`JobQueueSettings`)."""
+    own = settings_env(JobQueueSettings, {
+        "redis_host": "127.0.0.1",
+        "redis_port": config.model_port,
+        "job_batch_max": config.job_batch_max,
+    })  # fmt: skip
+    return server_env(config, own)
+
+
+def worker_spec(name: str, config: JobQueueConfig, index: int) -> ProcessSpec:
     """One worker process (also how to start a replacement for a worker that died)."""
     argv = (PYTHON, "-m", "targets.jobqueue.worker")
-    return ProcessSpec(name=f"{name}-worker-{index}", argv=argv, env=queue_env(config))
+    return ProcessSpec(
+        name=f"{name}-worker-{index}", role="jobqueue-worker", argv=argv, env=queue_env(config)
+    )
 
 
-def process_plan(name: str, config: TargetConfig) -> list[ProcessSpec]:
+def redis_spec(name: str, config: JobQueueConfig, placement: Placement = HOST) -> ProcessSpec:
     redis_bin = shutil.which(REDIS_SERVER)
     if redis_bin is None:
         raise LaunchError(
@@ -45,30 +72,23 @@ def process_plan(name: str, config: TargetConfig) -> list[ProcessSpec]:
             "(`make setup` installs it; Debian: apt-get install redis-server)"
         )
     port = config.model_port
-    if not port_is_free("127.0.0.1", port):
-        raise LaunchError(
-            f"target '{name}': Redis port {port} on 127.0.0.1 is already in use; "
-            f"set targets.{name}.upstream_port"
-        )
-    redis = ProcessSpec(
+    folder = ("--dir", "/tmp") if placement.container else ()
+    return ProcessSpec(
         name=f"{name}-redis",
+        role="redis",
         argv=(
             redis_bin, "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--loglevel", "warning",
+            "--save", "", "--appendonly", "no", *folder, "--loglevel", "warning",
         ),
         ready_port=port,
     )  # fmt: skip
-    env = queue_env(config)
+
+
+def process_plan(
+    name: str, config: JobQueueConfig, placement: Placement = HOST
+) -> list[ProcessSpec]:
     workers = [worker_spec(name, config, i) for i in range(1, config.queue_workers + 1)]
-    web = ProcessSpec(
-        name=name,
-        argv=(
-            PYTHON, "-m", "uvicorn", "targets.jobqueue.web:create_app", "--factory",
-            "--host", config.host, "--port", str(config.port),
-            "--workers", str(config.workers),
-            "--no-access-log", "--log-level", "warning",
-        ),
-        env=env,
-        ready_url=f"{config.base_url}/healthz?min_workers={config.queue_workers}",
-    )  # fmt: skip
-    return [redis, *workers, web]
+    web = uvicorn_spec(name, "jobqueue-web", WEB_APP, queue_env(config), config.host, config.port,
+                       config.workers, placement,
+                       health_path=f"/healthz?min_workers={config.queue_workers}")  # fmt: skip
+    return [redis_spec(name, config, placement), *workers, web]

@@ -25,6 +25,9 @@ class ProcessSpec:
     name: str
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    role: str = ""
+    """The docker-compose.yml service that runs this process in containers (its ``serve``
+    command picks the process of this role from the kind's plan)."""
     cwd: Path | None = None
     ready_url: str | None = None
     """GET this URL until it answers 200; None = ready once started."""

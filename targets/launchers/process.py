@@ -1,8 +1,10 @@
 """Process launcher: each process of a target in its own process group, nothing left behind.
 
-Start order follows the kind's plan; each process must pass its readiness check before the
-next starts. Stop is reverse order: SIGTERM to the whole group, then SIGKILL after a grace
-period, then any straggling descendant is killed. Children also get ``PR_SET_PDEATHSIG`` so
+Start order follows the kind's plan (:meth:`targets.kind.Kind.process_plan`); each process
+must pass its readiness check before the next starts. A target's ``cpuset`` pins every
+process it starts (``sched_setaffinity`` before exec; children inherit it). Stop is reverse
+order: SIGTERM to the whole group, then SIGKILL after a grace period, then any straggling
+descendant is killed. Children also get ``PR_SET_PDEATHSIG`` so
 that if the harness itself dies they are told to stop.
 """
 
@@ -14,12 +16,12 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 
-from targets.config import TargetConfig
+from targets.config import TargetConfig, parse_cpuset
 from targets.launchers.base import (
     LaunchError,
     ProcessSpec,
@@ -29,7 +31,7 @@ from targets.launchers.base import (
     probe_tcp,
     tail,
 )
-from targets.registry import kind_module, resolve_model_path
+from targets.registry import get_kind
 
 STOP_GRACE_S = 10.0
 _PR_SET_PDEATHSIG = 1
@@ -38,6 +40,15 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _child_setup(cpus: list[int] | None) -> Callable[[], None]:
+    def setup() -> None:  # runs in the child between fork and exec
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
 
 
 class ProcessLauncher:
@@ -52,13 +63,14 @@ class ProcessLauncher:
     @contextlib.contextmanager
     def launch(self, name: str, config: TargetConfig, logs_dir: Path) -> Iterator[RunningTarget]:
         check_can_start(name, config)
-        plan = kind_module(config.kind).process_plan(name, config)
+        plan = get_kind(config.kind).process_plan(name, config)
+        cpus = parse_cpuset(config.cpuset) if config.cpuset else None
         logs_dir.mkdir(parents=True, exist_ok=True)
         started: list[subprocess.Popen[bytes]] = []
         t0 = time.monotonic()
         try:
             for spec in plan:
-                started.append(self._start(spec, logs_dir))
+                started.append(self._start(spec, logs_dir, cpus))
                 self._wait_ready(name, spec, started[-1], logs_dir, config.ready_timeout_s, t0)
             yield RunningTarget(
                 name=name,
@@ -75,7 +87,9 @@ class ProcessLauncher:
                 stop_process_group(proc, self.stop_grace_s)
 
     @staticmethod
-    def _start(spec: ProcessSpec, logs_dir: Path) -> subprocess.Popen[bytes]:
+    def _start(
+        spec: ProcessSpec, logs_dir: Path, cpus: list[int] | None = None
+    ) -> subprocess.Popen[bytes]:
         log_path = logs_dir / f"{spec.name}.log"
         env = {**os.environ, **spec.env}
         with log_path.open("ab") as log:
@@ -87,7 +101,7 @@ class ProcessLauncher:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_child_setup(cpus),
             )
 
     @staticmethod
@@ -134,18 +148,19 @@ def _exited(
 
 
 def check_can_start(name: str, config: TargetConfig) -> None:
-    """Fail before starting anything when the target cannot possibly start."""
-    model = resolve_model_path(config)
-    if config.model_url is None and not model.exists():
-        raise LaunchError(
-            f"target '{name}': model not found at {model}; train and export it with "
-            f"`servecap model train` or set targets.{name}.model_path"
-        )
-    if not port_is_free(config.host, config.port):
-        raise LaunchError(
-            f"target '{name}': port {config.port} on {config.host} is already in use"
-            f"{_port_owner(config.port)}; stop that process or set targets.{name}.port"
-        )
+    """Fail before starting anything when the target cannot possibly start: what its kind
+    says (a missing model...), a port already taken, no process plan at all."""
+    kind = get_kind(config.kind)
+    kind.process_plan(name, config)  # raises for kinds that run only as containers
+    problems = kind.problems(name, config)
+    for field, (host, port) in kind.ports(config).items():
+        if not port_is_free(host, port):
+            problems.append(
+                f"target '{name}': {field} {port} on {host} is already in use"
+                f"{_port_owner(port)}; stop that process or set targets.{name}.{field}"
+            )
+    if problems:
+        raise LaunchError("\n  - ".join(problems))
 
 
 def _port_owner(port: int) -> str:

@@ -11,24 +11,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.capacity import (
-    capacities,
-    capacity_section,
-    common_users,
-    compare_runs,
+from analysis.capacity import capacity_section, run_capacity
+from analysis.compare import capacities, common_users, compare_runs, label_runs
+from analysis.knee import find_knee
+from analysis.littles import littles_law_check
+from analysis.slo import max_rps_under_slo
+from analysis.tables import (
     cpu_seconds_per_request,
-    find_knee,
-    fit_usl,
-    label_runs,
-    littles_law_check,
-    max_rps_under_slo,
     memory_per_replica,
-    run_capacity,
     slo_goodput,
     stage_table,
     stage_tables,
-    usl_throughput,
 )
+from analysis.usl import fit_usl, usl_throughput
 
 
 def stage(i: int, users: int, rps: float, p99: float, **extra: Any) -> dict[str, Any]:
@@ -100,11 +95,12 @@ def test_no_stage_meets_the_slo() -> None:
     assert "no stage meets the SLO" in result.warnings[0]
 
 
-def test_nothing_breaks_extrapolates_but_sizes_with_the_measured_bound() -> None:
+def test_nothing_breaks_reports_the_measured_lower_bound_never_a_line_through_p99() -> None:
+    # p99 = x / 10 would "reach" 100 ms at 1000 rps along a line: never reported
     result = max_rps_under_slo(ramp([100.0, 200.0, 300.0], [10.0, 20.0, 30.0]), 100.0)
-    assert result.method == "extrapolated" and result.extrapolated
-    assert result.max_rps == pytest.approx(1000.0)  # p99 = x / 10 reaches 100 ms at 1000 rps
-    assert result.capacity_rps == 300.0
+    assert result.method == "lower_bound" and not result.extrapolated
+    assert result.max_rps == result.capacity_rps == 300.0
+    assert result.lower_stage == 2 and result.upper_stage is None
     assert "lower bound" in result.warnings[0]
 
 

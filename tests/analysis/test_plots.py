@@ -10,7 +10,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from analysis import plots
-from analysis.capacity import capacities, compare_runs, label_runs, stage_tables
+from analysis.compare import capacities, compare_runs, label_runs
+from analysis.tables import stage_tables
 
 
 def stage(i: int, users: int, rps: float, p99: float, **extra: Any) -> dict[str, Any]:

@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from analysis import paper, report
-from analysis.capacity import capacity_section, label_runs, stage_tables
+from analysis.capacity import capacity_section
+from analysis.compare import label_runs
+from analysis.tables import stage_tables
 from tests.ports import free_port
 
 
@@ -44,8 +46,10 @@ SUMMARY = {
     "scenario": "ramp",
     "runs": [
         {"target": "api", "kind": "fastapi", "status": "ok", "requests": 10,
+         "paper_architecture": "FastAPI", "paper_same_path": False,
          "stages": [stage(0, 1, 250.0, 4.0), stage(1, 4, 500.0, 8.0)]},
         {"target": "chain", "kind": "django-to-tfserving", "status": "ok",
+         "paper_architecture": "TF Serving", "paper_same_path": True,
          "stages": [stage(0, 1, 100.0, 10.0)],
          "sequential": [{"requests": 1, "mean_total_s": 0.02},
                         {"requests": 10, "mean_total_s": 0.15}]},
@@ -110,8 +114,9 @@ def test_paper_tables_side_by_side() -> None:
     assert t4[t4["source"] == "paper"]["RAM MB"].tolist() == [450.5, 200.7, 260.2, 275.6]
     row = t4[t4["source"].str.startswith("ours (derived): api")].iloc[0]
     assert row["CPU % of 8 cores"] == pytest.approx(10.0) and row["CPU cores"] == 0.8
-    assert paper.architecture_of("django-to-flask") == ("Flask API", True)
-    assert paper.architecture_of("jobqueue") is None
+    chain = {"paper_architecture": "Flask API", "paper_same_path": True}
+    assert paper.architecture_of(chain) == ("Flask API", True)
+    assert paper.architecture_of({"kind": "jobqueue", "paper_architecture": None}) is None
 
 
 def test_kernel_resolves_to_this_interpreter() -> None:
@@ -226,6 +231,7 @@ def test_table4_of_a_sequential_run_averages_every_repeat_of_its_largest_n() -> 
             stage(2, 1, 10.0, 5.0, measured_requests=100, cpu_pct=120.0, mem_mb=800.0)]  # fmt: skip
     seq = {"scenario": "p", "runs": [
         {"target": "fa", "kind": "fastapi", "status": "ok", "stages": runs,
+         "paper_architecture": "FastAPI", "paper_same_path": False,
          "sequential": [{"requests": 10, "mean_total_s": 0.05},
                         {"requests": 100, "mean_total_s": 0.5}]}]}  # fmt: skip
     table = label_runs(stage_tables({"run": seq}))

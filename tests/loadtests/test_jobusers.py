@@ -21,8 +21,9 @@ from loadtests.bodies import build_bodies
 from loadtests.generator import start_locust, warm_up
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import LoadPlan, Stage
-from targets.config import TargetConfig
+from targets.config import target_config
 from targets.launchers.process import ProcessLauncher, stop_process_group
+from targets.protocols import Endpoint
 from tests.ports import free_port
 
 pytestmark = [
@@ -63,15 +64,15 @@ def test_job_user_records_submit_poll_and_job(
     tiny_model: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
     port = free_port_pair()
-    config = TargetConfig(kind="jobqueue", port=port, model_path=str(tiny_model), queue_workers=1,
+    config = target_config(kind="jobqueue", port=port, model_path=str(tiny_model), queue_workers=1,
                           job_batch_max=4, max_works=3, ready_timeout_s=90)  # fmt: skip
     plan = LoadPlan(stages=(Stage(users=6, duration_s=4),), image_pool=64, images_per_request=8,
                     encoding="jpeg", warmup_requests=2, settle_s=0.5,
                     request_timeout_s=20)  # fmt: skip
     with ProcessLauncher(stop_grace_s=5).launch("jq", config, tmp_path / "logs") as target:
-        run_config = LoadRunConfig(target="jq", base_url=target.base_url, client="jobqueue",
-                                   predict_path="/v1/jobs", plan=plan, data_dir=str(cifar_dir),
-                                   out_dir=str(tmp_path))  # fmt: skip
+        endpoint = Endpoint(protocol="servecap-jobs", base_url=target.base_url)
+        run_config = LoadRunConfig(target="jq", endpoint=endpoint, plan=plan,
+                                   data_dir=str(cifar_dir), out_dir=str(tmp_path))  # fmt: skip
         path = tmp_path / "load_config.json"
         run_config.write(path)
         bodies, ctype = build_bodies(run_config)

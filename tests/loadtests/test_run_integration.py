@@ -21,6 +21,7 @@ import yaml
 
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import load_scenarios
+from tests.contract_snapshot import FIXTURE, snapshot
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -66,6 +67,8 @@ def test_smoke_run_contract(scenarios_file: Path, cifar_dir: Path, tmp_path: Pat
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scenario"] == "smoke"
+    # the results contract, key for key and column for column (tests/contract_snapshot.py)
+    assert snapshot(out) == json.loads(FIXTURE.read_text())
     (entry,) = summary["runs"]
     assert entry["target"] == "fastapi" and entry["status"] == "ok"
     assert entry["time_to_ready_s"] > 0

@@ -25,6 +25,7 @@ from loadtests.generator import start_locust, warm_up
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import LoadPlan, Stage
 from targets.launchers.process import stop_process_group
+from targets.protocols import Endpoint
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -119,9 +120,10 @@ def plan() -> LoadPlan:
 
 
 def test_rest_user(rest_server: int, cifar_dir: Path, tmp_path: Path) -> None:
-    cfg = LoadRunConfig(target="tfs", base_url=f"http://127.0.0.1:{rest_server}",
-                        client="tfserving-rest", predict_path="/v1/models/cifar10_cnn:predict",
-                        plan=plan(), data_dir=str(cifar_dir), out_dir=str(tmp_path))  # fmt: skip
+    endpoint = Endpoint(protocol="tfserving-rest", base_url=f"http://127.0.0.1:{rest_server}",
+                        model_name="cifar10_cnn")  # fmt: skip
+    cfg = LoadRunConfig(target="tfs", endpoint=endpoint, plan=plan(), data_dir=str(cifar_dir),
+                        out_dir=str(tmp_path))  # fmt: skip
     records = run_locust(cfg, tmp_path)
     assert len(records) > 10
     assert (records["outcome"] == "ok").all(), records["error"].unique()
@@ -129,9 +131,14 @@ def test_rest_user(rest_server: int, cifar_dir: Path, tmp_path: Path) -> None:
 
 
 def test_grpc_user(grpc_server: int, cifar_dir: Path, tmp_path: Path) -> None:
-    cfg = LoadRunConfig(target="tfs", base_url="http://127.0.0.1:1", client="tfserving-grpc",
-                        grpc_target=f"127.0.0.1:{grpc_server}", plan=plan(),
-                        data_dir=str(cifar_dir), out_dir=str(tmp_path))  # fmt: skip
+    endpoint = Endpoint(
+        protocol="tfserving-grpc",
+        base_url="http://127.0.0.1:1",
+        grpc_target=f"127.0.0.1:{grpc_server}",
+        model_name="cifar10_cnn",
+    )
+    cfg = LoadRunConfig(target="tfs", endpoint=endpoint, plan=plan(), data_dir=str(cifar_dir),
+                        out_dir=str(tmp_path))  # fmt: skip
     start = time.time()
     records = run_locust(cfg, tmp_path)
     assert len(records) > 10

@@ -33,11 +33,11 @@ from targets.common.forward import ForwardService, Upstream
 from targets.common.nginx import run_dir as nginx_run_dir
 from targets.common.payload import encode_request
 from targets.common.settings import ServerSettings
-from targets.config import TargetConfig
+from targets.config import target_config
 from targets.django_embedded.conf import configure
 from targets.django_embedded.wsgi import create_app
 from targets.launchers.base import LaunchError
-from targets.registry import kind_module
+from targets.registry import get_kind
 from tests.ports import free_port
 
 IMAGES = np.random.default_rng(2).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
@@ -280,7 +280,7 @@ def test_forward_to_tf_serving_rest(tf_serving: FakeTFServing, encoding: str) ->
     assert sent["instances"] == IMAGES.tolist()
     health = c.get("/healthz")
     assert health.status_code == 200 and health.json()["model_version"] == 3
-    assert health.json()["upstream"] == {"url": tf_serving.url, "kind": "tfserving-rest"}
+    assert health.json()["upstream"] == {"url": tf_serving.url, "protocol": "tfserving-rest"}
 
 
 def test_tf_serving_error_passes_through_as_4xx(tf_serving: FakeTFServing) -> None:
@@ -425,13 +425,13 @@ def test_health_and_info_in_forward_mode(model_server: FakeModelServer) -> None:
     assert health["status"] == "ok" and health["mode"] == "forward"
     assert health["model_version"] == 5
     info = c.get("/v1/info").json()
-    assert info["upstream_url"] == model_server.url and info["upstream_kind"] == "servecap"
+    assert info["upstream_url"] == model_server.url and info["upstream_protocol"] == "servecap"
 
 
 def test_upstream_url_is_checked() -> None:
     with pytest.raises(ValueError, match="http://HOST:PORT"):
         Upstream("127.0.0.1:8000")
-    with pytest.raises(ValueError, match="unknown upstream kind"):
+    with pytest.raises(ValueError, match="unknown upstream protocol"):
         Upstream("http://127.0.0.1:8000", "grpc")  # type: ignore[arg-type]
 
 
@@ -442,9 +442,9 @@ def test_upstream_url_is_checked() -> None:
                                              ("django-to-fastapi", "fastapi")])  # fmt: skip
 def test_chain_plan_starts_back_to_front(kind: str, model: str) -> None:
     port = free_port()
-    config = TargetConfig(kind=kind, port=port, internal_port=free_port(),  # type: ignore[arg-type]
+    config = target_config(kind=kind, port=port, internal_port=free_port(),  # type: ignore[arg-type]
                           upstream_port=free_port(), workers=2, threads=3)  # fmt: skip
-    specs = kind_module(kind).process_plan("c", config)
+    specs = get_kind(kind).process_plan("c", config)
     assert [s.name for s in specs] == [f"c-{model}", "c-django", "c-nginx"]
     server, django, nginx = specs
     argv = " ".join(server.argv)
@@ -458,18 +458,18 @@ def test_chain_plan_starts_back_to_front(kind: str, model: str) -> None:
     assert server.argv[server.argv.index("--workers") + 1] == "2"
     assert server.ready_url == f"http://127.0.0.1:{config.model_port}/healthz"
     assert django.env["SERVECAP_UPSTREAM_URL"] == f"http://127.0.0.1:{config.model_port}"
-    assert django.env["SERVECAP_UPSTREAM_KIND"] == "servecap"
+    assert django.env["SERVECAP_UPSTREAM_PROTOCOL"] == "servecap"
     assert django.env["SERVECAP_UPSTREAM_POOL_SIZE"] == "3"
     assert "--preload" not in django.argv and "--preload" not in server.argv
     assert nginx.ready_url == f"http://127.0.0.1:{port}/healthz"
-    assert nginx.cwd is not None
-    shutil.rmtree(nginx.cwd)
+    assert nginx.argv[nginx.argv.index("--prefix") + 1] == str(nginx_run_dir("c", port))
+    assert [s.role for s in specs] == [model, "django-forward", "nginx"]
 
 
 def test_django_to_tfserving_needs_the_docker_launcher() -> None:
-    config = TargetConfig(kind="django-to-tfserving", port=free_port())
+    config = target_config(kind="django-to-tfserving", port=free_port())
     with pytest.raises(LaunchError, match="--launcher docker"):
-        kind_module("django-to-tfserving").process_plan("d", config)
+        get_kind("django-to-tfserving").process_plan("d", config)
 
 
 # ------------------------------------------------------------------------------ integration
@@ -526,7 +526,7 @@ def test_target_serves_the_real_model(
     from targets.launchers.process import ProcessLauncher
 
     images, files = cifar_batch
-    config = TargetConfig(kind=kind, port=free_port(), internal_port=free_port(),  # type: ignore[arg-type]
+    config = target_config(kind=kind, port=free_port(), internal_port=free_port(),  # type: ignore[arg-type]
                           upstream_port=free_port(), model_path=str(tiny_model),
                           workers=1, threads=2, ready_timeout_s=90)  # fmt: skip
     ports = [config.port, config.app_port, config.model_port]
@@ -584,7 +584,7 @@ def test_limits_through_nginx_and_gunicorn(
     from targets.launchers.process import ProcessLauncher
 
     limit = 1024 * 1024
-    config = TargetConfig(kind="django-embedded", port=free_port(), internal_port=free_port(),
+    config = target_config(kind="django-embedded", port=free_port(), internal_port=free_port(),
                           model_path=str(tiny_model), max_body_bytes=limit,
                           max_works=1, threads=1, ready_timeout_s=90)  # fmt: skip
     images = np.concatenate([cifar_batch[0]] * 4)  # 128 images: a slow enough inference

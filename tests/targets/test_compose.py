@@ -1,9 +1,10 @@
-"""docker-compose.yml: profiles, conventions, variables, and commands that match the process plans.
+"""docker-compose.yml: profiles, conventions, variables, and the one command definition.
 
-No Docker engine needed: the file is read as Compose reads it (targets.docker.compose), and the
-Dockerfile commands are compared flag for flag with what the process launcher runs, so the two
-launchers measure the same servers. One test runs `docker-compose config` when a compose CLI
-is installed.
+No Docker engine needed: the file is read as Compose reads it (targets.docker.compose). Every
+servecap service runs ``serve <role>``, which execs the process of that role in the kind's
+plan: the tests check each role exists in each kind's container plan, and that ``serve``
+execs exactly that process, so the two launchers run the same servers. One test runs
+`docker-compose config` when a compose CLI is installed.
 """
 
 from __future__ import annotations
@@ -16,32 +17,35 @@ from pathlib import Path
 
 import pytest
 
-from targets.config import TargetConfig
-from targets.docker import compose
-from targets.docker.entrypoint import bind_reuse_port, expand
-from targets.docker.healthcheck import own_listener, probe
-from targets.launchers.docker import (
-    LAYOUTS,
-    ContainerOptions,
-    compose_env,
-    container_env,
-)
+from targets.config import target_config
+from targets.docker import compose, entrypoint
+from targets.docker.entrypoint import bind_reuse_port, decode_config, expand
+from targets.docker.healthcheck import own_listener, probe, ready
+from targets.kind import CONTAINER
+from targets.launchers.docker import ContainerOptions, compose_env, container_env
+from targets.registry import kinds
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-KINDS = sorted(LAYOUTS)
+KINDS = sorted(k for k, kind in kinds().items() if kind.containers is not None)
 
 
 def env_for(kind: str, tmp_path: Path, **config: object) -> dict[str, str]:
-    cfg = TargetConfig(kind=kind, port=9101, model_path=str(tmp_path), **config)  # type: ignore[arg-type]
+    cfg = target_config(kind=kind, port=9101, model_path=str(tmp_path), **config)
     return compose_env("t", cfg, ContainerOptions(), "abcd1234", tmp_path / "c.env")
+
+
+def containers(kind: str):  # type: ignore[no-untyped-def]
+    layout = kinds()[kind].containers
+    assert layout is not None
+    return layout
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_profile_has_exactly_its_services(kind: str, tmp_path: Path) -> None:
     services = compose.services(env_for(kind, tmp_path), kind)
-    assert set(services) == set(LAYOUTS[kind].services)
-    assert LAYOUTS[kind].primary in services
+    assert set(services) == set(containers(kind).services)
+    assert containers(kind).primary in services
 
 
 def test_every_service_follows_the_conventions(tmp_path: Path) -> None:
@@ -63,7 +67,7 @@ def test_every_service_follows_the_conventions(tmp_path: Path) -> None:
 
 def test_limits_apply_to_the_model_serving_services_only(tmp_path: Path) -> None:
     services = compose.services(env_for("fastapi", tmp_path))
-    primaries = {layout.primary for layout in LAYOUTS.values()}
+    primaries = {containers(kind).primary for kind in KINDS}
     for name, spec in services.items():
         assert ("cpus" in spec) == (name in primaries), name
         assert "cpuset" in spec, name  # placement: every container
@@ -71,53 +75,113 @@ def test_limits_apply_to_the_model_serving_services_only(tmp_path: Path) -> None
 
 def test_the_launcher_sets_every_variable_the_files_use(tmp_path: Path) -> None:
     """Nothing is left to the user's shell: a stray SERVECAP_CPUS cannot leak into a run."""
-    used = compose.variables() | compose.variables(compose.GPU_FILE)
+    gpu_services = compose.load(compose.GPU_FILE)["services"]
     for kind in KINDS:
-        missing = used - set(env_for(kind, tmp_path))
+        env = env_for(kind, tmp_path)
+        used = compose.variables(profile=kind)
+        for service in compose.services(env, kind):
+            used |= {m.group(1) for m in re.finditer(r"\$\{(\w+)", str(gpu_services.get(service)))}
+        missing = used - set(env)
         assert not missing, (kind, missing)
 
 
-def test_ports_and_upstreams_per_kind(tmp_path: Path) -> None:
-    env = env_for("fastapi", tmp_path)
-    fastapi = compose.services(env, "fastapi")["fastapi"]
-    assert fastapi["environment"]["SERVECAP_LISTEN_PORT"] == "9101"
-
-    env = env_for("django-to-fastapi", tmp_path)
-    chain = compose.services(env, "django-to-fastapi")
-    assert chain["fastapi"]["environment"]["SERVECAP_LISTEN_PORT"] == "9103"  # model_port
-    assert chain["fastapi"]["environment"]["SERVECAP_KEEPALIVE_S"] == "75"
-    forward = chain["django-forward"]["environment"]
-    assert forward["SERVECAP_LISTEN_PORT"] == "9102"  # app_port
-    assert forward["SERVECAP_UPSTREAM_URL"] == "http://127.0.0.1:9103"
-    assert chain["nginx"]["environment"]["SERVECAP_PORT"] == "9101"
-    assert chain["nginx"]["environment"]["SERVECAP_APP_PORT"] == "9102"
-
+def test_tf_serving_ports_and_batching_per_kind(tmp_path: Path) -> None:
     env = env_for("django-to-tfserving", tmp_path, batching="latency")
     tfs = compose.services(env, "django-to-tfserving")
     command = tfs["tfserving"]["command"]
-    assert "--rest_api_port=9103" in command and "--port=9104" in command
+    assert "--rest_api_port=9103" in command and "--port=9104" in command  # model_port, +3
     assert "--enable_batching=true" in command
     assert "--batching_parameters_file=/config/batching.txt" in command
     assert any(v.endswith("batching/latency.txt:/config/batching.txt:ro")
                for v in tfs["tfserving"]["volumes"])  # fmt: skip
     assert (REPO / "targets/tfserving/batching/latency.txt").is_file()
-    assert tfs["django-forward"]["environment"]["SERVECAP_UPSTREAM_KIND"] == "tfserving-rest"
-
-    env = env_for("jobqueue", tmp_path, queue_workers=3)
-    jq = compose.services(env, "jobqueue")
-    assert "9103" in jq["redis"]["command"]
-    assert "/healthz?min_workers=3" in jq["jobqueue-web"]["healthcheck"]["test"]
+    standalone = compose.services(env_for("tfserving", tmp_path), "tfserving")["tfserving"]
+    assert "--rest_api_port=9101" in standalone["command"]
+    assert "--enable_batching=false" in standalone["command"]
 
 
-def test_container_env_is_the_process_env_with_container_paths(tmp_path: Path) -> None:
-    cfg = TargetConfig(kind="jobqueue", model_path=str(tmp_path), max_works=3,
-                       env={"SERVECAP_JOB_TIMEOUT_S": "9"})  # fmt: skip
-    env = container_env(cfg)
-    assert env["SERVECAP_MODEL_PATH"] == "/models/cifar10_cnn"
-    assert env["SERVECAP_MAX_WORKS"] == "3"
-    assert env["SERVECAP_REDIS_PORT"] == str(cfg.model_port)
-    assert env["SERVECAP_JOB_TIMEOUT_S"] == "9"
-    assert "PYTHONPATH" not in env  # the image has the code in /app
+def test_container_env_carries_the_config_with_container_paths(tmp_path: Path) -> None:
+    cfg = target_config(kind="jobqueue", model_path=str(tmp_path), max_works=3,
+                        env={"SERVECAP_JOB_TIMEOUT_S": "9"})  # fmt: skip
+    env = container_env("jq", cfg)
+    assert env["SERVECAP_JOB_TIMEOUT_S"] == "9"  # the target's own env, as is
+    doc = decode_config(env)
+    assert doc["model_path"] == "/models/cifar10_cnn" and doc["max_works"] == 3
+    assert env["SERVECAP_TARGET"] == "jq"
+
+
+# ------------------------------------------------------------------ one command definition
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_service_runs_a_role_of_its_kinds_container_plan(kind: str, tmp_path: Path) -> None:
+    cfg = target_config(kind=kind, port=9101, model_path=str(tmp_path))
+    roles = {spec.role for spec in kinds()[kind].process_plan("t", cfg, CONTAINER)}
+    for name, spec in compose.services(env_for(kind, tmp_path), kind).items():
+        if spec.get("entrypoint"):  # an official image with its own program (TF Serving)
+            continue
+        assert spec["command"] == ["serve", name], name
+        assert name in roles, (kind, name, roles)
+
+
+@pytest.mark.parametrize("dockerfile", sorted(REPO.glob("targets/*/Dockerfile")))
+def test_image_commands_name_a_role(dockerfile: Path) -> None:
+    text = dockerfile.read_text()
+    match = re.search(r"^CMD\s+(\[.*\])\s*$", text, re.M)
+    assert match, dockerfile
+    command = json.loads(match.group(1))
+    assert command[0] == "serve" and len(command) == 2
+    services = compose.load()["services"]
+    assert command[1] in services
+
+
+def test_serve_execs_the_process_of_its_role_with_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a container, ``serve django-forward`` of a chain runs what the process launcher runs
+    for that process (plus a shared port); the readiness check is left for healthcheck.py."""
+    cfg = target_config(kind="django-to-fastapi", port=9101, model_path=str(tmp_path),
+                        workers=2, threads=3)  # fmt: skip
+    env = container_env("t", cfg)
+    ran: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(entrypoint.os, "execve", lambda *a: ran.append(a))
+    monkeypatch.setattr(entrypoint, "READY_FILE", tmp_path / "ready")
+    entrypoint.serve("django-forward", env)
+    ((_, argv, environ),) = ran
+    host = next(s for s in kinds()["django-to-fastapi"].process_plan("t", cfg)
+                if s.role == "django-forward")  # fmt: skip
+    assert [a for a in argv if a != "--reuse-port"] == list(host.argv)
+    assert environ["SERVECAP_UPSTREAM_URL"] == "http://127.0.0.1:9103"
+    assert environ["SERVECAP_MODEL_PATH"] == "/models/cifar10_cnn"
+    assert (tmp_path / "ready").read_text().split() == ["http", "9102", "/healthz"]
+    with pytest.raises(SystemExit, match="no process 'redis'"):
+        entrypoint.serve("redis", env)
+
+
+def test_the_healthcheck_reads_what_serve_wrote(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthz?min_workers=2" else 404)
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        line = entrypoint.ready_line(f"http://127.0.0.1:{port}/healthz?min_workers=2", None)
+        (tmp_path / "ready").write_text(line)
+        assert ready(str(tmp_path / "ready"))
+        (tmp_path / "ready").write_text(f"http {port} /other")
+        assert not ready(str(tmp_path / "ready"))
+        assert not ready(str(tmp_path / "missing"))
+        (tmp_path / "ready").write_text(entrypoint.ready_line(None, None))
+        assert ready(str(tmp_path / "ready"))
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_gpu_override_reserves_gpus_and_switches_tf_serving_image() -> None:
@@ -148,112 +212,6 @@ def test_interpolation(text: str, env: dict[str, str], expected: str) -> None:
 def test_required_variable_error() -> None:
     with pytest.raises(compose.ComposeError, match="needed"):
         compose.interpolate("${A:?needed}", {})
-
-
-# ------------------------------------------------------------------ commands vs process plans
-
-
-def dockerfile_cmd(path: Path) -> list[str]:
-    text = path.read_text().replace("\\\n", " ")
-    match = re.search(r"^CMD\s+(\[.*\])\s*$", text, re.M)
-    assert match, path
-    argv: list[str] = json.loads(match.group(1))
-    assert argv[0] == "exec"
-    return argv[argv.index("--") + 1 :]
-
-
-def expanded(argv: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return expand(argv)
-
-
-@pytest.mark.parametrize(
-    ("dockerfile", "app"),
-    [
-        ("targets/flask/Dockerfile", "targets.flask.app:create_app()"),
-        ("targets/django_embedded/Dockerfile", "targets.django_embedded.wsgi:create_app()"),
-    ],
-)
-def test_gunicorn_commands_match_the_process_launcher(
-    dockerfile: str, app: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from targets.flask.launch import effective_threads, gunicorn_argv
-
-    cfg = TargetConfig(kind="flask", workers=3, threads=2, max_works=4)
-    env = {"SERVECAP_WORKERS": "3", "SERVECAP_THREADS": str(effective_threads(cfg)),
-           "SERVECAP_LISTEN_HOST": "127.0.0.1", "SERVECAP_LISTEN_PORT": "9102"}  # fmt: skip
-    docker_argv = expanded(dockerfile_cmd(REPO / dockerfile), env, monkeypatch)
-    process_argv = list(gunicorn_argv(app, "127.0.0.1", 9102, cfg))
-    assert process_argv[1:3] == ["-m", "gunicorn"]
-    assert docker_argv[0] == "gunicorn"
-    docker_argv.remove("--reuse-port")  # replicas share the port on the host network
-    assert docker_argv[1:] == process_argv[3:]
-
-
-def test_uvicorn_commands_match_the_process_launcher(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from targets.django_to_fastapi.launch import fastapi_spec
-    from targets.fastapi.launch import process_plan
-
-    def normalise(argv: list[str]) -> list[str]:
-        out, skip = [], 0
-        for i, arg in enumerate(argv):
-            if skip:
-                skip -= 1
-                continue
-            if arg in ("--host", "--port", "--fd"):  # socket: host/port vs pre-bound fd 3
-                skip = 1
-                continue
-            if arg == "--timeout-keep-alive" and argv[i + 1] == "5":  # uvicorn's default
-                skip = 1
-                continue
-            out.append(arg)
-        return out
-
-    cmd = dockerfile_cmd(REPO / "targets/fastapi/Dockerfile")
-    cfg = TargetConfig(kind="fastapi", workers=2, model_path=str(tmp_path))
-    standalone = expanded(cmd, {"SERVECAP_WORKERS": "2", "SERVECAP_KEEPALIVE_S": "5"},
-                          monkeypatch)  # fmt: skip
-
-    def uvicorn_part(argv: list[str]) -> list[str]:  # the server's own arguments
-        return argv[argv.index("uvicorn") :]
-
-    plan = list(process_plan("t", cfg)[0].argv)
-    assert normalise(uvicorn_part(standalone)) == normalise(uvicorn_part(plan))
-    chain = expanded(cmd, {"SERVECAP_WORKERS": "2", "SERVECAP_KEEPALIVE_S": "75"}, monkeypatch)
-    chain_plan = list(fastapi_spec("t", cfg, 9103).argv)
-    assert normalise(uvicorn_part(chain)) == normalise(uvicorn_part(chain_plan))
-
-
-def test_jobqueue_commands_match_the_process_launcher(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from targets.jobqueue import launch
-
-    monkeypatch.setattr(launch.shutil, "which", lambda name: f"/usr/bin/{name}")
-    cfg = TargetConfig(kind="jobqueue", port=free_port(), upstream_port=free_port(),
-                       workers=2, model_path=str(tmp_path))  # fmt: skip
-    redis, worker, *_, web = launch.process_plan("t", cfg)
-    services = compose.services(env_for("jobqueue", tmp_path), "jobqueue")
-    redis_cmd = services["redis"]["command"]
-    assert redis_cmd[:2] == ["exec", "--"]
-    expected_redis = [a if a != str(cfg.model_port) else "9103" for a in redis.argv]
-    assert [a for a in redis_cmd[2:] if a not in ("--dir", "/tmp")] == [
-        "redis-server",
-        *expected_redis[1:],
-    ]
-    assert services["jobqueue-worker"]["command"][2:] == ["python", *worker.argv[1:]]
-    web_cmd = dockerfile_cmd(REPO / "targets/jobqueue/Dockerfile")
-    web_cmd = expanded(web_cmd, {"SERVECAP_WORKERS": "2"}, monkeypatch)
-    assert web_cmd[0] == "uvicorn"
-    web_argv = list(web.argv)[3:]
-    for flag in ("--host", "--port"):
-        i = web_argv.index(flag)
-        del web_argv[i : i + 2]
-    web_cmd = [a for a in web_cmd[1:] if a not in ("--fd", "3")]
-    assert web_cmd == web_argv
 
 
 # ------------------------------------------------------------------ in-container helpers

@@ -10,9 +10,9 @@ model behind gunicorn and nginx is tested in ``test_chains.py`` (integration).
 from __future__ import annotations
 
 import base64
-import shutil
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,12 +23,13 @@ from django.test import Client, override_settings
 from targets.common.payload import encode_request
 from targets.common.service import InferenceService
 from targets.common.settings import ServerSettings
-from targets.config import TargetConfig
-from targets.django_embedded import launch
+from targets.config import target_config
 from targets.django_embedded.conf import configure, django_settings
 from targets.django_embedded.wsgi import create_app
 from targets.launchers.base import LaunchError
+from targets.registry import get_kind
 from tests.fakes import FakeModel
+from tests.ports import free_port
 
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
 
@@ -197,8 +198,8 @@ def test_max_works_rejects_at_once_with_retry_after() -> None:
 
 
 def test_launch_plan_django_behind_nginx() -> None:
-    config = TargetConfig(kind="django-embedded", port=18301, workers=2, threads=3, max_works=4)
-    django, nginx = launch.process_plan("d", config)
+    config = target_config(kind="django-embedded", port=18301, workers=2, threads=3, max_works=4)
+    django, nginx = get_kind("django-embedded").process_plan("d", config)
     argv = list(django.argv)
     assert argv[1:3] == ["-m", "gunicorn"] and "--preload" not in argv
     assert argv[-1] == "targets.django_embedded.wsgi:create_app()"
@@ -207,16 +208,21 @@ def test_launch_plan_django_behind_nginx() -> None:
     assert argv[argv.index("--threads") + 1] == "5"  # above max_works, see flask.launch
     assert "SERVECAP_UPSTREAM_URL" not in django.env  # embedded mode
     assert django.ready_url == "http://127.0.0.1:18302/healthz"
-    assert nginx.argv[0].endswith("nginx") and nginx.ready_url == "http://127.0.0.1:18301/healthz"
-    assert nginx.cwd is not None and (nginx.cwd / "nginx.conf").is_file()
-    shutil.rmtree(nginx.cwd)
+    assert nginx.argv[1:3] == ("-m", "targets.common.nginx")  # writes its conf, execs nginx
+    assert nginx.ready_url == "http://127.0.0.1:18301/healthz"
+    assert [django.role, nginx.role] == ["django", "nginx"]
 
 
-def test_launch_plan_refuses_busy_internal_port() -> None:
+def test_launch_refuses_busy_internal_port(tmp_path: Path) -> None:
+    from targets.launchers.process import check_can_start
+
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"")  # only its presence is checked here
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
-        config = TargetConfig(kind="django-embedded", port=18311, internal_port=busy)
-        with pytest.raises(LaunchError, match=rf"port {busy} \(internal_port\)"):
-            launch.process_plan("d", config)
+        config = target_config(kind="django-embedded", port=free_port(), internal_port=busy,
+                               model_path=str(tmp_path))  # fmt: skip
+        with pytest.raises(LaunchError, match=rf"internal_port {busy} on 127.0.0.1 is already"):
+            check_can_start("d", config)

@@ -27,21 +27,18 @@ import pandas as pd
 import pytest
 
 from loadtests.collectors.docker_stats import DockerStatsSampler
-from targets.config import TargetConfig
+from targets.config import TargetConfig, target_config
+from targets.kind import Containers
 from targets.launchers.base import LaunchError
-from targets.launchers.docker import (
-    MANAGED_LABEL,
+from targets.launchers.docker import MANAGED_LABEL, ContainerOptions, DockerLauncher, clean
+from targets.launchers.docker.environment import (
     NO_MODEL_DIR,
-    ContainerOptions,
-    DockerLauncher,
-    KindLayout,
-    clean,
-    layout_for,
     model_mount,
     options_for,
     project_name,
-    scales,
 )
+from targets.launchers.docker.launcher import layout_of, scales
+from targets.registry import get_kind
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,13 +49,13 @@ IMAGE = "servecap/fastapi:latest"
 
 
 def test_options_come_from_the_target_config() -> None:
-    assert options_for(TargetConfig(kind="fastapi")) == ContainerOptions()
-    cfg = TargetConfig(kind="fastapi", replicas=3, cpus=1.5, cpuset="0-1", gpu=True,
+    assert options_for(target_config(kind="fastapi")) == ContainerOptions()
+    cfg = target_config(kind="fastapi", replicas=3, cpus=1.5, cpuset="0-1", gpu=True,
                        image_tag="v2", model_in_image=True)  # fmt: skip
     opts = options_for(cfg)
     assert (opts.replicas, opts.cpus, opts.cpuset, opts.gpu) == (3, 1.5, "0-1", True)
     assert (opts.image_tag, opts.model_in_image, opts.memory) == ("v2", True, None)
-    limited = options_for(TargetConfig(kind="fastapi", memory_limit_mb=512))
+    limited = options_for(target_config(kind="fastapi", memory_limit_mb=512))
     assert limited.memory == "512m"  # the existing memory_limit_mb field
 
 
@@ -66,36 +63,40 @@ def test_model_mount_forms(tmp_path: Path) -> None:
     base = tmp_path / "cifar10_cnn"
     (base / "7").mkdir(parents=True)
     (base / "7" / "saved_model.pb").write_bytes(b"")
-    mount = model_mount(TargetConfig(kind="fastapi", model_path=str(base)), ContainerOptions())
+    mount = model_mount(target_config(kind="fastapi", model_path=str(base)))
     assert (mount.host_dir, mount.mount) == (base, "/models/cifar10_cnn")
-    version = model_mount(TargetConfig(kind="tfserving", model_path=str(base / "7")),
-                          ContainerOptions())  # fmt: skip
+    version = model_mount(target_config(kind="tfserving", model_path=str(base / "7")))
     assert version.mount == "/models/cifar10_cnn/7"  # TF Serving still sees a model base
-    for cfg, opts in [
-        (TargetConfig(kind="fastapi", model_url="http://127.0.0.1:1/m.tgz"), ContainerOptions()),
-        (TargetConfig(kind="fastapi"), ContainerOptions(model_in_image=True)),
+    for cfg in [
+        target_config(kind="fastapi", model_url="http://127.0.0.1:1/m.tgz"),
+        target_config(kind="fastapi", model_in_image=True),
     ]:
-        mount = model_mount(cfg, opts)
+        mount = model_mount(cfg)
         assert (mount.host_dir, mount.mount) == (NO_MODEL_DIR, "/models/none")
     assert NO_MODEL_DIR.is_dir()
 
 
+def layout(kind: str) -> Containers:
+    return layout_of(get_kind(kind), target_config(kind=kind), [])
+
+
 def test_scales_and_replica_rules() -> None:
-    assert scales(TargetConfig(kind="fastapi"), ContainerOptions()) == {}
-    assert scales(TargetConfig(kind="fastapi"), ContainerOptions(replicas=2)) == {"fastapi": 2}
-    assert scales(TargetConfig(kind="django-to-flask"), ContainerOptions(replicas=3)) == {
-        "flask": 3
-    }
-    assert scales(TargetConfig(kind="jobqueue", queue_workers=4), ContainerOptions()) == {
-        "jobqueue-worker": 4
-    }
-    assert layout_for("tfserving") == KindLayout(("tfserving",), "tfserving", scalable=False)
-    with pytest.raises(LaunchError, match="no services"):
-        layout_for("nope")
+    def scaled(kind: str, **kw: object) -> dict[str, int]:
+        return scales(get_kind(kind), target_config(kind=kind, **kw), layout(kind))
+
+    assert scaled("fastapi") == {}
+    assert scaled("fastapi", replicas=2) == {"fastapi": 2}
+    assert scaled("django-to-flask", replicas=3) == {"flask": 3}
+    assert scaled("jobqueue", queue_workers=4) == {"jobqueue-worker": 4}
+    assert layout("tfserving") == Containers(("tfserving",), scalable=False)
+    custom = target_config(kind="fastapi", compose_service="mine")
+    assert layout_of(get_kind("fastapi"), custom, ["a", "b"]) == Containers(("a", "b"))
+    with pytest.raises(LaunchError, match="no service in profile 'mine'"):
+        layout_of(get_kind("fastapi"), custom, [])
     launcher = DockerLauncher()
-    cfg = TargetConfig(kind="tfserving", replicas=2)
+    cfg = target_config(kind="tfserving", replicas=2)
     with pytest.raises(LaunchError, match="cannot run replicas"):
-        launcher._check("t", cfg, ContainerOptions(replicas=2), layout_for("tfserving"),
+        launcher._check("t", cfg, ContainerOptions(replicas=2), layout("tfserving"),
                         {"tfserving": {"image": "x"}}, client=None)  # fmt: skip
 
 
@@ -154,12 +155,8 @@ def no_leftovers() -> Iterator[None]:
     assert not left, f"containers left behind: {left}"
 
 
-def tfs_like(cfg: TargetConfig) -> TargetConfig:
-    return cfg.model_copy(update={"kind": "fastapi"})
-
-
 def fastapi_config(model_dir: Path, **kw: object) -> TargetConfig:
-    return TargetConfig(kind="fastapi", port=free_port(), model_path=str(model_dir),
+    return target_config(kind="fastapi", port=free_port(), model_path=str(model_dir),
                         ready_timeout_s=180, **kw)  # type: ignore[arg-type]  # fmt: skip
 
 
@@ -320,12 +317,15 @@ def test_failures_are_named_and_leave_nothing(
 ) -> None:
     # TF Serving: the official image cannot be pulled here; the message says so plainly, at
     # launch: a run's pre-flight lets it through, so the run goes on with the other targets.
-    tfs = TargetConfig(kind="tfserving", port=free_port(), model_path=str(model_dir))
+    tfs = target_config(kind="tfserving", port=free_port(), model_path=str(model_dir))
     DockerLauncher().preflight("tfs", tfs)
     # A servecap image that was never built: refused before anything starts.
     with pytest.raises(LaunchError, match="servecap images build"):
         DockerLauncher().preflight(
-            "x", tfs_like(tfs).model_copy(update={"image_tag": "never-built"})
+            "x",
+            target_config(
+                kind="fastapi", port=tfs.port, model_path=tfs.model_path, image_tag="never-built"
+            ),
         )
     with pytest.raises(LaunchError) as err, DockerLauncher().launch("tfs", tfs, tmp_path / "a"):
         pass

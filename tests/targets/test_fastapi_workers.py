@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from targets.common.payload import encode_request
-from targets.config import TargetConfig
+from targets.config import target_config
 from targets.launchers.process import ProcessLauncher
 from tests.ports import free_port
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_two_workers_answer_fast_on_keep_alive(tiny_model: Path, tmp_path: Path) -> None:
-    config = TargetConfig(kind="fastapi", port=free_port(), workers=2, model_path=str(tiny_model))
+    config = target_config(kind="fastapi", port=free_port(), workers=2, model_path=str(tiny_model))
     body, ctype = encode_request(np.zeros((1, 32, 32, 3), np.uint8), "json")
     with ProcessLauncher().launch("w2", config, tmp_path):
         latencies = []

@@ -18,9 +18,11 @@ import pytest
 from targets.common.payload import encode_request
 from targets.common.service import InferenceService
 from targets.common.settings import ServerSettings
-from targets.config import TargetConfig
+from targets.config import target_config
 from targets.flask.app import create_app
-from targets.flask.launch import effective_threads, process_plan
+from targets.flask.launch import effective_threads
+from targets.kind import CONTAINER
+from targets.registry import get_kind
 from tests.fakes import FakeModel
 
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
@@ -174,8 +176,8 @@ def test_max_works_rejects_at_once_with_retry_after() -> None:
 
 
 def test_launch_plan_is_gunicorn_gthread_without_preload() -> None:
-    config = TargetConfig(kind="flask", port=18201, workers=3, threads=2)
-    (spec,) = process_plan("f", config)
+    config = target_config(kind="flask", port=18201, workers=3, threads=2)
+    (spec,) = get_kind("flask").process_plan("f", config)
     argv = list(spec.argv)
     assert argv[1:3] == ["-m", "gunicorn"]
     assert argv[argv.index("--worker-class") + 1] == "gthread"
@@ -186,6 +188,16 @@ def test_launch_plan_is_gunicorn_gthread_without_preload() -> None:
     assert "--preload" not in argv
     assert spec.ready_url == "http://127.0.0.1:18201/healthz"
     assert spec.env["SERVECAP_MAX_WORKS"] == "0"
+    assert "--reuse-port" not in argv
+
+
+def test_the_container_runs_the_same_command_with_a_shared_port() -> None:
+    config = target_config(kind="flask", port=18201, workers=3, threads=2)
+    (host,) = get_kind("flask").process_plan("f", config)
+    (container,) = get_kind("flask").process_plan("f", config, CONTAINER)
+    assert container.role == "flask"
+    assert [a for a in container.argv if a != "--reuse-port"] == list(host.argv)
+    assert "--reuse-port" in container.argv
 
 
 @pytest.mark.parametrize(
@@ -194,5 +206,5 @@ def test_launch_plan_is_gunicorn_gthread_without_preload() -> None:
 def test_threads_exceed_max_works_so_the_limit_can_trigger(
     threads: int, max_works: int, expected: int
 ) -> None:
-    config = TargetConfig(kind="flask", threads=threads, max_works=max_works)
+    config = target_config(kind="flask", threads=threads, max_works=max_works)
     assert effective_threads(config) == expected

@@ -157,7 +157,7 @@ def test_dockerfiles_build_with_either_builder(name: str) -> None:
     else:
         assert "ARG RUNTIME_IMAGE=servecap/runtime:latest" in text
         assert froms == ["${RUNTIME_IMAGE}"]
-        assert '"exec"' in text  # through targets.docker.entrypoint
+        assert re.search(r'^CMD \["serve", "[a-z-]+"\]$', text, re.M)  # the kind's own command
 
 
 def test_dockerignore_is_an_allow_list() -> None:
@@ -183,8 +183,8 @@ def test_runtime_requirements_are_pyprojects_pins() -> None:
     for req in reqs:
         if "==" in req:
             assert req in pins  # the very pin, not a copy of it
-    assert images.images_for(["django-to-fastapi"]) == ["django", "fastapi"]
-    with pytest.raises(images.BuildError, match="unknown target"):
+    assert images.images_for(["django-to-fastapi"]) == ["fastapi", "django"]
+    with pytest.raises(images.BuildError, match="unknown kind or image"):
         images.images_for(["nope"])
 
 

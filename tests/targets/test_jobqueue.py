@@ -31,7 +31,7 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from targets.common.payload import encode_request
-from targets.config import TargetConfig
+from targets.config import target_config
 from targets.jobqueue.common import (
     TASK,
     JobQueueSettings,
@@ -484,7 +484,7 @@ def test_full_target_survives_killed_workers(
     from targets.common.dataset import load_jpeg_bytes
 
     port = free_port(gap=2)
-    config = TargetConfig(kind="jobqueue", port=port, model_path=str(tiny_model),
+    config = target_config(kind="jobqueue", port=port, model_path=str(tiny_model),
                           ready_timeout_s=90)  # fmt: skip
     files, _ = load_jpeg_bytes("test", str(cifar_dir), limit=32, seed=0)
     body, ctype = encode_request(np.zeros((32, 32, 32, 3), np.uint8), "jpeg", files)

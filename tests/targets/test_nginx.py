@@ -23,7 +23,9 @@ import psutil
 import pytest
 
 from targets.common import nginx
-from targets.config import TargetConfig
+from targets.config import TargetConfig, target_config
+from targets.django_embedded.launch import DjangoConfig
+from targets.kind import HOST, Kind, Placement
 from targets.launchers.base import ProcessSpec
 from targets.launchers.process import ProcessLauncher
 from tests.ports import free_port
@@ -131,11 +133,17 @@ class _AppHandler(http.server.BaseHTTPRequestHandler):
     do_POST = _serve
 
 
-class NginxOnly:
-    """A launch plan with just nginx (the fake app server already runs in-process)."""
+class NginxOnly(Kind):
+    """A kind whose plan is just nginx (the fake app server already runs in-process)."""
 
-    def process_plan(self, name: str, config: TargetConfig) -> list[ProcessSpec]:
-        return [nginx.nginx_spec(name, config)]
+    name = "nginx-only"
+
+    def process_plan(
+        self, name: str, config: TargetConfig, placement: Placement = HOST
+    ) -> list[ProcessSpec]:
+        assert isinstance(config, DjangoConfig)
+        return [nginx.nginx_spec(name, config.host, config.port, config.app_port,
+                                 config.max_body_bytes)]  # fmt: skip
 
 
 @pytest.fixture
@@ -158,8 +166,8 @@ def request(url: str, body: bytes | None = None) -> tuple[int, Any, dict[str, st
 def test_nginx_proxies_with_json_errors_and_leaves_nothing(
     app_server: FakeAppServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("targets.launchers.process.kind_module", lambda kind: NginxOnly())
-    config = TargetConfig(
+    monkeypatch.setattr("targets.launchers.process.get_kind", lambda kind: NginxOnly())
+    config = target_config(
         kind="django-embedded",
         port=free_port(),
         internal_port=app_server.port,

@@ -13,33 +13,36 @@ from pathlib import Path
 import psutil
 import pytest
 
-from targets.config import TargetConfig
+from targets.config import TargetConfig, target_config
+from targets.kind import HOST, Kind, Placement
 from targets.launchers import LaunchError, get_launcher
 from targets.launchers.base import ProcessSpec
 from targets.launchers.process import ProcessLauncher
 from tests.ports import free_port
 
 
-class PlanModule:
-    """Stands in for a ``targets/<kind>/launch.py`` module."""
+class PlanKind(Kind):
+    """A kind whose process plan is given (stands in for a ``targets/<kind>/kind.py``)."""
+
+    name = "planned"
 
     def __init__(self, specs: list[ProcessSpec]) -> None:
         self.specs = specs
 
-    def process_plan(self, name: str, config: TargetConfig) -> list[ProcessSpec]:
+    def process_plan(
+        self, name: str, config: TargetConfig, placement: Placement = HOST
+    ) -> list[ProcessSpec]:
         return self.specs
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> TargetConfig:
-    return TargetConfig(kind="fastapi", port=free_port(), model_path=str(tmp_path),
+    return target_config(kind="fastapi", port=free_port(), model_path=str(tmp_path),
                         ready_timeout_s=5)  # fmt: skip
 
 
 def use_plan(monkeypatch: pytest.MonkeyPatch, *specs: ProcessSpec) -> None:
-    monkeypatch.setattr(
-        "targets.launchers.process.kind_module", lambda kind: PlanModule(list(specs))
-    )
+    monkeypatch.setattr("targets.launchers.process.get_kind", lambda kind: PlanKind(list(specs)))
 
 
 def http_server(port: int, name: str = "web") -> ProcessSpec:

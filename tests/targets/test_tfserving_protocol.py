@@ -6,7 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
-from targets.tfserving import protocol as tfs
+from targets.protocols import tfserving as tfs
 
 IMAGES = np.random.default_rng(3).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
 
@@ -66,9 +66,9 @@ def test_grpc_answer_parsing(packed: bool) -> None:
 
 
 def test_batching_files_are_complete() -> None:
-    from pathlib import Path
+    from targets.registry import get_kind
 
-    folder = Path(tfs.__file__).with_name("batching")
+    folder = get_kind("tfserving").folder / "batching"
     files = sorted(folder.glob("*.txt"))
     assert {f.stem for f in files} >= {"default", "latency", "throughput"}
     for path in files:
@@ -79,9 +79,9 @@ def test_batching_files_are_complete() -> None:
 
 
 def test_process_launcher_explains_tfserving_needs_docker() -> None:
-    from targets.config import TargetConfig
+    from targets.config import target_config
     from targets.launchers import LaunchError
-    from targets.tfserving.launch import process_plan
+    from targets.registry import get_kind
 
     with pytest.raises(LaunchError, match="--launcher docker"):
-        process_plan("tfs", TargetConfig(kind="tfserving"))
+        get_kind("tfserving").process_plan("tfs", target_config(kind="tfserving"))

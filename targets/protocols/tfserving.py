@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from targets.protocols.base import Endpoint, Protocol, grpc_unary
+
 MODEL_NAME = "cifar10_cnn"
 SIGNATURE = "serving_default"
 INPUT_NAME = "images"
@@ -87,3 +89,44 @@ def grpc_probabilities(response: bytes) -> np.ndarray:
     else:
         values = np.asarray(tensor.float_val, dtype=np.float32)
     return values.reshape(dims)
+
+
+class TFServingRest(Protocol):
+    """TF Serving's REST predict API (row format)."""
+
+    name = "tfserving-rest"
+
+    def predict_path(self, endpoint: Endpoint) -> str:
+        return rest_predict_path(endpoint.model_name or MODEL_NAME)
+
+    def encode(
+        self, images: np.ndarray, encoding: str = "json", files: list[bytes] | None = None
+    ) -> tuple[bytes, str]:
+        self.check_encoding(encoding)
+        return rest_request(images), "application/json"
+
+    def probabilities(self, answer: bytes) -> np.ndarray:
+        return rest_probabilities(answer)
+
+
+class TFServingGrpc(Protocol):
+    """TF Serving's gRPC ``PredictionService/Predict`` (closed-loop ramps only)."""
+
+    name = "tfserving-grpc"
+    transport = "grpc"
+    modes = frozenset({"ramp"})
+    grpc_method = GRPC_METHOD
+
+    def encode(
+        self, images: np.ndarray, encoding: str = "json", files: list[bytes] | None = None
+    ) -> tuple[bytes, str]:
+        self.check_encoding(encoding)
+        return grpc_request(images), "application/grpc"
+
+    def probabilities(self, answer: bytes) -> np.ndarray:
+        return grpc_probabilities(answer)
+
+    def infer(
+        self, endpoint: Endpoint, body: bytes, content_type: str, timeout_s: float = 30.0
+    ) -> bytes:
+        return grpc_unary(endpoint, self.grpc_method, body, timeout_s)

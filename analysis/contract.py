@@ -1,0 +1,284 @@
+"""The results contract: what a ``servecap run`` folder holds, file by file, column by column.
+
+The bottom of servecap's imports: the recorder and the collectors write these files, the
+orchestrator writes the summary, analysis, reports and gates read them. This module imports
+only the standard library, so the Locust processes can use it too.
+
+::
+
+    <run>/summary.json  meta.json  scenario.yaml        (SUMMARY_FILE, META_FILE, SCENARIO_FILE)
+    <run>/<target>/requests.parquet   REQUEST_COLUMNS + LABEL_COLUMNS, one row per request
+                   resources.parquet  SAMPLE_COLUMNS (+ the Docker / NVML extras) + stage
+                   timeline.json      stage boundaries (TimelineRow)
+                   load_config.json   what the generator was told
+                   locust_*.csv       Locust's own statistics;  logs/  the target's logs
+
+While a run goes, requests are appended to ``requests-<part>.csv`` parts and samples to
+:data:`SAMPLE_PARTS`; finalising turns them into the Parquet files. Every JSON and Parquet
+file is written atomically (a temporary file in the same folder, then a rename), so a file
+is either the old one or the complete new one, never a truncated mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, Literal, TypedDict
+
+# --------------------------------------------------------------------------- file names
+
+SUMMARY_FILE = "summary.json"
+META_FILE = "meta.json"
+SCENARIO_FILE = "scenario.yaml"
+REQUESTS_FILE = "requests.parquet"
+RESOURCES_FILE = "resources.parquet"
+TIMELINE_FILE = "timeline.json"
+LOAD_CONFIG_FILE = "load_config.json"
+FINDMAX_FILE = "findmax.json"
+SEQUENTIAL_FILE = "sequential.json"
+REQUEST_PARTS = "requests-*.csv"
+SAMPLE_PARTS = ("resources.csv", "resources-docker.csv", "resources-gpu.csv")
+"""psutil (target processes, generator, host), Docker stats API (target containers; extra
+net/blk/mem-limit columns), NVML (GPUs; extra gpu_* columns): SAMPLE_COLUMNS first in each."""
+
+# --------------------------------------------------------------------------- columns
+
+Outcome = Literal["ok", "error", "rejected"]
+OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "rejected")
+REJECT_STATUS = 503
+"""The status a target answers when it refuses work for load (max_works): a rejection."""
+
+REQUEST_COLUMNS: dict[str, str] = {
+    "ts": "float64",
+    "latency_ms": "float64",
+    "status": "int64",
+    "bytes": "int64",
+    "name": "object",
+    "outcome": "object",
+    "users": "int64",
+    "error": "object",
+    "service_ms": "float64",
+    "lag_ms": "float64",
+    "client_ms": "float64",
+}
+"""Per-request records, in the order the recorder writes them (pandas dtypes).
+
+``ts``: request start (Unix s; for open-loop requests the *scheduled* send time);
+``latency_ms``: ``service_ms`` + ``lag_ms``; ``service_ms``: wire time (first byte sent to last
+byte received) when the client measured one, else the client's own timing; ``lag_ms``: how
+late an open-loop request was sent (0 in closed loop); ``client_ms``: the generator's own
+overhead around the wire time; ``outcome``: ok | error | rejected (503)."""
+
+LABEL_COLUMNS: dict[str, str] = {"stage": "int64", "in_window": "bool"}
+"""Added when a run is finalised: the stage a request started in, and whether it lies in
+that stage's steady window (after ``settle_s``)."""
+
+SAMPLE_COLUMNS: dict[str, str] = {
+    "ts": "float64",
+    "role": "object",
+    "source": "object",
+    "name": "object",
+    "cpu_pct": "float64",
+    "mem_mb": "float64",
+    "pss_mb": "float64",
+    "n_procs": "float64",
+}
+"""Resource samples, long format. role: target | generator | host | gpu; source: psutil |
+docker | nvml; cpu_pct: 100 = one core; mem_mb: RSS (summed over the tree); pss_mb:
+proportional set size, which counts pages shared between forked workers once."""
+
+DOCKER_COLUMNS = ("net_rx_mb", "net_tx_mb", "blk_read_mb", "blk_write_mb", "mem_limit_mb")
+"""After SAMPLE_COLUMNS in Docker stats rows (cumulative counters)."""
+GPU_COLUMNS = ("gpu_util_pct", "gpu_mem_util_pct", "gpu_mem_mb", "gpu_mem_total_mb", "gpu_power_w")
+"""After SAMPLE_COLUMNS in NVML rows."""
+
+# --------------------------------------------------------------------------- summary.json
+
+
+class TimelineRow(TypedDict, total=False):
+    """One stage in timeline.json: ramp (users), rate and find-max (rps), sequential (N)."""
+
+    index: int
+    start_ts: float
+    end_ts: float | None
+    users: int
+    rps: float
+    requests: int
+    repeat: int
+    total_s: float
+    passed: bool | None
+    reason: str | None
+
+
+class WindowStats(TypedDict, total=False):
+    """Figures of the requests in a steady window (a stage's, the run's, a request type's)."""
+
+    measured_requests: int
+    ok: int
+    errors: int
+    rejected: int
+    rps: float | None
+    goodput_rps: float | None
+    error_rate: float | None
+    reject_rate: float | None
+    mean_ms: float | None
+    max_ms: float | None
+    bytes_per_request: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    reject_p50_ms: float
+    reject_p99_ms: float
+    top_error: str
+    client_overhead_p50_ms: float
+    send_lag_p99_ms: float
+    late_share: float
+
+
+class StageSummary(WindowStats, total=False):
+    index: int
+    users: int
+    duration_s: float
+    start_ts: float
+    window_s: float
+    requests: int
+    by_name: dict[str, WindowStats]
+    cpu_pct: float | None
+    cpu_max_pct: float | None
+    mem_mb: float | None
+    mem_max_mb: float | None
+    pss_mb: float | None
+    resource_samples: int
+    generator_cpu_pct: float | None
+    host_cpu_pct: float | None
+    littles_law_users: float | None
+    generator_ok: bool
+    generator_issues: list[str]
+
+
+class OverallSummary(WindowStats, total=False):
+    window_s: float
+
+
+class CapacitySummary(TypedDict, total=False):
+    """A run's ``capacity`` section (analysis.capacity.RunCapacity.to_dict)."""
+
+    slo: dict[str, float]
+    throughput: str
+    max_rps: float | None
+    capacity_rps: float | None
+    method: str
+    extrapolated: bool
+    limited_by: str | None
+    evidence_stages: list[int]
+    knee: dict[str, Any]
+    usl: dict[str, Any]
+    per_replica: dict[str, Any]
+    find_max: dict[str, Any] | None
+    littles_law_suspect_stages: list[int | None]
+    warnings: list[str]
+    error: str
+
+
+RunStatus = Literal["ok", "failed", "interrupted"]
+
+
+class RunSummary(TypedDict, total=False):
+    """One target's run in summary.json (``runs[]``)."""
+
+    target: str
+    kind: str
+    launcher: str
+    status: RunStatus
+    error: str | None
+    time_to_ready_s: float | None
+    warmup_mean_ms: float
+    gpu: str | None
+    paper_architecture: str | None
+    paper_same_path: bool | None
+    stages: list[StageSummary]
+    overall: OverallSummary
+    requests: int
+    find_max: dict[str, Any]
+    sequential: list[dict[str, Any]]
+    capacity: CapacitySummary
+
+
+class GateResultSummary(TypedDict):
+    target: str
+    scope: str
+    objective: str
+    measured: float | None
+    limit: float
+    passed: bool
+    message: str
+
+
+class GatesSummary(TypedDict):
+    slo: dict[str, Any]
+    results: list[GateResultSummary]
+    passed: bool
+
+
+class Summary(TypedDict, total=False):
+    """summary.json: the scenario, one entry per target run, and the SLO gates."""
+
+    scenario: str
+    runs: list[RunSummary]
+    gates: GatesSummary
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write ``path`` through a temporary file in its folder, renamed over it when the block
+    ends without error (and flushed to disk first); on error the old file stays as it was."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """``data`` as strict, indented JSON at ``path``, atomically."""
+    with atomic_file(path) as f:
+        json.dump(data, f, indent=2, allow_nan=False)
+        f.write("\n")
+    return path
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Let ``write(tmp_path)`` produce the file (e.g. ``frame.to_parquet``), then rename it
+    over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,152 @@
+"""Commands that read results folders: ``plan`` (sizing) and ``report`` (HTML notebooks)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from analysis.defaults import (
+    DEFAULT_DAILY_REQUESTS,
+    DEFAULT_HEADROOM,
+    DEFAULT_MAX_ERROR_RATE,
+    DEFAULT_PEAK_FACTOR,
+    DEFAULT_SLO_P99_MS,
+)
+from loadtests.cli.common import POSITIVE
+
+
+def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
+    """--slo-p99-ms, else the scenario's slo.p99_ms, else the capacity default (500 ms)."""
+    from analysis.report import load_results
+
+    if slo_p99_ms is not None:
+        return slo_p99_ms
+    try:
+        return load_results(results_dir).slo_p99_ms or DEFAULT_SLO_P99_MS
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@click.command()
+@click.argument(
+    "results_dir", metavar="RESULTS", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--slo-p99-ms",
+    type=POSITIVE,
+    default=None,
+    help="p99 latency SLO [default: the scenario's slo.p99_ms, else 500]",
+)
+@click.option("--peak-rps", type=POSITIVE, default=None, help="peak load to size for")
+@click.option(
+    "--daily-requests",
+    type=POSITIVE,
+    default=None,
+    help="daily volume to size for (with --peak-factor)",
+)
+@click.option(
+    "--peak-factor", type=click.FloatRange(min=1), default=None, help="peak rate / mean daily rate"
+)
+@click.option(
+    "--headroom",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=DEFAULT_HEADROOM,
+    show_default=True,
+    help="share of each replica's capacity kept free at peak",
+)
+@click.option(
+    "--max-error-rate",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_MAX_ERROR_RATE,
+    show_default=True,
+)
+@click.option("--gpus-per-replica", type=click.FloatRange(min=0), default=0.0)
+@click.option(
+    "--host-cores",
+    type=POSITIVE,
+    default=None,
+    help="pack replicas onto hosts of this many cores (by measured cores/replica)",
+)
+@click.option(
+    "--host-mem-gb",
+    type=POSITIVE,
+    default=None,
+    help="and of this much memory (by measured memory/replica)",
+)
+def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
+         daily_requests: float | None, peak_factor: float | None, headroom: float,
+         max_error_rate: float, gpus_per_replica: float, host_cores: float | None,
+         host_mem_gb: float | None) -> None:  # fmt: skip
+    """Replicas, cores and memory for a peak load, from a results folder's capacity."""
+    from analysis.report import load_results
+    from analysis.sizing import format_plan, plan_targets
+
+    if peak_rps is not None and (daily_requests is not None or peak_factor is not None):
+        raise click.UsageError("give --peak-rps or --daily-requests/--peak-factor, not both")
+    if peak_rps is None and (daily_requests is None or peak_factor is None):
+        raise click.UsageError("give --peak-rps, or --daily-requests with --peak-factor")
+    slo = _results_slo(results_dir, slo_p99_ms)
+    results = load_results(results_dir)
+    plans = plan_targets(results.summary, slo, peak_rps, daily_requests=daily_requests,
+                         peak_factor=peak_factor, headroom=headroom,
+                         max_error_rate=max_error_rate, gpus_per_replica=gpus_per_replica,
+                         think_time_s=results.think_time_s, host_cores=host_cores,
+                         host_mem_gb=host_mem_gb)  # fmt: skip
+    click.echo(format_plan(plans))
+    if not any(p.plan for p in plans):
+        sys.exit(1)
+
+
+@click.command()
+@click.argument(
+    "results_dirs",
+    metavar="RESULTS...",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="[default: RESULTS/report for one folder, results/report-<time> for several]",
+)
+@click.option(
+    "--slo-p99-ms",
+    type=POSITIVE,
+    default=None,
+    help="p99 latency SLO [default: the first scenario's slo.p99_ms, else 500]",
+)
+@click.option("--daily-requests", type=POSITIVE, default=DEFAULT_DAILY_REQUESTS, show_default=True)
+@click.option(
+    "--peak-factor", type=click.FloatRange(min=1), default=DEFAULT_PEAK_FACTOR, show_default=True
+)
+@click.option(
+    "--headroom",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=DEFAULT_HEADROOM,
+    show_default=True,
+)
+@click.option("--show-code", is_flag=True, help="keep the notebooks' code in the HTML")
+def report(results_dirs: tuple[Path, ...], out_dir: Path | None, slo_p99_ms: float | None,
+           daily_requests: float, peak_factor: float, headroom: float,
+           show_code: bool) -> None:  # fmt: skip
+    """HTML capacity reports: one per results folder, and a comparison of all of them."""
+    from analysis.report import ReportError, build_report
+
+    slo = _results_slo(results_dirs[0], slo_p99_ms)
+    click.echo(f"servecap: executing the report notebooks (SLO p99 <= {slo:g} ms)...")
+    try:
+        paths = build_report(results_dirs, out_dir, slo_p99_ms=slo,
+                             daily_requests=daily_requests, peak_factor=peak_factor,
+                             headroom=headroom, exclude_input=not show_code)  # fmt: skip
+    except (FileNotFoundError, ReportError) as err:
+        raise click.ClickException(str(err)) from None
+    for path in paths:
+        click.echo(f"report: {path}")
+
+
+COMMANDS = (plan, report)

@@ -1,0 +1,48 @@
+"""What the command modules share: the scenario-file option, the dataset option, signals."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from loadtests.spec import DEFAULT_SCENARIOS_FILE, ScenarioFile, SpecError, load_scenarios
+
+DATA_HELP = (
+    "CIFAR-10 image folder (<split>/<class>/*.jpg); "
+    "default $SERVECAP_CIFAR10_DIR, else the Keras download"
+)
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
+scenarios_option = click.option(
+    "--scenarios",
+    "scenarios_file",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_SCENARIOS_FILE,
+    show_default=True,
+    help="scenario file",
+)
+data_option = click.option("--data", "data_dir", type=str, default=None, help=DATA_HELP)
+
+
+def load_spec(path: Path) -> ScenarioFile:
+    try:
+        return load_scenarios(path)
+    except SpecError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def interrupt_once() -> None:
+    """SIGTERM/SIGHUP behave like Ctrl-C; a second signal during cleanup is ignored."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(
+                sig, lambda *_: click.echo("servecap: stopping, please wait...", err=True)
+            )
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)

@@ -1,0 +1,139 @@
+"""While the load runs: drive Locust to its end, watch the target, print each stage.
+
+:func:`drive` starts Locust on the run's configuration and polls, every half second, the
+target's health (:class:`Watchdog`: a process or container that died, a broken memory limit)
+and the timeline, printing a line for each stage once it is complete on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.load import read_requests, read_timeline
+from analysis.stages import stage_stats, timeline_frame
+from loadtests.collectors.docker_stats import DockerStatsSampler
+from loadtests.collectors.process import ProcessTreeSampler
+from loadtests.generator import REMOTE_WORKERS_WAIT_S, GeneratorError, start_locust
+from loadtests.runconfig import LoadRunConfig
+from targets.launchers import RunningTarget
+from targets.launchers.process import stop_process_group
+
+Echo = Callable[[str], None]
+GRACE_S = 60.0
+"""Beyond the planned duration, how long Locust may take before it is stopped."""
+POLL_S = 0.5
+
+
+class TargetFailure(RuntimeError):
+    """The target died, or broke its memory limit, while the load ran."""
+
+
+class Watchdog:
+    """Polled during the load: the target's own health check and its memory limit."""
+
+    def __init__(
+        self, running: RunningTarget, sampler: ProcessTreeSampler | DockerStatsSampler, tdir: Path
+    ) -> None:
+        self.running = running
+        self.sampler = sampler
+        self.tdir = tdir
+
+    def check(self) -> None:
+        name = self.running.name
+        problem = self.running.health()
+        limit = self.running.config.memory_limit_mb
+        used = self.sampler.last_mem_mb.get("target")
+        if problem is None and limit is not None and used is not None and used > limit:
+            problem = f"exceeded its memory limit: {used:.0f} MB > {limit} MB (stopped)"
+        if problem is not None:
+            raise TargetFailure(f"target '{name}' {self._stage()}: {problem}")
+
+    def _stage(self) -> str:
+        timeline = read_timeline(self.tdir) or []
+        now = time.time()
+        for row in timeline:
+            if row["start_ts"] <= now and (row.get("end_ts") is None or now < row["end_ts"]):
+                return f"during stage {row['index'] + 1}"
+        return "before the load started" if not timeline else "after the last stage"
+
+
+def drive(
+    load: LoadRunConfig,
+    config_path: Path,
+    tdir: Path,
+    sampler: ProcessTreeSampler,
+    echo: Echo,
+    watchdog: Watchdog | None = None,
+) -> None:
+    """Run Locust to the end of the stages, printing each stage as it completes."""
+    proc = start_locust(config_path, load, tdir)
+    sampler.watch("generator", [proc.pid])
+    deadline = time.monotonic() + load.plan.duration_s + GRACE_S
+    if load.plan.remote_workers:
+        deadline += REMOTE_WORKERS_WAIT_S
+    reported = 0
+    try:
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise GeneratorError(
+                    f"Locust still running {GRACE_S:.0f} s after the planned end; stopped it"
+                )
+            if watchdog is not None:
+                watchdog.check()
+            reported = report_stages(tdir, load, reported, echo)
+            time.sleep(POLL_S)
+    finally:
+        stop_process_group(proc)
+    if read_timeline(tdir) is None:
+        log = (tdir / "locust.log").read_text(errors="replace")[-2000:]
+        raise GeneratorError(f"Locust exited ({proc.returncode}) before any stage began:\n{log}")
+    report_stages(tdir, load, reported, echo, final=True)
+
+
+def report_stages(
+    tdir: Path, load: LoadRunConfig, reported: int, echo: Echo, final: bool = False
+) -> int:
+    """Print the stages completed since the ``reported`` first; returns how many are done."""
+    raw = read_timeline(tdir)
+    if raw is None:
+        return reported
+    # A stage is complete on disk once the next one has run for a while (the recorder flushes
+    # as requests arrive), or when Locust has exited (final).
+    now = time.time()
+    finished = [s for s in raw if s.get("end_ts") is not None]
+    done = [
+        s for i, s in enumerate(finished)
+        if final or (i + 1 < len(raw) and raw[i + 1]["start_ts"] + 1.5 <= now)
+    ]  # fmt: skip
+    if len(done) <= reported:
+        return reported
+    timeline = timeline_frame(done)
+    stats = stage_stats(read_requests(tdir), _no_samples(), timeline, load.plan.stage_settle_s,
+                        load.primary_request, load.plan.late_ms)  # fmt: skip
+    total = f"/{len(raw)}" if load.plan.mode in ("ramp", "rate") else ""
+    for st in stats[reported : len(done)]:
+        echo(
+            f"[{load.target}] stage {st['index'] + 1}{total} {_stage_label(raw, st['index'])} "
+            f"rps={st['rps']:7.1f} p50={st['p50_ms']:7.1f} ms p99={st['p99_ms']:7.1f} ms "
+            f"errors={st['error_rate']:.1%} rejected={st['reject_rate']:.1%}"
+        )
+    return len(done)
+
+
+def _stage_label(timeline: list[dict[str, Any]], index: int) -> str:
+    row = next(r for r in timeline if r["index"] == index)
+    if "requests" in row:  # sequential
+        return f"N={row['requests']:<6} run {row.get('repeat', 0) + 1}"
+    if "rps" in row:
+        return f"rate={row['rps']:<7.1f}" + ("" if row.get("passed") is None else
+                                            (" PASS" if row["passed"] else " FAIL"))  # fmt: skip
+    return f"users={row['users']:<4}"
+
+
+def _no_samples() -> pd.DataFrame:
+    return pd.DataFrame(columns=["ts", "role", "cpu_pct", "mem_mb", "pss_mb"])

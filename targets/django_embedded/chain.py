@@ -1,0 +1,53 @@
+"""What the Django chain kinds share: nginx -> Django (forwarding) -> a model server.
+
+``django-to-flask``, ``django-to-fastapi`` and ``django-to-tfserving`` differ only in the
+model server at the end of the chain (``127.0.0.1:model_port``) and the protocol Django
+forwards in; :class:`ChainKind` is the rest. The model server starts first, then Django in
+forward mode, then nginx (:mod:`targets.django_embedded.launch`).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from targets.config import TargetConfig
+from targets.django_embedded.launch import DjangoConfig, front_plan, upstream_url
+from targets.kind import HOST, ModelKind, Placement
+from targets.launchers.base import LaunchError, ProcessSpec
+
+
+class ChainConfig(DjangoConfig):
+    """Django forwarding to a model server on a third port."""
+
+    upstream_port: int | None = Field(
+        default=None, ge=1024, le=65535, description="the model server's port; default port+2"
+    )
+
+    @property
+    def model_port(self) -> int:
+        return self.upstream_port or self.port + 2
+
+
+class ChainKind(ModelKind):
+    """A Django chain; subclasses give the model server (:meth:`model_plan`)."""
+
+    upstream_protocol: ClassVar[str] = "servecap"
+
+    def model_plan(self, name: str, config: ChainConfig, placement: Placement) -> list[ProcessSpec]:
+        """The model server's processes on 127.0.0.1:config.model_port."""
+        raise LaunchError(f"target '{name}' ({self.name}): its model server has no process plan")
+
+    def process_plan(
+        self, name: str, config: TargetConfig, placement: Placement = HOST
+    ) -> list[ProcessSpec]:
+        assert isinstance(config, ChainConfig)
+        model = self.model_plan(name, config, placement)
+        front = front_plan(name, config, placement, upstream_url(config.model_port),
+                           self.upstream_protocol)  # fmt: skip
+        return [*model, *front]
+
+    def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
+        assert isinstance(config, ChainConfig)
+        return {**config.django_ports(), "upstream_port": ("127.0.0.1", config.model_port)}

@@ -1,0 +1,37 @@
+"""The ``django-embedded`` kind: nginx -> gunicorn -> Django with the model in each worker
+(the paper's architecture (a)). Commands: :mod:`targets.django_embedded.launch`."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from targets.config import TargetConfig
+from targets.django_embedded.launch import DjangoConfig, front_plan
+from targets.kind import HOST, Containers, Image, ModelKind, PaperArchitecture, Placement
+from targets.launchers.base import ProcessSpec
+
+
+class DjangoEmbeddedConfig(DjangoConfig):
+    kind: Literal["django-embedded"] = "django-embedded"
+
+
+class DjangoEmbeddedKind(ModelKind):
+    name = "django-embedded"
+    config_model: ClassVar[type[TargetConfig]] = DjangoEmbeddedConfig
+    description = "nginx -> gunicorn -> Django, the model in the web tier"
+    paper = PaperArchitecture("embedded", same_path=True)
+    containers = Containers(("django", "nginx"))
+    images = (Image("django"),)
+
+    def process_plan(
+        self, name: str, config: TargetConfig, placement: Placement = HOST
+    ) -> list[ProcessSpec]:
+        assert isinstance(config, DjangoConfig)
+        return front_plan(name, config, placement)
+
+    def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
+        assert isinstance(config, DjangoConfig)
+        return config.django_ports()
+
+
+KIND = DjangoEmbeddedKind()

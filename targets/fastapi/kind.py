@@ -1,0 +1,41 @@
+"""The ``fastapi`` kind: FastAPI + uvicorn with the model in each worker (paper: (c) server).
+
+::
+
+    uvicorn (config.host:config.port, config.workers workers) -> FastAPI -> model
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from targets.common.launch import server_env
+from targets.config import PythonServerConfig, TargetConfig
+from targets.fastapi.launch import uvicorn_spec
+from targets.kind import HOST, Containers, Image, ModelKind, PaperArchitecture, Placement
+from targets.launchers.base import ProcessSpec
+
+APP = "targets.fastapi.app:create_app"
+
+
+class FastAPIConfig(PythonServerConfig):
+    kind: Literal["fastapi"] = "fastapi"
+
+
+class FastAPIKind(ModelKind):
+    name = "fastapi"
+    config_model: ClassVar[type[TargetConfig]] = FastAPIConfig
+    description = "FastAPI model server under uvicorn"
+    paper = PaperArchitecture("FastAPI", same_path=False)
+    containers = Containers(("fastapi",))
+    images = (Image("fastapi"),)
+
+    def process_plan(
+        self, name: str, config: TargetConfig, placement: Placement = HOST
+    ) -> list[ProcessSpec]:
+        assert isinstance(config, FastAPIConfig)
+        return [uvicorn_spec(name, "fastapi", APP, server_env(config), config.host, config.port,
+                             config.workers, placement)]  # fmt: skip
+
+
+KIND = FastAPIKind()

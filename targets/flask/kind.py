@@ -1,0 +1,37 @@
+"""The ``flask`` kind: Flask under gunicorn (gthread) with the model in each worker
+(paper: (b) server). Commands and their reasons: :mod:`targets.flask.launch`."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from targets.common.launch import server_env
+from targets.config import PythonServerConfig, TargetConfig
+from targets.flask.launch import gunicorn_spec
+from targets.kind import HOST, Containers, Image, ModelKind, PaperArchitecture, Placement
+from targets.launchers.base import ProcessSpec
+
+APP = "targets.flask.app:create_app()"
+
+
+class FlaskConfig(PythonServerConfig):
+    kind: Literal["flask"] = "flask"
+
+
+class FlaskKind(ModelKind):
+    name = "flask"
+    config_model: ClassVar[type[TargetConfig]] = FlaskConfig
+    description = "Flask model server under gunicorn (gthread workers)"
+    paper = PaperArchitecture("Flask API", same_path=False)
+    containers = Containers(("flask",))
+    images = (Image("flask"),)
+
+    def process_plan(
+        self, name: str, config: TargetConfig, placement: Placement = HOST
+    ) -> list[ProcessSpec]:
+        assert isinstance(config, FlaskConfig)
+        return [gunicorn_spec(name, "flask", APP, server_env(config), config, config.host,
+                              config.port, placement)]  # fmt: skip
+
+
+KIND = FlaskKind()

@@ -1,0 +1,175 @@
+"""What a serving stack declares about itself: the interface of ``targets/<kind>/kind.py``.
+
+A kind is one folder holding everything about one serving stack, and one object, ``KIND``,
+in its ``kind.py`` that says, for the rest of servecap:
+
+* its configuration model (the keys a target of this kind takes in scenarios.yaml);
+* how it starts as processes (:meth:`Kind.process_plan`): the one command definition, used
+  by the process launcher and, inside containers, by ``targets.docker.entrypoint serve``;
+* its ports, its readiness checks, its container services (a profile of
+  docker-compose.yml) and the compose variables it sets, the images it builds;
+* the protocol the load generator and ``verify`` speak to it (:mod:`targets.protocols`);
+* its label in the paper's tables, if it has one.
+
+Launchers, the orchestrator, the Locust users, image builds and analysis ask the registry
+(:mod:`targets.registry`) for a kind and then only call this interface. Adding a kind is
+adding a folder; a kind outside the repository is found through ``SERVECAP_KIND_PATH``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from targets.config import ModelConfig, TargetConfig
+from targets.launchers.base import LaunchError, ProcessSpec
+from targets.protocols.base import Endpoint
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A readiness check: ``url`` answers 200 (with ``needle`` in its body, when given), or
+    ``tcp_port`` on 127.0.0.1 accepts connections."""
+
+    url: str | None = None
+    needle: str | None = None
+    tcp_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Containers:
+    """The kind's services in docker-compose.yml (its compose profile has the kind's name)."""
+
+    services: tuple[str, ...]
+    """Every service the profile starts, the model-serving one first."""
+    scalable: bool = True
+    """Whether replicas of the first service can share the target's port (SO_REUSEPORT)."""
+
+    @property
+    def primary(self) -> str:
+        """The model-serving service: replicas, cpus and memory limits apply to it."""
+        return self.services[0]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A servecap image built from a Dockerfile in the kind's folder (FROM the runtime image)."""
+
+    name: str
+    dockerfile: str = "Dockerfile"
+
+
+@dataclass(frozen=True)
+class PaperArchitecture:
+    """Where a kind sits among the paper's four architectures (Tables 3 and 4)."""
+
+    name: str
+    """``embedded``, ``Flask API``, ``FastAPI`` or ``TF Serving`` (analysis.paper)."""
+    same_path: bool
+    """True when the request path is the paper's (nginx -> Gunicorn -> Django -> ...)."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a process plan runs: on this host (process launcher) or inside a container.
+
+    In a container the plan is computed there (``targets.docker.entrypoint serve ROLE``), so
+    interpreter, code and model paths are the container's; servers that may run as replicas
+    share their port (SO_REUSEPORT) and private files go under the container's /tmp.
+    """
+
+    container: bool = False
+
+    @property
+    def share_port(self) -> bool:
+        return self.container
+
+
+HOST = Placement()
+CONTAINER = Placement(container=True)
+
+
+class Kind:
+    """One serving stack; ``targets/<kind>/kind.py`` binds an instance of a subclass to KIND.
+
+    Defaults describe the simplest kind: one process answering servecap's predict API with
+    ``/healthz`` for readiness on ``config.port``.
+    """
+
+    name: ClassVar[str] = ""
+    """The ``kind:`` value in scenarios.yaml."""
+    config_model: ClassVar[type[TargetConfig]] = TargetConfig
+    description: ClassVar[str] = ""
+    paper: ClassVar[PaperArchitecture | None] = None
+    containers: ClassVar[Containers | None] = None
+    """None: the kind has no container services (process launcher only)."""
+    images: ClassVar[tuple[Image, ...]] = ()
+    """Images built from Dockerfiles in the kind's folder (FROM the runtime image)."""
+    official_images: ClassVar[dict[str, str]] = {}
+    """Images of others its containers run, by a short name (pulled, never built; their
+    model-in-image variants, ``servecap/<name>:<tag>-model``, are built by ``servecap images
+    build --model``)."""
+    health_path: ClassVar[str] = "/healthz"
+    folder: Path = Path()
+    """Set by the registry: the kind's folder (Dockerfiles are looked up there)."""
+
+    # ------------------------------------------------------------------ the load side
+
+    def endpoint(self, config: TargetConfig) -> Endpoint:
+        """Where and in which protocol the load generator and verify talk to the target
+        (:mod:`targets.protocols`)."""
+        return Endpoint(protocol="servecap", base_url=config.base_url)
+
+    # ------------------------------------------------------------------ starting
+
+    def process_plan(
+        self, name: str, config: TargetConfig, placement: Placement = HOST
+    ) -> list[ProcessSpec]:
+        """The processes to start, in order, each ready before the next starts."""
+        raise LaunchError(
+            f"target '{name}' ({self.name}) has no process plan: it runs only as containers "
+            "(--launcher docker)"
+        )
+
+    def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
+        """Every port the target binds, by its config field: (host, port). All must be free."""
+        return {"port": (config.host, config.port)}
+
+    def readiness(self, config: TargetConfig) -> list[Probe]:
+        """What must answer, from the host, before the target counts as ready (containers)."""
+        return [Probe(url=f"{config.base_url}{self.health_path}")]
+
+    def problems(self, name: str, config: TargetConfig) -> list[str]:
+        """What stops the target from starting with any launcher (checked before a run)."""
+        return []
+
+    # ------------------------------------------------------------------ containers
+
+    def compose_env(self, config: TargetConfig) -> dict[str, str]:
+        """The kind's own variables of docker-compose.yml (ports, sizes), from its config."""
+        return {}
+
+    def scales(self, config: TargetConfig) -> dict[str, int]:
+        """``--scale`` counts of services other than the replicated primary one."""
+        return {}
+
+
+class ModelKind(Kind):
+    """A kind serving the SavedModel of a :class:`ModelConfig`."""
+
+    config_model: ClassVar[type[TargetConfig]] = ModelConfig
+
+    def problems(self, name: str, config: TargetConfig) -> list[str]:
+        from targets.registry import resolve_model_path
+
+        assert isinstance(config, ModelConfig)
+        if config.model_url is not None or config.model_in_image:
+            return []
+        path = resolve_model_path(config)
+        if not any(path.glob("saved_model.pb")) and not any(path.glob("*/saved_model.pb")):
+            return [
+                f"target '{name}': model not found at {path}; train and export it with "
+                f"`servecap model train` or set targets.{name}.model_path"
+            ]
+        return []

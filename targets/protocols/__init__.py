@@ -1,0 +1,35 @@
+"""Client protocols, by name: each wire format servecap can load and verify, defined once.
+
+=================  =========  ==============================================================
+name               transport  requests
+=================  =========  ==============================================================
+servecap           http       ``POST /v1/predict`` (:mod:`targets.common.payload`)
+servecap-jobs      jobs       ``POST /v1/jobs`` then long polls (:mod:`.jobs`)
+tfserving-rest     http       ``POST /v1/models/<model>:predict`` (:mod:`.tfserving`)
+tfserving-grpc     grpc       ``PredictionService/Predict`` (:mod:`.tfserving`)
+=================  =========  ==============================================================
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from targets.protocols.base import Endpoint, Protocol, ProtocolError
+from targets.protocols.jobs import JobsProtocol
+from targets.protocols.servecap import ServecapProtocol
+from targets.protocols.tfserving import TFServingGrpc, TFServingRest
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p for p in (ServecapProtocol(), JobsProtocol(), TFServingRest(), TFServingGrpc())
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name in PROTOCOLS:
+        return PROTOCOLS[name]
+    close = difflib.get_close_matches(name, sorted(PROTOCOLS), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise ValueError(f"unknown protocol '{name}'; {hint}known: {', '.join(sorted(PROTOCOLS))}")
+
+
+__all__ = ["PROTOCOLS", "Endpoint", "Protocol", "ProtocolError", "get_protocol"]

@@ -1,0 +1,49 @@
+"""servecap's own predict API, spoken by every Python target (:mod:`targets.common.payload`).
+
+``POST /v1/predict`` with ``{"images": ...}`` (json), ``{"images_b64": ...}`` (base64) or
+``{"images_jpeg_b64": ...}`` (jpeg) -> ``{"classes": [...], "probabilities": [...]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from targets.common.payload import encode_request
+from targets.protocols.base import Endpoint, Protocol
+
+PREDICT_PATH = "/v1/predict"
+
+
+class ServecapProtocol(Protocol):
+    name = "servecap"
+    encodings = ("json", "base64", "jpeg")
+
+    def predict_path(self, endpoint: Endpoint) -> str:
+        return PREDICT_PATH
+
+    def encode(
+        self, images: np.ndarray, encoding: str = "json", files: list[bytes] | None = None
+    ) -> tuple[bytes, str]:
+        return encode_request(images, encoding, files if encoding == "jpeg" else None)
+
+    def check(self, answer: bytes) -> None:
+        """Under load a 200 is taken as it is: parsing every answer would cost the generator
+        CPU that the servers' own schema tests make unnecessary (verify reads them all)."""
+
+    def probabilities(self, answer: bytes) -> np.ndarray:
+        doc: Any = orjson.loads(answer)
+        if not isinstance(doc, dict) or "probabilities" not in doc:
+            raise ValueError(f"not a servecap predict answer: {str(doc)[:200]}")
+        probs = np.asarray(doc["probabilities"], dtype=np.float32)
+        if probs.ndim != 2:
+            raise ValueError(f"probabilities must be [n, classes], got {list(probs.shape)}")
+        return probs
+
+    def classes(self, answer: bytes) -> list[int]:
+        doc: Any = orjson.loads(answer)
+        if not isinstance(doc, dict) or not isinstance(doc.get("classes"), list):
+            raise ValueError(f"not a servecap predict answer: {str(doc)[:200]}")
+        return [int(c) for c in doc["classes"]]
