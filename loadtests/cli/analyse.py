@@ -19,7 +19,7 @@ from loadtests.cli.common import POSITIVE
 
 def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
     """--slo-p99-ms, else the scenario's slo.p99_ms, else the capacity default (500 ms)."""
-    from analysis.report import load_results
+    from analysis.results import load_results
 
     if slo_p99_ms is not None:
         return slo_p99_ms
@@ -80,7 +80,7 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
          max_error_rate: float, gpus_per_replica: float, host_cores: float | None,
          host_mem_gb: float | None) -> None:  # fmt: skip
     """Replicas, cores and memory for a peak load, from a results folder's capacity."""
-    from analysis.report import load_results
+    from analysis.results import load_results
     from analysis.sizing import format_plan, plan_targets
 
     if peak_rps is not None and (daily_requests is not None or peak_factor is not None):
@@ -135,7 +135,7 @@ def report(results_dirs: tuple[Path, ...], out_dir: Path | None, slo_p99_ms: flo
            daily_requests: float, peak_factor: float, headroom: float,
            show_code: bool) -> None:  # fmt: skip
     """HTML capacity reports: one per results folder, and a comparison of all of them."""
-    from analysis.report import ReportError, build_report
+    from analysis.notebooks import ReportError, build_report
 
     slo = _results_slo(results_dirs[0], slo_p99_ms)
     click.echo(f"servecap: executing the report notebooks (SLO p99 <= {slo:g} ms)...")

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from analysis import paper, report
+from analysis import display, notebooks, paper, report
+from analysis import results as results_io
 from analysis.capacity import capacity_section
 from analysis.compare import label_runs
 from analysis.tables import stage_tables
@@ -62,35 +63,35 @@ SUMMARY = {
 def test_format_frame_and_table_html() -> None:
     frame = pd.DataFrame({"run": ["a", "b"], "error rate": [0.012, math.nan],
                           "rps": [1234.5, 12.345], "ok": [True, False], "n": [3, 4]})  # fmt: skip
-    shown = report.format_frame(frame)
+    shown = display.format_frame(frame)
     assert shown["error rate"].tolist() == ["1.20%", "\u2013"]
     assert shown["rps"].tolist() == ["1,234", "12.35"] or shown["rps"].tolist() == [
         "1,235", "12.35"
     ]  # fmt: skip
     assert shown["ok"].tolist() == ["yes", "no"]
-    html = report.table_html(frame, caption="Stages")
+    html = display.table_html(frame, caption="Stages")
     assert 'class="dataframe"' in html and "<caption" in html and "Stages" in html
     assert "text-align: left" in html  # the text column
     wide = paper.table3(label_runs(stage_tables({"x": SUMMARY})))
-    assert "th.col_heading.level0" in report.table_html(wide, index=True)
+    assert "th.col_heading.level0" in display.table_html(wide, index=True)
 
 
 def test_load_results_and_tables(tmp_path: Path) -> None:
     folder = write_results(tmp_path / "run1", SUMMARY, think_time_s=0.5)
-    results = report.load_results(folder)
+    results = results_io.load_results(folder)
     assert results.name == "run1" and results.targets == ["api", "chain", "queue"]
     assert results.think_time_s == 0.5 and results.slo_p99_ms == 250.0
     assert set(results.table["label"]) == {"api", "chain", "queue"}
     assert results.requests("api").empty  # no records in this synthetic folder
-    other = report.load_results(write_results(tmp_path / "x" / "run1", SUMMARY))
-    both = report.combined_table([results, other])
+    other = results_io.load_results(write_results(tmp_path / "x" / "run1", SUMMARY))
+    both = results_io.combined_table([results, other])
     assert {"run1/api", "run1#2/api"} <= set(both["label"])
-    assert list(report.summaries([results, other])) == ["run1", "run1#2"]
+    assert list(results_io.summaries([results, other])) == ["run1", "run1#2"]
     assert len(report.runs_overview([results, other])) == 6
     overview = report.plans_overview([results], 100.0, daily_requests=1e6, peak_factor=2)
     assert overview["target"].tolist() == ["api", "chain", "queue"]
     with pytest.raises(FileNotFoundError, match="servecap results folder"):
-        report.load_results(tmp_path)
+        results_io.load_results(tmp_path)
 
 
 def test_paper_tables_side_by_side() -> None:
@@ -122,7 +123,7 @@ def test_paper_tables_side_by_side() -> None:
 def test_kernel_resolves_to_this_interpreter() -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
-    name = report.resolve_kernel_name()
+    name = notebooks.resolve_kernel_name()
     argv = KernelSpecManager().get_kernel_spec(name).argv
     assert "ipykernel_launcher" in " ".join(argv) or "ipykernel" in " ".join(argv)
     assert (
@@ -133,9 +134,9 @@ def test_kernel_resolves_to_this_interpreter() -> None:
 
 def test_build_report_refuses_what_is_not_a_results_folder(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="servecap results folder"):
-        report.build_report([tmp_path], tmp_path / "out")
+        notebooks.build_report([tmp_path], tmp_path / "out")
     with pytest.raises(ValueError, match="at least one"):
-        report.build_report([], tmp_path / "out")
+        notebooks.build_report([], tmp_path / "out")
 
 
 # --------------------------------------------------------------------------- integration
@@ -172,7 +173,7 @@ def test_report_of_a_real_smoke_run(smoke_results: Path, tmp_path: Path) -> None
 
     started = time.monotonic()
     out = tmp_path / "report"
-    paths = report.build_report([smoke_results], out, slo_p99_ms=200.0, daily_requests=50e6,
+    paths = notebooks.build_report([smoke_results], out, slo_p99_ms=200.0, daily_requests=50e6,
                                 peak_factor=2.5)  # fmt: skip
     elapsed = time.monotonic() - started
     assert [p.name for p in paths] == ["capacity_report-smoke-results.html",
@@ -213,12 +214,12 @@ def test_kernel_fallback_installs_a_spec_for_this_interpreter(
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
-        KernelSpecManager().get_kernel_spec(report.FALLBACK_KERNEL)
+        KernelSpecManager().get_kernel_spec(notebooks.FALLBACK_KERNEL)
         pytest.skip("a servecap kernelspec is installed already")
     except NoSuchKernel:
         pass
     monkeypatch.setattr(sys, "prefix", str(tmp_path))  # install into a throwaway prefix
-    assert report.resolve_kernel_name("no-such-kernel") == report.FALLBACK_KERNEL
+    assert notebooks.resolve_kernel_name("no-such-kernel") == notebooks.FALLBACK_KERNEL
     spec = json.loads((tmp_path / "share/jupyter/kernels/servecap/kernel.json").read_text())
     assert Path(spec["argv"][0]).resolve() == Path(sys.executable).resolve()
 

@@ -526,10 +526,12 @@ def test_target_serves_the_real_model(
     from targets.launchers.process import ProcessLauncher
 
     images, files = cifar_batch
-    config = target_config(kind=kind, port=free_port(), internal_port=free_port(),  # type: ignore[arg-type]
-                          upstream_port=free_port(), model_path=str(tiny_model),
-                          workers=1, threads=2, ready_timeout_s=90)  # fmt: skip
-    ports = [config.port, config.app_port, config.model_port]
+    extra = {"internal_port": free_port(), "upstream_port": free_port()}
+    own = get_kind(kind).config_model.model_fields
+    config = target_config(kind=kind, port=free_port(), model_path=str(tiny_model), workers=1,
+                           threads=2, ready_timeout_s=90,
+                           **{k: v for k, v in extra.items() if k in own})  # fmt: skip
+    ports = [port for _, port in get_kind(kind).ports(config).values()]
     with ProcessLauncher().launch(kind, config, tmp_path / "logs") as running:
         tree = [psutil.Process(pid) for pid in running.pids]
         tree += [c for p in list(tree) for c in p.children(recursive=True)]

@@ -26,6 +26,7 @@ from PIL import Image
 from targets.common.payload import encode_request
 from targets.config import TargetConfig
 from targets.launchers.process import ProcessLauncher
+from targets.registry import get_kind
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -128,10 +129,10 @@ def running(
 ) -> Iterator[tuple[str, int, str]]:
     name = request.param
     kind, path = TARGETS[name]
-    config = TargetConfig.model_validate(
-        {"kind": kind, "port": free_port(), "model_path": str(tiny_model),
-         "max_body_bytes": MAX_BODY, "queue_workers": 1, "threads": 4}
-    )  # fmt: skip
+    fields = {"kind": kind, "port": free_port(), "model_path": str(tiny_model),
+              "max_body_bytes": MAX_BODY, "queue_workers": 1, "threads": 4}  # fmt: skip
+    own = get_kind(kind).config_model.model_fields
+    config = TargetConfig.model_validate({k: v for k, v in fields.items() if k in own})
     logs = tmp_path_factory.mktemp(f"fuzz-{name}")
     with ProcessLauncher(stop_grace_s=5).launch(name, config, logs) as target:
         yield name, target.config.port, path
