@@ -37,6 +37,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 LISTEN_FD = 3
+LISTEN_HOST_ENV = "SERVECAP_LISTEN_HOST"
+LISTEN_PORT_ENV = "SERVECAP_LISTEN_PORT"
 CONFIG_ENV = "SERVECAP_TARGET_CONFIG_B64"
 NAME_ENV = "SERVECAP_TARGET"
 KIND_ENV = "SERVECAP_KIND"
@@ -133,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("exec needs a command after --")
     command = expand(command)
     if args.reuse_port:
-        host = os.environ.get("SERVECAP_LISTEN_HOST", "127.0.0.1")
-        sock = bind_reuse_port(host, int(os.environ["SERVECAP_LISTEN_PORT"]))
+        host = os.environ.get(LISTEN_HOST_ENV, "127.0.0.1")
+        sock = bind_reuse_port(host, int(os.environ[LISTEN_PORT_ENV]))
         if sock.fileno() == LISTEN_FD:
             os.set_inheritable(sock.detach(), True)  # already fd 3: keep it open across exec
         else:

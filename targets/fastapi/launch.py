@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from targets.common.launch import PYTHON
 from targets.config import loopback_url
+from targets.docker.entrypoint import LISTEN_HOST_ENV, LISTEN_PORT_ENV
 from targets.kind import HOST, Placement
 from targets.launchers.base import ProcessSpec
 
@@ -41,7 +42,7 @@ def uvicorn_spec(
     if workers == 1 and not placement.share_port:
         argv: tuple[str, ...] = (PYTHON, *serve, "--host", host, "--port", str(port))
     else:
-        environment |= {"SERVECAP_LISTEN_HOST": host, "SERVECAP_LISTEN_PORT": str(port)}
+        environment |= {LISTEN_HOST_ENV: host, LISTEN_PORT_ENV: str(port)}
         argv = (PYTHON, "-m", "targets.docker.entrypoint", "exec", "--reuse-port", "--", PYTHON,
                 *serve, "--fd", "3")  # fmt: skip
     return ProcessSpec(
