@@ -1,5 +1,7 @@
 # servecap developer entry points. The README's quick start is `make quickstart` + `make test`.
-PYTHON ?= python3
+# Debian's python3.11 when there is one: Triton's Python backend stub embeds its libpython, so
+# the venv its backend environment is made from must be built on it (targets/triton/setup.sh).
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Offline CIFAR-10 copy beside the checkout, when present; otherwise the Keras download is used.
@@ -12,10 +14,13 @@ MODEL_BASE ?= artifacts/models/cifar10_cnn
 setup: $(VENV)/.installed
 	@scripts/system-deps.sh
 
-$(VENV)/.installed: pyproject.toml
+# System packages, the project, then each kind's own install step (targets/<kind>/setup.sh).
+$(VENV)/.installed: pyproject.toml $(wildcard targets/*/setup.sh targets/*/requirements-*.txt)
+	@scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
+	@for script in targets/*/setup.sh; do echo "setup: $$script"; bash $$script $(VENV); done
 	touch $@
 
 model: setup

@@ -38,6 +38,8 @@ REQUESTS_FILE = "requests.parquet"
 RESOURCES_FILE = "resources.parquet"
 TIMELINE_FILE = "timeline.json"
 LOAD_CONFIG_FILE = "load_config.json"
+SERVER_METRICS_FILE = "server_metrics.parquet"
+SERVER_METRICS_PART = "server-metrics.csv"
 FINDMAX_FILE = "findmax.json"
 SEQUENTIAL_FILE = "sequential.json"
 REQUEST_PARTS = "requests-*.csv"
@@ -95,6 +97,19 @@ DOCKER_COLUMNS = ("net_rx_mb", "net_tx_mb", "blk_read_mb", "blk_write_mb", "mem_
 """After SAMPLE_COLUMNS in Docker stats rows (cumulative counters)."""
 GPU_COLUMNS = ("gpu_util_pct", "gpu_mem_util_pct", "gpu_mem_mb", "gpu_mem_total_mb", "gpu_power_w")
 """After SAMPLE_COLUMNS in NVML rows."""
+
+SERVER_METRICS_COLUMNS: dict[str, str] = {
+    "ts": "float64",
+    "requests": "float64",
+    "inferences": "float64",
+    "executions": "float64",
+    "queue_s": "float64",
+    "model_s": "float64",
+    "in_flight": "float64",
+}
+"""The target's own metrics (Prometheus, scraped at the sampling interval), cumulative:
+requests that reached the model, rows (images) it ran, model calls, per-request queue and
+model seconds summed; ``in_flight`` is the server's gauge. ``stage`` added when finalised."""
 
 # --------------------------------------------------------------------------- summary.json
 
@@ -159,6 +174,9 @@ class StageSummary(WindowStats, total=False):
     littles_law_users: float | None
     generator_ok: bool
     generator_issues: list[str]
+    server_batch_size_mean: float | None
+    server_queue_ms: float | None
+    server_model_ms: float | None
 
 
 class OverallSummary(WindowStats, total=False):
@@ -201,6 +219,8 @@ class RunSummary(TypedDict, total=False):
     gpu: str | None
     paper_architecture: str | None
     paper_same_path: bool | None
+    server_metrics: str
+    """How the target's own metrics were sampled (absent when it exposes none)."""
     stages: list[StageSummary]
     overall: OverallSummary
     requests: int

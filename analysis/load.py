@@ -19,6 +19,9 @@ from analysis.contract import (
     RESOURCES_FILE,
     SAMPLE_COLUMNS,
     SAMPLE_PARTS,
+    SERVER_METRICS_COLUMNS,
+    SERVER_METRICS_FILE,
+    SERVER_METRICS_PART,
     SUMMARY_FILE,
     TIMELINE_FILE,
     read_json,
@@ -72,6 +75,18 @@ def read_samples(target_dir: Path) -> pd.DataFrame:
     for col in ("cpu_pct", "mem_mb", "pss_mb"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     return frame
+
+
+def read_server_metrics(target_dir: Path) -> pd.DataFrame:
+    """The target's scraped metrics (finished Parquet or the CSV part); empty when none."""
+    parquet = target_dir / SERVER_METRICS_FILE
+    if parquet.exists():
+        return pd.read_parquet(parquet)
+    part = target_dir / SERVER_METRICS_PART
+    if part.exists() and part.stat().st_size > 0:
+        frame = pd.read_csv(part, on_bad_lines="skip")
+        return frame.apply(pd.to_numeric, errors="coerce").dropna(subset=["ts"])
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SERVER_METRICS_COLUMNS.items()})
 
 
 def read_timeline(target_dir: Path) -> list[dict[str, Any]] | None:

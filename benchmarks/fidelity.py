@@ -263,7 +263,8 @@ def main() -> None:
     base = LoadRunConfig(
         target=args.target, endpoint=endpoint, data_dir=args.data, plan=plan, out_dir=""
     )
-    bodies, ctype = build_bodies(base)
+    bodies, headers = build_bodies(base)
+    ctype = headers["Content-Type"]
     url = base.base_url + base.predict_path
     d = args.duration_s
     rows = []
@@ -274,7 +275,7 @@ def main() -> None:
         tmp = Path(tmp_dir)
         body = tmp / "body"
         body.write_bytes(bodies[0])
-        warm_up(base, bodies[0], ctype, 200)
+        warm_up(base, bodies[0], headers, 200)
         loads = [
             (f"{r:g} rps", "h2load", Stage(rps=r, duration_s=d),
              functools.partial(run_h2load, url, body, ctype, r, d, gen_cpus))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from loadtests.runconfig import LoadRunConfig
 from targets.common.dataset import load_jpeg_bytes, load_split
+from targets.protocols.base import Headers
 
 
-def build_bodies(config: LoadRunConfig) -> tuple[list[bytes], str]:
-    """Pre-encode the request bodies in the target's protocol; returns (bodies, content type).
+def build_bodies(config: LoadRunConfig) -> tuple[list[bytes], Headers]:
+    """Pre-encode the request bodies in the target's protocol; returns (bodies, headers).
 
     Each body carries ``images_per_request`` consecutive images of a seeded selection of
     ``image_pool`` test images. ValueError when the protocol cannot send the plan's encoding.
@@ -26,10 +27,10 @@ def build_bodies(config: LoadRunConfig) -> tuple[list[bytes], str]:
         files, _ = load_jpeg_bytes("test", config.data_dir, limit=count, seed=config.seed)
     n = plan.images_per_request
     bodies: list[bytes] = []
-    content_type = ""
+    headers: Headers = {}
     for start in range(0, len(test.images) - n + 1, n):
         images = test.images[start : start + n]
         chosen = files[start : start + n] if files is not None else None
-        body, content_type = protocol.encode(images, plan.encoding, chosen)
+        body, headers = protocol.encode(images, plan.encoding, chosen, config.endpoint)
         bodies.append(body)
-    return bodies, content_type
+    return bodies, headers

@@ -16,6 +16,7 @@ from pathlib import Path
 from loadtests.runconfig import ENV_VAR, LoadRunConfig
 from targets.config import parse_cpuset
 from targets.protocols import ProtocolError
+from targets.protocols.base import Headers
 from targets.registry import REPO_ROOT
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -25,7 +26,7 @@ class GeneratorError(RuntimeError):
     """The load generator failed to start or run."""
 
 
-def warm_up(config: LoadRunConfig, body: bytes, content_type: str, requests: int) -> float:
+def warm_up(config: LoadRunConfig, body: bytes, headers: Headers, requests: int) -> float:
     """Send ``requests`` sequential requests in the target's protocol; their mean latency in ms.
 
     Any answer that is not a prediction stops the run before the measurement: it means client
@@ -37,7 +38,9 @@ def warm_up(config: LoadRunConfig, body: bytes, content_type: str, requests: int
     for _ in range(requests):
         start = time.perf_counter()
         try:
-            protocol.check(protocol.infer(config.endpoint, body, content_type, timeout_s))
+            protocol.check(
+                protocol.infer(config.endpoint, body, headers, timeout_s), config.endpoint
+            )
         except (ProtocolError, ValueError) as err:
             raise GeneratorError(
                 f"target '{config.target}' answered a warm-up request ({protocol.name}) with: {err}"

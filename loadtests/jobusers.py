@@ -45,7 +45,7 @@ class JobUser(_Protocol, _BodyCycle, FastHttpUser):
     """Submits servecap predict bodies as jobs and waits for each result."""
 
     abstract = True  # made concrete by the locustfile once configured
-    content_type: ClassVar[str] = "application/json"
+    headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
     predict_path: ClassVar[str] = JOB_PATH
     timeout_s: ClassVar[float] = 30.0
     """Give up on a job this long after its submit started."""
@@ -84,7 +84,7 @@ class JobUser(_Protocol, _BodyCycle, FastHttpUser):
         with self.client.post(
             self.predict_path,
             data=body,  # type: ignore[arg-type]  # bytes are sent as-is at runtime
-            headers={"Content-Type": self.content_type},
+            headers=self.headers,
             name="submit",
             catch_response=True,
         ) as resp:

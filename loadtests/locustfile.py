@@ -91,6 +91,7 @@ ScenarioUser: type[User] = type(
         "abstract": False,
         "host": _config.base_url,
         "protocol_name": _config.endpoint.protocol,
+        "endpoint": _config.endpoint,
         "predict_path": _config.predict_path,
         "grpc_target": _config.endpoint.grpc_target or "",
         "wait_time": (
@@ -122,9 +123,9 @@ ScenarioShape = shape_class(_config, _out)
 @events.init.add_listener
 def _on_init(environment: Any, **_: Any) -> None:
     global _recorder
-    bodies, content_type = build_bodies(_config)
+    bodies, headers = build_bodies(_config)
     ScenarioUser.bodies = bodies  # type: ignore[attr-defined]
-    ScenarioUser.content_type = content_type  # type: ignore[attr-defined]
+    ScenarioUser.headers = dict(headers)  # type: ignore[attr-defined]
     runner = environment.runner
     if runner is not None and type(runner).__name__ == "MasterRunner":
         # The master sends no requests; local workers record into the run folder themselves,

@@ -32,6 +32,7 @@ from analysis.contract import (
     LOAD_CONFIG_FILE,
     META_FILE,
     SCENARIO_FILE,
+    SERVER_METRICS_PART,
     RunSummary,
     Summary,
     write_atomically,
@@ -43,6 +44,7 @@ from loadtests.bodies import build_bodies
 from loadtests.collectors.docker_stats import DockerStatsSampler
 from loadtests.collectors.gpu import GpuSampler
 from loadtests.collectors.process import ProcessTreeSampler
+from loadtests.collectors.prometheus import PrometheusSampler
 from loadtests.gates import GateResult, check_summary
 from loadtests.generator import GeneratorError, warm_up
 from loadtests.meta import git_info, host_info, package_versions
@@ -231,11 +233,11 @@ def _run_target(
         load = load_config_for(name, config, scenario, options.data_dir, tdir, options.seed)
         config_path = tdir / LOAD_CONFIG_FILE
         load.write(config_path)
-        bodies, content_type = build_bodies(load)  # fails early on an unreadable dataset
+        bodies, headers = build_bodies(load)  # fails early on an unreadable dataset
         with launcher.launch(name, config, tdir / "logs") as running:
             entry["time_to_ready_s"] = round(running.time_to_ready_s, 3)
             echo(f"[{name}] ready in {running.time_to_ready_s:.1f} s at {running.base_url}")
-            warm_ms = warm_up(load, bodies[0], content_type, scenario.load.warmup_requests)
+            warm_ms = warm_up(load, bodies[0], headers, scenario.load.warmup_requests)
             entry["warmup_mean_ms"] = round(warm_ms, 3)
             _measure(name, scenario, options, load, running, config_path, tdir, entry, echo)
     except KeyboardInterrupt:
@@ -268,9 +270,20 @@ def _measure(
             sampler.watch("target", running.pids)
         gpu = samplers.enter_context(GpuSampler(tdir / "resources-gpu.csv", interval))
         entry["gpu"] = "sampled" if gpu.available else gpu.reason
+        source = get_kind(running.config.kind).metrics(running.config)
+        server: PrometheusSampler | None = None
+        if source is not None:
+            server = PrometheusSampler(tdir / SERVER_METRICS_PART, source, interval)
+            samplers.enter_context(server)
         if scenario.load.remote_workers:
             _announce_remote_workers(name, scenario, options, echo)
         drive(load, config_path, tdir, sampler, echo, Watchdog(running, target_sampler, tdir))
+    if server is not None:
+        entry["server_metrics"] = (
+            f"scraped {server.samples} times from {source.url if source else ''}"
+            + (f"; {server.failures} scrapes failed ({server.last_error})" if server.failures
+               else "")
+        )  # fmt: skip
 
 
 def _announce_remote_workers(

@@ -19,6 +19,8 @@ from analysis.contract import (
     RESOURCES_FILE,
     SAMPLE_PARTS,
     SEQUENTIAL_FILE,
+    SERVER_METRICS_FILE,
+    SERVER_METRICS_PART,
     SUMMARY_FILE,
     GatesSummary,
     RunSummary,
@@ -27,14 +29,16 @@ from analysis.contract import (
     write_atomically,
     write_json,
 )
-from analysis.load import read_requests, read_samples, read_timeline
+from analysis.load import read_requests, read_samples, read_server_metrics, read_timeline
 from analysis.sequential import sequential_summary
+from analysis.server_metrics import add_to_stages as add_server_metrics
 from analysis.stages import (
     assign_stage,
     json_safe,
     label_requests,
     overall_stats,
     stage_stats,
+    steady_windows,
     timeline_frame,
 )
 from loadtests.gates import GateResult
@@ -57,6 +61,7 @@ def finalize_target(
     """
     requests = read_requests(target_dir)
     samples = read_samples(target_dir)
+    server = read_server_metrics(target_dir)
     raw = read_timeline(target_dir)
     if raw is None:
         return Finalized()
@@ -67,12 +72,17 @@ def finalize_target(
     if not samples.empty:
         samples = samples.assign(stage=assign_stage(samples["ts"], timeline, clip=False))
     write_atomically(target_dir / RESOURCES_FILE, lambda p: samples.to_parquet(p, index=False))
-    for part in [*target_dir.glob(REQUEST_PARTS), *(target_dir / n for n in SAMPLE_PARTS)]:
+    if not server.empty:
+        server = server.assign(stage=assign_stage(server["ts"], timeline, clip=False))
+        write_atomically(target_dir / SERVER_METRICS_FILE,
+                         lambda p: server.to_parquet(p, index=False))  # fmt: skip
+    parts = [*target_dir.glob(REQUEST_PARTS), *(target_dir / n for n in SAMPLE_PARTS),
+             target_dir / SERVER_METRICS_PART]  # fmt: skip
+    for part in parts:
         part.unlink(missing_ok=True)
-    return Finalized(
-        stage_stats(labelled, samples, timeline, settle_s, primary, late_ms),
-        overall_stats(labelled, timeline, settle_s, primary, late_ms),
-    )
+    stages = stage_stats(labelled, samples, timeline, settle_s, primary, late_ms)
+    add_server_metrics(stages, server, steady_windows(timeline, settle_s))
+    return Finalized(stages, overall_stats(labelled, timeline, settle_s, primary, late_ms))
 
 
 def mode_results(target_dir: Path, mode: str) -> dict[str, Any]:

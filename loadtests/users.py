@@ -37,7 +37,7 @@ from loadtests import shapes, wiretime
 from loadtests.findmax import FindMaxSearch, window_result
 from loadtests.pacing import Pacer
 from loadtests.spec import FindMax, Sequential, Stage
-from targets.protocols import Protocol, get_protocol
+from targets.protocols import Endpoint, Protocol, get_protocol
 
 
 class _BodyCycle:
@@ -49,9 +49,11 @@ class _BodyCycle:
 
 
 class _Protocol:
-    """The target's protocol, by name (set on the scenario's user class by the locustfile)."""
+    """The target's protocol and endpoint (set on the scenario's user class by the
+    locustfile)."""
 
     protocol_name: ClassVar[str] = "servecap"
+    endpoint: ClassVar[Endpoint | None] = None
 
     @property
     def protocol(self) -> Protocol:
@@ -66,7 +68,7 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
     """
 
     abstract = True
-    content_type: ClassVar[str] = "application/json"
+    headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
     predict_path: ClassVar[str] = "/v1/predict"
     wait_time = constant(0)
 
@@ -77,7 +79,7 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
 
     def check_answer(self, body: bytes) -> None:
         """Raise ValueError when a 200 answer is not a prediction."""
-        self.protocol.check(body)
+        self.protocol.check(body, self.endpoint)
 
     def on_start(self) -> None:
         self._bodies = self._cycle()
@@ -88,7 +90,7 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
         with self.client.post(
             self.predict_path,
             data=next(self._bodies),  # type: ignore[arg-type]  # bytes are sent as-is
-            headers={"Content-Type": self.content_type},
+            headers=self.headers,
             name="predict",
             context=context or {},
             catch_response=True,
@@ -311,7 +313,7 @@ class GrpcPredictUser(_Protocol, _BodyCycle, User):
         try:
             answer = self._predict(body, timeout=self.timeout_s)
             size = len(answer)
-            self.protocol.check(answer)
+            self.protocol.check(answer, self.endpoint)
         except grpc.RpcError as err:
             exception = err
             code = err.code() if hasattr(err, "code") else None

@@ -48,9 +48,9 @@ def predict_classes(
     """The classes a running target answers for ``images`` (one request, in its protocol)."""
     endpoint = get_kind(config.kind).endpoint(config)
     protocol = get_protocol(endpoint.protocol)
-    body, content_type = protocol.encode(images, encoding)
+    body, headers = protocol.encode(images, encoding, endpoint=endpoint)
     try:
-        return protocol.classes(protocol.infer(endpoint, body, content_type, timeout_s))
+        return protocol.classes(protocol.infer(endpoint, body, headers, timeout_s), endpoint)
     except ProtocolError as err:
         raise VerifyError(str(err)) from None
 

@@ -29,7 +29,11 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PATH
 
-Encoding = Literal["json", "base64", "jpeg"]
+Encoding = Literal["json", "base64", "jpeg", "binary"]
+"""How images travel in a request body: json (numbers), base64 (raw pixels, base64 in JSON),
+jpeg (the image files), binary (raw tensor bytes: the KServe v2 binary extension, gRPC raw
+contents). Each protocol says which it sends (``Protocol.encodings``); base64 and binary are
+the same raw pixels, so a protocol that has one sends it for the other."""
 
 
 class StrictModel(BaseModel):
@@ -153,6 +157,25 @@ class PythonServerConfig(ModelConfig):
     )
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     max_batch: int = Field(default=256, ge=1, description="largest batch a request may carry")
+
+
+class InferenceServerConfig(PythonServerConfig):
+    """A Python server running the model in its own processes (targets.common.service)."""
+
+    batch_max: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="dynamic batching: the most images one model call takes from concurrent "
+        "requests (per worker process); 0 = off, each request is one model call",
+    )
+    batch_timeout_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="dynamic batching: the longest a batch waits for more requests, only "
+        "while others are in flight",
+    )
 
 
 def target_config(**fields: Any) -> TargetConfig:

@@ -38,6 +38,29 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class MetricsSource:
+    """Where a target's server-side metrics are (Prometheus text format), and which samples
+    mean what. Counters are cumulative; the harness records them at its sampling interval
+    and reads each stage's differences (``analysis.server_metrics``)."""
+
+    url: str
+    requests: str
+    """Counter: requests that reached the model."""
+    inferences: str
+    """Counter: rows (images) the model ran."""
+    executions: str
+    """Counter: model calls (so inferences / executions is the mean batch size)."""
+    queue_time: str
+    """Counter: per-request waits before the model, summed."""
+    model_time: str
+    """Counter: per-request model time, summed."""
+    time_unit_s: float = 1.0
+    """Seconds per unit of the two time counters (Triton counts microseconds)."""
+    in_flight: str | None = None
+    """Gauge: requests in the server now."""
+
+
+@dataclass(frozen=True)
 class Containers:
     """The kind's services in docker-compose.yml (its compose profile has the kind's name)."""
 
@@ -58,6 +81,10 @@ class Image:
 
     name: str
     dockerfile: str = "Dockerfile"
+    wheels: tuple[str, ...] = ()
+    """Requirement files (in the kind's folder) whose packages the Dockerfile installs without
+    their dependencies: an offline build downloads them into the wheelhouse (``--no-deps``)
+    and serves it to the build as ``WHEELS_URL``."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +166,10 @@ class Kind:
     def readiness(self, config: TargetConfig) -> list[Probe]:
         """What must answer, from the host, before the target counts as ready (containers)."""
         return [Probe(url=f"{config.base_url}{self.health_path}")]
+
+    def metrics(self, config: TargetConfig) -> MetricsSource | None:
+        """The target's server-side metrics, when it exposes them (scraped during a run)."""
+        return None
 
     def problems(self, name: str, config: TargetConfig) -> list[str]:
         """What stops the target from starting with any launcher (checked before a run)."""

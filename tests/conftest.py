@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +34,16 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Pat
     base = tmp_path_factory.mktemp("model") / "cifar10_cnn"
     train_and_export(str(cifar_dir), 512, 256, 1, 64, base, seed=0)
     return base
+
+
+@pytest.fixture(scope="session")
+def readable_model(tiny_model: Path) -> Iterator[Path]:
+    """The tiny model where the containers' uid 10001 can read it (pytest's folders are
+    private)."""
+    root = Path(tempfile.mkdtemp(prefix="servecap-model-"))
+    target = root / "cifar10_cnn"
+    shutil.copytree(tiny_model, target)
+    for path in [root, *target.rglob("*"), target]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield target
+    shutil.rmtree(root, ignore_errors=True)

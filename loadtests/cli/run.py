@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import get_args
 
 import click
 
 from loadtests.cli.common import data_option, interrupt_once, load_spec, scenarios_option
 from loadtests.spec import SpecError
+from targets.config import Encoding
 from targets.launchers import LAUNCHERS
 
 launcher_option = click.option(
@@ -151,7 +153,7 @@ def worker(scenario: str, target: str, master_host: str, master_port: int | None
 @click.option("--images", type=click.IntRange(1, 10_000), default=500, show_default=True)
 @click.option("--batch", type=click.IntRange(1, 256), default=50, show_default=True)
 @click.option(
-    "--encoding", type=click.Choice(["json", "base64", "jpeg"]), default="json", show_default=True
+    "--encoding", type=click.Choice(list(get_args(Encoding))), default="json", show_default=True
 )
 @launcher_option
 @data_option

@@ -10,13 +10,17 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from targets.common.settings import ServerSettings, settings_env
-from targets.config import PythonServerConfig
+from targets.common.settings import METRICS_DIR_ENV, ServerSettings, settings_env
+from targets.common.tmp import private_dir
+from targets.config import InferenceServerConfig, PythonServerConfig
+from targets.kind import Placement
 from targets.registry import REPO_ROOT, resolve_model_path
 
 PYTHON = sys.executable
+CONTAINER_METRICS = Path("/tmp/servecap/metrics")
 
 
 def base_env() -> dict[str, str]:
@@ -33,13 +37,25 @@ def base_env() -> dict[str, str]:
 
 def server_settings(config: PythonServerConfig) -> dict[str, Any]:
     """The :class:`ServerSettings` values a target's config sets."""
-    return {
+    values: dict[str, Any] = {
         "model_path": resolve_model_path(config),
         "model_url": config.model_url,
         "max_works": config.max_works,
         "max_body_bytes": config.max_body_bytes,
         "max_batch": config.max_batch,
     }
+    if isinstance(config, InferenceServerConfig):
+        values |= {"batch_max": config.batch_max, "batch_timeout_ms": config.batch_timeout_ms}
+    return values
+
+
+def with_metrics(
+    spec_name: str, env: Mapping[str, str], placement: Placement
+) -> tuple[dict[str, str], tuple[Path, ...]]:
+    """``env`` plus where the server's worker processes keep their metrics (prometheus_client's
+    multiprocess mode), and that folder, to be emptied before the server starts."""
+    folder = (CONTAINER_METRICS if placement.container else private_dir("metrics")) / spec_name
+    return {**env, METRICS_DIR_ENV: str(folder)}, (folder,)
 
 
 def server_env(

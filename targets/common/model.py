@@ -44,6 +44,8 @@ import numpy as np
 import tensorflow as tf
 
 from targets.common.dataset import CLASSES, Split, load_split, resolve_data_dir
+from targets.common.model_files import ModelNotFoundError, latest_version_dir
+from targets.common.model_files import version_dir as resolve_version_dir
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -87,10 +89,6 @@ METADATA_FILE = Path("assets.extra") / "servecap.json"
 DEFAULT_TRAIN_LIMIT: int | None = 20_000
 DEFAULT_EPOCHS = 2
 DEFAULT_BATCH_SIZE = 64
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """No exported model where one was expected."""
 
 
 def build_cnn(seed: int = 0) -> keras.Model:
@@ -204,17 +202,6 @@ class ExportedModel:
     version: int
 
 
-def _versions(model_base: Path) -> dict[int, Path]:
-    """Numeric subdirectories of ``model_base`` that hold a saved_model.pb."""
-    if not model_base.is_dir():
-        return {}
-    return {
-        int(p.name): p
-        for p in model_base.iterdir()
-        if p.name.isdigit() and p.is_dir() and (p / "saved_model.pb").is_file()
-    }
-
-
 def export(
     model: keras.Model,
     model_base: Path = DEFAULT_MODEL_BASE,
@@ -304,19 +291,6 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def latest_version_dir(model_base: Path) -> Path:
-    """The highest numeric subdirectory of ``model_base`` that holds a saved_model.pb."""
-    model_base = Path(model_base)
-    versions = _versions(model_base)
-    if not versions:
-        raise ModelNotFoundError(
-            f"no exported model under {model_base} (expected "
-            f"{model_base}/<version>/saved_model.pb). Run `servecap model train` to train "
-            "and export one."
-        )
-    return versions[max(versions)]
-
-
 def read_metadata(version_dir: Path) -> dict[str, Any]:
     """The ``assets.extra/servecap.json`` of a version directory ({} if absent)."""
     path = Path(version_dir) / METADATA_FILE
@@ -339,7 +313,7 @@ class Predictor:
         """``model_path``: a version directory (holding saved_model.pb) or a model base
         (its latest version is used)."""
         path = Path(model_path)
-        version_dir = path if (path / "saved_model.pb").is_file() else latest_version_dir(path)
+        version_dir = resolve_version_dir(path)
         self.version_dir = version_dir
         self.version = int(version_dir.name) if version_dir.name.isdigit() else 0
         start = time.perf_counter()

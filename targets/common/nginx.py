@@ -24,7 +24,8 @@ The configuration:
 * pid file and every temp path (client bodies, proxy buffers...) inside the prefix, so nginx
   never writes to /var/lib/nginx or /run, as root or not.
 
-The prefix is ``<system temp>/servecap-<uid>/nginx/<target>-<port>/`` on the host (one folder
+The prefix is ``<system temp>/servecap-<uid>/nginx/<target>-<port>/`` on the host
+(:mod:`targets.common.tmp`: a folder of ours no one else can create things in) (one folder
 per target name and port: two running targets cannot share a port) and
 ``/tmp/servecap/nginx/target`` in a container; it is emptied and rewritten at each start, so
 runs never pile up files. It holds the conf, the error log and empty temp folders.
@@ -36,12 +37,11 @@ import argparse
 import grp
 import os
 import pwd
-import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES
+from targets.common.tmp import private_dir
 from targets.config import loopback_url
 from targets.kind import HOST, Placement
 from targets.launchers.base import LaunchError, ProcessSpec
@@ -68,8 +68,7 @@ def nginx_binary() -> str:
 
 def run_dir(name: str, port: int) -> Path:
     """The nginx prefix of target ``name`` on ``port`` (see the module docstring)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "target"
-    return Path(tempfile.gettempdir()) / f"servecap-{os.getuid()}" / "nginx" / f"{safe}-{port}"
+    return private_dir("nginx", f"{name}-{port}")
 
 
 def _listen_address(host: str, port: int) -> str:

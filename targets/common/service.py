@@ -7,6 +7,10 @@ measured differences come from the serving stack, not from diverging code.
 max_works semantics: the limit counts inferences in flight **per worker process**. A target
 with W workers admits at most ``W x max_works`` requests at once; a request over its worker's
 limit is answered at once with 503 and ``Retry-After``, never queued.
+
+With ``batch_max`` set, concurrent requests of a worker are run as one model call
+(:class:`targets.common.batching.Batcher`); admission still counts requests. Every request
+that reaches the model is recorded in the server's metrics (:mod:`targets.common.metrics`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import orjson
 
+from targets.common import metrics
+from targets.common.batching import Batcher
 from targets.common.payload import PayloadError, decode_request, encode_response, error_body
 from targets.common.settings import ServerSettings
 
@@ -53,11 +60,13 @@ class WorkLimiter:
             if self.max_works and self._in_flight >= self.max_works:
                 return False
             self._in_flight += 1
-            return True
+        metrics.IN_FLIGHT.inc()
+        return True
 
     def release(self) -> None:
         with self._lock:
             self._in_flight -= 1
+        metrics.IN_FLIGHT.dec()
 
     @property
     def in_flight(self) -> int:
@@ -96,6 +105,11 @@ class AdmittingService:
     def body_too_large(self) -> Reply:
         return Reply(413, error_body(f"body exceeds {self.settings.max_body_bytes} bytes"))
 
+    def metrics(self) -> Reply:
+        """``GET /metrics``: this server's metrics, every worker process summed."""
+        body, content_type = metrics.exposition()
+        return Reply(200, body, content_type=content_type)
+
 
 class InferenceService(AdmittingService):
     """Runs the model in this process (the model server and embedded architectures)."""
@@ -103,13 +117,29 @@ class InferenceService(AdmittingService):
     def __init__(self, model: Model, settings: ServerSettings) -> None:
         super().__init__(settings)
         self.model = model
+        self.batcher: Batcher | None = None
+        if settings.batch_max:
+            self.batcher = Batcher(self._predict_batch, settings.batch_max,
+                                   settings.batch_timeout_ms / 1000,
+                                   in_flight=lambda: self.limiter.in_flight)  # fmt: skip
+
+    def _predict_batch(self, images: np.ndarray) -> np.ndarray:
+        metrics.observe_batch(len(images))
+        return self.model.predict(images)
 
     def handle(self, body: bytes, content_type: str | None) -> Reply:
         try:
             images = decode_request(body, content_type, self.settings.max_batch)
         except PayloadError as err:
             return Reply(err.status, error_body(err.message))
-        return Reply(200, encode_response(self.model.predict(images)))
+        if self.batcher is not None:
+            probabilities, timing = self.batcher.predict(images)
+            metrics.observe_request(timing.queue_s, timing.model_s)
+        else:
+            start = time.perf_counter()
+            probabilities = self._predict_batch(images)
+            metrics.observe_request(0.0, time.perf_counter() - start)
+        return Reply(200, encode_response(probabilities))
 
     def health(self) -> Reply:
         return Reply(200, orjson.dumps({"status": "ok", "model_version": self.model.version}))
@@ -122,6 +152,7 @@ class InferenceService(AdmittingService):
                     "model_version": self.model.version,
                     "model_path": str(self.settings.model_path),
                     "max_works": self.settings.max_works,
+                    "batch_max": self.settings.batch_max,
                     "in_flight": self.limiter.in_flight,
                     "pid": os.getpid(),
                 }

@@ -20,6 +20,8 @@ DEFAULT_MODEL_PATH = Path("artifacts/models/cifar10_cnn")
 """Where ``servecap model train`` exports the paper's CNN (a SavedModel base)."""
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 """The largest request body a target reads (nginx, the Python servers, the forwarders)."""
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's multiprocess folder: set, a server sums its worker processes' metrics."""
 
 
 class ServerSettings(BaseSettings):
@@ -42,6 +44,12 @@ class ServerSettings(BaseSettings):
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     max_batch: int = Field(default=256, ge=1)
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After sent with 503")
+    batch_max: int = Field(
+        default=0, ge=0, le=1024, description="dynamic batching: images per model call; 0 = off"
+    )
+    batch_timeout_ms: float = Field(
+        default=2.0, ge=0, le=1000, description="dynamic batching: longest wait for more"
+    )
 
 
 def env_name(settings: type[BaseSettings], field: str) -> str:

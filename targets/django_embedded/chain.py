@@ -12,9 +12,10 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from targets.common.metrics import source as metrics_source
 from targets.config import TargetConfig
 from targets.django_embedded.launch import DjangoConfig, front_plan, upstream_url
-from targets.kind import HOST, ModelKind, Placement
+from targets.kind import HOST, MetricsSource, ModelKind, Placement
 from targets.launchers.base import LaunchError, ProcessSpec
 
 
@@ -47,6 +48,13 @@ class ChainKind(ModelKind):
         front = front_plan(name, config, placement, upstream_url(config.model_port),
                            self.upstream_protocol)  # fmt: skip
         return [*model, *front]
+
+    def metrics(self, config: TargetConfig) -> MetricsSource | None:
+        """The model tier's (where requests reach the model); None when it is not ours."""
+        assert isinstance(config, ChainConfig)
+        if self.upstream_protocol != "servecap":
+            return None
+        return metrics_source(f"{upstream_url(config.model_port)}/metrics")
 
     def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
         assert isinstance(config, ChainConfig)

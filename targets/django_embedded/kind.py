@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from targets.common.metrics import source as metrics_source
 from targets.config import TargetConfig
 from targets.django_embedded.launch import DjangoConfig, front_plan
-from targets.kind import HOST, Containers, Image, ModelKind, PaperArchitecture, Placement
+from targets.kind import (
+    HOST,
+    Containers,
+    Image,
+    MetricsSource,
+    ModelKind,
+    PaperArchitecture,
+    Placement,
+)
 from targets.launchers.base import ProcessSpec
 
 
@@ -32,6 +41,9 @@ class DjangoEmbeddedKind(ModelKind):
     def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
         assert isinstance(config, DjangoConfig)
         return config.django_ports()
+
+    def metrics(self, config: TargetConfig) -> MetricsSource:
+        return metrics_source(f"{config.base_url}/metrics")  # through nginx, from Django
 
 
 KIND = DjangoEmbeddedKind()

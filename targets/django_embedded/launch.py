@@ -28,7 +28,7 @@ from targets.common.forward import ForwardSettings
 from targets.common.launch import server_env
 from targets.common.nginx import nginx_spec
 from targets.common.settings import settings_env
-from targets.config import PythonServerConfig, loopback_url
+from targets.config import InferenceServerConfig, loopback_url
 from targets.flask.launch import effective_threads, gunicorn_spec
 from targets.kind import HOST, Placement
 from targets.launchers.base import ProcessSpec
@@ -36,7 +36,7 @@ from targets.launchers.base import ProcessSpec
 DJANGO_APP = "targets.django_embedded.wsgi:create_app()"
 
 
-class DjangoConfig(PythonServerConfig):
+class DjangoConfig(InferenceServerConfig):
     """Django behind nginx: the app server has a port of its own."""
 
     internal_port: int | None = Field(

@@ -10,6 +10,7 @@ urlpatterns = [
     path("healthz", views.healthz),
     path("v1/info", views.info),
     path("v1/predict", views.predict),
+    path("metrics", views.metrics),
 ]
 
 handler400 = views.bad_request

@@ -39,6 +39,8 @@ class Backend(Protocol):
 
     def info(self) -> Reply: ...
 
+    def metrics(self) -> Reply: ...
+
 
 _backend: Backend | None = None
 
@@ -82,6 +84,13 @@ def healthz(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
         return _method_not_allowed(request, "GET, HEAD", start)
     return _respond(get_backend().health(), start)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    start = time.perf_counter()
+    if request.method not in ("GET", "HEAD"):
+        return _method_not_allowed(request, "GET, HEAD", start)
+    return _respond(get_backend().metrics(), start)
 
 
 def info(request: HttpRequest) -> HttpResponse:

@@ -5,11 +5,10 @@
 #      checked as `dockerd`, not `docker` (a machine may ship a client-only `docker` binary)
 #   2. dockerd in the background (host networking only: --bridge=none --iptables=false), when
 #      `docker info` does not answer; its log in $DOCKERD_LOG
-#   3. offline images: debootstrap base, wheelhouse, runtime, fastapi (`servecap images build
-#      --offline fastapi` once the CLI has it; targets.docker.images.build until then)
-#   4. the Docker integration tests (launcher, stats collector, compose file, images), and a
-#      short `servecap run smoke --launcher docker` when the CLI has that launcher and a model
-#      exists at artifacts/models/cifar10_cnn
+#   3. offline images: debootstrap base, wheelhouse, runtime, fastapi, triton
+#      (`servecap images build --offline fastapi triton`)
+#   4. the Docker integration tests (launcher, stats collector, compose file, images, the
+#      Triton container), and a short `servecap run smoke --launcher docker`
 #   5. nothing left: `servecap clean` semantics, dangling servecap images pruned
 #
 # Usage: targets/docker/ci.sh [--no-install]
@@ -76,14 +75,7 @@ docker info --format 'engine {{.ServerVersion}}, cgroup v{{.CgroupVersion}}, {{.
 done_step "engine"
 
 # ------------------------------------------------------------------ 3. images
-if "$PYTHON" -m loadtests.cli images --help >/dev/null 2>&1; then
-  budget "$PYTHON" -m loadtests.cli images build --offline fastapi
-else
-  budget "$PYTHON" -c "
-from targets.docker import images
-report = images.build(['fastapi'], offline=True, echo=lambda line: None)
-print('\n'.join(report.lines()))"
-fi
+budget "$PYTHON" -m loadtests.cli images build --offline fastapi triton
 done_step "images"
 
 # ------------------------------------------------------------------ 4. tests (+ scenario)
@@ -95,7 +87,7 @@ trap cleanup EXIT
 budget "$PYTHON" -m pytest -q -p no:cacheprovider --durations=10 \
   tests/targets/test_images.py tests/targets/test_compose.py \
   tests/targets/test_docker_launcher.py tests/loadtests/test_docker_stats.py \
-  tests/loadtests/test_gpu.py
+  tests/loadtests/test_gpu.py tests/targets/test_triton.py
 done_step "docker tests"
 
 if ! ls artifacts/models/cifar10_cnn/*/saved_model.pb >/dev/null 2>&1; then

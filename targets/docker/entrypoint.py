@@ -76,6 +76,7 @@ def ready_line(url: str | None, port: int | None) -> str:
 def serve(role: str, env: dict[str, str]) -> None:
     from targets.config import TargetConfig
     from targets.kind import CONTAINER
+    from targets.launchers.base import prepare_dirs
     from targets.registry import get_kind
 
     config = TargetConfig.model_validate(decode_config(env))
@@ -84,6 +85,7 @@ def serve(role: str, env: dict[str, str]) -> None:
     if spec is None:
         roles = ", ".join(sorted({s.role for s in plan}))
         raise SystemExit(f"entrypoint: kind {config.kind} has no process '{role}' ({roles})")
+    prepare_dirs(spec)
     READY_FILE.write_text(ready_line(spec.ready_url, spec.ready_port) + "\n", encoding="ascii")
     sys.stdout.flush()
     sys.stderr.flush()

@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -36,6 +37,10 @@ import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from targets.kind import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "targets" / "docker"
@@ -50,6 +55,10 @@ IMAGE_REPO = os.environ.get("SERVECAP_IMAGE_REPO", "servecap")
 RUNTIME_PACKAGES = (
     "tensorflow", "numpy", "pillow", "orjson", "pydantic", "pydantic-settings", "psutil",
     "pyyaml", "fastapi", "uvicorn", "flask", "gunicorn", "django", "redis", "rq",
+    "prometheus-client", "protobuf",
+    # numpy-1 compatible: Triton's Python backend runs TensorFlow with numpy<2 (ml-dtypes after
+    # 0.5 is built for numpy 2 only)
+    "ml-dtypes",
 )  # fmt: skip
 """The serving packages the containers need, by name only: their pins are read from
 pyproject.toml (``[project] dependencies`` and the :data:`RUNTIME_EXTRAS` groups), so a pin
@@ -66,13 +75,19 @@ RUNTIME_EXTRAS = ("serve", "targets")
 
 def target_images() -> dict[str, Path]:
     """Image name -> its Dockerfile, for every image a kind declares (``Kind.images``)."""
+    return {name: folder / image.dockerfile for name, (folder, image) in _declared().items()}
+
+
+def image_wheels(name: str) -> list[Path]:
+    """The requirement files image ``name`` installs without dependencies (``Image.wheels``)."""
+    folder, image = _declared()[name]
+    return [folder / w for w in image.wheels]
+
+
+def _declared() -> dict[str, tuple[Path, Image]]:
     from targets.registry import kinds
 
-    return {
-        image.name: kind.folder / image.dockerfile
-        for kind in kinds().values()
-        for image in kind.images
-    }
+    return {image.name: (k.folder, image) for k in kinds().values() for image in k.images}
 
 
 def kind_images(kind: str) -> tuple[str, ...]:
@@ -335,9 +350,24 @@ def build(
     _timed(report, "runtime", runtime, runtime_step)
     for name in names:
         ref = image_ref(name, tag)
+        wheels = image_wheels(name)
+        if offline and wheels:
+            cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                   "--only-binary=:all:", "-d", str(WHEELHOUSE)]  # fmt: skip
+            for path in wheels:
+                cmd += ["-r", str(path)]
+            _timed(
+                report, f"{name} wheels", None, functools.partial(_run_true, cmd, "wheels", echo)
+            )
 
-        def step(dockerfile: str = str(dockerfiles[name]), ref: str = ref) -> bool:
-            docker_build(dockerfile, ref, {"RUNTIME_IMAGE": runtime}, echo, no_cache=no_cache)
+        def step(
+            dockerfile: str = str(dockerfiles[name]), ref: str = ref, wheels: bool = bool(wheels)
+        ) -> bool:
+            args = {"RUNTIME_IMAGE": runtime}
+            with contextlib.ExitStack() as stack:
+                if offline and wheels:
+                    args["WHEELS_URL"] = stack.enter_context(serve_directory(WHEELHOUSE))
+                docker_build(dockerfile, ref, args, echo, no_cache=no_cache)
             return True
 
         _timed(report, name, ref, step)

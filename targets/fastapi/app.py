@@ -8,6 +8,10 @@ answers only once the model is ready)::
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +22,16 @@ from targets.common.service import InferenceService, load_service
 def create_app(service: InferenceService | None = None) -> FastAPI:
     """Build the app; loads the model from ``SERVECAP_*`` settings unless a service is given."""
     svc = service or load_service()
-    app = FastAPI(title="servecap FastAPI target", docs_url=None, redoc_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Inference runs in anyio's thread pool (40 threads): with batching, let at least
+        # two batches' worth of requests wait in it at once.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, 2 * svc.settings.batch_max)
+        yield
+
+    app = FastAPI(title="servecap FastAPI target", docs_url=None, redoc_url=None, lifespan=lifespan)
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -27,6 +40,10 @@ def create_app(service: InferenceService | None = None) -> FastAPI:
     @app.get("/v1/info")
     async def info() -> Response:
         return to_response(svc.info())
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return to_response(svc.metrics())
 
     @app.post("/v1/predict")
     async def predict(request: Request) -> Response:

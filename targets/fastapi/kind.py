@@ -10,15 +10,24 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from targets.common.launch import server_env
-from targets.config import PythonServerConfig, TargetConfig
+from targets.common.metrics import source as metrics_source
+from targets.config import InferenceServerConfig, TargetConfig
 from targets.fastapi.launch import uvicorn_spec
-from targets.kind import HOST, Containers, Image, ModelKind, PaperArchitecture, Placement
+from targets.kind import (
+    HOST,
+    Containers,
+    Image,
+    MetricsSource,
+    ModelKind,
+    PaperArchitecture,
+    Placement,
+)
 from targets.launchers.base import ProcessSpec
 
 APP = "targets.fastapi.app:create_app"
 
 
-class FastAPIConfig(PythonServerConfig):
+class FastAPIConfig(InferenceServerConfig):
     kind: Literal["fastapi"] = "fastapi"
 
 
@@ -36,6 +45,9 @@ class FastAPIKind(ModelKind):
         assert isinstance(config, FastAPIConfig)
         return [uvicorn_spec(name, "fastapi", APP, server_env(config), config.host, config.port,
                              config.workers, placement)]  # fmt: skip
+
+    def metrics(self, config: TargetConfig) -> MetricsSource:
+        return metrics_source(f"{config.base_url}/metrics")
 
 
 KIND = FastAPIKind()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from targets.common.launch import PYTHON
+from targets.common.launch import PYTHON, with_metrics
 from targets.config import loopback_url
 from targets.docker.entrypoint import LISTEN_HOST_ENV, LISTEN_PORT_ENV
 from targets.kind import HOST, Placement
@@ -35,10 +35,11 @@ def uvicorn_spec(
     keepalive_s: int = KEEPALIVE_S,
     health_path: str = "/healthz",
 ) -> ProcessSpec:
-    """uvicorn serving the ASGI app factory ``app`` (``module:function``) on host:port."""
+    """uvicorn serving the ASGI app factory ``app`` (``module:function``) on host:port, its
+    worker processes' metrics summed (:func:`targets.common.launch.with_metrics`)."""
     serve = ("-m", "uvicorn", app, "--factory", "--workers", str(workers),
              "--timeout-keep-alive", str(keepalive_s), *UVICORN_FLAGS)  # fmt: skip
-    environment = dict(env)
+    environment, fresh = with_metrics(name, env, placement)
     if workers == 1 and not placement.share_port:
         argv: tuple[str, ...] = (PYTHON, *serve, "--host", host, "--port", str(port))
     else:
@@ -51,4 +52,5 @@ def uvicorn_spec(
         argv=argv,
         env=environment,
         ready_url=f"{loopback_url(host, port)}{health_path}",
+        fresh_dirs=fresh,
     )

@@ -55,6 +55,10 @@ def create_app(service: InferenceService | None = None) -> Flask:
     def info() -> Response:
         return _response(svc.info())
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return _response(svc.metrics())
+
     @app.post("/v1/predict")
     def predict() -> Response:
         try:

@@ -6,15 +6,24 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from targets.common.launch import server_env
-from targets.config import PythonServerConfig, TargetConfig
+from targets.common.metrics import source as metrics_source
+from targets.config import InferenceServerConfig, TargetConfig
 from targets.flask.launch import gunicorn_spec
-from targets.kind import HOST, Containers, Image, ModelKind, PaperArchitecture, Placement
+from targets.kind import (
+    HOST,
+    Containers,
+    Image,
+    MetricsSource,
+    ModelKind,
+    PaperArchitecture,
+    Placement,
+)
 from targets.launchers.base import ProcessSpec
 
 APP = "targets.flask.app:create_app()"
 
 
-class FlaskConfig(PythonServerConfig):
+class FlaskConfig(InferenceServerConfig):
     kind: Literal["flask"] = "flask"
 
 
@@ -32,6 +41,9 @@ class FlaskKind(ModelKind):
         assert isinstance(config, FlaskConfig)
         return [gunicorn_spec(name, "flask", APP, server_env(config), config, config.host,
                               config.port, placement)]  # fmt: skip
+
+    def metrics(self, config: TargetConfig) -> MetricsSource:
+        return metrics_source(f"{config.base_url}/metrics")
 
 
 KIND = FlaskKind()

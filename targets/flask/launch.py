@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from targets.common.launch import PYTHON
-from targets.config import PythonServerConfig, loopback_url
+from targets.common.launch import PYTHON, with_metrics
+from targets.config import InferenceServerConfig, PythonServerConfig, loopback_url
 from targets.kind import HOST, Placement
 from targets.launchers.base import ProcessSpec
 
@@ -41,10 +41,14 @@ GRACEFUL_TIMEOUT_S = 5
 
 
 def effective_threads(config: PythonServerConfig) -> int:
-    """Threads per gunicorn worker: config.threads, raised above max_works when that is set."""
+    """Threads per gunicorn worker: config.threads, raised above max_works when that is set,
+    and to batch_max with dynamic batching (a batch needs as many requests in one worker)."""
+    threads = config.threads
     if config.max_works:
-        return max(config.threads, config.max_works + 1)
-    return config.threads
+        threads = max(threads, config.max_works + 1)
+    if isinstance(config, InferenceServerConfig) and config.batch_max:
+        threads = max(threads, config.batch_max)
+    return threads
 
 
 def gunicorn_argv(
@@ -73,11 +77,14 @@ def gunicorn_spec(
     name: str, role: str, app: str, env: Mapping[str, str], config: PythonServerConfig,
     host: str, port: int, placement: Placement = HOST,
 ) -> ProcessSpec:  # fmt: skip
-    """A gunicorn-served WSGI app on host:port, ready once its /healthz answers."""
+    """A gunicorn-served WSGI app on host:port, ready once its /healthz answers; its worker
+    processes' metrics summed (:func:`targets.common.launch.with_metrics`)."""
+    environment, fresh = with_metrics(name, env, placement)
     return ProcessSpec(
         name=name,
         role=role,
         argv=gunicorn_argv(app, host, port, config, placement),
-        env=dict(env),
+        env=environment,
         ready_url=f"{loopback_url(host, port)}/healthz",
+        fresh_dirs=fresh,
     )

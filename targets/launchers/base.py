@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import urllib.error
 import urllib.request
@@ -33,6 +34,8 @@ class ProcessSpec:
     """GET this URL until it answers 200; None = ready once started."""
     ready_port: int | None = None
     """Or: wait until this TCP port on 127.0.0.1 accepts connections."""
+    fresh_dirs: tuple[Path, ...] = ()
+    """Folders emptied and made (mode 0700) just before the process starts."""
 
 
 @dataclass
@@ -65,6 +68,13 @@ class Launcher(Protocol):
     ) -> contextlib.AbstractContextManager[RunningTarget]:
         """Start the target, wait until it is ready, yield it; stop everything on exit."""
         ...
+
+
+def prepare_dirs(spec: ProcessSpec) -> None:
+    """Empty and make the spec's fresh folders (mode 0700) before its process starts."""
+    for folder in spec.fresh_dirs:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, mode=0o700)
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -27,6 +27,7 @@ from targets.launchers.base import (
     ProcessSpec,
     RunningTarget,
     port_is_free,
+    prepare_dirs,
     probe_http,
     probe_tcp,
     tail,
@@ -91,6 +92,7 @@ class ProcessLauncher:
         spec: ProcessSpec, logs_dir: Path, cpus: list[int] | None = None
     ) -> subprocess.Popen[bytes]:
         log_path = logs_dir / f"{spec.name}.log"
+        prepare_dirs(spec)
         env = {**os.environ, **spec.env}
         with log_path.open("ab") as log:
             return subprocess.Popen(

@@ -7,6 +7,8 @@ servecap           http       ``POST /v1/predict`` (:mod:`targets.common.payload
 servecap-jobs      jobs       ``POST /v1/jobs`` then long polls (:mod:`.jobs`)
 tfserving-rest     http       ``POST /v1/models/<model>:predict`` (:mod:`.tfserving`)
 tfserving-grpc     grpc       ``PredictionService/Predict`` (:mod:`.tfserving`)
+v2-rest            http       ``POST /v2/models/<model>/infer``, JSON or binary (:mod:`.v2`)
+v2-grpc            grpc       ``GRPCInferenceService/ModelInfer`` (:mod:`.v2`)
 =================  =========  ==============================================================
 """
 
@@ -18,10 +20,14 @@ from targets.protocols.base import Endpoint, Protocol, ProtocolError
 from targets.protocols.jobs import JobsProtocol
 from targets.protocols.servecap import ServecapProtocol
 from targets.protocols.tfserving import TFServingGrpc, TFServingRest
+from targets.protocols.v2 import V2Grpc, V2Rest
 
 PROTOCOLS: dict[str, Protocol] = {
-    p.name: p for p in (ServecapProtocol(), JobsProtocol(), TFServingRest(), TFServingGrpc())
-}
+    p.name: p
+    for p in (
+        ServecapProtocol(), JobsProtocol(), TFServingRest(), TFServingGrpc(), V2Rest(), V2Grpc()
+    )
+}  # fmt: skip
 
 
 def get_protocol(name: str) -> Protocol:

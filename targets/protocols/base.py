@@ -6,20 +6,24 @@ Locust users (by :attr:`Protocol.transport`), the warm-up, ``servecap verify`` a
 Django forwarder. A kind names the protocol its targets speak in the :class:`Endpoint` it
 gives for a config; :mod:`targets.protocols` maps names to protocols.
 
-Images are uint8 ``[n, height, width, channels]`` arrays; answers are read back as
-probabilities ``[n, classes]`` (:meth:`Protocol.probabilities`), or as class ids.
+Images are uint8 ``[n, height, width, channels]`` arrays; a request is a body and its HTTP
+headers (:data:`Headers`: the content type, and what else the format needs); answers are read
+back as probabilities ``[n, classes]`` (:meth:`Protocol.probabilities`), or as class ids.
 """
 
 from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 Transport = Literal["http", "grpc", "jobs"]
+Headers = Mapping[str, str]
+"""A request's HTTP headers, ``Content-Type`` included (empty for gRPC)."""
 LOAD_MODES = frozenset({"ramp", "rate", "sequential", "find-max"})
 
 
@@ -44,6 +48,10 @@ class Endpoint(BaseModel):
     """``127.0.0.1:PORT`` of the gRPC endpoint, for gRPC protocols."""
     model_name: str | None = None
     """The served model's name, for protocols that address models by name."""
+    input_name: str = "images"
+    """The model's input tensor, for tensor protocols (KServe v2, TF Serving gRPC)."""
+    output_name: str = "probabilities"
+    """The output read back (scores per class)."""
 
 
 class Protocol:
@@ -64,22 +72,28 @@ class Protocol:
         raise NotImplementedError
 
     def encode(
-        self, images: np.ndarray, encoding: str = "json", files: list[bytes] | None = None
-    ) -> tuple[bytes, str]:
-        """A request body for ``images`` and its content type. ``files`` are the images'
-        original files, sent as they are by encodings that upload files."""
+        self,
+        images: np.ndarray,
+        encoding: str = "json",
+        files: list[bytes] | None = None,
+        endpoint: Endpoint | None = None,
+    ) -> tuple[bytes, Headers]:
+        """A request body for ``images`` and its headers. ``files`` are the images' original
+        files, sent as they are by encodings that upload files; ``endpoint`` gives tensor and
+        model names to protocols that need them."""
         raise NotImplementedError
 
-    def probabilities(self, answer: bytes) -> np.ndarray:
-        """The ``[n, classes]`` scores of an answer; ValueError when it is not a prediction."""
+    def probabilities(self, answer: bytes, endpoint: Endpoint | None = None) -> np.ndarray:
+        """The ``[n, classes]`` scores of an answer (the endpoint's output, for protocols that
+        name outputs); ValueError when it is not a prediction."""
         raise NotImplementedError
 
-    def check(self, answer: bytes) -> None:
+    def check(self, answer: bytes, endpoint: Endpoint | None = None) -> None:
         """Raise ValueError when a successful answer is not a prediction (under load)."""
-        self.probabilities(answer)
+        self.probabilities(answer, endpoint)
 
-    def classes(self, answer: bytes) -> list[int]:
-        return [int(c) for c in self.probabilities(answer).argmax(axis=1)]
+    def classes(self, answer: bytes, endpoint: Endpoint | None = None) -> list[int]:
+        return [int(c) for c in self.probabilities(answer, endpoint).argmax(axis=1)]
 
     def check_encoding(self, encoding: str) -> None:
         if encoding not in self.encodings:
@@ -89,21 +103,21 @@ class Protocol:
             )
 
     def infer(
-        self, endpoint: Endpoint, body: bytes, content_type: str, timeout_s: float = 30.0
+        self, endpoint: Endpoint, body: bytes, headers: Headers, timeout_s: float = 30.0
     ) -> bytes:
         """Send one request and return the answer (warm-up, verify); ProtocolError if the
         answer is not a successful one."""
         status, answer = http_post(
-            endpoint.base_url + self.predict_path(endpoint), body, content_type, timeout_s
+            endpoint.base_url + self.predict_path(endpoint), body, headers, timeout_s
         )
         if status != 200:
             raise ProtocolError(f"HTTP {status}: {answer[:300].decode('utf-8', 'replace')}", status)
         return answer
 
 
-def http_post(url: str, body: bytes, content_type: str, timeout_s: float) -> tuple[int, bytes]:
+def http_post(url: str, body: bytes, headers: Headers, timeout_s: float) -> tuple[int, bytes]:
     """(status, body) of a POST; HTTP errors are answers too. URLError/OSError when none."""
-    req = urllib.request.Request(url, body, {"Content-Type": content_type}, method="POST")
+    req = urllib.request.Request(url, body, dict(headers), method="POST")
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             return int(resp.status), resp.read()

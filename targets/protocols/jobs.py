@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from targets.protocols.base import Endpoint, ProtocolError, http_get, http_post
+from targets.protocols.base import Endpoint, Headers, ProtocolError, http_get, http_post
 from targets.protocols.servecap import ServecapProtocol
 
 JOBS_PATH = "/v1/jobs"
@@ -31,20 +31,20 @@ class JobsProtocol(ServecapProtocol):
     def predict_path(self, endpoint: Endpoint) -> str:
         return JOBS_PATH
 
-    def probabilities(self, answer: bytes) -> np.ndarray:
+    def probabilities(self, answer: bytes, endpoint: Endpoint | None = None) -> np.ndarray:
         doc: Any = orjson.loads(answer)
         if not isinstance(doc, dict) or doc.get("status") != "finished":
             raise ValueError(f"not a finished job: {str(doc)[:200]}")
         return np.asarray(doc["probabilities"], dtype=np.float32)
 
-    def classes(self, answer: bytes) -> list[int]:
-        return [int(c) for c in self.probabilities(answer).argmax(axis=1)]
+    def classes(self, answer: bytes, endpoint: Endpoint | None = None) -> list[int]:
+        return [int(c) for c in self.probabilities(answer, endpoint).argmax(axis=1)]
 
     def infer(
-        self, endpoint: Endpoint, body: bytes, content_type: str, timeout_s: float = 30.0
+        self, endpoint: Endpoint, body: bytes, headers: Headers, timeout_s: float = 30.0
     ) -> bytes:
         """Submit, then long-poll until the job ends; the finished job's document."""
-        status, answer = http_post(endpoint.base_url + JOBS_PATH, body, content_type, timeout_s)
+        status, answer = http_post(endpoint.base_url + JOBS_PATH, body, headers, timeout_s)
         if status != 202:
             raise ProtocolError(f"submit answered HTTP {status}: {answer[:300]!r}", status)
         job_id = orjson.loads(answer)["job_id"]

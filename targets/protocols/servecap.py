@@ -12,28 +12,35 @@ import numpy as np
 import orjson
 
 from targets.common.payload import encode_request
-from targets.protocols.base import Endpoint, Protocol
+from targets.protocols.base import Endpoint, Headers, Protocol
 
 PREDICT_PATH = "/v1/predict"
 
 
 class ServecapProtocol(Protocol):
     name = "servecap"
-    encodings = ("json", "base64", "jpeg")
+    encodings = ("json", "base64", "jpeg", "binary")
 
     def predict_path(self, endpoint: Endpoint) -> str:
         return PREDICT_PATH
 
     def encode(
-        self, images: np.ndarray, encoding: str = "json", files: list[bytes] | None = None
-    ) -> tuple[bytes, str]:
-        return encode_request(images, encoding, files if encoding == "jpeg" else None)
+        self,
+        images: np.ndarray,
+        encoding: str = "json",
+        files: list[bytes] | None = None,
+        endpoint: Endpoint | None = None,
+    ) -> tuple[bytes, Headers]:
+        self.check_encoding(encoding)
+        raw = "base64" if encoding == "binary" else encoding  # raw pixels: base64 in JSON
+        body, content_type = encode_request(images, raw, files if raw == "jpeg" else None)
+        return body, {"Content-Type": content_type}
 
-    def check(self, answer: bytes) -> None:
+    def check(self, answer: bytes, endpoint: Endpoint | None = None) -> None:
         """Under load a 200 is taken as it is: parsing every answer would cost the generator
         CPU that the servers' own schema tests make unnecessary (verify reads them all)."""
 
-    def probabilities(self, answer: bytes) -> np.ndarray:
+    def probabilities(self, answer: bytes, endpoint: Endpoint | None = None) -> np.ndarray:
         doc: Any = orjson.loads(answer)
         if not isinstance(doc, dict) or "probabilities" not in doc:
             raise ValueError(f"not a servecap predict answer: {str(doc)[:200]}")
@@ -42,7 +49,7 @@ class ServecapProtocol(Protocol):
             raise ValueError(f"probabilities must be [n, classes], got {list(probs.shape)}")
         return probs
 
-    def classes(self, answer: bytes) -> list[int]:
+    def classes(self, answer: bytes, endpoint: Endpoint | None = None) -> list[int]:
         doc: Any = orjson.loads(answer)
         if not isinstance(doc, dict) or not isinstance(doc.get("classes"), list):
             raise ValueError(f"not a servecap predict answer: {str(doc)[:200]}")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from targets.protocols.base import Endpoint, Protocol, grpc_unary
+from targets.protocols.base import Endpoint, Headers, Protocol, grpc_unary
 
 MODEL_NAME = "cifar10_cnn"
 SIGNATURE = "serving_default"
@@ -100,12 +100,16 @@ class TFServingRest(Protocol):
         return rest_predict_path(endpoint.model_name or MODEL_NAME)
 
     def encode(
-        self, images: np.ndarray, encoding: str = "json", files: list[bytes] | None = None
-    ) -> tuple[bytes, str]:
+        self,
+        images: np.ndarray,
+        encoding: str = "json",
+        files: list[bytes] | None = None,
+        endpoint: Endpoint | None = None,
+    ) -> tuple[bytes, Headers]:
         self.check_encoding(encoding)
-        return rest_request(images), "application/json"
+        return rest_request(images), {"Content-Type": "application/json"}
 
-    def probabilities(self, answer: bytes) -> np.ndarray:
+    def probabilities(self, answer: bytes, endpoint: Endpoint | None = None) -> np.ndarray:
         return rest_probabilities(answer)
 
 
@@ -118,15 +122,19 @@ class TFServingGrpc(Protocol):
     grpc_method = GRPC_METHOD
 
     def encode(
-        self, images: np.ndarray, encoding: str = "json", files: list[bytes] | None = None
-    ) -> tuple[bytes, str]:
+        self,
+        images: np.ndarray,
+        encoding: str = "json",
+        files: list[bytes] | None = None,
+        endpoint: Endpoint | None = None,
+    ) -> tuple[bytes, Headers]:
         self.check_encoding(encoding)
-        return grpc_request(images), "application/grpc"
+        return grpc_request(images), {}
 
-    def probabilities(self, answer: bytes) -> np.ndarray:
+    def probabilities(self, answer: bytes, endpoint: Endpoint | None = None) -> np.ndarray:
         return grpc_probabilities(answer)
 
     def infer(
-        self, endpoint: Endpoint, body: bytes, content_type: str, timeout_s: float = 30.0
+        self, endpoint: Endpoint, body: bytes, headers: Headers, timeout_s: float = 30.0
     ) -> bytes:
         return grpc_unary(endpoint, self.grpc_method, body, timeout_s)

@@ -115,6 +115,8 @@ def test_container_env_carries_the_config_with_container_paths(tmp_path: Path) -
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_service_runs_a_role_of_its_kinds_container_plan(kind: str, tmp_path: Path) -> None:
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"")  # plans may resolve the version
     cfg = target_config(kind=kind, port=9101, model_path=str(tmp_path))
     roles = {spec.role for spec in kinds()[kind].process_plan("t", cfg, CONTAINER)}
     for name, spec in compose.services(env_for(kind, tmp_path), kind).items():

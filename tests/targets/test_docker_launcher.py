@@ -134,15 +134,8 @@ def managed() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_model: Path) -> Iterator[Path]:
-    """The tiny model where uid 10001 can read it."""
-    root = Path(tempfile.mkdtemp(prefix="servecap-model-"))
-    target = root / "cifar10_cnn"
-    shutil.copytree(tiny_model, target)
-    for path in [root, *target.rglob("*"), target]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    yield target
-    shutil.rmtree(root, ignore_errors=True)
+def model_dir(readable_model: Path) -> Path:
+    return readable_model
 
 
 @pytest.fixture

@@ -116,3 +116,41 @@ def test_real_model(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert probs.shape == (2, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
     assert doc["classes"] == probs.argmax(axis=1).tolist()
+
+
+def test_metrics_count_requests_batches_and_in_flight() -> None:
+    from loadtests.collectors.prometheus import parse
+
+    c, _ = client()
+    before = parse(c.get("/metrics").text)
+    body, ctype = encode_request(IMAGES, "json")
+    assert c.post("/v1/predict", content=body, headers={"content-type": ctype}).status_code == 200
+    after = parse(c.get("/metrics").text)
+    grew = {k: after[k] - before.get(k, 0.0) for k in after}
+    assert grew["servecap_inference_requests_total"] == 1
+    assert grew["servecap_inference_images_total"] == 2  # both images, one model call
+    assert grew["servecap_inference_batches_total"] == 1
+    assert after["servecap_requests_in_flight"] == 0
+
+
+def test_batching_serves_concurrent_requests_in_shared_model_calls() -> None:
+    model = FakeModel()
+    svc = InferenceService(model, ServerSettings(batch_max=8, batch_timeout_ms=200))
+    c = TestClient(create_app(svc))
+    body, ctype = encode_request(IMAGES[:1], "json")
+    model.gate = threading.Event()
+    results: list[int] = []
+
+    def one() -> None:
+        r = c.post("/v1/predict", content=body, headers={"content-type": ctype})
+        results.append(r.status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    threading.Event().wait(0.3)  # the first call holds the gate; the rest queue up
+    model.gate.set()
+    for t in threads:
+        t.join(10)
+    assert results == [200] * 6
+    assert model.calls < 6  # fewer model calls than requests
