@@ -147,6 +147,12 @@ class WindowStats(TypedDict, total=False):
     p90_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    p50_ci_ms: list[float] | None
+    """95% confidence interval of p50 from order statistics (analysis.intervals)."""
+    p95_ci_ms: list[float] | None
+    p99_ci_ms: list[float] | None
+    """The same for p95 and p99; None when too few requests to bound it (p99_ci_note)."""
+    p99_ci_note: str
     reject_p50_ms: float
     reject_p99_ms: float
     top_error: str

@@ -7,6 +7,7 @@ Executing the notebooks is :mod:`analysis.notebooks`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -70,6 +71,32 @@ def stage_overview(table: pd.DataFrame) -> pd.DataFrame:
     """The stage table's key columns with readable names."""
     cols = [c for c in STAGE_VIEW if c in table]
     return table[cols].rename(columns=STAGE_VIEW)
+
+
+def time_breakdown(table: pd.DataFrame) -> pd.DataFrame:
+    """Where a request's time goes, per run and stage, in mean milliseconds: waiting in the
+    server's queue (its batcher), in the model call, and the rest (client and network, the
+    HTTP server, decoding and encoding), from the end-to-end mean and the server's own
+    metrics; plus the mean batch size. Runs whose server exposes no metrics are left out."""
+    columns = ["run", "users", "rps", "end to end ms", "queue ms", "model ms", "rest ms",
+               "rest share", "batch size"]  # fmt: skip
+    if table.empty or "server_model_ms" not in table:
+        return pd.DataFrame(columns=columns)
+    known = table[pd.to_numeric(table["server_model_ms"], errors="coerce").notna()]
+    rows = []
+    for _, r in known.iterrows():
+        total = float(r["mean_ms"])
+        queue = float(r.get("server_queue_ms") or 0.0)
+        model = float(r["server_model_ms"])
+        rest = total - queue - model
+        rows.append({
+            "run": r.get("label", r["target"]), "users": r["users"],
+            "rps": r["throughput_rps"], "end to end ms": total, "queue ms": queue,
+            "model ms": model, "rest ms": rest,
+            "rest share": rest / total if total > 0 else math.nan,
+            "batch size": r.get("server_batch_size_mean"),
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
 
 
 def capacity_overview(caps: Mapping[str, RunCapacity]) -> pd.DataFrame:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.defaults import DEFAULT_LATE_MS, GENERATOR_CPU_LIMIT_PCT, LATE_SHARE_LIMIT
+from analysis.intervals import min_samples, quantile_ci
 
 PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0}
 
@@ -150,6 +151,7 @@ def window_stats(
     }
     for key, q in PERCENTILES.items():
         row[key] = percentile_ms(ok["latency_ms"], q)
+    row.update(percentile_intervals(ok["latency_ms"].to_numpy(dtype=float)))
     refused = window[window["outcome"] == "rejected"]
     if len(refused):  # how fast a refusal comes back (max_works answers at once)
         row["reject_p50_ms"] = percentile_ms(refused["latency_ms"], 50)
@@ -164,6 +166,25 @@ def window_stats(
         row["send_lag_p99_ms"] = percentile_ms(lag, 99)
         row["late_share"] = float((lag > (DEFAULT_LATE_MS if late_ms is None else late_ms)).mean())
     return row
+
+
+CI_PERCENTILES = {"p50_ci_ms": 0.50, "p95_ci_ms": 0.95, "p99_ci_ms": 0.99}
+
+
+def percentile_intervals(latencies_ms: np.ndarray) -> dict[str, Any]:
+    """95% confidence intervals of p50, p95 and p99 (:mod:`analysis.intervals`) as
+    ``[low, high]``; None, with ``p99_ci_note`` saying how many requests it takes, when there
+    are too few."""
+    out: dict[str, Any] = {}
+    for key, q in CI_PERCENTILES.items():
+        ci = quantile_ci(latencies_ms, q)
+        out[key] = None if ci is None else [ci[0], ci[1]]
+    if out["p99_ci_ms"] is None:
+        out["p99_ci_note"] = (
+            f"p99 rests on {len(latencies_ms)} successful requests; a 95% interval needs "
+            f"{min_samples(0.99)}"
+        )
+    return out
 
 
 def overall_stats(
@@ -183,14 +204,16 @@ def overall_stats(
 def flag_generator(
     stats: list[dict[str, Any]], workers: int = 1, host_cpus: int | None = None,
     late_ms: float = DEFAULT_LATE_MS,
+    pinned: bool = False,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Mark stages where the load generator, not the target, limited the load.
 
     A stage is invalid when the generator's CPU exceeded 90% of a core per generator process;
     when the whole host was above 90% busy (``host_cpus`` given: generator and target then
-    compete for CPU, so the generator cannot send or time requests as planned); or (open
-    loop) when more than 1% of its requests left over ``late_ms`` behind schedule. Adds
-    ``generator_ok`` and ``generator_issues`` to each stage.
+    compete for CPU, so the generator cannot send or time requests as planned; not checked
+    when the generator is ``pinned`` to CPUs of its own, where a busy host is the target at
+    work); or (open loop) when more than 1% of its requests left over ``late_ms`` behind
+    schedule. Adds ``generator_ok`` and ``generator_issues`` to each stage.
     """
     for row in stats:
         issues = []
@@ -199,7 +222,7 @@ def flag_generator(
             issues.append(f"generator CPU {cpu:.0f}% > {GENERATOR_CPU_LIMIT_PCT * workers:.0f}%")
         host = row.get("host_cpu_pct")
         limit = GENERATOR_CPU_LIMIT_PCT * (host_cpus or 0)
-        if host_cpus and host is not None and not math.isnan(host) and host > limit:
+        if not pinned and host_cpus and host is not None and not math.isnan(host) and host > limit:
             issues.append(f"host CPU {host:.0f}% of {100 * host_cpus}%: the generator competes "
                           "with the target for CPU")  # fmt: skip
         late = row.get("late_share")

@@ -20,7 +20,8 @@ STAGE_COLUMNS = (
     "errors", "rejected", "rps", "goodput_rps", "error_rate", "reject_rate", "mean_ms",
     "max_ms", "bytes_per_request", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "cpu_pct",
     "cpu_max_pct", "mem_mb", "mem_max_mb", "pss_mb", "resource_samples", "generator_cpu_pct",
-    "host_cpu_pct", "littles_law_users",
+    "host_cpu_pct", "littles_law_users", "client_overhead_p50_ms", "server_batch_size_mean",
+    "server_queue_ms", "server_model_ms",
 )  # fmt: skip
 """Stage fields copied into :func:`stage_table` (missing ones become NaN)."""
 STAGE_FLAGS = ("generator_ok", "generator_issues")

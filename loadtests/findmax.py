@@ -14,7 +14,9 @@ current rate and decides when a rate passes or fails and which rate to try next.
   passing and the lowest failing rate until they are within ``tolerance``.
 
 Requests still in flight and older than the SLO when a window closes count as SLO breaches
-with their age as latency: a server that stopped answering cannot look fast.
+with their age as latency: a server that stopped answering cannot look fast. A window in which
+the generator itself fell behind (more than 1% of sends over ``late_ms`` late: its host was
+busy, not the target) is kept as evidence but decides nothing: the rate is held for another.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis.defaults import DEFAULT_LATE_MS, LATE_SHARE_LIMIT
 from analysis.stages import percentile_ms
 from loadtests.spec import FindMax
 
@@ -37,26 +40,34 @@ class WindowResult:
     overdue: int = 0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     """Successful requests' latencies plus overdue ages (to pool windows)."""
+    late_share: float = 0.0
+    """Share of the window's sends that left more than ``late_ms`` behind schedule."""
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
+    @property
+    def generator_behind(self) -> bool:
+        return self.late_share > LATE_SHARE_LIMIT
+
 
 def window_result(
     start_ts: float,
     end_ts: float,
-    observed: list[tuple[float, float, str]],
+    observed: list[tuple[float, float, str, float]],
     in_flight_ages_ms: list[float],
     slo_p99_ms: float,
+    late_ms: float = DEFAULT_LATE_MS,
 ) -> WindowResult:
     """Summarise the requests scheduled in [start_ts, end_ts) (plus overdue in-flight ones)."""
-    inside = [(lat, out) for ts, lat, out in observed if start_ts <= ts < end_ts]
+    inside = [(lat, out, lag) for ts, lat, out, lag in observed if start_ts <= ts < end_ts]
     overdue = [age for age in in_flight_ages_ms if age > slo_p99_ms]
-    latencies = [lat for lat, out in inside if out == "ok"] + overdue
-    errors = sum(1 for _, out in inside if out != "ok")
+    latencies = [lat for lat, out, _ in inside if out == "ok"] + overdue
+    errors = sum(1 for _, out, _ in inside if out != "ok")
+    late = sum(1 for _, _, lag in inside if lag > late_ms) / len(inside) if inside else 0.0
     return WindowResult(start_ts, end_ts, len(inside) + len(overdue), errors,
-                        percentile_ms(latencies, 99), len(overdue), latencies)  # fmt: skip
+                        percentile_ms(latencies, 99), len(overdue), latencies, late)  # fmt: skip
 
 
 @dataclass
@@ -77,6 +88,8 @@ class Point:
                     "requests": w.requests,
                     "error_rate": w.error_rate,
                     "overdue": w.overdue,
+                    "late_share": w.late_share,
+                    "counted": not w.generator_behind,
                     "start_ts": w.start_ts,
                     "end_ts": w.end_ts,
                 }
@@ -86,8 +99,12 @@ class Point:
 
 
 class FindMaxSearch:
-    def __init__(self, plan: FindMax, slo_p99_ms: float, max_error_rate: float = 0.01) -> None:
+    def __init__(
+        self, plan: FindMax, slo_p99_ms: float, max_error_rate: float = 0.01,
+        late_ms: float = DEFAULT_LATE_MS,
+    ) -> None:  # fmt: skip
         self.plan = plan
+        self.late_ms = late_ms
         self.slo_p99_ms = slo_p99_ms
         self.max_error_rate = max_error_rate
         self.points: list[Point] = [Point(plan.start_rps)]
@@ -107,8 +124,9 @@ class FindMaxSearch:
         """Record a window at the current rate; True when the rate has been decided."""
         point = self.current
         point.windows.append(window)
-        last = point.windows[-self.plan.stable_windows :]
-        if len(last) == self.plan.stable_windows:
+        counted = [w for w in point.windows if not w.generator_behind]
+        last = counted[-self.plan.stable_windows :]
+        if not window.generator_behind and len(last) == self.plan.stable_windows:
             p99s = [w.p99_ms for w in last]
             if all(self._meets(w) for w in last):
                 if max(p99s) - min(p99s) <= self.plan.stability * self.slo_p99_ms:
@@ -116,10 +134,11 @@ class FindMaxSearch:
             elif not any(self._meets(w) for w in last):
                 return self._decide(False, "broke the SLO in consecutive windows")
         if held_s >= self.plan.max_hold_s:
+            pool = counted or point.windows  # every window late: judge them all, as they were
             pooled = WindowResult(
-                point.windows[0].start_ts, window.end_ts,
-                sum(w.requests for w in point.windows), sum(w.errors for w in point.windows),
-                percentile_ms([x for w in point.windows for x in w.latencies_ms], 99),
+                pool[0].start_ts, window.end_ts,
+                sum(w.requests for w in pool), sum(w.errors for w in pool),
+                percentile_ms([x for w in pool for x in w.latencies_ms], 99),
             )  # fmt: skip
             verdict = "met" if self._meets(pooled) else "broke"
             return self._decide(

@@ -6,7 +6,10 @@ test case per target and objective for CI systems.
 
 Scopes: ``overall`` checks the whole run's steady windows taken together (exact percentiles
 over all of them, not an average of stage percentiles); ``every-stage`` checks each stage;
-``last-stage`` the last one. A target whose run failed fails every gate.
+``last-stage`` the last one. ``judge: upper-bound`` checks latency objectives against the
+upper end of the percentile's 95% confidence interval (``p99_ci_ms``), so a p99 resting on
+too few requests cannot pass. A target whose run failed is one error of its own (a JUnit
+``error``), not one breach per objective.
 """
 
 from __future__ import annotations
@@ -37,15 +40,31 @@ class GateResult:
     limit: float
     passed: bool
     message: str
+    error: bool = False
+    """The run itself failed: nothing could be judged."""
+
+
+def _figure(stats: dict[str, Any], figure: str, judge: str) -> tuple[Any, str]:
+    """The value an objective is judged on, and its name."""
+    interval = f"{figure.removesuffix('_ms')}_ci_ms"
+    if judge != "upper-bound" or interval not in OBJECTIVE_INTERVALS:
+        return stats.get(figure), figure
+    bounds = stats.get(interval)
+    return (bounds[1] if bounds else None), f"{figure} upper 95% bound"
+
+
+OBJECTIVE_INTERVALS = ("p95_ci_ms", "p99_ci_ms")
 
 
 def _check(
-    target: str, scope: str, stats: dict[str, Any], objective: str, limit: float
-) -> GateResult:
+    target: str, scope: str, stats: dict[str, Any], objective: str, limit: float,
+    judge: str = "point",
+) -> GateResult:  # fmt: skip
     figure, at_most = OBJECTIVES[objective]
-    value = stats.get(figure)
+    value, figure = _figure(stats, figure, judge)
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        message = f"{target} {scope}: no {figure} measured (no successful requests?)"
+        why = stats.get("p99_ci_note") if "bound" in figure else None
+        message = f"{target} {scope}: no {figure} ({why or 'no successful requests?'})"
         return GateResult(target, scope, objective, None, limit, False, message)
     passed = value <= limit if at_most else value >= limit
     sign = "<=" if at_most else ">="
@@ -65,16 +84,15 @@ def check_run(run: dict[str, Any], slo: SLO) -> list[GateResult]:
         (name, getattr(slo, name)) for name in OBJECTIVES if getattr(slo, name) is not None
     ]
     if run.get("status") != "ok":
-        return [GateResult(target, "run", name, None, limit, False,
-                           f"{target}: run {run.get('status')}: {run.get('error')}")
-                for name, limit in objectives]  # fmt: skip
+        message = f"{target}: run {run.get('status')}: {run.get('error')}"
+        return [GateResult(target, "run", "run", None, 0.0, False, message, error=True)]
     if slo.scope == "overall":
         scopes = [("overall", run.get("overall") or {})]
     else:
         stages = run.get("stages") or []
         chosen = stages if slo.scope == "every-stage" else stages[-1:]
         scopes = [(f"stage {s['index'] + 1}", s) for s in chosen] or [("overall", {})]
-    return [_check(target, scope, stats, name, limit)
+    return [_check(target, scope, stats, name, limit, slo.judge)
             for scope, stats in scopes for name, limit in objectives]  # fmt: skip
 
 
@@ -83,16 +101,19 @@ def check_summary(summary: dict[str, Any], slo: SLO) -> list[GateResult]:
 
 
 def junit_xml(results: list[GateResult], suite: str) -> str:
-    """JUnit XML: one test case per target, scope and objective."""
-    failures = sum(not r.passed for r in results)
-    root = ET.Element("testsuites", name="servecap", tests=str(len(results)),
-                      failures=str(failures))  # fmt: skip
-    node = ET.SubElement(root, "testsuite", name=suite, tests=str(len(results)),
-                         failures=str(failures))  # fmt: skip
+    """JUnit XML: one test case per target, scope and objective; a failed run is one case
+    with an ``error`` (it ran no objective)."""
+    errors = sum(r.error for r in results)
+    failures = sum(not r.passed and not r.error for r in results)
+    counts = {"tests": str(len(results)), "failures": str(failures), "errors": str(errors)}
+    root = ET.Element("testsuites", {"name": "servecap", **counts})
+    node = ET.SubElement(root, "testsuite", {"name": suite, **counts})
     for r in results:
         case = ET.SubElement(node, "testcase", classname=f"{suite}.{r.target}",
                              name=f"{r.scope}: {r.objective}")  # fmt: skip
-        if not r.passed:
+        if r.error:
+            ET.SubElement(case, "error", message=r.message, type="RunFailed").text = r.message
+        elif not r.passed:
             ET.SubElement(case, "failure", message=r.message, type="SLOBreach").text = r.message
         else:
             ET.SubElement(case, "system-out").text = r.message

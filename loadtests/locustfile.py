@@ -110,6 +110,7 @@ ScenarioUser: type[User] = type(
         "max_in_flight": _plan.max_in_flight,
         "concurrency": _plan.max_in_flight,
         "find_max": _plan.find_max,
+        "late_ms": _plan.late_ms,
         "slo_p99_ms": _config.slo_p99_ms or 0.0,
         "max_error_rate": _config.max_error_rate,
         "plan": _plan.sequential,
@@ -151,8 +152,8 @@ def _on_init(environment: Any, **_: Any) -> None:
     if runner is not None:
         _recorder.user_count = lambda: runner.user_count
     if _plan.mode == "find-max":
-        observed: list[tuple[float, float, str]] = ScenarioUser.observed  # type: ignore[attr-defined]
-        _recorder.observers.append(lambda ts, lat, out: observed.append((ts, lat, out)))
+        observed: list[tuple[float, float, str, float]] = ScenarioUser.observed  # type: ignore[attr-defined]
+        _recorder.observers.append(lambda *seen: observed.append(seen))
     environment.events.request.add_listener(_recorder.on_request)
 
 

@@ -309,8 +309,9 @@ def _summarise(
     plan = scenario.load
     primary = load.primary_request if load else None
     final = finalize_target(tdir, plan.stage_settle_s, primary, plan.late_ms)
-    entry["stages"] = flag_generator(final.stages, plan.workers, psutil.cpu_count(),  # type: ignore[typeddict-item]
-                                     plan.late_ms)  # fmt: skip
+    pinned = plan.generator_cpuset is not None
+    stages = flag_generator(final.stages, plan.workers, psutil.cpu_count(), plan.late_ms, pinned)
+    entry["stages"] = stages  # type: ignore[typeddict-item]
     entry["overall"] = final.overall  # type: ignore[typeddict-item]
     entry["requests"] = sum(s["requests"] for s in entry["stages"])
     for st in entry["stages"]:

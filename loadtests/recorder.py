@@ -24,8 +24,8 @@ context: then ``ts`` is the scheduled time and ``lag_ms`` how late the generator
 sent it, so a generator or a server that falls behind can never hide queueing (no
 coordinated omission)."""
 
-Observer = Callable[[float, float, str], None]
-"""Called with (ts, latency_ms, outcome) for every request (find-max watches these)."""
+Observer = Callable[[float, float, str, float], None]
+"""Called with (ts, latency_ms, outcome, lag_ms) for every request (find-max watches these)."""
 
 Row = list[str | int]
 Forward = Callable[[list[Row]], None]
@@ -123,7 +123,7 @@ class RequestRecorder:
             ]
         )
         for observer in self.observers:
-            observer(ts, latency_ms, outcome)
+            observer(ts, latency_ms, outcome, lag_ms)
         self.rows += 1
         now = time.monotonic()
         if now - self._last_flush >= self._flush_interval_s:

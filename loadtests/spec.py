@@ -188,6 +188,12 @@ class SLO(StrictModel):
     scope: Literal["overall", "every-stage", "last-stage"] = Field(
         default="overall", description="check the whole run's windows, each stage, or the last"
     )
+    judge: Literal["point", "upper-bound"] = Field(
+        default="point",
+        description="latency objectives judged on the measured percentile (point) or on the "
+        "upper end of its 95% confidence interval (upper-bound: passes only when the data "
+        "show the objective is met)",
+    )
 
 
 class Collect(StrictModel):

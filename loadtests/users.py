@@ -140,8 +140,10 @@ class ArrivalUser(HttpPredict):
     slo_p99_ms: ClassVar[float] = 0.0
     max_error_rate: ClassVar[float] = 0.01
     out_dir: ClassVar[Path | None] = None
-    observed: ClassVar[list[tuple[float, float, str]]] = []
-    """(ts, latency_ms, outcome) of finished requests, fed by the recorder (find-max)."""
+    observed: ClassVar[list[tuple[float, float, str, float]]] = []
+    """(ts, latency_ms, outcome, lag_ms) of finished requests, fed by the recorder
+    (find-max)."""
+    late_ms: ClassVar[float] = 10.0
 
     def on_start(self) -> None:
         super().on_start()
@@ -206,7 +208,7 @@ class ArrivalUser(HttpPredict):
     def _find_max(self) -> None:
         assert self.find_max is not None and self.out_dir is not None
         plan = self.find_max
-        search = FindMaxSearch(plan, self.slo_p99_ms, self.max_error_rate)
+        search = FindMaxSearch(plan, self.slo_p99_ms, self.max_error_rate, self.late_ms)
         timeline = shapes.Timeline(self.out_dir)
         while not search.done:
             point = search.current
@@ -217,7 +219,8 @@ class ArrivalUser(HttpPredict):
                 self._schedule(window_start, _constant(point.rps), window_start + plan.window_s)
                 now = time.time()
                 ages = [(now - ts) * 1000 for ts in self._in_flight.values()]
-                window = window_result(window_start, now, self.observed, ages, self.slo_p99_ms)
+                window = window_result(window_start, now, self.observed, ages, self.slo_p99_ms,
+                                       self.late_ms)  # fmt: skip
                 if search.add_window(window, now - start):
                     break
             timeline.end(row, passed=point.passed, reason=point.reason)

@@ -243,3 +243,19 @@ def test_table4_of_a_sequential_run_averages_every_repeat_of_its_largest_n() -> 
     assert ours["RAM MB"] == pytest.approx(700.0)
     derived = paper.table4(table)  # without the summary: derived, as for a ramp
     assert derived["source"].str.contains("ours \\(derived\\)").any()
+
+
+def test_time_breakdown_splits_the_mean_into_queue_model_and_the_rest() -> None:
+    batched = {"scenario": "b", "runs": [
+        {"target": "tri", "kind": "triton", "status": "ok", "stages": [
+            stage(0, 1, 100.0, 5.0, server_queue_ms=0.5, server_model_ms=3.0,
+                  server_batch_size_mean=1.0),
+            stage(1, 8, 400.0, 20.0, server_queue_ms=6.0, server_model_ms=10.0,
+                  server_batch_size_mean=4.0)]},
+        {"target": "plain", "kind": "echo", "status": "ok", "stages": [stage(0, 1, 50.0, 9.0)]},
+    ]}  # fmt: skip
+    frame = report.time_breakdown(label_runs(stage_tables({"b": batched})))
+    assert frame["run"].tolist() == ["tri", "tri"]  # no server metrics: not shown
+    last = frame.iloc[1]
+    assert (last["queue ms"], last["model ms"], last["rest ms"]) == (6.0, 10.0, 4.0)
+    assert last["rest share"] == pytest.approx(0.2) and last["batch size"] == 4.0

@@ -43,11 +43,30 @@ def test_every_and_last_stage_scopes() -> None:
     assert "rps 150 breaks >= 200 (by 25%)" in last[0].message
 
 
-def test_failed_run_and_missing_figures_fail() -> None:
-    failed = check_run({"target": "t", "status": "failed", "error": "boom"}, SLO(p99_ms=1))
-    assert not failed[0].passed and "run failed: boom" in failed[0].message
+def test_failed_run_is_one_error_and_missing_figures_fail() -> None:
+    slo = SLO(p99_ms=1, p95_ms=1, max_error_rate=0.1)
+    (failed,) = check_run({"target": "t", "status": "failed", "error": "boom"}, slo)
+    assert failed.error and not failed.passed and "run failed: boom" in failed.message
+    root = ET.fromstring(junit_xml([failed], "servecap.s"))
+    suite = root.find("testsuite")
+    assert suite is not None and (suite.get("errors"), suite.get("failures")) == ("1", "0")
+    assert root.find(".//error") is not None and root.find(".//failure") is None
     empty = check_run(run_entry(p99_ms=None), SLO(p99_ms=100))
-    assert not empty[0].passed and "no p99_ms measured" in empty[0].message
+    assert not empty[0].passed and "no p99_ms" in empty[0].message
+
+
+def test_upper_bound_judge_needs_the_data_to_show_the_objective_is_met() -> None:
+    sure = run_entry(p99_ms=90.0)
+    sure["overall"]["p99_ci_ms"] = [85.0, 97.0]
+    unsure = run_entry(p99_ms=90.0)
+    unsure["overall"]["p99_ci_ms"] = [80.0, 130.0]
+    few = run_entry(p99_ms=90.0)
+    few["overall"]["p99_ci_ms"] = None
+    few["overall"]["p99_ci_note"] = "p99 rests on 50 successful requests; a 95% interval needs 368"
+    slo = SLO(p99_ms=100, judge="upper-bound")
+    assert [check_run(r, slo)[0].passed for r in (sure, unsure, few)] == [True, False, False]
+    assert "needs 368" in check_run(few, slo)[0].message
+    assert check_run(unsure, SLO(p99_ms=100))[0].passed  # the point value alone passes
 
 
 def test_junit_xml() -> None:

@@ -107,7 +107,7 @@ def test_find_max_steps_down_when_the_first_rate_fails() -> None:
 
 
 def test_window_counts_overdue_requests_as_breaches() -> None:
-    observed = [(0.5, 10.0, "ok")] * 50 + [(0.5, 5.0, "error"), (2.0, 1.0, "ok")]
+    observed = [(0.5, 10.0, "ok", 0.0)] * 50 + [(0.5, 5.0, "error", 0.0), (2.0, 1.0, "ok", 0.0)]
     w = window_result(0, 1, observed, in_flight_ages_ms=[30.0, 900.0, 800.0], slo_p99_ms=100)
     assert w.requests == 53 and w.errors == 1 and w.overdue == 2
     assert w.p99_ms == 900.0  # the stuck requests dominate the tail
@@ -155,8 +155,8 @@ def test_recorder_measures_open_loop_latency_from_schedule(tmp_path: Any) -> Non
     from types import SimpleNamespace
 
     rec = RequestRecorder(tmp_path)
-    seen: list[tuple[float, float, str]] = []
-    rec.observers.append(lambda ts, lat, out: seen.append((ts, lat, out)))
+    seen: list[tuple[float, float, str, float]] = []
+    rec.observers.append(lambda *args: seen.append(args))
     ok = SimpleNamespace(status_code=200)
     rec.on_request("POST", "predict", 5.0, 10, ok, None, start_time=100.050,
                    context={"scheduled_ts": 100.0})  # fmt: skip
@@ -166,7 +166,20 @@ def test_recorder_measures_open_loop_latency_from_schedule(tmp_path: Any) -> Non
     assert float(row["lag_ms"]) == pytest.approx(50.0)
     assert float(row["latency_ms"]) == pytest.approx(55.0)  # queueing behind schedule counts
     assert float(row["service_ms"]) == 5.0
-    assert seen == [(100.0, pytest.approx(55.0), "ok")]
+    assert seen == [(100.0, pytest.approx(55.0), "ok", pytest.approx(50.0))]
+
+
+def test_find_max_does_not_judge_a_rate_on_windows_where_the_generator_fell_behind() -> None:
+    plan = FindMax(start_rps=100, step_factor=2, stable_windows=2, max_hold_s=60)
+    search = FindMaxSearch(plan, slo_p99_ms=50, late_ms=10)
+    observed = [(0.5, 400.0, "ok", 300.0)] * 100  # the sends left 300 ms late: not the target
+    behind = window_result(0, 1, observed, [], slo_p99_ms=50, late_ms=10)
+    assert behind.generator_behind and behind.late_share == 1.0
+    assert not search.add_window(behind, 1) and not search.add_window(behind, 2)
+    assert search.current.passed is None  # undecided: held for windows that count
+    good = window_result(0, 1, [(0.5, 5.0, "ok", 0.0)] * 100, [], slo_p99_ms=50, late_ms=10)
+    search.add_window(good, 3)
+    assert search.add_window(good, 4) and search.points[0].passed
 
 
 def test_find_max_unsettled_rate_is_judged_on_all_its_requests() -> None:
