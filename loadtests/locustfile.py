@@ -25,18 +25,19 @@ from loadtests.recorder import RequestRecorder, append_rows
 from loadtests.runconfig import LoadRunConfig, load_run_config
 from loadtests.shapes import RateShape, StagesShape, UntilDoneShape
 
-RAMP_USERS = {
-    "http": "loadtests.users:PredictUser",
-    "grpc": "loadtests.users:GrpcPredictUser",
-    "jobs": "loadtests.jobusers:JobUser",
+USERS = {
+    ("http", "ramp"): "loadtests.users:PredictUser",
+    ("http", "rate"): "loadtests.users:ArrivalUser",
+    ("http", "find-max"): "loadtests.users:ArrivalUser",
+    ("http", "sequential"): "loadtests.users:SequentialUser",
+    ("grpc", "ramp"): "loadtests.users:GrpcPredictUser",
+    ("grpc", "rate"): "loadtests.users:GrpcArrivalUser",
+    ("grpc", "find-max"): "loadtests.users:GrpcArrivalUser",
+    ("grpc", "sequential"): "loadtests.users:GrpcSequentialUser",
+    ("jobs", "ramp"): "loadtests.jobusers:JobUser",
 }
-"""Closed-loop user per transport (the protocol says which; :mod:`targets.protocols`)."""
-MODE_USERS = {
-    "rate": "loadtests.users:ArrivalUser",
-    "find-max": "loadtests.users:ArrivalUser",
-    "sequential": "loadtests.users:SequentialUser",
-}
-"""The other modes' users (HTTP protocols only: the orchestrator checks the protocol's modes)."""
+"""The user for a transport (the protocol says which; :mod:`targets.protocols`) and a load
+mode; the orchestrator refuses combinations a protocol does not support."""
 
 
 def _load(path: str) -> type:
@@ -47,10 +48,7 @@ def _load(path: str) -> type:
 
 def user_bases(config: LoadRunConfig) -> tuple[type, ...]:
     """The classes the scenario's user derives from, for this protocol and mode."""
-    mode = config.plan.mode
-    if mode == "ramp":
-        return (_load(RAMP_USERS[config.protocol.transport]),)
-    return (_load(MODE_USERS[mode]),)
+    return (_load(USERS[(config.protocol.transport, config.plan.mode)]),)
 
 
 def shape_class(config: LoadRunConfig, out_dir: Path) -> type[LoadTestShape]:

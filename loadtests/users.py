@@ -8,11 +8,13 @@ what it looks like and how an answer is checked):
 
 Load modes (when requests are sent):
 
-* ramp: :class:`PredictUser` (or the gRPC and job users), closed loop: send, wait for the
-  answer, pause ``wait_time``, repeat;
-* rate and find-max: :class:`ArrivalUser`, open loop: requests leave on a schedule whatever
-  the answers do, each carrying its scheduled send time (see :mod:`loadtests.recorder`);
-* sequential: :class:`SequentialUser`, the paper's N requests one after another, repeated.
+* ramp: :class:`PredictUser` / :class:`GrpcPredictUser` (or the job user), closed loop:
+  send, wait for the answer, pause ``wait_time``, repeat;
+* rate and find-max: :class:`OpenLoop` (:class:`ArrivalUser`, :class:`GrpcArrivalUser`),
+  requests leave on a schedule whatever the answers do, each carrying its scheduled send
+  time (see :mod:`loadtests.recorder`);
+* sequential: :class:`SequentialRuns` (:class:`SequentialUser`,
+  :class:`GrpcSequentialUser`), the paper's N requests one after another, repeated.
 
 Request bodies are pre-encoded (:mod:`loadtests.bodies`) and cycled from a random offset.
 """
@@ -25,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gevent
 from gevent.pool import Group
@@ -121,21 +123,21 @@ class PredictUser(HttpPredict):
         self.send_predict()
 
 
-class ArrivalUser(HttpPredict):
+class OpenLoop:
     """Open loop (rate, find-max): send on a schedule, never waiting for answers.
 
-    ``arrival_users`` of these share the rate (one per generator process). A send that would
-    exceed ``max_in_flight`` outstanding requests is recorded as an error ("not sent"), so an
-    overloaded target shows up as errors and latency, never as a quietly lower rate.
+    Mixed into a transport's user (HTTP or gRPC), whose ``send_predict(context)`` sends one
+    request. ``arrival_users`` of these share the rate (one per generator process). A send
+    that would exceed ``max_in_flight`` outstanding requests is recorded as an error ("not
+    sent"), so an overloaded target shows up as errors and latency, never as a quietly lower
+    rate.
     """
 
-    abstract = True
     mode: ClassVar[str] = "rate"
     stages: ClassVar[tuple[Stage, ...]] = ()
     arrival: ClassVar[str] = "constant"
     arrival_users: ClassVar[int] = 1
     max_in_flight: ClassVar[int] = 1000
-    concurrency = 1000  # connections in FastHttpSession's pool
     find_max: ClassVar[FindMax | None] = None
     slo_p99_ms: ClassVar[float] = 0.0
     max_error_rate: ClassVar[float] = 0.01
@@ -145,8 +147,16 @@ class ArrivalUser(HttpPredict):
     (find-max)."""
     late_ms: ClassVar[float] = 10.0
 
+    environment: Any
+    predict_path: ClassVar[str]
+    request_type: ClassVar[str] = "POST"
+
+    if TYPE_CHECKING:  # provided by the transport's user it is mixed into
+
+        def send_predict(self, context: dict[str, Any] | None = None) -> dict[str, float]: ...
+
     def on_start(self) -> None:
-        super().on_start()
+        super().on_start()  # type: ignore[misc]
         self._group = Group()
         self._pacer = Pacer(gevent.sleep)
         self._in_flight: dict[int, float] = {}
@@ -155,8 +165,7 @@ class ArrivalUser(HttpPredict):
     def on_stop(self) -> None:
         self._group.kill(block=False)
 
-    @task
-    def drive(self) -> None:
+    def run_open_loop(self) -> None:
         if self.mode == "find-max":
             self._find_max()
         else:
@@ -187,8 +196,9 @@ class ArrivalUser(HttpPredict):
     def _fire(self, scheduled_ts: float) -> None:
         if len(self._in_flight) >= self.max_in_flight:
             self.environment.events.request.fire(
-                request_type="POST", name="predict", response_time=0.0, response_length=0,
-                response=None, context={"scheduled_ts": scheduled_ts}, start_time=time.time(),
+                request_type=self.request_type, name="predict", response_time=0.0,
+                response_length=0, response=None, context={"scheduled_ts": scheduled_ts},
+                start_time=time.time(),
                 exception=RuntimeError(f"not sent: {self.max_in_flight} requests in flight"),
                 url=self.predict_path,
             )  # fmt: skip
@@ -235,15 +245,18 @@ class ArrivalUser(HttpPredict):
             gevent.sleep(0.05)
 
 
-class SequentialUser(HttpPredict):
-    """The paper's method: N requests one after another, each N repeated, timed in total."""
+class SequentialRuns:
+    """The paper's method: N requests one after another, each N repeated, timed in total.
+    Mixed into a transport's user, as :class:`OpenLoop` is."""
 
-    abstract = True
     plan: ClassVar[Sequential] = Sequential()
     out_dir: ClassVar[Path | None] = None
 
-    @task
-    def drive(self) -> None:
+    if TYPE_CHECKING:  # provided by the transport's user it is mixed into
+
+        def send_predict(self, context: dict[str, Any] | None = None) -> dict[str, float]: ...
+
+    def run_sequential(self) -> None:
         assert self.out_dir is not None
         timeline = shapes.Timeline(self.out_dir)
         runs: list[dict[str, Any]] = []
@@ -261,6 +274,27 @@ class SequentialUser(HttpPredict):
         raise StopUser()
 
 
+class ArrivalUser(OpenLoop, HttpPredict):
+    """rate and find-max modes over HTTP."""
+
+    abstract = True
+    concurrency = 1000  # connections in FastHttpSession's pool
+
+    @task
+    def drive(self) -> None:
+        self.run_open_loop()
+
+
+class SequentialUser(SequentialRuns, HttpPredict):
+    """sequential mode over HTTP."""
+
+    abstract = True
+
+    @task
+    def drive(self) -> None:
+        self.run_sequential()
+
+
 def _planned_start(out_dir: Path | None) -> float | None:
     """The first stage's start from timeline.json (shared by every generator process)."""
     if out_dir is None:
@@ -275,13 +309,14 @@ def _constant(rps: float) -> Callable[[float], float]:
     return lambda _t: rps
 
 
-def _per_user(rate: float | None, user: ArrivalUser) -> float | None:
+def _per_user(rate: float | None, user: OpenLoop) -> float | None:
     return None if rate is None else rate / max(1, user.arrival_users)
 
 
-class GrpcPredictUser(_Protocol, _BodyCycle, User):
-    """One unary gRPC predict call (ramp mode), reported through Locust's request event;
-    RESOURCE_EXHAUSTED is a rejection (503), other failures errors."""
+class GrpcPredict(_Protocol, _BodyCycle, User):
+    """One unary gRPC predict call, reported through Locust's request event;
+    RESOURCE_EXHAUSTED is a rejection (503), other failures errors. Timed by the client (the
+    channel's own time on the wire is not visible)."""
 
     abstract = True
     grpc_target: ClassVar[str] = "127.0.0.1:8500"
@@ -303,8 +338,10 @@ class GrpcPredictUser(_Protocol, _BodyCycle, User):
     def on_stop(self) -> None:
         self._channel.close()
 
-    @task
-    def predict(self) -> None:
+    request_type: ClassVar[str] = "grpc"
+
+    def send_predict(self, context: dict[str, Any] | None = None) -> dict[str, float]:
+        """Send one request; returns its send time (``sent_ts``) for the open-loop pacer."""
         import grpc
 
         body = next(self._bodies)
@@ -331,10 +368,41 @@ class GrpcPredictUser(_Protocol, _BodyCycle, User):
             response_length=size,
             response=_GrpcStatus(status),
             exception=exception,
-            context={},
+            context=context or {},
             start_time=start_time,
             url=self.grpc_target,
         )
+        return {"sent_ts": start_time}
+
+
+class GrpcPredictUser(GrpcPredict):
+    """ramp mode over gRPC."""
+
+    abstract = True
+
+    @task
+    def predict(self) -> None:
+        self.send_predict()
+
+
+class GrpcArrivalUser(OpenLoop, GrpcPredict):
+    """rate and find-max modes over gRPC."""
+
+    abstract = True
+
+    @task
+    def drive(self) -> None:
+        self.run_open_loop()
+
+
+class GrpcSequentialUser(SequentialRuns, GrpcPredict):
+    """sequential mode over gRPC."""
+
+    abstract = True
+
+    @task
+    def drive(self) -> None:
+        self.run_sequential()
 
 
 class _GrpcStatus:

@@ -114,11 +114,10 @@ class TFServingRest(Protocol):
 
 
 class TFServingGrpc(Protocol):
-    """TF Serving's gRPC ``PredictionService/Predict`` (closed-loop ramps only)."""
+    """TF Serving's gRPC ``PredictionService/Predict``."""
 
     name = "tfserving-grpc"
     transport = "grpc"
-    modes = frozenset({"ramp"})
     grpc_method = GRPC_METHOD
 
     def encode(

@@ -154,11 +154,10 @@ def grpc_output(answer: bytes, name: str = "probabilities") -> np.ndarray:
 
 
 class V2Grpc(Protocol):
-    """KServe v2 over gRPC, tensors as raw bytes (closed-loop ramps)."""
+    """KServe v2 over gRPC, tensors as raw bytes."""
 
     name = "v2-grpc"
     transport = "grpc"
-    modes = frozenset({"ramp"})
     encodings = ("binary", "json", "base64")
     """gRPC carries raw tensor bytes whatever the scenario's encoding."""
     grpc_method = GRPC_METHOD

@@ -145,3 +145,19 @@ def test_grpc_user(grpc_server: int, cifar_dir: Path, tmp_path: Path) -> None:
     assert (records["outcome"] == "ok").all(), records["error"].unique()
     assert (records["ts"] >= start).all() and (records["latency_ms"] > 0).all()
     assert (records["bytes"] > 0).all()
+
+
+def test_grpc_user_open_loop_keeps_to_its_schedule(
+    grpc_server: int, cifar_dir: Path, tmp_path: Path
+) -> None:
+    endpoint = Endpoint(protocol="tfserving-grpc", base_url="http://127.0.0.1:1",
+                        grpc_target=f"127.0.0.1:{grpc_server}", model_name="cifar10_cnn")  # fmt: skip
+    rate = LoadPlan(mode="rate", stages=(Stage(rps=40, duration_s=3),), image_pool=16,
+                    warmup_requests=1, settle_s=0.5)  # fmt: skip
+    cfg = LoadRunConfig(target="tfs", endpoint=endpoint, plan=rate, data_dir=str(cifar_dir),
+                        out_dir=str(tmp_path))  # fmt: skip
+    records = run_locust(cfg, tmp_path)
+    assert 100 <= len(records) <= 125  # 40 rps for 3 s, scheduled, not as fast as it answers
+    assert (records["outcome"] == "ok").all(), records["error"].unique()
+    gaps = records["ts"].sort_values().diff().dropna()
+    assert gaps.median() == pytest.approx(1 / 40, rel=0.1)  # evenly spaced sends
