@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from loadtests.runconfig import LoadRunConfig
 from targets.common.dataset import load_jpeg_bytes, load_split
+from targets.common.payload import as_jpeg_files
 from targets.protocols.base import Headers
 
 
@@ -24,7 +25,8 @@ def build_bodies(config: LoadRunConfig) -> tuple[list[bytes], Headers]:
     test = load_split("test", config.data_dir, limit=count, seed=config.seed)
     files = None
     if plan.encoding == "jpeg":
-        files, _ = load_jpeg_bytes("test", config.data_dir, limit=count, seed=config.seed)
+        found, _ = load_jpeg_bytes("test", config.data_dir, limit=count, seed=config.seed)
+        files = as_jpeg_files(found)  # a folder of PNG files is sent as JPEG files
     n = plan.images_per_request
     bodies: list[bytes] = []
     headers: Headers = {}

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import orjson
 from locust import FastHttpUser, constant, task
 
+from loadtests import clock
 from loadtests.users import _BodyCycle, _Protocol
 from targets.protocols.jobs import JOBS_PATH as JOB_PATH
 
@@ -57,7 +58,7 @@ class JobUser(_Protocol, _BodyCycle, FastHttpUser):
     @task
     def job(self) -> None:
         body = next(self._bodies)
-        start_time = time.time()
+        start_time = clock.now()
         start = time.perf_counter()
         job_id, status = self._submit(body)
         result: bytes = b""

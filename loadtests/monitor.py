@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis.load import read_requests, read_timeline
 from analysis.stages import stage_stats, timeline_frame
+from loadtests import clock
 from loadtests.collectors.docker_stats import DockerStatsSampler
 from loadtests.collectors.process import ProcessTreeSampler
 from loadtests.generator import REMOTE_WORKERS_WAIT_S, GeneratorError, start_locust
@@ -55,7 +56,7 @@ class Watchdog:
 
     def _stage(self) -> str:
         timeline = read_timeline(self.tdir) or []
-        now = time.time()
+        now = clock.now()
         for row in timeline:
             if row["start_ts"] <= now and (row.get("end_ts") is None or now < row["end_ts"]):
                 return f"during stage {row['index'] + 1}"
@@ -89,10 +90,24 @@ def drive(
             time.sleep(POLL_S)
     finally:
         stop_process_group(proc)
+    log = (tdir / "locust.log").read_text(errors="replace")[-2000:]
     if read_timeline(tdir) is None:
-        log = (tdir / "locust.log").read_text(errors="replace")[-2000:]
         raise GeneratorError(f"Locust exited ({proc.returncode}) before any stage began:\n{log}")
     report_stages(tdir, load, reported, echo, final=True)
+    if proc.returncode != 0:  # it ends every plan with 0 (--exit-code-on-error 0)
+        how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
+               else f"exited with code {proc.returncode}")  # fmt: skip
+        raise GeneratorError(f"the load generator (Locust) {how} {_when(tdir)}; the records "
+                             f"so far are kept. Its last lines:\n{log}")  # fmt: skip
+
+
+def _when(tdir: Path) -> str:
+    timeline = read_timeline(tdir) or []
+    now = clock.now()
+    for row in timeline:
+        if row["start_ts"] <= now and (row.get("end_ts") is None or now < row["end_ts"]):
+            return f"during stage {row['index'] + 1}"
+    return "after the last stage began"
 
 
 def report_stages(
@@ -104,7 +119,7 @@ def report_stages(
         return reported
     # A stage is complete on disk once the next one has run for a while (the recorder flushes
     # as requests arrive), or when Locust has exited (final).
-    now = time.time()
+    now = clock.now()
     finished = [s for s in raw if s.get("end_ts") is not None]
     done = [
         s for i, s in enumerate(finished)

@@ -323,6 +323,12 @@ def _summarise(
             echo(f"[{name}] WARNING: stage {st['index'] + 1}: load generator saturated or behind "
                  f"schedule ({'; '.join(st['generator_issues'])}): its figures understate what "
                  "the target can do")  # fmt: skip
+    empty = [s["index"] + 1 for s in stages if plan.mode in ("ramp", "rate") and not s["requests"]]
+    if empty and entry["status"] == "ok":
+        entry["status"] = "failed"
+        entry["error"] = (f"stage(s) {', '.join(map(str, empty))} recorded no request although "
+                          "the plan had load: the generator or the target stopped")  # fmt: skip
+        echo(f"[{name}] FAILED: {entry['error']}")
     entry.update(mode_results(tdir, plan.mode))  # type: ignore[typeddict-item]
     if plan.mode != "sequential":  # one user throughout: no load curve to read capacity from
         entry["capacity"] = _capacity(entry, scenario)  # type: ignore[typeddict-item]

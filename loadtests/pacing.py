@@ -19,8 +19,9 @@ correction swing within 0-1 ms, never run away.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+
+from loadtests.clock import now as clock_now
 
 MAX_EARLY_S = 0.001
 """The most a wake-up is brought forward: one tick of the loop's millisecond timer."""
@@ -32,7 +33,7 @@ class Pacer:
     def __init__(
         self,
         sleep: Callable[[float], object],
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_now,
         gain: float = 0.1,
     ) -> None:
         self._sleep = sleep

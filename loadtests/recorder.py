@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from analysis.contract import REJECT_STATUS, REQUEST_COLUMNS
+from loadtests import clock
 
 COLUMNS = tuple(REQUEST_COLUMNS)
 """The columns of every row, in order (:data:`analysis.contract.REQUEST_COLUMNS` says what
@@ -94,7 +95,7 @@ class RequestRecorder:
         status = int(getattr(response, "status_code", 0) or 0)
         outcome = classify(status, exception)
         context = context or {}
-        started = start_time if start_time is not None else time.time() - response_time / 1000
+        started = start_time if start_time is not None else clock.now() - response_time / 1000
         service_ms, client_ms = response_time, 0.0
         wire_ms = context.get("wire_ms")
         # Only a complete answer (a status) ends the wire time: a timeout or reset after a

@@ -7,7 +7,6 @@ finished) and the SLO gates at the end; every write is atomic (:mod:`analysis.co
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -41,6 +40,7 @@ from analysis.stages import (
     steady_windows,
     timeline_frame,
 )
+from loadtests import clock
 from loadtests.gates import GateResult
 from loadtests.spec import SLO
 
@@ -66,7 +66,7 @@ def finalize_target(
     if raw is None:
         return Finalized()
     last_ts = float(requests["ts"].max()) if len(requests) else None
-    timeline = timeline_frame(raw, open_end_ts=max(last_ts or 0.0, time.time()))
+    timeline = timeline_frame(raw, open_end_ts=max(last_ts or 0.0, clock.now()))
     labelled = label_requests(requests, timeline, settle_s)
     write_atomically(target_dir / REQUESTS_FILE, lambda p: labelled.to_parquet(p, index=False))
     if not samples.empty:

@@ -14,13 +14,13 @@ samples are assigned to stages from this file.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 from locust import LoadTestShape
 
 from analysis.contract import TIMELINE_FILE, write_json
+from loadtests import clock
 from loadtests.spec import Stage
 
 DONE = threading.Event()
@@ -80,14 +80,14 @@ class Timeline:
         self.rows: list[dict[str, Any]] = []
 
     def start(self, **info: Any) -> dict[str, Any]:
-        row = {"index": len(self.rows), "users": 1, "start_ts": time.time(), "end_ts": None,
+        row = {"index": len(self.rows), "users": 1, "start_ts": clock.now(), "end_ts": None,
                "duration_s": None, **info}  # fmt: skip
         self.rows.append(row)
         write_json(self.path, self.rows)
         return row
 
     def end(self, row: dict[str, Any], **info: Any) -> None:
-        row["end_ts"] = time.time()
+        row["end_ts"] = clock.now()
         row["duration_s"] = row["end_ts"] - row["start_ts"]
         row.update(info)
         write_json(self.path, self.rows)
@@ -115,7 +115,7 @@ class _PlannedShape(LoadTestShape):
     def _write_timeline(self, run_time: float) -> None:
         if not self._timeline_written and self.out_dir is not None:
             write_json(
-                self.out_dir / TIMELINE_FILE, plan_timeline(self.stages, time.time() - run_time)
+                self.out_dir / TIMELINE_FILE, plan_timeline(self.stages, clock.now() - run_time)
             )
             self._timeline_written = True
 

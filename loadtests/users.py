@@ -35,7 +35,7 @@ from locust import FastHttpUser, User, constant, task
 from locust.exception import StopUser
 
 from analysis.contract import FINDMAX_FILE, SEQUENTIAL_FILE, TIMELINE_FILE, write_json
-from loadtests import shapes, wiretime
+from loadtests import clock, shapes, wiretime
 from loadtests.findmax import FindMaxSearch, window_result
 from loadtests.pacing import Pacer
 from loadtests.spec import FindMax, Sequential, Stage
@@ -169,7 +169,7 @@ class OpenLoop:
         if self.mode == "find-max":
             self._find_max()
         else:
-            t0 = _planned_start(self.out_dir) or time.time()
+            t0 = _planned_start(self.out_dir) or clock.now()
             self._schedule(t0, lambda t: _per_user(shapes.rate_at(self.stages, t), self))
         # The plan is over: let every request sent get its answer (so it is recorded), then
         # stop this user instead of idling into Locust's stop timeout.
@@ -198,7 +198,7 @@ class OpenLoop:
             self.environment.events.request.fire(
                 request_type=self.request_type, name="predict", response_time=0.0,
                 response_length=0, response=None, context={"scheduled_ts": scheduled_ts},
-                start_time=time.time(),
+                start_time=clock.now(),
                 exception=RuntimeError(f"not sent: {self.max_in_flight} requests in flight"),
                 url=self.predict_path,
             )  # fmt: skip
@@ -223,11 +223,11 @@ class OpenLoop:
         while not search.done:
             point = search.current
             row = timeline.start(rps=point.rps, users=0)  # open loop, as rate stages
-            start = time.time()
+            start = clock.now()
             while True:
-                window_start = time.time()
+                window_start = clock.now()
                 self._schedule(window_start, _constant(point.rps), window_start + plan.window_s)
-                now = time.time()
+                now = clock.now()
                 ages = [(now - ts) * 1000 for ts in self._in_flight.values()]
                 window = window_result(window_start, now, self.observed, ages, self.slo_p99_ms,
                                        self.late_ms)  # fmt: skip
@@ -240,8 +240,8 @@ class OpenLoop:
         shapes.DONE.set()
 
     def _drain(self, timeout_s: float) -> None:
-        deadline = time.time() + timeout_s
-        while self._in_flight and time.time() < deadline:
+        deadline = clock.now() + timeout_s
+        while self._in_flight and clock.now() < deadline:
             gevent.sleep(0.05)
 
 
@@ -345,7 +345,7 @@ class GrpcPredict(_Protocol, _BodyCycle, User):
         import grpc
 
         body = next(self._bodies)
-        start_time = time.time()
+        start_time = clock.now()
         start = time.perf_counter()
         exception: Exception | None = None
         size = 0

@@ -28,6 +28,8 @@ from geventhttpclient.client import HTTPClient, HTTPClientPool
 from geventhttpclient.connectionpool import ConnectionPool
 from geventhttpclient.url import URL
 
+from loadtests import clock
+
 
 class _Stamps(gevent.local.local):
     sent_ts: float | None = None
@@ -59,7 +61,7 @@ class WireTimedSocket(gevent.socket.socket):
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         if _stamps.sent_pc is None:
-            _stamps.sent_ts = time.time()
+            _stamps.sent_ts = clock.now()
             _stamps.sent_pc = time.perf_counter()
         super().sendall(data, flags)
 

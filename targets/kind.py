@@ -138,6 +138,8 @@ class Kind:
     model-in-image variants, ``servecap/<name>:<tag>-model``, are built by ``servecap images
     build --model``)."""
     health_path: ClassVar[str] = "/healthz"
+    runs_as_processes: ClassVar[bool] = True
+    """False for stacks that ship only as container images (TF Serving)."""
     folder: Path = Path()
     """Set by the registry: the kind's folder (Dockerfiles are looked up there)."""
 
@@ -149,6 +151,14 @@ class Kind:
         return Endpoint(protocol="servecap", base_url=config.base_url)
 
     # ------------------------------------------------------------------ starting
+
+    def unsupported(self, launcher: str) -> str | None:
+        """Why the kind cannot run with ``launcher`` at all (None when it can)."""
+        if launcher == "process" and not self.runs_as_processes:
+            return f"{self.name} runs only as containers (--launcher docker)"
+        if launcher == "docker" and self.containers is None:
+            return f"{self.name} has no container services in docker-compose.yml"
+        return None
 
     def process_plan(
         self, name: str, config: TargetConfig, placement: Placement = HOST

@@ -1,4 +1,5 @@
-"""Commands that read results folders: ``plan`` (sizing) and ``report`` (HTML notebooks)."""
+"""Commands that read results folders: ``plan`` (sizing), ``report`` (HTML notebooks) and
+``compare`` (a regression gate between two runs)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from analysis.defaults import (
     DEFAULT_DAILY_REQUESTS,
@@ -14,6 +16,7 @@ from analysis.defaults import (
     DEFAULT_PEAK_FACTOR,
     DEFAULT_SLO_P99_MS,
 )
+from analysis.regression import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from loadtests.cli.common import POSITIVE
 
 
@@ -87,9 +90,20 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
         raise click.UsageError("give --peak-rps or --daily-requests/--peak-factor, not both")
     if peak_rps is None and (daily_requests is None or peak_factor is None):
         raise click.UsageError("give --peak-rps, or --daily-requests with --peak-factor")
-    slo = _results_slo(results_dir, slo_p99_ms)
-    results = load_results(results_dir)
-    plans = plan_targets(results.summary, slo, peak_rps, daily_requests=daily_requests,
+    from analysis.capacity import run_capacity
+    from analysis.spread import conservative_summary, repeat_folders
+
+    repeats = repeat_folders(results_dir)
+    slo = _results_slo(repeats[0] if repeats else results_dir, slo_p99_ms)
+    results = load_results(repeats[0] if repeats else results_dir)
+    summary = results.summary
+    if repeats:  # size from the most conservative run of each target
+        summaries = [load_results(folder).summary for folder in repeats]
+        summary = conservative_summary(summaries, lambda run: run_capacity(
+            run, slo, max_error_rate, think_time_s=results.think_time_s).capacity_rps)  # fmt: skip
+        click.echo(f"servecap plan: {len(repeats)} repeats; each target sized from its run "
+                   "with the lowest capacity")  # fmt: skip
+    plans = plan_targets(summary, slo, peak_rps, daily_requests=daily_requests,
                          peak_factor=peak_factor, headroom=headroom,
                          max_error_rate=max_error_rate, gpus_per_replica=gpus_per_replica,
                          think_time_s=results.think_time_s, host_cores=host_cores,
@@ -149,4 +163,54 @@ def report(results_dirs: tuple[Path, ...], out_dir: Path | None, slo_p99_ms: flo
         click.echo(f"report: {path}")
 
 
-COMMANDS = (plan, report)
+@click.command()
+@click.argument("baseline", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("candidate", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 10, min_open=True),
+    default=DEFAULT_THRESHOLD,
+    show_default=True,
+    help="relative change that counts (the whole 95% interval must lie beyond it)",
+)
+@click.option(
+    "--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_ALPHA,
+    show_default=True, help="significance level of the Mann-Whitney test",
+)  # fmt: skip
+@click.option("--junit", "junit_file", type=click.Path(path_type=Path), help="JUnit XML here")
+def compare(baseline: Path, candidate: Path, threshold: float, alpha: float,
+            junit_file: Path | None) -> None:  # fmt: skip
+    """Did CANDIDATE get worse than BASELINE? Per target and stage: p50, p99 and goodput,
+    with a test on the raw records. Exit status 3 when something got worse."""
+    from analysis.regression import compare_folders, table
+    from loadtests.gates import GateResult, junit_xml
+
+    try:
+        comparisons = compare_folders(baseline, candidate, threshold, alpha)
+    except FileNotFoundError as err:
+        raise click.ClickException(str(err)) from None
+    if not comparisons:
+        raise click.ClickException("the two folders share no target and stage to compare")
+    frame = table(comparisons)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        click.echo(frame.round(4).to_string(index=False))
+    results = [
+        GateResult(c.target, c.label, f.figure, f.ratio, 1 + threshold, f.verdict != "worse",
+                   f"{c.target} {c.label}: {f.figure} {f.verdict} (ratio {f.ratio or 0:.3f}, "
+                   f"95% [{(f.ratio_ci or (0, 0))[0]:.3f}, {(f.ratio_ci or (0, 0))[1]:.3f}], "
+                   f"p {f.p_value if f.p_value is not None else float('nan'):.2g})")
+        for c in comparisons for f in c.figures
+    ]  # fmt: skip
+    worse = [r for r in results if not r.passed]
+    for r in worse:
+        click.echo(f"WORSE: {r.message}")
+    if junit_file is not None:
+        junit_file.write_text(junit_xml(results, "servecap.compare"), encoding="utf-8")
+    counts = {v: [c.verdict for c in comparisons].count(v) for v in ("worse", "better", "same")}
+    click.echo(f"servecap compare: {counts['worse']} worse, {counts['better']} better, "
+               f"{counts['same']} same (stages; threshold {threshold:.0%})")  # fmt: skip
+    if worse:
+        sys.exit(3)
+
+
+COMMANDS = (plan, report, compare)

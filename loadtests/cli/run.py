@@ -41,15 +41,23 @@ def _data(data_dir: str | None) -> str | None:
     type=click.Path(path_type=Path),
     help="write the SLO gates as JUnit XML here",
 )
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="run the scenario N times (run-1..N) and report the run-to-run spread",
+)
 def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str,
-        data_dir: str | None, seed: int, junit_file: Path | None) -> None:  # fmt: skip
+        data_dir: str | None, seed: int, junit_file: Path | None,
+        repeat: int) -> None:  # fmt: skip
     """Run SCENARIO from the scenario file and write a results folder.
 
     Exit status: 0 all good; 1 a target failed; 3 an SLO gate (the scenario's slo:) failed;
     130 interrupted.
     """
     from loadtests.gates import junit_xml
-    from loadtests.orchestrator import PreflightError, RunOptions
+    from loadtests.orchestrator import PreflightError, RunOptions, default_out_dir
     from loadtests.orchestrator import run as run_scenario
 
     spec = load_spec(scenarios_file)
@@ -58,11 +66,22 @@ def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str
     except SpecError as err:
         raise click.UsageError(str(err)) from None
     interrupt_once()
-    options = RunOptions(scenario, spec, scenarios_file, out_dir, launcher, _data(data_dir), seed)
-    try:
-        outcome = run_scenario(options, echo=click.echo)
-    except PreflightError as err:
-        raise click.ClickException(str(err)) from None
+    if repeat > 1:
+        from loadtests.repeats import run_repeated
+
+        base = out_dir or default_out_dir(scenario)
+        options = RunOptions(scenario, spec, scenarios_file, base, launcher, _data(data_dir), seed)
+        try:
+            outcome = run_repeated(options, repeat, echo=click.echo)
+        except PreflightError as err:
+            raise click.ClickException(str(err)) from None
+    else:
+        options = RunOptions(scenario, spec, scenarios_file, out_dir, launcher, _data(data_dir),
+                             seed)  # fmt: skip
+        try:
+            outcome = run_scenario(options, echo=click.echo)
+        except PreflightError as err:
+            raise click.ClickException(str(err)) from None
     click.echo(f"results: {outcome.out_dir}")
     if outcome.interrupted:
         click.echo("servecap: interrupted; partial results kept", err=True)
@@ -169,12 +188,14 @@ def verify(targets: tuple[str, ...], scenarios_file: Path, images: int, batch: i
         raise click.UsageError(f"unknown target(s) {unknown}; defined: {', '.join(spec.targets)}")
     interrupt_once()
     verdicts = run_verify(spec, names, _data(data_dir), images, batch, encoding, launcher,
-                          echo=click.echo)  # fmt: skip
+                          echo=click.echo, named=bool(targets))  # fmt: skip
     failed = [v.target for v in verdicts if not v.ok]
     if failed:
         click.echo(f"servecap: not verified: {', '.join(failed)}", err=True)
         sys.exit(1)
-    click.echo(f"servecap: all {len(verdicts)} target(s) agree with the in-process model")
+    tried = [v for v in verdicts if v.skipped is None]
+    skipped = f" ({len(verdicts) - len(tried)} skipped)" if len(tried) < len(verdicts) else ""
+    click.echo(f"servecap: all {len(tried)} target(s) agree with the in-process model{skipped}")
 
 
 COMMANDS = (run, scenarios, worker, verify)

@@ -69,7 +69,7 @@ def encode_request(
         items = [base64.b64encode(img.tobytes()).decode("ascii") for img in images]
         return orjson.dumps({"images_b64": items}), JSON
     if encoding == "jpeg":
-        files = jpeg_files if jpeg_files is not None else [_to_jpeg(img) for img in images]
+        files = jpeg_files if jpeg_files is not None else [jpeg_bytes(img) for img in images]
         if len(files) != len(images):
             raise ValueError("jpeg_files must hold one file per image")
         items = [base64.b64encode(f).decode("ascii") for f in files]
@@ -77,7 +77,20 @@ def encode_request(
     raise ValueError(f"unknown encoding {encoding!r}; use json, base64 or jpeg")
 
 
-def _to_jpeg(img: np.ndarray) -> bytes:
+def as_jpeg_files(files: list[bytes]) -> list[bytes]:
+    """Image files as JPEG files: JPEG ones unchanged, others (PNG...) transcoded at quality
+    95, as a client that uploads JPEG would."""
+    out = []
+    for data in files:
+        if data[:3] != b"\xff\xd8\xff":
+            with Image.open(io.BytesIO(data)) as img:
+                data = jpeg_bytes(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        out.append(data)
+    return out
+
+
+def jpeg_bytes(img: np.ndarray) -> bytes:
+    """One uint8 [32,32,3] image as a JPEG file (quality 95), as clients upload images."""
     out = io.BytesIO()
     Image.fromarray(img, "RGB").save(out, format="JPEG", quality=95)
     return out.getvalue()

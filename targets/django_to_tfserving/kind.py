@@ -27,6 +27,7 @@ class DjangoToTFServingKind(ChainKind):
     paper = PaperArchitecture("TF Serving", same_path=True)
     containers = Containers(("tfserving", "django-forward", "nginx"), scalable=False)
     official_images = {"tfserving": f"{IMAGE}:{TAG}"}
+    runs_as_processes = False
     upstream_protocol = "tfserving-rest"
 
     def model_plan(self, name: str, config: ChainConfig, placement: Placement) -> list[ProcessSpec]:

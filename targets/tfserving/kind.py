@@ -77,6 +77,7 @@ class TFServingKind(ModelKind):
     paper = PaperArchitecture("TF Serving", same_path=False)
     containers = Containers(("tfserving",), scalable=False)
     official_images = {"tfserving": f"{IMAGE}:{TAG}"}
+    runs_as_processes = False
 
     def process_plan(
         self, name: str, config: TargetConfig, placement: Placement = HOST

@@ -96,6 +96,26 @@ def test_target_killed_mid_run(tiny_model: Path, cifar_dir: Path, tmp_path: Path
     assert len(records) == entry["requests"]
 
 
+def test_load_generator_killed_mid_run_fails_the_target_and_keeps_its_data(
+    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    def kill(port: int, tdir: Path) -> None:
+        wait_for_stage(tdir, 1)
+        for proc in psutil.process_iter(["cmdline", "cwd"]):
+            if "locustfile" in " ".join(proc.info["cmdline"] or []) and proc.info["cwd"] == str(
+                tdir
+            ):
+                proc.send_signal(signal.SIGKILL)
+
+    outcome, entry, lines = run_with(tiny_model, cifar_dir, tmp_path, {}, {"stages": STAGES},
+                                     kill)  # fmt: skip
+    assert not outcome.ok and entry["status"] == "failed"
+    assert "load generator (Locust) was killed by signal 9 during stage 2" in entry["error"]
+    assert entry["stages"][0]["requests"] > 0  # what it measured before is kept
+    records = pd.read_parquet(tmp_path / "out" / "api" / "requests.parquet")
+    assert len(records) == entry["requests"] > 0
+
+
 def test_target_never_ready(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -> None:
     _outcome, entry, _ = run_with(tiny_model, cifar_dir, tmp_path, {"ready_timeout_s": 0.3},
                                  {"stages": STAGES})  # fmt: skip
