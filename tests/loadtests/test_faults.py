@@ -107,7 +107,7 @@ def test_load_generator_killed_mid_run_fails_the_target_and_keeps_its_data(
             ):
                 proc.send_signal(signal.SIGKILL)
 
-    outcome, entry, lines = run_with(tiny_model, cifar_dir, tmp_path, {}, {"stages": STAGES},
+    outcome, entry, _lines = run_with(tiny_model, cifar_dir, tmp_path, {}, {"stages": STAGES},
                                      kill)  # fmt: skip
     assert not outcome.ok and entry["status"] == "failed"
     assert "load generator (Locust) was killed by signal 9 during stage 2" in entry["error"]

@@ -151,7 +151,8 @@ def test_grpc_user_open_loop_keeps_to_its_schedule(
     grpc_server: int, cifar_dir: Path, tmp_path: Path
 ) -> None:
     endpoint = Endpoint(protocol="tfserving-grpc", base_url="http://127.0.0.1:1",
-                        grpc_target=f"127.0.0.1:{grpc_server}", model_name="cifar10_cnn")  # fmt: skip
+                        grpc_target=f"127.0.0.1:{grpc_server}",
+                        model_name="cifar10_cnn")  # fmt: skip
     rate = LoadPlan(mode="rate", stages=(Stage(rps=40, duration_s=3),), image_pool=16,
                     warmup_requests=1, settle_s=0.5)  # fmt: skip
     cfg = LoadRunConfig(target="tfs", endpoint=endpoint, plan=rate, data_dir=str(cifar_dir),
