@@ -127,6 +127,9 @@ class TimelineRow(TypedDict, total=False):
     total_s: float
     passed: bool | None
     reason: str | None
+    steady_from_ts: float | None
+    """find-max: where the windows that decided the rate begin. The stage's figures are taken
+    from there (the rate's steady state), not from the drain of the previous rate's backlog."""
 
 
 class WindowStats(TypedDict, total=False):

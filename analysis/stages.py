@@ -81,9 +81,14 @@ def assign_stage(ts: pd.Series, timeline: pd.DataFrame, clip: bool = True) -> pd
 
 
 def steady_windows(timeline: pd.DataFrame, settle_s: float) -> pd.DataFrame:
-    """``window_start``/``window_end`` per stage: the stage minus its first ``settle_s``."""
+    """``window_start``/``window_end`` per stage: the stage minus its first ``settle_s``, or
+    from ``steady_from_ts`` when later (find-max: the windows that decided the rate)."""
     out = timeline[["start_ts", "end_ts"]].copy()
-    out["window_start"] = np.minimum(out["start_ts"] + settle_s, out["end_ts"])
+    start = out["start_ts"] + settle_s
+    if "steady_from_ts" in timeline:
+        steady = pd.to_numeric(timeline["steady_from_ts"], errors="coerce")
+        start = np.maximum(start, steady.fillna(-np.inf))
+    out["window_start"] = np.minimum(start, out["end_ts"])
     out["window_end"] = out["end_ts"]
     return out[["window_start", "window_end"]]
 

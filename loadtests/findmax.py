@@ -9,6 +9,9 @@ current rate and decides when a rate passes or fails and which rate to try next.
 * It **fails** when its last ``stable_windows`` windows all break the SLO.
 * Held ``max_hold_s`` without either, it is decided by the p99 and error rate of **every**
   request sent at that rate (occasional stalls count exactly as often as they happened).
+* The windows that decided a rate are its **steady state** (``Point.steady_from_ts``): the
+  stage's reported figures come from them, so the backlog a failed rate left behind, drained
+  in the next rate's first windows, neither decides nor colours the next rate.
 * Search: step up by ``step_factor`` from ``start_rps`` until a rate fails (stepping down
   instead when the first rate fails), then bisect (geometric mean) between the highest
   passing and the lowest failing rate until they are within ``tolerance``.
@@ -76,12 +79,15 @@ class Point:
     windows: list[WindowResult] = field(default_factory=list)
     passed: bool | None = None
     reason: str = ""
+    steady_from_ts: float | None = None
+    """Start of the windows that decided the rate."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "rps": self.rps,
             "passed": self.passed,
             "reason": self.reason,
+            "steady_from_ts": self.steady_from_ts,
             "windows": [
                 {
                     "p99_ms": w.p99_ms,
@@ -130,8 +136,10 @@ class FindMaxSearch:
             p99s = [w.p99_ms for w in last]
             if all(self._meets(w) for w in last):
                 if max(p99s) - min(p99s) <= self.plan.stability * self.slo_p99_ms:
+                    point.steady_from_ts = last[0].start_ts
                     return self._decide(True, "met the SLO in consecutive stable windows")
             elif not any(self._meets(w) for w in last):
+                point.steady_from_ts = last[0].start_ts
                 return self._decide(False, "broke the SLO in consecutive windows")
         if held_s >= self.plan.max_hold_s:
             pool = counted or point.windows  # every window late: judge them all, as they were
@@ -141,6 +149,7 @@ class FindMaxSearch:
                 percentile_ms([x for w in pool for x in w.latencies_ms], 99),
             )  # fmt: skip
             verdict = "met" if self._meets(pooled) else "broke"
+            point.steady_from_ts = pool[0].start_ts
             return self._decide(
                 self._meets(pooled),
                 f"unsettled after {self.plan.max_hold_s:.0f} s; all its requests {verdict} "

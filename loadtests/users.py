@@ -233,7 +233,8 @@ class OpenLoop:
                                        self.late_ms)  # fmt: skip
                 if search.add_window(window, now - start):
                     break
-            timeline.end(row, passed=point.passed, reason=point.reason)
+            timeline.end(row, passed=point.passed, reason=point.reason,
+                         steady_from_ts=point.steady_from_ts)  # fmt: skip
             write_json(self.out_dir / FINDMAX_FILE, search.result())
             self._drain(timeout_s=max(2.0, 2 * self.slo_p99_ms / 1000))
             self.observed.clear()

@@ -169,6 +169,11 @@ class Kind:
             "(--launcher docker)"
         )
 
+    def launch_env(self, config: TargetConfig) -> dict[str, str]:
+        """Variables made afresh for each launch (passwords), given to every process and
+        container of that launch; launchers keep them out of logs and results."""
+        return {}
+
     def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
         """Every port the target binds, by its config field: (host, port). All must be free."""
         return {"port": (config.host, config.port)}

@@ -61,7 +61,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from targets.common.payload import JSON, PayloadError, decode_request, encode_response, error_body
+from targets.common.payload import JSON, PayloadError, encode_response, error_body
 from targets.common.service import AdmittingService, Reply
 from targets.common.settings import ServerSettings
 from targets.protocols import tfserving as protocol
@@ -243,7 +243,7 @@ class ForwardService(AdmittingService):
     def handle(self, body: bytes, content_type: str | None) -> Reply:
         start = time.perf_counter()
         try:
-            images = decode_request(body, content_type, self.settings.max_batch)
+            images = self.decode(body, content_type)
         except PayloadError as err:
             return Reply(err.status, error_body(err.message))
         decoded = time.perf_counter()

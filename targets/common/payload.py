@@ -19,6 +19,13 @@ jpeg        image/jpeg              the JPEG file itself (one image)
 
 Pixel values are 0..255, RGB, height x width x channel. Response:
 ``{"classes": [int, ...], "probabilities": [[10 floats], ...]}``.
+
+Decoding is bounded before anything large is built: a JSON body's values are counted (its
+commas and brackets, in C) and refused with 413 when more than ``max_batch`` images could hold,
+so a body of millions of numbers never becomes millions of Python objects; an image file must
+start as a JPEG does and declare 32x32 before a pixel is decoded (a "decompression bomb"
+declaring 30000x30000 is a 422, not a 500). :class:`Decoder` also bounds how many bodies a
+process decodes at once.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import threading
 from typing import Any, Literal
 
 import numpy as np
@@ -38,6 +46,10 @@ JSON = "application/json"
 JPEG = "image/jpeg"
 EncodingName = Literal["json", "base64", "jpeg"]
 _KEYS = {"images": "json", "images_b64": "base64", "images_jpeg_b64": "jpeg"}
+JPEG_MAGIC = b"\xff\xd8\xff"
+STRUCTURE_PER_IMAGE = 3072 + 1057
+"""Commas and opening brackets of one image in the nested JSON encoding (3072n - 1 commas and
+1057n + 1 brackets for n images); the other encodings have far fewer."""
 
 
 class PayloadError(ValueError):
@@ -82,7 +94,7 @@ def as_jpeg_files(files: list[bytes]) -> list[bytes]:
     95, as a client that uploads JPEG would."""
     out = []
     for data in files:
-        if data[:3] != b"\xff\xd8\xff":
+        if data[:3] != JPEG_MAGIC:
             with Image.open(io.BytesIO(data)) as img:
                 data = jpeg_bytes(np.asarray(img.convert("RGB"), dtype=np.uint8))
         out.append(data)
@@ -108,6 +120,7 @@ def decode_request(body: bytes, content_type: str | None, max_batch: int = 256) 
         raise PayloadError(415, f"unsupported content type {media!r}; send {JSON} or {JPEG}")
     if not body:
         raise PayloadError(400, "empty body; send a JSON object with 'images'")
+    _check_value_count(body, max_batch)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:
@@ -131,6 +144,15 @@ def decode_request(body: bytes, content_type: str | None, max_batch: int = 256) 
     if key == "images_b64":
         return _stack([_decode_raw_b64(item, i) for i, item in enumerate(items)])
     return _stack([_decode_jpeg(_b64(item, i), i) for i, item in enumerate(items)])
+
+
+def _check_value_count(body: bytes, max_batch: int) -> None:
+    """413 before parsing when the body holds more JSON values than ``max_batch`` images."""
+    structure = body.count(b",") + body.count(b"[")
+    if structure > max_batch * STRUCTURE_PER_IMAGE + 2:
+        raise PayloadError(
+            413, f"body holds more values than {max_batch} images of 32x32x3 (the batch limit)"
+        )
 
 
 def _decode_nested(items: list[Any]) -> np.ndarray:
@@ -168,17 +190,38 @@ def _decode_raw_b64(item: Any, index: int) -> np.ndarray:
 def _decode_jpeg(data: bytes, index: int) -> np.ndarray:
     if not data:
         raise PayloadError(400, f"image {index}: empty JPEG")
+    if data[:3] != JPEG_MAGIC:
+        raise PayloadError(
+            422, f"image {index}: not a decodable JPEG (a JPEG file starts with FF D8 FF)"
+        )
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format != "JPEG":
-                raise PayloadError(415, f"image {index}: expected JPEG, got {img.format}")
+        # Only the JPEG decoder, and only the header is read before the size check: pixels are
+        # decoded (convert) for 32x32 images alone.
+        with Image.open(io.BytesIO(data), formats=("JPEG",)) as img:
             if img.size != (32, 32):
                 raise PayloadError(422, f"image {index}: expected 32x32, got {img.size}")
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        if isinstance(err, PayloadError):
-            raise
+    except PayloadError:
+        raise
+    except Image.DecompressionBombError:
+        raise PayloadError(422, f"image {index}: declared dimensions are far too large") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         raise PayloadError(422, f"image {index}: not a decodable JPEG") from None
+
+
+class Decoder:
+    """:func:`decode_request` with at most ``slots`` bodies decoded at once in this process.
+
+    Decoding is CPU work under the GIL: more at once is no faster, only more memory. Further
+    requests wait for a slot (they are already admitted by ``max_works``)."""
+
+    def __init__(self, max_batch: int, slots: int) -> None:
+        self.max_batch = max_batch
+        self._slots = threading.BoundedSemaphore(slots)
+
+    def __call__(self, body: bytes, content_type: str | None) -> np.ndarray:
+        with self._slots:
+            return decode_request(body, content_type, self.max_batch)
 
 
 def _stack(images: list[np.ndarray]) -> np.ndarray:

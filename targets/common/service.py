@@ -27,7 +27,7 @@ import orjson
 
 from targets.common import metrics
 from targets.common.batching import Batcher
-from targets.common.payload import PayloadError, decode_request, encode_response, error_body
+from targets.common.payload import Decoder, PayloadError, encode_response, error_body
 from targets.common.settings import ServerSettings
 
 
@@ -79,6 +79,7 @@ class AdmittingService:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.limiter = WorkLimiter(settings.max_works)
+        self.decode = Decoder(settings.max_batch, settings.max_decodes)
 
     def predict(self, body: bytes, content_type: str | None) -> Reply:
         """Answer one predict request (size check, admission, handling); never raises."""
@@ -129,7 +130,7 @@ class InferenceService(AdmittingService):
 
     def handle(self, body: bytes, content_type: str | None) -> Reply:
         try:
-            images = decode_request(body, content_type, self.settings.max_batch)
+            images = self.decode(body, content_type)
         except PayloadError as err:
             return Reply(err.status, error_body(err.message))
         if self.batcher is not None:

@@ -42,7 +42,10 @@ class ServerSettings(BaseSettings):
         default=0, ge=0, description="inferences in flight per worker process; 0 = unlimited"
     )
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
-    max_batch: int = Field(default=256, ge=1)
+    max_batch: int = Field(default=256, ge=1, le=4096)
+    max_decodes: int = Field(
+        default=2, ge=1, le=64, description="request bodies decoded at once per worker process"
+    )
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After sent with 503")
     batch_max: int = Field(
         default=0, ge=0, le=1024, description="dynamic batching: images per model call; 0 = off"

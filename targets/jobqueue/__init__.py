@@ -23,11 +23,15 @@ HTTP API (:mod:`targets.jobqueue.web`):
 Semantics:
 
 * **max_works** = the most jobs waiting in the queue (not yet taken by a worker), for the whole
-  target. A POST that finds the queue at or over it is answered ``503`` + ``Retry-After`` at once.
-  The check and the enqueue are two Redis commands, so concurrent POSTs can overshoot by at most
-  the number of submissions in progress at that instant. 0 = no limit.
+  target. A POST that finds the queue full is answered ``503`` + ``Retry-After`` at once. The
+  check and the enqueue are one atomic step (:mod:`targets.jobqueue.admission`): concurrent POSTs
+  never overshoot. 0 = no limit. A Redis out of memory (``redis_maxmemory_mb``, no eviction) is
+  answered 503 the same way.
+* **Trust**: Redis asks for a password made for each launch; jobs are stored as JSON, never
+  pickle (:mod:`targets.jobqueue.common`).
 * **Images in a job** are compact raw bytes (``uint8`` when every value is integral, as it is for
-  the base64 and JPEG encodings, else ``float32``) plus a count; never JSON lists.
+  the base64 and JPEG encodings, else ``float32``) plus a count, in a key of their own written
+  with the job and deleted when it finishes; never JSON lists.
 * **Times** (:class:`~targets.jobqueue.common.JobQueueSettings`, ``SERVECAP_*`` variables):
   job timeout 30 s (the model call for a job or batch); a waiting job is dropped after 600 s
   (RQ ``ttl``); results and failures are kept 600 s after the job ends (``result_ttl``,

@@ -1,6 +1,13 @@
 """What the job-queue web and workers share: settings, Redis names, the job payload format.
 
 Imports neither TensorFlow nor the model: the web process uses this module too.
+
+**Trust.** Redis asks for a password generated for each launch (``SERVECAP_REDIS_PASSWORD``,
+given by the launcher to every process of the target, never on a command line or in the
+results). Jobs are stored with RQ's JSON serializer (:data:`SERIALIZER`), never pickle, so
+whatever reaches the queue is data: a pickled job fails to decode and runs nothing. A job's
+images are not in its arguments but in a key of their own (:func:`input_key`), written in the
+same transaction as the job and deleted when the job finishes.
 """
 
 from __future__ import annotations
@@ -9,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import redis
-from pydantic import Field
+from pydantic import Field, SecretStr
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue
+from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
 from targets.common.payload import IMAGE_BYTES, IMAGE_SHAPE
@@ -22,6 +30,8 @@ TASK = "targets.jobqueue.tasks.classify"
 """The job function, by name: the web enqueues it without importing it (or TensorFlow)."""
 WEB_CLIENT_NAME = "servecap-web"
 WORKER_NAME_PREFIX = "servecap-worker"
+SERIALIZER = JSONSerializer
+"""How jobs and results are stored: JSON (data only; RQ's default, pickle, runs code on load)."""
 _DTYPES = {"uint8": np.uint8, "float32": np.float32}
 
 
@@ -33,6 +43,9 @@ class JobQueueSettings(ServerSettings):
 
     redis_host: str = Field(default="127.0.0.1", description="Redis address (loopback)")
     redis_port: int = Field(default=6379, ge=1, le=65535, description="Redis port")
+    redis_password: SecretStr | None = Field(
+        default=None, description="Redis AUTH password (the launcher makes one per launch)"
+    )
     queue_name: str = Field(default="servecap", pattern=r"^[A-Za-z0-9_.-]+$")
     job_batch_max: int = Field(default=8, ge=1, le=256, description="jobs per model call")
     job_timeout_s: int = Field(default=30, ge=1, description="model call for a job or batch")
@@ -62,11 +75,27 @@ def connect(
     return redis.Redis(
         host=settings.redis_host,
         port=settings.redis_port,
+        password=password(settings),
         client_name=client_name,
         socket_connect_timeout=2.0,
         socket_timeout=timeout_s,
         **options,
     )
+
+
+def password(settings: JobQueueSettings) -> str | None:
+    secret = settings.redis_password
+    return (secret.get_secret_value() or None) if secret is not None else None
+
+
+def job_queue(settings: JobQueueSettings, connection: redis.Redis) -> Queue:
+    """The target's RQ queue, with the JSON serializer."""
+    return Queue(settings.queue_name, connection=connection, serializer=SERIALIZER)
+
+
+def input_key(queue_name: str, job_id: str) -> str:
+    """Where a job's packed images are kept, from its submission until it finishes."""
+    return f"servecap:jobqueue:{queue_name}:input:{job_id}"
 
 
 def done_channel(queue_name: str) -> str:
@@ -124,9 +153,13 @@ def pack_images(images: np.ndarray) -> tuple[bytes, str, int]:
 
 
 def unpack_images(data: object, dtype: object, count: object) -> np.ndarray:
-    """The inverse of :func:`pack_images`: float32 [n,32,32,3]; JobInputError if malformed."""
+    """The inverse of :func:`pack_images`: float32 [n,32,32,3]; JobInputError if malformed.
+
+    ``data`` is the job's input key's value (None once it expired or was deleted)."""
+    if data is None:
+        raise JobInputError("the job's images are gone (expired or already used)")
     if not isinstance(data, bytes) or dtype not in _DTYPES or not isinstance(count, int):
-        raise JobInputError("job arguments must be (bytes, 'uint8' | 'float32', int)")
+        raise JobInputError("job arguments must be ('uint8' | 'float32', int) with bytes input")
     kind = _DTYPES[str(dtype)]
     expected = count * IMAGE_BYTES * np.dtype(kind).itemsize
     if count < 1 or len(data) != expected:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from targets.config import TargetConfig
-from targets.jobqueue.launch import JobQueueConfig, process_plan
+from targets.jobqueue.launch import JobQueueConfig, launch_env, process_plan
 from targets.kind import HOST, Containers, Image, ModelKind, Placement, Probe
 from targets.launchers.base import ProcessSpec
 from targets.protocols.base import Endpoint
@@ -27,6 +27,9 @@ class JobQueueKind(ModelKind):
     ) -> list[ProcessSpec]:
         assert isinstance(config, JobQueueConfig)
         return process_plan(name, config, placement)
+
+    def launch_env(self, config: TargetConfig) -> dict[str, str]:
+        return launch_env()
 
     def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
         assert isinstance(config, JobQueueConfig)

@@ -1,7 +1,9 @@
 """How the job-queue target starts: Redis, the workers, then the web.
 
 * ``<name>-redis``: ``redis-server`` on ``127.0.0.1:<model_port>`` (port + 2 unless
-  ``upstream_port``), no persistence; ready when the port accepts connections.
+  ``upstream_port``) with the launch's password and a memory cap
+  (:mod:`targets.jobqueue.redis_server`), no persistence; ready when the port accepts
+  connections.
 * ``<name>-worker-<i>``, ``queue_workers`` of them: no readiness of their own (a worker's
   model load must never block the launch forever); the web's readiness covers them.
 * ``<name>``: uvicorn with ``workers`` processes; ready when
@@ -14,6 +16,7 @@ In containers each process is a service of its own (``redis``, ``jobqueue-worker
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from typing import Literal
 
@@ -24,10 +27,10 @@ from targets.common.settings import settings_env
 from targets.config import PythonServerConfig
 from targets.fastapi.launch import uvicorn_spec
 from targets.jobqueue.common import JobQueueSettings
+from targets.jobqueue.redis_server import PASSWORD_ENV, REDIS_SERVER
 from targets.kind import HOST, Placement
 from targets.launchers.base import LaunchError, ProcessSpec
 
-REDIS_SERVER = "redis-server"
 WEB_APP = "targets.jobqueue.web:create_app"
 
 
@@ -40,10 +43,19 @@ class JobQueueConfig(PythonServerConfig):
     job_batch_max: int = Field(
         default=8, ge=1, le=256, description="queued jobs a worker runs as one batch"
     )
+    redis_maxmemory_mb: int = Field(
+        default=256, ge=16, le=65536,
+        description="Redis memory cap; when full, submissions are answered 503 (noeviction)",
+    )  # fmt: skip
 
     @property
     def model_port(self) -> int:
         return self.upstream_port or self.port + 2
+
+
+def launch_env() -> dict[str, str]:
+    """A fresh Redis password, shared by every process of one launch."""
+    return {PASSWORD_ENV: secrets.token_urlsafe(32)}
 
 
 def queue_env(config: JobQueueConfig) -> dict[str, str]:
@@ -72,14 +84,11 @@ def redis_spec(name: str, config: JobQueueConfig, placement: Placement = HOST) -
             "(`make setup` installs it; Debian: apt-get install redis-server)"
         )
     port = config.model_port
-    folder = ("--dir", "/tmp") if placement.container else ()
     return ProcessSpec(
         name=f"{name}-redis",
         role="redis",
-        argv=(
-            redis_bin, "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", *folder, "--loglevel", "warning",
-        ),
+        argv=(PYTHON, "-m", "targets.jobqueue.redis_server", "--port", str(port),
+              "--maxmemory-mb", str(config.redis_maxmemory_mb)),
         ready_port=port,
     )  # fmt: skip
 

@@ -13,7 +13,7 @@ import threading
 from rq import get_current_job
 
 from targets.common.service import Model
-from targets.jobqueue.common import result_dict, unpack_images
+from targets.jobqueue.common import input_key, result_dict, unpack_images
 
 Outcome = dict[str, list[int] | list[list[float]]] | BaseException
 PRECOMPUTED: dict[str, Outcome] = {}
@@ -41,12 +41,16 @@ def predictor() -> Model:
         return _predictor
 
 
-def classify(data: bytes, dtype: str, count: int) -> dict[str, list[int] | list[list[float]]]:
-    """``{"classes": [...], "probabilities": [[...]]}`` for the ``count`` packed images."""
+def classify(dtype: str, count: int) -> dict[str, list[int] | list[list[float]]]:
+    """``{"classes": [...], "probabilities": [[...]]}`` for the job's ``count`` packed images
+    (stored under the job's input key)."""
     job = get_current_job()
-    if job is not None and job.id in PRECOMPUTED:
+    if job is None:
+        raise RuntimeError("classify runs only as an RQ job (its images are in Redis)")
+    if job.id in PRECOMPUTED:
         outcome = PRECOMPUTED.pop(job.id)
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
+    data = job.connection.get(input_key(job.origin, job.id))
     return result_dict(predictor().predict(unpack_images(data, dtype, count)))

@@ -25,23 +25,25 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Query, Request, Response
-from rq import Queue, Retry
-from rq.exceptions import InvalidJobOperation
+from rq.exceptions import DeserializationError, InvalidJobOperation
 from rq.job import Job, JobStatus
 from rq.results import Result
 from starlette.concurrency import run_in_threadpool
 
 from targets.common.asgi import read_limited, to_response
-from targets.common.payload import PayloadError, decode_request, error_body
+from targets.common.payload import Decoder, PayloadError, error_body
 from targets.common.service import Reply
+from targets.jobqueue.admission import Admission, QueueFull, Submission
 from targets.jobqueue.common import (
-    TASK,
+    SERIALIZER,
     WEB_CLIENT_NAME,
     JobQueueSettings,
     connect,
     done_channel,
+    job_queue,
     live_worker_names,
     pack_images,
+    password,
 )
 
 RECHECK_S = 1.0
@@ -63,16 +65,14 @@ class JobService:
     def __init__(self, settings: JobQueueSettings, connection: redis.Redis | None = None) -> None:
         self.settings = settings
         self.connection = connection or connect(settings, WEB_CLIENT_NAME, retries=1)
-        self.queue = Queue(settings.queue_name, connection=self.connection)
-        retries = settings.job_retries
-        self.retry = Retry(max=retries, enqueue_at_front=True) if retries else None
+        self.queue = job_queue(settings, self.connection)
+        self.admission = Admission(self.queue, settings)
+        self.decode = Decoder(settings.max_batch, settings.max_decodes)
 
-    def busy(self) -> Reply:
+    def busy(self, reason: str) -> Reply:
         return Reply(
             503,
-            error_body(
-                f"server busy: {self.settings.max_works} jobs queued (max_works), try again later"
-            ),
+            error_body(f"server busy: {reason}, try again later"),
             {"Retry-After": str(self.settings.retry_after_s)},
         )
 
@@ -80,25 +80,18 @@ class JobService:
         return Reply(413, error_body(f"body exceeds {self.settings.max_body_bytes} bytes"))
 
     def submit(self, body: bytes, content_type: str | None) -> Reply:
-        """Admission, validation, enqueue: 202 with the job id, or the error to answer."""
+        """Validation, then admission and enqueue in one step: 202 with the job id, or the
+        error to answer (503 when the queue is full, before or after decoding)."""
         try:
             if self.settings.max_works and self.queue.count >= self.settings.max_works:
-                return self.busy()
+                return self.busy(f"{self.settings.max_works} jobs queued (max_works)")  # cheap
             try:
-                images = decode_request(body, content_type, self.settings.max_batch)
+                images = self.decode(body, content_type)
             except PayloadError as err:
                 return Reply(err.status, error_body(err.message))
-            data, dtype, count = pack_images(images)
-            job = self.queue.enqueue_call(
-                TASK,
-                args=(data, dtype, count),
-                timeout=self.settings.job_timeout_s,
-                result_ttl=self.settings.result_ttl_s,
-                failure_ttl=self.settings.failure_ttl_s,
-                ttl=self.settings.queued_ttl_s,
-                retry=self.retry,
-                description=f"classify {count} images",
-            )
+            job = self.admission.enqueue(Submission(*pack_images(images)))
+        except QueueFull as full:
+            return self.busy(full.reason)
         except redis.exceptions.RedisError as err:
             return self.unavailable(err)
         location = f"/v1/jobs/{job.id}"
@@ -108,7 +101,7 @@ class JobService:
         """The job's current state: 200 finished/failed, 202 queued/started, 404 unknown."""
         if not _JOB_ID.fullmatch(job_id):
             return self.unknown(job_id)
-        job = Job(job_id, connection=self.connection)
+        job = Job(job_id, connection=self.connection, serializer=SERIALIZER)
         try:
             status = job.get_status(refresh=True)
             if status in _WAITING:
@@ -116,7 +109,7 @@ class JobService:
             if status == JobStatus.STARTED:
                 return _json(202, {"job_id": job_id, "status": "started"})
             result = job.latest_result()
-        except InvalidJobOperation:
+        except (InvalidJobOperation, DeserializationError):
             return self.unknown(job_id)
         except redis.exceptions.RedisError as err:
             return self.unavailable(err)
@@ -216,6 +209,7 @@ async def listen(settings: JobQueueSettings, waiters: Waiters) -> None:
         client = aioredis.Redis(
             host=settings.redis_host,
             port=settings.redis_port,
+            password=password(settings),
             client_name=f"{WEB_CLIENT_NAME}-pubsub",
             socket_connect_timeout=2.0,
         )

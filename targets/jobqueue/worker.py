@@ -58,19 +58,21 @@ import numpy as np
 import redis
 from rq import Queue, SimpleWorker, worker_registration
 from rq.executions import Execution
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 from rq.worker import WorkerStatus
 
 from targets.common.service import Model
 from targets.jobqueue import tasks
 from targets.jobqueue.common import (
+    SERIALIZER,
     TASK,
     WORKER_NAME_PREFIX,
     JobInputError,
     JobQueueSettings,
     connect,
     done_channel,
+    input_key,
     live_client_names,
     recovery_lock_key,
     registered_worker_names,
@@ -108,6 +110,7 @@ class BatchWorker(SimpleWorker):
         kwargs.setdefault("worker_ttl", WORKER_TTL_S)
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
         kwargs.setdefault("log_job_description", False)
+        kwargs.setdefault("serializer", SERIALIZER)
         name = name or worker_name()
         # Every connection of this worker carries its name: that is how liveness is told.
         pool = connection.connection_pool
@@ -139,8 +142,15 @@ class BatchWorker(SimpleWorker):
             finally:
                 tasks.PRECOMPUTED.pop(j.id, None)
             with contextlib.suppress(redis.exceptions.RedisError):  # waiters re-check anyway
+                self._drop_input_if_done(j, q)
                 self.connection.publish(channel, j.id)
         self.set_state(WorkerStatus.IDLE)
+
+    def _drop_input_if_done(self, job: Job, queue: Queue) -> None:
+        """Delete the job's images once no attempt is left to need them (a retried job keeps
+        them; a job that is never finished loses them with their TTL)."""
+        if job.get_status(refresh=True) in (JobStatus.FINISHED, JobStatus.FAILED):
+            self.connection.delete(input_key(queue.name, job.id))
 
     def _take_queued(self, limit: int) -> list[tuple[Job, Queue]]:
         """Up to ``limit`` more jobs that are queued right now (RQ's non-blocking dequeue)."""
@@ -177,11 +187,13 @@ class BatchWorker(SimpleWorker):
         """Each classify job's outcome (result or exception), from one model call if possible."""
         outcomes: dict[str, tasks.Outcome] = {}
         decoded: list[tuple[str, np.ndarray]] = []
-        for job in jobs:
-            if job.func_name != TASK:
-                continue  # some other function: RQ runs it as usual
+        mine = [job for job in jobs if _is_classify(job)]  # others: RQ runs (or fails) them
+        if not mine:
+            return outcomes
+        keys = [input_key(job.origin, job.id) for job in mine]
+        for job, data in zip(mine, self.connection.mget(keys), strict=True):
             try:
-                decoded.append((job.id, unpack_images(*job.args)))
+                decoded.append((job.id, unpack_images(data, *job.args)))
             except Exception as err:  # a malformed job, whatever the cause
                 outcomes[job.id] = JobInputError(f"cannot decode the job's images: {err}")
         if not decoded:
@@ -245,6 +257,13 @@ class BatchWorker(SimpleWorker):
             pipe.hdel(self.key, "death")
             worker_registration.register(self, pipe)
             pipe.execute()
+
+
+def _is_classify(job: Job) -> bool:
+    try:
+        return job.func_name == TASK
+    except Exception:  # undecodable job data (not JSON): RQ's own path fails the job
+        return False
 
 
 def recover_abandoned(queue: Queue) -> list[str]:

@@ -64,14 +64,16 @@ class ProcessLauncher:
     @contextlib.contextmanager
     def launch(self, name: str, config: TargetConfig, logs_dir: Path) -> Iterator[RunningTarget]:
         check_can_start(name, config)
-        plan = get_kind(config.kind).process_plan(name, config)
+        kind = get_kind(config.kind)
+        plan = kind.process_plan(name, config)
+        shared = kind.launch_env(config)
         cpus = parse_cpuset(config.cpuset) if config.cpuset else None
         logs_dir.mkdir(parents=True, exist_ok=True)
         started: list[subprocess.Popen[bytes]] = []
         t0 = time.monotonic()
         try:
             for spec in plan:
-                started.append(self._start(spec, logs_dir, cpus))
+                started.append(self._start(spec, logs_dir, cpus, shared))
                 self._wait_ready(name, spec, started[-1], logs_dir, config.ready_timeout_s, t0)
             yield RunningTarget(
                 name=name,
@@ -89,11 +91,14 @@ class ProcessLauncher:
 
     @staticmethod
     def _start(
-        spec: ProcessSpec, logs_dir: Path, cpus: list[int] | None = None
+        spec: ProcessSpec,
+        logs_dir: Path,
+        cpus: list[int] | None = None,
+        shared: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         log_path = logs_dir / f"{spec.name}.log"
         prepare_dirs(spec)
-        env = {**os.environ, **spec.env}
+        env = {**os.environ, **(shared or {}), **spec.env}
         with log_path.open("ab") as log:
             return subprocess.Popen(
                 spec.argv,

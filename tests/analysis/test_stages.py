@@ -49,6 +49,16 @@ def test_steady_window_drops_settle() -> None:
     assert w.loc[1].tolist() == [T0 + 12, T0 + 20]
 
 
+def test_find_max_stage_is_measured_from_the_windows_that_decided_it() -> None:
+    rows = [{"index": 0, "rps": 100.0, "start_ts": T0, "end_ts": T0 + 20,
+             "steady_from_ts": T0 + 8.0},
+            {"index": 1, "rps": 50.0, "start_ts": T0 + 20, "end_ts": T0 + 30,
+             "steady_from_ts": None}]  # fmt: skip
+    w = steady_windows(timeline_frame(rows), 2.0)
+    assert w.loc[0].tolist() == [T0 + 8, T0 + 20]  # the backlog's drain is left out
+    assert w.loc[1].tolist() == [T0 + 22, T0 + 30]  # unknown: the settle time as usual
+
+
 def make_requests() -> pd.DataFrame:
     rows = []
     # stage 0: one request per second, latency 10 ms, incl. the settle period

@@ -99,6 +99,17 @@ def test_find_max_requires_stability_and_errors_fail() -> None:
     assert search.points[1].passed is False
 
 
+def test_find_max_records_where_the_deciding_windows_begin() -> None:
+    plan = FindMax(start_rps=10, stable_windows=2, stability=0.2, max_hold_s=100)
+    search = FindMaxSearch(plan, slo_p99_ms=50)
+    draining, steady = WindowResult(0, 4, 100, 0, 400), WindowResult(4, 8, 100, 0, 20)
+    search.add_window(draining, 4)  # the previous rate's backlog
+    search.add_window(steady, 8)
+    assert search.add_window(WindowResult(8, 12, 100, 0, 21), 12)
+    assert search.points[0].passed and search.points[0].steady_from_ts == 4
+    assert search.result()["points"][0]["steady_from_ts"] == 4
+
+
 def test_find_max_steps_down_when_the_first_rate_fails() -> None:
     search = FindMaxSearch(FindMax(start_rps=100, step_factor=2, stable_windows=2), 50)
     search.add_window(window(500), 1)

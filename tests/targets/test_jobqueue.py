@@ -33,19 +33,25 @@ from rq.job import Job
 from targets.common.payload import encode_request
 from targets.config import target_config
 from targets.jobqueue.common import (
+    SERIALIZER,
     TASK,
     JobQueueSettings,
     connect,
+    input_key,
+    job_queue,
     live_worker_names,
     registered_worker_names,
 )
 from targets.jobqueue.launch import worker_spec
+from targets.jobqueue.redis_server import PASSWORD_ENV
 from targets.jobqueue.web import create_app
 from targets.jobqueue.worker import BatchWorker, recover_abandoned
 from targets.launchers.process import ProcessLauncher, stop_process_group
 from tests.ports import free_port as free_block
 
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+PASSWORD = "test-" + os.urandom(8).hex()
+"""The test Redis asks for a password, as the launched target's does."""
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="redis-server is not installed (make setup)"
 )
@@ -59,10 +65,11 @@ def free_port(gap: int = 0) -> int:
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--loglevel", "warning", "--dir", str(workdir)],
+         "--appendonly", "no", "--loglevel", "warning", "--dir", str(workdir),
+         "--requirepass", PASSWORD],
         stdout=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    client = redis.Redis(port=port)
+    client = redis.Redis(port=port, password=PASSWORD)
     for _ in range(100):
         try:
             client.ping()
@@ -83,13 +90,22 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 @pytest.fixture
 def settings(redis_port: int) -> JobQueueSettings:
-    redis.Redis(port=redis_port).flushall()
-    return JobQueueSettings(redis_port=redis_port, max_body_bytes=64 * 1024)
+    redis.Redis(port=redis_port, password=PASSWORD).flushall()
+    return JobQueueSettings(
+        redis_port=redis_port, redis_password=PASSWORD, max_body_bytes=64 * 1024
+    )
 
 
 @pytest.fixture
 def queue(settings: JobQueueSettings) -> Queue:
-    return Queue(settings.queue_name, connection=connect(settings, "test"))
+    return job_queue(settings, connect(settings, "test"))
+
+
+def enqueue_raw(queue: Queue, data: bytes, dtype: str, count: int, **kwargs: Any) -> Job:
+    """A classify job whose stored input is ``data`` (bypassing the web's validation)."""
+    job = queue.enqueue_call(TASK, args=(dtype, count), **kwargs)
+    queue.connection.set(input_key(queue.name, job.id), data)
+    return job
 
 
 @pytest.fixture
@@ -130,6 +146,16 @@ def make_worker(settings: JobQueueSettings, model: Any, batch_max: int = 8) -> B
                        batch_max=batch_max, name=name)  # fmt: skip
 
 
+def zlib_or_raw(data: bytes) -> bytes:
+    """A job hash's ``data`` field as RQ reads it (zlib-compressed or not)."""
+    import zlib
+
+    try:
+        return zlib.decompress(data)
+    except zlib.error:
+        return data
+
+
 def submit(c: TestClient, images: np.ndarray = IMAGES, encoding: str = "base64") -> str:
     body, ctype = encode_request(images, encoding)
     resp = c.post("/v1/jobs", content=body, headers={"content-type": ctype})
@@ -150,15 +176,20 @@ def test_submit_is_202_with_location_and_compact_job(client: TestClient, queue: 
     assert queue.job_ids == [doc["job_id"]]
     job = queue.fetch_job(doc["job_id"])
     assert job is not None and job.func_name == TASK
-    data, dtype, count = job.args
+    dtype, count = job.args
+    data = queue.connection.get(input_key(queue.name, job.id))
     assert (dtype, count, len(data)) == ("uint8", 2, 2 * 32 * 32 * 3)  # raw bytes, not JSON
+    assert 0 < queue.connection.ttl(input_key(queue.name, job.id)) <= 600 + 3 * 90
+    stored = queue.connection.hget(job.key, "data")
+    assert stored is not None and b"classify" in zlib_or_raw(stored)  # JSON, readable as text
     assert job.timeout == 30 and job.result_ttl == 600 and job.failure_ttl == 600
     assert job.ttl == 600 and job.retries_left == 2
     # Non-integral pixel values (allowed by the JSON encoding) are kept exactly as float32.
     body = orjson.dumps({"images": (IMAGES[:1].astype(np.float32) / 2).tolist()})
     resp = client.post("/v1/jobs", content=body, headers={"content-type": "application/json"})
     job = queue.fetch_job(resp.json()["job_id"])
-    assert job is not None and job.args[1] == "float32" and len(job.args[0]) == 4 * 3072
+    assert job is not None and job.args[0] == "float32"
+    assert len(queue.connection.get(input_key(queue.name, job.id))) == 4 * 3072
     assert client.get(resp.headers["location"]).json()["status"] == "queued"
 
 
@@ -180,6 +211,7 @@ def test_bad_bodies_are_4xx_and_enqueue_nothing(
     assert resp.status_code == status
     assert "error" in resp.json()
     assert queue.count == 0 and not queue.connection.keys("rq:job:*")
+    assert not queue.connection.keys(input_key(queue.name, "*"))
 
 
 def test_batch_limit_is_413(settings: JobQueueSettings, queue: Queue) -> None:
@@ -250,6 +282,85 @@ def test_max_works_rejects_at_once_with_retry_after(
         assert c.post("/v1/jobs", content=body, headers={"content-type": ctype}).status_code == 202
 
 
+def test_max_works_is_never_overshot_by_concurrent_submissions(
+    settings: JobQueueSettings, queue: Queue
+) -> None:
+    """Admission and enqueue are one step: 24 simultaneous submissions against room for 5."""
+    from targets.jobqueue.web import JobService
+
+    service = JobService(settings.model_copy(update={"max_works": 5}))
+    body, ctype = encode_request(IMAGES, "base64")
+    start = threading.Barrier(24)
+    codes: list[int] = []
+
+    def post() -> None:
+        start.wait()
+        codes.append(service.submit(body, ctype).status)
+
+    threads = [threading.Thread(target=post) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(codes) == [202] * 5 + [503] * 19
+    assert queue.count == 5
+    assert len(queue.connection.keys(input_key(queue.name, "*"))) == 5  # refused: nothing kept
+    assert len(queue.connection.keys("rq:job:*")) == 5
+
+
+def test_a_full_redis_is_503_and_keeps_nothing(settings: JobQueueSettings, queue: Queue) -> None:
+    conn = queue.connection
+    used = int(conn.info("memory")["used_memory"])
+    conn.config_set("maxmemory-policy", "noeviction")
+    conn.config_set("maxmemory", str(used))  # already full
+    try:
+        with TestClient(create_app(settings)) as c:
+            body, ctype = encode_request(IMAGES, "base64")
+            resp = c.post("/v1/jobs", content=body, headers={"content-type": ctype})
+    finally:
+        conn.config_set("maxmemory", "0")
+    assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
+    assert "out of memory" in resp.json()["error"]
+    assert queue.count == 0 and not conn.keys("rq:job:*") and not conn.keys("servecap:*:input:*")
+
+
+def test_finished_and_failed_jobs_drop_their_input(
+    settings: JobQueueSettings, client: TestClient, queue: Queue
+) -> None:
+    good = submit(client)
+    bad = enqueue_raw(queue, b"not images", "uint8", 1)
+    assert queue.connection.exists(input_key(queue.name, good), input_key(queue.name, bad.id)) == 2
+    make_worker(settings, ConstantModel()).work(burst=True, logging_level="WARNING")
+    assert client.get(f"/v1/jobs/{good}").json()["status"] == "finished"
+    assert client.get(f"/v1/jobs/{bad.id}").json()["status"] == "failed"
+    assert not queue.connection.keys(input_key(queue.name, "*"))
+
+
+class Planted:
+    """What an attacker would pickle: unpickling it creates a file (it must never happen)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickled_job_runs_nothing(
+    settings: JobQueueSettings, client: TestClient, queue: Queue, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    pickling = Queue(settings.queue_name, connection=queue.connection)  # RQ's default: pickle
+    planted = pickling.enqueue_call(TASK, args=(Planted(marker),))
+    good = submit(client)
+    worker = make_worker(settings, ConstantModel())
+    worker.work(burst=True, logging_level="WARNING")
+    assert not marker.exists()
+    assert client.get(f"/v1/jobs/{good}").json()["status"] == "finished"  # the worker went on
+    assert client.get(f"/v1/jobs/{planted.id}").status_code in (200, 404)
+    assert planted.id not in queue.job_ids
+
+
 def test_health_needs_a_live_worker(settings: JobQueueSettings, client: TestClient) -> None:
     assert client.get("/healthz").status_code == 503
     worker = make_worker(settings, ConstantModel())
@@ -261,7 +372,7 @@ def test_health_needs_a_live_worker(settings: JobQueueSettings, client: TestClie
     # lists it until its key expires.
     worker.connection.connection_pool.disconnect()
     assert client.get("/healthz").status_code == 503
-    other = redis.Redis(port=settings.redis_port)
+    other = redis.Redis(port=settings.redis_port, password=PASSWORD)
     assert registered_worker_names(Queue(settings.queue_name, connection=other)) == {worker.name}
 
 
@@ -277,7 +388,7 @@ def test_redis_down_is_503_health_and_502_submit(settings: JobQueueSettings) -> 
 def test_a_job_that_cannot_run_is_failed_without_retries(
     settings: JobQueueSettings, client: TestClient, queue: Queue
 ) -> None:
-    bad = queue.enqueue_call(TASK, args=(b"not images", "uint8", 1), retry=Retry(max=2))
+    bad = enqueue_raw(queue, b"not images", "uint8", 1, retry=Retry(max=2))
     good = submit(client)
     worker = make_worker(settings, ConstantModel())
     worker.work(burst=True, logging_level="WARNING")
@@ -369,7 +480,7 @@ def test_the_job_function_also_runs_on_a_plain_rq_worker(
     tasks.set_predictor(ConstantModel())
     try:
         conn = connect(settings, "plain")
-        SimpleWorker([settings.queue_name], connection=conn).work(
+        SimpleWorker([settings.queue_name], connection=conn, serializer=SERIALIZER).work(
             burst=True, logging_level="WARNING"
         )
     finally:
@@ -405,7 +516,7 @@ def test_jobs_of_a_dead_worker_are_requeued_and_finish(
 def test_a_job_that_outlives_its_retries_is_failed_as_abandoned(
     settings: JobQueueSettings, client: TestClient, queue: Queue, predictor: Any
 ) -> None:
-    job = queue.enqueue_call(TASK, args=(IMAGES.tobytes(), "uint8", 2), retry=None)
+    job = enqueue_raw(queue, IMAGES.tobytes(), "uint8", 2, retry=None)
     doomed = make_worker(settings, predictor)
     doomed._claim(doomed._take_queued(1))
     doomed.connection.connection_pool.disconnect()
@@ -492,8 +603,15 @@ def test_full_target_survives_killed_workers(
     with ProcessLauncher(stop_grace_s=5).launch("jq", config, tmp_path / "logs") as target:
         base = target.base_url
         assert http("GET", f"{base}/healthz")[1]["workers"] == 2  # both loaded before ready
-        rq_conn = redis.Redis(port=config.model_port, client_name="test")
-        queue = Queue("servecap", connection=rq_conn)
+        # Redis refuses anyone without the launch's password: no job can be planted.
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=config.model_port).rpush("rq:queue:servecap", "planted")
+        password = psutil.Process(target.pids[-1]).environ()[PASSWORD_ENV]  # the harness's
+        assert len(password) >= 32
+        for proc in target_processes(port):
+            assert password not in " ".join(proc.cmdline())  # not visible to other users
+        rq_conn = redis.Redis(port=config.model_port, client_name="test", password=password)
+        queue = Queue("servecap", connection=rq_conn, serializer=SERIALIZER)
         registry_key = queue.started_job_registry.key
         accepted = [http("POST", f"{base}/v1/jobs", body, ctype)[1]["job_id"] for _ in range(60)]
 
@@ -528,7 +646,8 @@ def test_full_target_survives_killed_workers(
         spec = worker_spec("jq", config, 3)
         restarted = time.monotonic()
         with (tmp_path / "replacement.log").open("wb") as log:
-            replacement = subprocess.Popen(spec.argv, env={**os.environ, **spec.env},
+            env = {**os.environ, PASSWORD_ENV: password, **spec.env}
+            replacement = subprocess.Popen(spec.argv, env=env,
                                            stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True)  # fmt: skip
         try:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from targets.common.payload import PayloadError, decode_request, encode_request, encode_response
+from tests.bodies import deep_json, jpeg_declaring, zeros_list
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
@@ -103,3 +104,78 @@ def test_client_refuses_wrong_arrays() -> None:
         encode_request(IMAGES.astype(np.float32))
     with pytest.raises(ValueError, match="unknown encoding"):
         encode_request(IMAGES, "xml")
+
+
+@pytest.mark.parametrize(("width", "height"), [(30000, 30000), (65535, 65535), (33, 32), (1, 1)])
+def test_declared_dimensions_are_checked_before_decoding(width: int, height: int) -> None:
+    bomb = jpeg_declaring(width, height)
+    assert len(bomb) < 1000
+    for body, ctype in [
+        (bomb, "image/jpeg"),
+        (orjson.dumps({"images_jpeg_b64": [base64.b64encode(bomb).decode()]}), "application/json"),
+    ]:
+        with pytest.raises(PayloadError) as info:
+            decode_request(body, ctype)
+        assert info.value.status == 422, info.value.message
+
+
+def test_only_jpeg_files_are_decoded() -> None:
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(png, format="PNG")
+    with pytest.raises(PayloadError, match="FF D8 FF") as info:
+        decode_request(png.getvalue(), "image/jpeg")
+    assert info.value.status == 422
+
+
+def test_too_many_values_are_refused_before_parsing() -> None:
+    body = zeros_list(4 * 1024 * 1024)  # 2 million zeros: more than 256 images could hold
+    with pytest.raises(PayloadError, match="more values than 256 images") as info:
+        decode_request(body, "application/json", max_batch=256)
+    assert info.value.status == 413
+    # The limit follows max_batch, and a full batch of valid images is still accepted.
+    full, ctype = encode_request(np.zeros((4, 32, 32, 3), np.uint8), "json")
+    assert decode_request(full, ctype, max_batch=4).shape == (4, 32, 32, 3)
+    with pytest.raises(PayloadError, match="more values than 3 images"):
+        decode_request(full, ctype, max_batch=3)
+
+
+def test_deep_json_is_a_4xx() -> None:
+    for depth in (5, 2000, 100_000):
+        with pytest.raises(PayloadError) as info:
+            decode_request(deep_json(depth), "application/json")
+        assert 400 <= info.value.status < 500
+
+
+def test_decoder_bounds_concurrent_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from targets.common import payload
+
+    decoder = payload.Decoder(max_batch=4, slots=2)
+    active, peak = 0, 0
+    lock = threading.Lock()
+    original = payload.decode_request
+
+    def slow_decode(body: bytes, ctype: str | None, max_batch: int = 256) -> np.ndarray:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.05)
+        with lock:
+            active -= 1
+        return original(body, ctype, max_batch)
+
+    body, ctype = encode_request(IMAGES[:1], "base64")
+    monkeypatch.setattr(payload, "decode_request", slow_decode)
+    threads = [threading.Thread(target=decoder, args=(body, ctype)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak == 2

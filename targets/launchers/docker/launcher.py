@@ -137,7 +137,7 @@ class DockerLauncher:
         specs, layout = self._profile(config, variables, options)
         self._check(name, config, options, layout, specs, client)
 
-        env = {**os.environ, **variables}
+        env = {**os.environ, **variables, **kind.launch_env(config)}  # secrets: no file
         base = [*cli, "-p", project, *self._files(options), "--profile", _profile_name(config)]
         up = [*base, "up", "-d", "--no-build"]
         for service, count in scales(kind, config, layout).items():
