@@ -230,6 +230,8 @@ class RunSummary(TypedDict, total=False):
     paper_same_path: bool | None
     server_metrics: str
     """How the target's own metrics were sampled (absent when it exposes none)."""
+    sampling_gaps: list[str]
+    """Collectors whose samples failed during the run, when and why (absent when none did)."""
     stages: list[StageSummary]
     overall: OverallSummary
     requests: int

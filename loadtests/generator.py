@@ -15,6 +15,7 @@ from pathlib import Path
 
 from loadtests.runconfig import ENV_VAR, LoadRunConfig
 from targets.config import parse_cpuset
+from targets.launchers.process import child_setup
 from targets.protocols import ProtocolError
 from targets.protocols.base import Headers
 from targets.registry import REPO_ROOT
@@ -133,7 +134,7 @@ def start_locust(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+            preexec_fn=child_setup(cpus),  # no Locust outlives a killed harness
         )
     finally:
         log.close()

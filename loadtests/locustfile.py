@@ -12,6 +12,7 @@ records to the master as Locust messages, and the master writes them into the sa
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from typing import Any
 import gevent
 from locust import LoadTestShape, User, between, constant, events
 
+from loadtests import clock
 from loadtests.bodies import build_bodies
 from loadtests.generator import FORWARD_ENV_VAR
-from loadtests.recorder import RequestRecorder, append_rows
+from loadtests.recorder import RequestRecorder, append_rows, valid_row
 from loadtests.runconfig import LoadRunConfig, load_run_config
 from loadtests.shapes import RateShape, StagesShape, UntilDoneShape
 
@@ -77,6 +79,7 @@ def remote_grace_s(config: LoadRunConfig) -> float:
 FORWARD_INTERVAL_S = 1.0
 """A remote worker sends its records to the master at least this often."""
 
+log = logging.getLogger("servecap.locustfile")
 _config = load_run_config()
 _plan = _config.plan
 _out = Path(_config.out_dir)
@@ -159,7 +162,20 @@ RECORDS_MESSAGE = "servecap_records"
 
 
 def _write_forwarded(environment: Any, msg: Any, **_: Any) -> None:
-    append_rows(_out, f"remote-{msg.data['worker']}", msg.data["rows"])
+    """Keep a remote worker's rows: only from a worker that registered with this master (the
+    sender's own id, not what the message claims), only rows that fit the contract."""
+    sender = getattr(msg, "node_id", None)
+    data = msg.data if isinstance(msg.data, dict) else {}
+    rows = data.get("rows")
+    if sender not in environment.runner.clients or not isinstance(rows, list):
+        log.warning("dropped records from %r: not a registered worker, or no rows", sender)
+        return
+    now = clock.now()
+    good = [row for row in rows if valid_row(row, now)]
+    if len(good) < len(rows):
+        log.warning("dropped %d malformed records from worker %s", len(rows) - len(good), sender)
+    if good:
+        append_rows(_out, f"remote-{sender}", good)
 
 
 @events.quitting.add_listener

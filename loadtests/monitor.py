@@ -51,6 +51,13 @@ class Watchdog:
         used = self.sampler.last_mem_mb.get("target")
         if problem is None and limit is not None and used is not None and used > limit:
             problem = f"exceeded its memory limit: {used:.0f} MB > {limit} MB (stopped)"
+        sampling = self.sampler.problem()
+        if problem is None and sampling is not None:
+            if self.sampler.died is not None:
+                problem = f"its resources are no longer measured ({sampling})"
+            elif limit is not None:
+                problem = (f"its memory limit ({limit} MB) cannot be enforced: {sampling} "
+                           "(stopped)")  # fmt: skip
         if problem is not None:
             raise TargetFailure(f"target '{name}' {self._stage()}: {problem}")
 

@@ -278,6 +278,12 @@ def _measure(
         if scenario.load.remote_workers:
             _announce_remote_workers(name, scenario, options, echo)
         drive(load, config_path, tdir, sampler, echo, Watchdog(running, target_sampler, tdir))
+    reports = [s.gap_report() for s in (sampler, target_sampler, gpu, server) if s is not None]
+    gaps = list(dict.fromkeys(g for g in reports if g))
+    if gaps:
+        entry["sampling_gaps"] = gaps
+        for line in gaps:
+            echo(f"[{name}] WARNING: samples lost: {line}")
     if server is not None:
         entry["server_metrics"] = (
             f"scraped {server.samples} times from {source.url if source else ''}"

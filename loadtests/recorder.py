@@ -8,6 +8,7 @@ measured. Each Locust process writes its own ``requests-<pid>.csv`` part.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 import time
@@ -39,6 +40,34 @@ def classify(status: int, exception: object | None) -> str:
     if exception is None and 200 <= status < 300:
         return "ok"
     return "error"
+
+
+OUTCOMES = frozenset({"ok", "error", "rejected"})
+CLOCK_SLACK_S = 600.0
+"""A forwarded row's time may differ from the master's clock by at most this (host skew)."""
+
+
+def valid_row(row: object, now_ts: float) -> bool:
+    """Whether a row forwarded by a remote worker fits :data:`COLUMNS` (types, ranges, a time
+    near ``now_ts``); the master drops what does not, so a stray peer cannot poison a run."""
+    if not isinstance(row, list) or len(row) != len(COLUMNS):
+        return False
+    ts, latency, status, size, name, outcome, users, error, *times = row
+    try:
+        fields_ok = (
+            abs(float(ts) - now_ts) <= CLOCK_SLACK_S
+            and 0.0 <= float(latency) <= 86_400_000.0
+            and isinstance(status, int) and 0 <= status <= 999
+            and isinstance(size, int) and 0 <= size <= 1 << 34
+            and isinstance(name, str) and len(name) <= 200
+            and outcome in OUTCOMES
+            and isinstance(users, int) and 0 <= users <= 1_000_000
+            and isinstance(error, str) and len(error) <= 2_000
+            and all(t == "" or math.isfinite(float(t)) for t in times)
+        )  # fmt: skip
+    except (TypeError, ValueError):
+        return False
+    return bool(fields_ok) and math.isfinite(float(ts)) and math.isfinite(float(latency))
 
 
 def append_rows(out_dir: Path, part: str, rows: list[Row]) -> Path:

@@ -43,6 +43,7 @@ from analysis.stages import (
 from loadtests import clock
 from loadtests.gates import GateResult
 from loadtests.spec import SLO
+from targets.launchers.base import held_signals
 
 
 @dataclass
@@ -68,18 +69,22 @@ def finalize_target(
     last_ts = float(requests["ts"].max()) if len(requests) else None
     timeline = timeline_frame(raw, open_end_ts=max(last_ts or 0.0, clock.now()))
     labelled = label_requests(requests, timeline, settle_s)
-    write_atomically(target_dir / REQUESTS_FILE, lambda p: labelled.to_parquet(p, index=False))
     if not samples.empty:
         samples = samples.assign(stage=assign_stage(samples["ts"], timeline, clip=False))
-    write_atomically(target_dir / RESOURCES_FILE, lambda p: samples.to_parquet(p, index=False))
     if not server.empty:
         server = server.assign(stage=assign_stage(server["ts"], timeline, clip=False))
-        write_atomically(target_dir / SERVER_METRICS_FILE,
-                         lambda p: server.to_parquet(p, index=False))  # fmt: skip
-    parts = [*target_dir.glob(REQUEST_PARTS), *(target_dir / n for n in SAMPLE_PARTS),
-             target_dir / SERVER_METRICS_PART]  # fmt: skip
-    for part in parts:
-        part.unlink(missing_ok=True)
+    with held_signals():  # the Parquet files and the removal of their parts: all or nothing
+        write_atomically(target_dir / REQUESTS_FILE,
+                         lambda p: labelled.to_parquet(p, index=False))  # fmt: skip
+        write_atomically(target_dir / RESOURCES_FILE,
+                         lambda p: samples.to_parquet(p, index=False))  # fmt: skip
+        if not server.empty:
+            write_atomically(target_dir / SERVER_METRICS_FILE,
+                             lambda p: server.to_parquet(p, index=False))  # fmt: skip
+        parts = [*target_dir.glob(REQUEST_PARTS), *(target_dir / n for n in SAMPLE_PARTS),
+                 target_dir / SERVER_METRICS_PART]  # fmt: skip
+        for part in parts:
+            part.unlink(missing_ok=True)
     stages = stage_stats(labelled, samples, timeline, settle_s, primary, late_ms)
     add_server_metrics(stages, server, steady_windows(timeline, settle_s))
     return Finalized(stages, overall_stats(labelled, timeline, settle_s, primary, late_ms))

@@ -18,6 +18,9 @@ from analysis.defaults import DEFAULT_LATE_MS
 from targets.config import Encoding, StrictModel, TargetConfig, parse_cpuset
 
 DEFAULT_SCENARIOS_FILE = Path("scenarios.yaml")
+MAX_RPS = 100_000
+"""The highest arrival rate any plan may ask for (far above what one generator host sends)."""
+MAX_SEQUENTIAL_REQUESTS = 1_000_000
 
 
 class SpecError(ValueError):
@@ -33,11 +36,12 @@ class Stage(StrictModel):
     """One step of the load, held for ``duration_s``: ``users`` (ramp) or ``rps`` (rate)."""
 
     users: int | None = Field(default=None, ge=1, le=100_000, description="closed-loop users")
-    rps: float | None = Field(default=None, gt=0, le=100_000, description="arrivals per second")
+    rps: float | None = Field(default=None, gt=0, le=MAX_RPS, description="arrivals per second")
     duration_s: float = Field(gt=0, le=86_400)
     spawn_rate: float | None = Field(
-        default=None, gt=0, description="ramp: users started per second; default all at once"
-    )
+        default=None, gt=0, le=100_000,
+        description="ramp: users started per second; default all at once",
+    )  # fmt: skip
     ramp: bool = Field(
         default=False, description="rate: rise linearly from the previous stage's rps"
     )
@@ -46,30 +50,37 @@ class Stage(StrictModel):
 class Sequential(StrictModel):
     """The paper's method: ``requests`` sent one after another, each run repeated."""
 
-    requests: tuple[int, ...] = Field(default=(1, 10, 100, 1_000, 10_000), min_length=1)
+    requests: tuple[int, ...] = Field(
+        default=(1, 10, 100, 1_000, 10_000), min_length=1, max_length=100
+    )
     repeat: int = Field(default=10, ge=1, le=1_000)
-    max_duration_s: float = Field(default=7_200, gt=0, description="hard bound on the run")
+    max_duration_s: float = Field(
+        default=7_200, gt=0, le=86_400, description="hard bound on the run"
+    )
 
     @model_validator(mode="after")
     def _positive(self) -> Sequential:
-        if any(n < 1 for n in self.requests):
-            raise ValueError("every entry of requests must be >= 1")
+        if any(n < 1 or n > MAX_SEQUENTIAL_REQUESTS for n in self.requests):
+            raise ValueError(f"every entry of requests must be 1..{MAX_SEQUENTIAL_REQUESTS}")
         return self
 
 
 class FindMax(StrictModel):
     """Search the highest arrival rate meeting the SLO: step up, then bisect."""
 
-    start_rps: float = Field(default=10, gt=0)
-    max_rps: float = Field(default=5_000, gt=0)
+    start_rps: float = Field(default=10, gt=0, le=MAX_RPS)
+    max_rps: float = Field(default=5_000, gt=0, le=MAX_RPS)
     step_factor: float = Field(default=1.5, gt=1, le=10)
-    window_s: float = Field(default=4, gt=0, description="p99 is measured per window")
-    stable_windows: int = Field(default=3, ge=2, description="consecutive windows that agree")
-    stability: float = Field(
-        default=0.25, gt=0, description="windows agree when their p99 differ by <= this x SLO"
+    window_s: float = Field(default=4, gt=0, le=600, description="p99 is measured per window")
+    stable_windows: int = Field(
+        default=3, ge=2, le=20, description="consecutive windows that agree"
     )
-    max_hold_s: float = Field(default=40, gt=0, description="longest time at one rate")
-    tolerance: float = Field(default=0.05, gt=0, description="stop when hi/lo - 1 is below")
+    stability: float = Field(
+        default=0.25, gt=0, le=10,
+        description="windows agree when their p99 differ by <= this x SLO",
+    )  # fmt: skip
+    max_hold_s: float = Field(default=40, gt=0, le=3_600, description="longest time at one rate")
+    tolerance: float = Field(default=0.05, gt=0, le=1, description="stop when hi/lo - 1 is below")
     max_points: int = Field(default=16, ge=2, le=100)
 
     @property
@@ -81,13 +92,16 @@ class LoadPlan(StrictModel):
     """How the load generator drives a target."""
 
     mode: LoadMode = "ramp"
-    stages: tuple[Stage, ...] = Field(default=(), description="ramp and rate modes")
+    stages: tuple[Stage, ...] = Field(
+        default=(), max_length=1_000, description="ramp and rate modes"
+    )
     arrival: Literal["constant", "poisson"] = Field(
         default="constant", description="rate: evenly spaced or Poisson arrivals"
     )
     max_in_flight: int = Field(
-        default=1_000, ge=1, description="rate: requests outstanding at once before sends fail"
-    )
+        default=1_000, ge=1, le=100_000,
+        description="rate: requests outstanding at once before sends fail",
+    )  # fmt: skip
     late_ms: float = Field(
         default=DEFAULT_LATE_MS,
         gt=0,
@@ -111,16 +125,20 @@ class LoadPlan(StrictModel):
     )
     images_per_request: int = Field(default=1, ge=1, le=256)
     encoding: Encoding = "json"
-    think_time_s: float = Field(default=0.0, ge=0, description="pause between a user's requests")
+    think_time_s: float = Field(
+        default=0.0, ge=0, le=3_600, description="pause between a user's requests"
+    )
     settle_s: float = Field(
         default=2.0,
         ge=0,
+        le=3_600,
         description="seconds at the start of each stage excluded from its statistics",
     )
     warmup_requests: int = Field(
-        default=20, ge=0, description="requests sent before the measured load, not recorded"
-    )
-    request_timeout_s: float = Field(default=30.0, gt=0)
+        default=20, ge=0, le=100_000,
+        description="requests sent before the measured load, not recorded",
+    )  # fmt: skip
+    request_timeout_s: float = Field(default=30.0, gt=0, le=3_600)
     image_pool: int = Field(
         default=512, ge=1, le=10_000, description="distinct test images the users cycle through"
     )
@@ -180,11 +198,11 @@ class LoadPlan(StrictModel):
 class SLO(StrictModel):
     """Service-level objectives checked at the end of a run (and used by find-max)."""
 
-    p99_ms: float | None = Field(default=None, gt=0)
-    p95_ms: float | None = Field(default=None, gt=0)
+    p99_ms: float | None = Field(default=None, gt=0, le=3_600_000)
+    p95_ms: float | None = Field(default=None, gt=0, le=3_600_000)
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     max_reject_rate: float | None = Field(default=None, ge=0, le=1)
-    min_rps: float | None = Field(default=None, ge=0)
+    min_rps: float | None = Field(default=None, ge=0, le=MAX_RPS)
     scope: Literal["overall", "every-stage", "last-stage"] = Field(
         default="overall", description="check the whole run's windows, each stage, or the last"
     )

@@ -23,10 +23,12 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from targets.common.model_fetch import DEFAULT_MAX_BYTES, check_url
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PATH
 
 Encoding = Literal["json", "base64", "jpeg", "binary"]
@@ -135,13 +137,42 @@ class ModelConfig(TargetConfig):
     )
     model_url: str | None = Field(
         default=None,
-        description="model-load pattern: fetch the model archive from this URL at start",
+        description="model-load pattern: the launcher fetches this .tar.gz SavedModel archive "
+        "(https://, or file:// for a local one) at start and serves it instead of model_path",
     )
+    model_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="SHA-256 of the model_url archive (required with it: `sha256sum FILE`)",
+    )
+    model_max_mb: int = Field(
+        default=DEFAULT_MAX_BYTES // 2**20, ge=1, le=1024 * 1024,
+        description="model_url: the largest archive downloaded, and the most unpacked from it",
+    )  # fmt: skip
     model_in_image: bool = Field(
         default=False,
         description="docker: run the <image>:<tag>-model images (servecap images build "
         "--model DIR) instead of mounting model_path",
     )
+
+    @field_validator("model_url")
+    @classmethod
+    def _safe_scheme(cls, url: str | None) -> str | None:
+        problem = check_url(url) if url is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return url
+
+    @model_validator(mode="after")
+    def _url_needs_digest(self) -> ModelConfig:
+        if self.model_url is not None and self.model_sha256 is None:
+            raise ValueError(
+                "model_url needs model_sha256, the archive's SHA-256 (`sha256sum model.tar.gz`):"
+                " a fetched model is used only if it is exactly the archive you meant"
+            )
+        if self.model_url is not None and self.model_in_image:
+            raise ValueError("set model_url or model_in_image, not both")
+        return self
 
 
 class PythonServerConfig(ModelConfig):
@@ -152,11 +183,14 @@ class PythonServerConfig(ModelConfig):
     max_works: int = Field(
         default=0,
         ge=0,
+        le=100_000,
         description="inferences in flight per worker before answering 503 (jobqueue: jobs "
         "waiting in the queue, whole target); 0 = no limit",
     )
-    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
-    max_batch: int = Field(default=256, ge=1, description="largest batch a request may carry")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=1024**3)
+    max_batch: int = Field(
+        default=256, ge=1, le=4096, description="largest batch a request may carry"
+    )
 
 
 class InferenceServerConfig(PythonServerConfig):

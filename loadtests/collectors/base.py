@@ -3,6 +3,12 @@
 Subclasses give the columns and :meth:`PeriodicSampler.sample_once`; rows are flushed after
 each sample, so a run that dies keeps its samples. Start/stop and the context manager are
 the same for every collector, so the orchestrator can use any of them.
+
+A sample that raises (the Docker API restarting, a /proc read racing an exit) does not stop
+the sampler: it is counted, the gap it leaves is recorded (:attr:`PeriodicSampler.gaps`), and
+the next sample is taken on schedule. Only a failure outside sampling (the CSV cannot be
+written) ends the thread; :meth:`PeriodicSampler.problem` then says so, and so it does while
+no sample has succeeded for longer than ``stale_after_s``. The watchdog reads it.
 """
 
 from __future__ import annotations
@@ -10,8 +16,22 @@ from __future__ import annotations
 import csv
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Self
+
+STALE_INTERVALS = 5
+"""No good sample for this many intervals (plus a second) counts as a sampler problem."""
+
+
+@dataclass
+class Gap:
+    """Consecutive failed samples: from the first failure to the next good sample."""
+
+    start_ts: float
+    end_ts: float | None
+    failures: int
+    error: str
 
 
 class PeriodicSampler:
@@ -22,6 +42,12 @@ class PeriodicSampler:
         self.path = path
         self.interval_s = interval_s
         self.samples = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.gaps: list[Gap] = []
+        self.died: str | None = None
+        """Why the thread ended before :meth:`stop` (None while it runs or after a stop)."""
+        self._last_good = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -29,7 +55,8 @@ class PeriodicSampler:
         raise NotImplementedError
 
     def start(self) -> Self:
-        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+        self._last_good = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
         return self
 
@@ -44,6 +71,37 @@ class PeriodicSampler:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def stale_after_s(self) -> float:
+        return STALE_INTERVALS * self.interval_s + 1.0
+
+    def problem(self) -> str | None:
+        """What is wrong with this sampler now (None while it samples)."""
+        name = type(self).__name__
+        if self.died is not None:
+            return f"{name} stopped: {self.died}"
+        quiet_s = time.monotonic() - self._last_good
+        if self._thread is not None and quiet_s > self.stale_after_s and self.failures:
+            return f"{name} has had no sample for {quiet_s:.0f} s: {self.last_error}"
+        return None
+
+    def gap_report(self) -> str | None:
+        """One line on the samples lost, for the run's summary (None when none were)."""
+        if not self.failures:
+            return None
+        spans = ", ".join(
+            f"{g.failures} from {g.start_ts:.0f}" + (f" to {g.end_ts:.0f}" if g.end_ts else "")
+            for g in self.gaps[:5]
+        )
+        return (f"{type(self).__name__}: {self.failures} samples failed ({spans}); "
+                f"last error: {self.last_error}")  # fmt: skip
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as err:  # the CSV cannot be written: say so, do not vanish
+            self.died = f"{type(err).__name__}: {err}"
+
     def _loop(self) -> None:
         new = not self.path.exists() or self.path.stat().st_size == 0
         with self.path.open("a", newline="", encoding="utf-8") as f:
@@ -52,9 +110,28 @@ class PeriodicSampler:
                 writer.writerow(self.columns)
             next_at = time.monotonic()
             while not self._stop.is_set():
-                for row in self.sample_once():
+                rows = self._sample_guarded()
+                for row in rows:
                     writer.writerow(row)
                 f.flush()
-                self.samples += 1
                 next_at += self.interval_s
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def _sample_guarded(self) -> list[tuple[object, ...]]:
+        try:
+            rows = self.sample_once()
+        except Exception as err:
+            self._failed(f"{type(err).__name__}: {err}")
+            return []
+        self.samples += 1
+        self._last_good = time.monotonic()
+        if self.gaps and self.gaps[-1].end_ts is None:
+            self.gaps[-1].end_ts = time.time()
+        return rows
+
+    def _failed(self, error: str) -> None:
+        self.failures += 1
+        self.last_error = error
+        if not self.gaps or self.gaps[-1].end_ts is not None:
+            self.gaps.append(Gap(time.time(), None, 0, error))
+        self.gaps[-1].failures += 1

@@ -25,7 +25,6 @@ Healthchecks run inside the containers, so their few milliseconds of CPU every 5
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import threading
 import time
@@ -35,6 +34,7 @@ from typing import Any
 
 from analysis.contract import DOCKER_COLUMNS
 from loadtests.collectors import SAMPLE_COLUMNS
+from loadtests.collectors.base import STALE_INTERVALS
 
 MB = 1024 * 1024
 COLUMNS = (*SAMPLE_COLUMNS, *DOCKER_COLUMNS)
@@ -130,9 +130,10 @@ class DockerStatsSampler:
     """Samples named groups of containers (``role -> container ids``) through the Docker API.
 
     Same interface as :class:`~loadtests.collectors.process.ProcessTreeSampler`: ``watch``,
-    ``start``/``stop``, context manager, ``samples`` (rows written). A container watched
-    before ``start`` is read from ``start``; one watched later, at once. A container that
-    stops ends its stream quietly.
+    ``start``/``stop``, context manager, ``samples`` (rows written), ``problem()`` and
+    ``gap_report()``. A container watched before ``start`` is read from ``start``; one watched
+    later, at once. A container that stops ends its stream quietly; a stream that breaks while
+    its container runs (the engine restarting) is opened again and the gap recorded.
     """
 
     def __init__(
@@ -151,7 +152,11 @@ class DockerStatsSampler:
         self._writer: Any = None
         self.samples = 0
         self.errors: list[str] = []
+        self.died: str | None = None
+        """Never set: a stream that breaks is reopened (kept for the sampler interface)."""
         self._last_mem: dict[tuple[str, str], float] = {}
+        self._last_frame: dict[str, float] = {}
+        """container id -> monotonic time of its last frame (or of its watch)."""
 
     @property
     def last_mem_mb(self) -> dict[str, float]:
@@ -161,6 +166,27 @@ class DockerStatsSampler:
             for (role, _), mb in self._last_mem.items():
                 totals[role] = totals.get(role, 0.0) + mb
             return totals
+
+    @property
+    def stale_after_s(self) -> float:
+        return STALE_INTERVALS * self.interval_s + 1.0
+
+    def problem(self) -> str | None:
+        """A watched, running container without stats for longer than ``stale_after_s``."""
+        now = time.monotonic()
+        with self._lock:
+            quiet = {cid: now - t for cid, t in self._last_frame.items()}
+        late = [(cid, s) for cid, s in quiet.items() if s > self.stale_after_s]
+        if not late or self._stop.is_set():
+            return None
+        cid, quiet_s = max(late, key=lambda item: item[1])
+        last = f": {self.errors[-1]}" if self.errors else ""
+        return f"DockerStatsSampler has had no stats of {cid[:12]} for {quiet_s:.0f} s{last}"
+
+    def gap_report(self) -> str | None:
+        if not self.errors:
+            return None
+        return f"DockerStatsSampler: {len(self.errors)} stats streams broke ({self.errors[-1]})"
 
     @property
     def client(self) -> Any:
@@ -218,20 +244,47 @@ class DockerStatsSampler:
         thread.start()
 
     def _read(self, role: str, container_id: str) -> None:
+        """Follow one container's stats stream until the stop or the container's end;
+        reopen it (recording the break) when it breaks while the container runs."""
+        with self._lock:
+            self._last_frame[container_id] = time.monotonic()
+        while not self._stop.is_set():
+            error = self._stream(role, container_id)
+            if self._stop.is_set():
+                break
+            if error is not None:
+                self.errors.append(f"{container_id[:12]}: {error}")
+            if not self._running(container_id):
+                break  # the container ended (or is gone): the target's health says so
+            if error is None:
+                self.errors.append(f"{container_id[:12]}: stats stream ended; reopened")
+            self._stop.wait(self.interval_s)
+        with self._lock:
+            self._last_frame.pop(container_id, None)
+
+    def _running(self, container_id: str) -> bool:
+        try:
+            return bool(self.client.containers.get(container_id).status == "running")
+        except Exception:
+            return False
+
+    def _stream(self, role: str, container_id: str) -> str | None:
+        """Read frames until the stream ends; returns why it ended when it failed."""
         try:
             container = self.client.containers.get(container_id)
             name = self.name or container.name
             stream = container.stats(stream=True, decode=True)
         except Exception as err:  # container gone, engine unreachable: no rows, no crash
-            self.errors.append(f"{container_id[:12]}: {err}")
-            return
+            return str(err)
         previous: Mapping[str, Any] | None = None
         last_ts = 0.0
-        with contextlib.suppress(Exception):  # the stream ends when the container goes
+        try:
             for frame in stream:
                 if self._stop.is_set():
                     break
                 now = time.time()
+                with self._lock:
+                    self._last_frame[container_id] = time.monotonic()
                 if previous is None:
                     previous, last_ts = frame.get("cpu_stats") or {}, now
                     continue
@@ -244,6 +297,9 @@ class DockerStatsSampler:
                     with self._lock:
                         self._last_mem[(role, container_id)] = mem / MB
                 self._write(row)
+        except Exception as err:  # the engine went away mid-stream
+            return str(err)
+        return None
 
     def _write(self, row: tuple[object, ...]) -> None:
         with self._lock:

@@ -3,14 +3,14 @@
 Which samples mean what comes from the target's kind (:class:`targets.kind.MetricsSource`);
 each scrape becomes one row of :data:`analysis.contract.SERVER_METRICS_COLUMNS` (values of a
 sample name summed over its label sets), appended to a CSV as it comes. A scrape that fails
-(the server busy past the timeout, restarting) is skipped and counted, not fatal: counters
-are cumulative, so the next scrape still gives every stage's totals. Loopback URLs only.
+(the server busy past the timeout, restarting) is skipped and counted by the base sampler, not
+fatal: counters are cumulative, so the next scrape still gives every stage's totals. Loopback
+URLs only.
 """
 
 from __future__ import annotations
 
 import time
-import urllib.error
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
@@ -56,17 +56,9 @@ class PrometheusSampler(PeriodicSampler):
     def __init__(self, path: Path, source: MetricsSource, interval_s: float = 1.0) -> None:
         super().__init__(path, interval_s)
         self.source = source
-        self.failures = 0
-        self.last_error: str | None = None
 
     def sample_once(self) -> list[tuple[object, ...]]:
         ts = time.time()
-        try:
-            with urllib.request.urlopen(self.source.url, timeout=SCRAPE_TIMEOUT_S) as resp:
-                text = resp.read().decode("utf-8", errors="replace")
-            samples = parse(text)
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            self.failures += 1
-            self.last_error = str(err)
-            return []
-        return [row(self.source, samples, ts)]
+        with urllib.request.urlopen(self.source.url, timeout=SCRAPE_TIMEOUT_S) as resp:
+            text = resp.read().decode("utf-8", errors="replace")
+        return [row(self.source, parse(text), ts)]

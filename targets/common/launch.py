@@ -39,7 +39,6 @@ def server_settings(config: PythonServerConfig) -> dict[str, Any]:
     """The :class:`ServerSettings` values a target's config sets."""
     values: dict[str, Any] = {
         "model_path": resolve_model_path(config),
-        "model_url": config.model_url,
         "max_works": config.max_works,
         "max_body_bytes": config.max_body_bytes,
         "max_batch": config.max_batch,

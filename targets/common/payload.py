@@ -20,12 +20,25 @@ jpeg        image/jpeg              the JPEG file itself (one image)
 Pixel values are 0..255, RGB, height x width x channel. Response:
 ``{"classes": [int, ...], "probabilities": [[10 floats], ...]}``.
 
-Decoding is bounded before anything large is built: a JSON body's values are counted (its
-commas and brackets, in C) and refused with 413 when more than ``max_batch`` images could hold,
-so a body of millions of numbers never becomes millions of Python objects; an image file must
-start as a JPEG does and declare 32x32 before a pixel is decoded (a "decompression bomb"
-declaring 30000x30000 is a 422, not a 500). :class:`Decoder` also bounds how many bodies a
-process decodes at once.
+**Bounded decoding.** A JSON parser turns every number into a Python object (~32 bytes for a
+2-byte ``0,``), so a body of a million values would cost tens of MB before any shape check, and
+the request, not the server, would decide how many. So a JSON body's structure is read first,
+in C (``bytes.count`` / ``bytes.translate``), from its brackets and commas alone
+(:func:`screen`):
+
+* the paper's nested array: its skeleton (the body without numbers and whitespace) must be
+  exactly that of ``n <= max_batch`` images; NumPy's text reader then parses the numbers
+  straight into one float64 array (8 bytes a value, at most 4x the body, as a value takes at
+  least 2 bytes), no Python object per value;
+* lists of encoded images (one bracket): at most ``max_batch`` items, counted by their commas,
+  go to the JSON parser (strings cost about their own size);
+* anything else larger than :data:`SMALL_BODY_BYTES` is refused unparsed (413 when it holds
+  more values than ``max_batch`` images could, else 422); smaller bodies are parsed for a
+  precise error message (a bounded cost).
+
+An image file must start as a JPEG does and declare 32x32 before a pixel is decoded (a
+"decompression bomb" declaring 30000x30000 is a 422, not a 500). :class:`Decoder` also bounds
+how many bodies a process decodes at once.
 """
 
 from __future__ import annotations
@@ -33,7 +46,10 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 import threading
+import warnings
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -47,9 +63,13 @@ JPEG = "image/jpeg"
 EncodingName = Literal["json", "base64", "jpeg"]
 _KEYS = {"images": "json", "images_b64": "base64", "images_jpeg_b64": "jpeg"}
 JPEG_MAGIC = b"\xff\xd8\xff"
-STRUCTURE_PER_IMAGE = 3072 + 1057
-"""Commas and opening brackets of one image in the nested JSON encoding (3072n - 1 commas and
-1057n + 1 brackets for n images); the other encodings have far fewer."""
+SMALL_BODY_BYTES = 64 * 1024
+"""JSON bodies up to this size are parsed whatever their structure (for precise errors)."""
+LIST_SLACK = 8
+"""Commas allowed beyond ``max_batch - 1`` in a one-list body (other keys: refused later)."""
+_NUMBER_CHARS = b"0123456789+-.eE \t\r\n"
+_PREFIX = re.compile(rb'\A\s*\{\s*"images"\s*:\s*')
+_SUFFIX = re.compile(rb"\s*\}\s*\Z")
 
 
 class PayloadError(ValueError):
@@ -120,7 +140,9 @@ def decode_request(body: bytes, content_type: str | None, max_batch: int = 256) 
         raise PayloadError(415, f"unsupported content type {media!r}; send {JSON} or {JPEG}")
     if not body:
         raise PayloadError(400, "empty body; send a JSON object with 'images'")
-    _check_value_count(body, max_batch)
+    screened = screen(body, max_batch)
+    if screened is not None:
+        return _checked_pixels(screened)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:
@@ -146,13 +168,63 @@ def decode_request(body: bytes, content_type: str | None, max_batch: int = 256) 
     return _stack([_decode_jpeg(_b64(item, i), i) for i, item in enumerate(items)])
 
 
-def _check_value_count(body: bytes, max_batch: int) -> None:
-    """413 before parsing when the body holds more JSON values than ``max_batch`` images."""
-    structure = body.count(b",") + body.count(b"[")
-    if structure > max_batch * STRUCTURE_PER_IMAGE + 2:
+@lru_cache(maxsize=1)
+def _image_skeleton() -> bytes:
+    pixel = b"[,,]"
+    row = b"[" + b",".join([pixel] * 32) + b"]"
+    return b"[" + b",".join([row] * 32) + b"]"
+
+
+def skeleton_of(n: int) -> bytes:
+    """The brackets and commas of a valid ``[n,32,32,3]`` array."""
+    return b"[" + b",".join([_image_skeleton()] * n) + b"]"
+
+
+def screen(body: bytes, max_batch: int) -> np.ndarray | None:
+    """A JSON body's structure, checked before parsing: the images of a nested-array body
+    (float64 ``[n,32,32,3]``, values not range-checked yet), or None when the body may go to
+    the JSON parser; PayloadError when it is refused unparsed."""
+    brackets, commas = body.count(b"["), body.count(b",")
+    if brackets <= 1:  # a list of encoded images (or no list at all)
+        if commas > max_batch - 1 + LIST_SLACK:
+            raise PayloadError(413, f"body lists more than {max_batch} images (the batch limit)")
+        return None
+    n, rest = divmod(brackets - 1, _image_skeleton().count(b"["))
+    if n >= 1 and not rest and commas == n * IMAGE_BYTES - 1:
+        if n > max_batch:
+            raise PayloadError(413, f"batch of {n} images exceeds the limit of {max_batch}")
+        images = _parse_nested(body, n)
+        if images is not None:
+            return images
+    if len(body) <= SMALL_BODY_BYTES:
+        return None
+    if commas + 1 > max_batch * IMAGE_BYTES:
         raise PayloadError(
             413, f"body holds more values than {max_batch} images of 32x32x3 (the batch limit)"
         )
+    raise PayloadError(
+        422, 'body is neither {"images": [n,32,32,3] array of numbers} nor a list of encoded '
+        "images (checked from its brackets and commas, before parsing)",
+    )  # fmt: skip
+
+
+def _parse_nested(body: bytes, n: int) -> np.ndarray | None:
+    """Parse an exact ``{"images": [n,32,32,3]}`` body with NumPy; None if it is not one."""
+    start, end = _PREFIX.match(body), _SUFFIX.search(body)
+    if start is None or end is None or start.end() >= end.start():
+        return None
+    array = body[start.end() : end.start()]
+    if array.translate(None, _NUMBER_CHARS) != skeleton_of(n):
+        return None  # strings, booleans, nulls, objects, or brackets in other places
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "could not be read to its end"
+        try:
+            values = np.fromstring(array.translate(None, b"[]"), dtype=np.float64, sep=",")
+        except ValueError:  # NumPy >= 2.3: a token that is not a number
+            values = np.empty(0)
+    if values.size != n * IMAGE_BYTES:
+        raise PayloadError(422, "pixel values must be numbers (a token is not a JSON number)")
+    return values.reshape(n, *IMAGE_SHAPE)
 
 
 def _decode_nested(items: list[Any]) -> np.ndarray:
@@ -164,6 +236,10 @@ def _decode_nested(items: list[Any]) -> np.ndarray:
         raise PayloadError(422, f"pixel values must be numbers, got {arr.dtype.kind!r} data")
     if arr.ndim != 4 or arr.shape[1:] != IMAGE_SHAPE:
         raise PayloadError(422, f"'images' must have shape [n,32,32,3], got {list(arr.shape)}")
+    return _checked_pixels(arr)
+
+
+def _checked_pixels(arr: np.ndarray) -> np.ndarray:
     if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 255:
         raise PayloadError(422, "pixel values must be finite and within 0..255")
     return arr.astype(np.float32)

@@ -166,11 +166,6 @@ def load_service(settings: ServerSettings | None = None) -> InferenceService:
     from targets.common.model import Predictor  # imports TensorFlow: keep it out of clients
 
     settings = settings or ServerSettings()
-    if settings.model_url:
-        from targets.common.model_fetch import fetch_model, model_root
-
-        fetched = fetch_model(settings.model_url, settings.model_cache)
-        settings = settings.model_copy(update={"model_path": model_root(fetched)})
     predictor = Predictor(settings.model_path)
     predictor.warm_up()
     freeze_heap()

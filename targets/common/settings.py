@@ -31,13 +31,6 @@ class ServerSettings(BaseSettings):
         default=DEFAULT_MODEL_PATH,
         description="SavedModel base (TF Serving layout) or a version directory",
     )
-    model_url: str | None = Field(
-        default=None,
-        description="model-load pattern: fetch a .tar.gz SavedModel from here at start",
-    )
-    model_cache: Path = Field(
-        default=Path("/tmp/servecap-models"), description="where fetched models are unpacked"
-    )
     max_works: int = Field(
         default=0, ge=0, description="inferences in flight per worker process; 0 = unlimited"
     )

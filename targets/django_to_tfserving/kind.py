@@ -13,7 +13,14 @@ from targets.config import TargetConfig, loopback_url
 from targets.django_embedded.chain import ChainConfig, ChainKind
 from targets.kind import Containers, PaperArchitecture, Placement, Probe
 from targets.launchers.base import LaunchError, ProcessSpec
-from targets.tfserving.kind import IMAGE, TAG, TFServingOptions, tfserving_env, tfserving_probes
+from targets.tfserving.kind import (
+    IMAGE,
+    TAG,
+    TFServingOptions,
+    exposure_problems,
+    tfserving_env,
+    tfserving_probes,
+)
 
 
 class DjangoToTFServingConfig(ChainConfig, TFServingOptions):
@@ -38,6 +45,10 @@ class DjangoToTFServingKind(ChainKind):
             "a container from the official image: use `--launcher docker` on a host that can "
             "pull tensorflow/serving (no TF Serving binary can be installed as a process)"
         )
+
+    def problems(self, name: str, config: TargetConfig) -> list[str]:
+        assert isinstance(config, DjangoToTFServingConfig)
+        return [*exposure_problems(name, config), *super().problems(name, config)]
 
     def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
         assert isinstance(config, DjangoToTFServingConfig)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from targets.config import TargetConfig
+from targets.config import ModelConfig, TargetConfig
 
 
 class LaunchError(RuntimeError):
@@ -68,6 +70,46 @@ class Launcher(Protocol):
     ) -> contextlib.AbstractContextManager[RunningTarget]:
         """Start the target, wait until it is ready, yield it; stop everything on exit."""
         ...
+
+
+def with_fetched_model(name: str, config: TargetConfig) -> TargetConfig:
+    """``config`` with its ``model_url`` archive fetched, verified and unpacked (once: the
+    cache is content-addressed) and served from there as ``model_path``; unchanged without a
+    ``model_url``. Every process and container of the target then reads the same files."""
+    if not isinstance(config, ModelConfig) or config.model_url is None:
+        return config
+    from targets.common.model_fetch import ModelFetchError, fetch_model, model_root
+
+    assert config.model_sha256 is not None  # the config requires it with model_url
+    try:
+        folder = fetch_model(config.model_url, config.model_sha256,
+                             max_bytes=config.model_max_mb * 2**20)  # fmt: skip
+    except ModelFetchError as err:
+        raise LaunchError(f"target '{name}': {err}") from None
+    return config.model_copy(update={"model_path": str(model_root(folder)), "model_url": None})
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Let a teardown or a results write finish: SIGINT (Ctrl-C) and SIGTERM received meanwhile
+    are held and delivered afterwards (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in HELD_SIGNALS}
+    for sig in HELD_SIGNALS:
+        signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for signum in dict.fromkeys(received):
+        signal.raise_signal(signum)
 
 
 def prepare_dirs(spec: ProcessSpec) -> None:

@@ -31,6 +31,7 @@ from targets.launchers.base import (
     probe_http,
     probe_tcp,
     tail,
+    with_fetched_model,
 )
 from targets.registry import get_kind
 
@@ -43,7 +44,10 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _child_setup(cpus: list[int] | None) -> Callable[[], None]:
+def child_setup(cpus: list[int] | None) -> Callable[[], None]:
+    """What a child runs between fork and exec: die with its parent (SIGTERM when the harness
+    dies, even by SIGKILL), then pin itself to ``cpus``."""
+
     def setup() -> None:  # runs in the child between fork and exec
         _die_with_parent()
         if cpus:
@@ -64,13 +68,14 @@ class ProcessLauncher:
     @contextlib.contextmanager
     def launch(self, name: str, config: TargetConfig, logs_dir: Path) -> Iterator[RunningTarget]:
         check_can_start(name, config)
+        t0 = time.monotonic()
+        config = with_fetched_model(name, config)  # part of the cold start
         kind = get_kind(config.kind)
         plan = kind.process_plan(name, config)
         shared = kind.launch_env(config)
         cpus = parse_cpuset(config.cpuset) if config.cpuset else None
         logs_dir.mkdir(parents=True, exist_ok=True)
         started: list[subprocess.Popen[bytes]] = []
-        t0 = time.monotonic()
         try:
             for spec in plan:
                 started.append(self._start(spec, logs_dir, cpus, shared))
@@ -108,7 +113,7 @@ class ProcessLauncher:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_child_setup(cpus),
+                preexec_fn=child_setup(cpus),
             )
 
     @staticmethod

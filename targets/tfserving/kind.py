@@ -38,10 +38,27 @@ class TFServingOptions(ModelConfig):
         description="batching parameters file in targets/tfserving/batching/ (no batching "
         "when unset)",
     )
+    all_interfaces: bool = Field(
+        default=False,
+        description="accept that TF Serving listens on every interface (it has no host flag: "
+        "its REST and gRPC ports, model reload included, are reachable from other hosts); "
+        "without it the target refuses to start",
+    )
 
     @property
     def tf_grpc_port(self) -> int:
         return self.grpc_port or self.port + 3
+
+
+def exposure_problems(name: str, config: TFServingOptions) -> list[str]:
+    """TF Serving binds 0.0.0.0 (tensorflow/serving#1969): it runs only when the target opts in."""
+    if config.all_interfaces:
+        return []
+    return [
+        f"target '{name}': TensorFlow Serving listens on all interfaces (0.0.0.0, no flag to "
+        "bind loopback), so its REST and gRPC ports would be reachable from other hosts; on a "
+        f"firewalled benchmark host set targets.{name}.all_interfaces: true to run it anyway"
+    ]
 
 
 class TFServingConfig(TFServingOptions):
@@ -89,6 +106,10 @@ class TFServingKind(ModelKind):
             "container from the official image: use `--launcher docker` on a host that can "
             "pull tensorflow/serving (no TF Serving binary can be installed as a process)"
         )
+
+    def problems(self, name: str, config: TargetConfig) -> list[str]:
+        assert isinstance(config, TFServingConfig)
+        return [*exposure_problems(name, config), *super().problems(name, config)]
 
     def endpoint(self, config: TargetConfig) -> Endpoint:
         assert isinstance(config, TFServingConfig)

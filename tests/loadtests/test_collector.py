@@ -1,4 +1,5 @@
-"""psutil sampler against real processes: a CPU-burning tree is seen with its children."""
+"""psutil sampler against real processes: a CPU-burning tree is seen with its children; a
+sampler whose source fails keeps going and says so."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+import pytest
 
 from loadtests.collectors import SAMPLE_COLUMNS
 from loadtests.collectors.process import ProcessTreeSampler
+from loadtests.monitor import TargetFailure, Watchdog
+from targets.config import target_config
+from targets.launchers.base import RunningTarget
 
 BURN = "import time\nend=time.time()+{s}\nwhile time.time()<end: pass\ntime.sleep(30)"
 PARENT = (
@@ -103,3 +108,63 @@ def test_pss_is_read_every_pss_interval_rss_every_sample(tmp_path: Path) -> None
     finally:
         proc.kill()
         proc.wait()
+
+
+class FlakySource(ProcessTreeSampler):
+    """A sampler whose source (the test's switch) fails while ``down`` is set."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, interval_s=0.05)
+        self.down = False
+
+    def sample_once(self) -> list[tuple[object, ...]]:
+        if self.down:
+            raise OSError("source gone")
+        return super().sample_once()
+
+
+def test_a_failing_source_leaves_a_recorded_gap_and_sampling_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "resources.csv"
+    with FlakySource(path) as sampler:
+        time.sleep(0.3)
+        sampler.down = True
+        time.sleep(sampler.stale_after_s + 0.3)
+        assert sampler.problem() is not None and "source gone" in str(sampler.problem())
+        good = sampler.samples
+        sampler.down = False
+        time.sleep(0.3)
+        assert sampler.samples > good and sampler.problem() is None  # it kept going
+    (gap,) = sampler.gaps
+    assert gap.end_ts is not None and gap.failures == sampler.failures > 5
+    assert "source gone" in str(sampler.gap_report())
+    rows = pd.read_csv(path)
+    assert rows["ts"].diff().max() >= sampler.stale_after_s  # the gap is in the records too
+
+
+def test_a_sampler_that_cannot_write_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "gone"
+    with ProcessTreeSampler(folder / "resources.csv", interval_s=0.05) as sampler:
+        time.sleep(0.2)
+    assert sampler.died is not None and "FileNotFoundError" in sampler.died
+    assert "stopped" in str(sampler.problem())
+
+
+def test_the_watchdog_stops_a_target_whose_memory_limit_it_cannot_enforce(
+    tmp_path: Path,
+) -> None:
+    sampler = FlakySource(tmp_path / "resources.csv")
+    running = RunningTarget(name="t", config=target_config(kind="fastapi", memory_limit_mb=500),
+                            base_url="http://127.0.0.1:1", launcher="process",
+                            time_to_ready_s=0.0)  # fmt: skip
+    watchdog = Watchdog(running, sampler, tmp_path)
+    with sampler:
+        time.sleep(0.2)
+        watchdog.check()  # sampling: fine
+        sampler.down = True
+        time.sleep(sampler.stale_after_s + 0.3)
+        with pytest.raises(TargetFailure, match="memory limit .* cannot be enforced"):
+            watchdog.check()
+        no_limit = RunningTarget(name="u", config=target_config(kind="fastapi"),
+                                 base_url="http://127.0.0.1:1", launcher="process",
+                                 time_to_ready_s=0.0)  # fmt: skip
+        Watchdog(no_limit, sampler, tmp_path).check()  # a gap alone is reported, not fatal

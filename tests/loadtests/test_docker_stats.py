@@ -237,3 +237,27 @@ def test_stop_returns_while_streams_block(tmp_path: Path) -> None:
     t0 = time.monotonic()
     sampler.stop()
     assert time.monotonic() - t0 < 4.0
+
+
+def test_a_broken_stream_of_a_running_container_is_reopened(tmp_path: Path) -> None:
+    frames = [frame(i * 500_000_000, 10_000_000_000 + i * 2_000_000_000, memory_stats=V2_MEMORY)
+              for i in range(3)]  # fmt: skip
+
+    class Flaky(FakeContainer):
+        status = "running"
+        opened = 0
+
+        def stats(self, stream: bool, decode: bool) -> Iterator[dict[str, Any]]:
+            Flaky.opened += 1
+            yield from super().stats(stream, decode)
+            raise ConnectionError("engine restarted")
+
+    client = FakeClient({"a" * 64: Flaky("c_1", frames, 0.01)})
+    sampler = DockerStatsSampler(tmp_path / "r.csv", interval_s=0.0, client=client)
+    sampler.watch("target", ["a" * 64])
+    with sampler:
+        deadline = time.monotonic() + 5
+        while Flaky.opened < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert Flaky.opened >= 3 and sampler.samples >= 4  # rows from every reopened stream
+    assert "engine restarted" in str(sampler.gap_report())

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -192,3 +193,61 @@ def test_redis_disappears_under_the_job_queue(
                  if str(port) in " ".join(p.info["cmdline"] or [])
                  and "python" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
     assert not leftovers
+
+
+SLEEPY_KINDS = Path(__file__).resolve().parents[1] / "fixtures" / "kinds"
+
+
+def write_sleepy_scenario(path: Path, port: int, duration_s: int) -> None:
+    path.write_text(json.dumps({  # JSON is YAML
+        "targets": {"svc": {"kind": "sleepy", "port": port, "delay_ms": 5}},
+        "scenarios": {"s": {"targets": ["svc"], "load": {
+            "warmup_requests": 2, "settle_s": 0, "image_pool": 8,
+            "stages": [{"users": 2, "duration_s": duration_s}]}}},
+    }))  # fmt: skip
+
+
+def harness(scenarios: Path, out: Path, cifar_dir: Path) -> psutil.Popen:
+    import sys
+
+    env = {**os.environ, "SERVECAP_KIND_PATH": str(SLEEPY_KINDS),
+           "SERVECAP_CIFAR10_DIR": str(cifar_dir)}  # fmt: skip
+    return psutil.Popen(
+        [sys.executable, "-m", "loadtests.cli", "run", "s", "--scenarios", str(scenarios),
+         "--out", str(out)],
+        env=env, stdout=(out.parent / f"{out.name}.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def test_a_killed_harness_leaves_no_load_generator_or_target(
+    tmp_path: Path, cifar_dir: Path
+) -> None:
+    port = free_port()
+    write_sleepy_scenario(tmp_path / "s.yaml", port, duration_s=60)
+    proc = harness(tmp_path / "s.yaml", tmp_path / "out", cifar_dir)
+    timeline = tmp_path / "out" / "svc" / "timeline.json"
+    deadline = time.monotonic() + 60
+    while not timeline.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert timeline.exists(), (tmp_path / "out.log").read_text()
+    children = proc.children(recursive=True)
+    assert any("locust" in " ".join(c.cmdline()) for c in children)
+    proc.send_signal(signal.SIGKILL)  # during the stage: no cleanup code runs
+    proc.wait(10)
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, [" ".join(p.cmdline()[:4]) for p in alive]
+    assert len(gone) == len(children)
+
+
+def test_a_second_run_into_the_same_folder_changes_nothing(tmp_path: Path, cifar_dir: Path) -> None:
+    write_sleepy_scenario(tmp_path / "s.yaml", free_port(), duration_s=3)
+    out = tmp_path / "out"
+    first = harness(tmp_path / "s.yaml", out, cifar_dir)
+    assert first.wait(120) == 0, (tmp_path / "out.log").read_text()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert any(p.name == "requests.parquet" for p in before)
+    second = harness(tmp_path / "s.yaml", out, cifar_dir)
+    assert second.wait(60) != 0
+    assert "not empty" in (tmp_path / "out.log").read_text()
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # byte for byte, nothing added or removed

@@ -88,7 +88,7 @@ def test_the_sampler_appends_rows_and_survives_a_dead_endpoint(
     assert len(frame) >= 3 and (frame["executions"] == 5).all()
     dead = source.__class__(**{**source.__dict__, "url": "http://127.0.0.1:9/metrics"})
     with PrometheusSampler(tmp_path / "dead.csv", dead, 0.05) as sampler:
-        while sampler.samples < 2:
+        while sampler.failures < 2:
             threading.Event().wait(0.05)
-    assert sampler.failures >= 2 and sampler.last_error
+    assert sampler.samples == 0 and sampler.last_error and sampler.gap_report()
     assert pd.read_csv(tmp_path / "dead.csv").empty  # header only: nothing made up

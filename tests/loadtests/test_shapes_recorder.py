@@ -119,3 +119,27 @@ def test_a_request_that_failed_midway_keeps_locusts_timing(tmp_path: Path) -> No
         row = next(csv.DictReader(f))
     assert row["outcome"] == "error" and row["latency_ms"] == "1500.000"
     assert row["client_ms"] == "0.000"
+
+
+def test_forwarded_rows_are_checked_before_the_master_keeps_them(tmp_path: Path) -> None:
+    from loadtests.recorder import valid_row
+
+    sent: list[list[list[str | int]]] = []
+    rec = RequestRecorder(tmp_path, flush_interval_s=3600, forward=sent.append)
+    now = time.time()
+    rec.on_request("POST", "predict", 2.0, 10, SimpleNamespace(status_code=200), None, now)
+    rec.on_request("POST", "predict", 9.0, 0, None, RuntimeError("reset"), now)
+    rec.close()
+    good, failed = sent[0]
+    assert valid_row(good, now) and valid_row(failed, now)  # what real workers send
+    bad = [
+        good[:-1],  # a column short
+        [*good[:5], "pwned", *good[6:]],  # an unknown outcome
+        [f"{now + 7200:.6f}", *good[1:]],  # far from the master's clock
+        [good[0], "nan", *good[2:]],  # not a latency
+        [good[0], good[1], "200", *good[3:]],  # a status that is not a number
+        [*good[:4], "x" * 500, *good[5:]],  # an overlong name
+        "not a row",
+        [*good[:8], "inf", *good[9:]],
+    ]
+    assert not any(valid_row(row, now) for row in bad)

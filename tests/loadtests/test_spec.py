@@ -117,3 +117,24 @@ def test_remote_workers() -> None:
     data = minimal()
     data["scenarios"]["s"]["load"] = {"mode": "sequential", "remote_workers": 2}
     assert "runs in one generator process" in error_of(data)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("load", "find_max", "start_rps"), 1e9),
+        (("load", "find_max", "max_rps"), 1e9),
+        (("load", "max_in_flight"), 10**9),
+        (("load", "warmup_requests"), 10**9),
+        (("load", "request_timeout_s"), 1e9),
+        (("slo", "min_rps"), 1e9),
+    ],
+)
+def test_every_rate_and_count_has_an_upper_bound(path: tuple[str, ...], value: float) -> None:
+    data = minimal()
+    node = data["scenarios"]["s"]
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    msg = error_of(data)
+    assert "scenarios.s." + ".".join(path) in msg and "less than or equal to" in msg

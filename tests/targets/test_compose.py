@@ -23,7 +23,7 @@ from targets.docker.entrypoint import bind_reuse_port, decode_config, expand
 from targets.docker.healthcheck import own_listener, probe, ready
 from targets.kind import CONTAINER
 from targets.launchers.docker import ContainerOptions, compose_env, container_env
-from targets.registry import kinds
+from targets.registry import get_kind, kinds
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,7 +77,8 @@ def test_the_launcher_sets_every_variable_the_files_use(tmp_path: Path) -> None:
     """Nothing is left to the user's shell: a stray SERVECAP_CPUS cannot leak into a run."""
     gpu_services = compose.load(compose.GPU_FILE)["services"]
     for kind in KINDS:
-        env = env_for(kind, tmp_path)
+        # The compose variables, and what each launch makes afresh (the job queue's password)
+        env = {**env_for(kind, tmp_path), **get_kind(kind).launch_env(target_config(kind=kind))}
         used = compose.variables(profile=kind)
         for service in compose.services(env, kind):
             used |= {m.group(1) for m in re.finditer(r"\$\{(\w+)", str(gpu_services.get(service)))}

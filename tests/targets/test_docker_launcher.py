@@ -68,7 +68,7 @@ def test_model_mount_forms(tmp_path: Path) -> None:
     version = model_mount(target_config(kind="tfserving", model_path=str(base / "7")))
     assert version.mount == "/models/cifar10_cnn/7"  # TF Serving still sees a model base
     for cfg in [
-        target_config(kind="fastapi", model_url="http://127.0.0.1:1/m.tgz"),
+        target_config(kind="fastapi", model_url="https://127.0.0.1:1/m.tgz", model_sha256="a" * 64),
         target_config(kind="fastapi", model_in_image=True),
     ]:
         mount = model_mount(cfg)
@@ -311,6 +311,9 @@ def test_failures_are_named_and_leave_nothing(
     # TF Serving: the official image cannot be pulled here; the message says so plainly, at
     # launch: a run's pre-flight lets it through, so the run goes on with the other targets.
     tfs = target_config(kind="tfserving", port=free_port(), model_path=str(model_dir))
+    with pytest.raises(LaunchError, match="all_interfaces: true"):  # it cannot bind loopback
+        DockerLauncher().preflight("tfs", tfs)
+    tfs = tfs.model_copy(update={"all_interfaces": True})
     DockerLauncher().preflight("tfs", tfs)
     # A servecap image that was never built: refused before anything starts.
     with pytest.raises(LaunchError, match="servecap images build"):

@@ -1,10 +1,12 @@
 """Schema-driven fuzzing of every Python target's endpoints, live: real servers, real model.
 
 Hypothesis generates request bodies around the servecap predict schema (wrong shapes, types,
-sizes, encodings, truncated and oversized bodies, random bytes, odd content types) and sends
-them to each running target through its real stack (uvicorn, gunicorn, nginx, Redis + RQ).
-Every answer must be 2xx or 4xx, never 5xx or a dropped connection, and the target must keep
-serving afterwards. The number of inputs tried per target is printed (``-s`` shows it).
+sizes, encodings, truncated and oversized bodies, random bytes, odd content types, decompression
+bombs and huge declared image dimensions, deeply nested JSON, millions of values, truncated
+multipart forms) and sends them to each running target through its real stack (uvicorn,
+gunicorn, nginx, Redis + RQ, the Django chains' forwarding). Every answer must be 2xx or 4xx,
+never 5xx or a dropped connection, and the target must keep serving afterwards; the job queue's
+``GET /v1/jobs/{id}`` is fuzzed too. The number of inputs tried per target is printed (``-s``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -23,19 +26,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from targets.common.payload import encode_request
+from targets.common.payload import encode_request, jpeg_bytes
 from targets.config import TargetConfig
 from targets.launchers.process import ProcessLauncher
 from targets.registry import get_kind
+from tests.bodies import deep_json, jpeg_declaring, zeros_list
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 MAX_BODY = 64 * 1024
-EXAMPLES = 300
+EXAMPLES = 1000
 TARGETS = {
     "fastapi": ("fastapi", "/v1/predict"),
     "flask": ("flask", "/v1/predict"),
     "django-embedded": ("django-embedded", "/v1/predict"),
+    "django-to-fastapi": ("django-to-fastapi", "/v1/predict"),
+    "django-to-flask": ("django-to-flask", "/v1/predict"),
     "jobqueue": ("jobqueue", "/v1/jobs"),
 }
 TRIED: Counter[str] = Counter()
@@ -92,7 +98,30 @@ def encoded_junk(draw: st.DrawFn) -> bytes:
     return json.dumps({key: [item] * draw(st.integers(0, 3))}).encode()
 
 
+@st.composite
+def hostile(draw: st.DrawFn) -> bytes:
+    """Bodies made to hurt a decoder: bombs, deep nesting, many values, wrong tensor sizes."""
+    how = draw(st.sampled_from(["bomb", "bomb-b64", "deep", "zeros", "raw-size", "multipart"]))
+    if how == "bomb":  # raw upload (image/jpeg) of a header claiming a huge image
+        return jpeg_declaring(draw(st.integers(33, 65535)), draw(st.integers(33, 65535)))
+    if how == "bomb-b64":
+        bomb = jpeg_declaring(draw(st.integers(1, 65535)), draw(st.integers(1, 65535)))
+        return json.dumps({"images_jpeg_b64": [base64.b64encode(bomb).decode()]}).encode()
+    if how == "deep":
+        return deep_json(draw(st.integers(5, 20_000)))
+    if how == "zeros":
+        return zeros_list(draw(st.integers(100, MAX_BODY)))
+    if how == "raw-size":  # raw pixels of the wrong length
+        raw = bytes(draw(st.sampled_from([0, 1, 3071, 3073, 6144, 9000])))
+        return json.dumps({"images_b64": [base64.b64encode(raw).decode()]}).encode()
+    part = (b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
+            b"Content-Type: image/jpeg\r\n\r\n" + jpeg_bytes(np.zeros((32, 32, 3), np.uint8))
+            + b"\r\n--x--\r\n")  # fmt: skip
+    return part[: draw(st.integers(0, len(part)))]
+
+
 bodies = st.one_of(
+    hostile(),
     st.binary(max_size=2000),
     json_values.map(lambda v: json.dumps(v).encode()),
     nested_images(),
@@ -129,14 +158,15 @@ def running(
 ) -> Iterator[tuple[str, int, str]]:
     name = request.param
     kind, path = TARGETS[name]
-    fields = {"kind": kind, "port": free_port(), "model_path": str(tiny_model),
+    fields = {"kind": kind, "port": free_port(4), "model_path": str(tiny_model),
               "max_body_bytes": MAX_BODY, "queue_workers": 1, "threads": 4}  # fmt: skip
     own = get_kind(kind).config_model.model_fields
     config = TargetConfig.model_validate({k: v for k, v in fields.items() if k in own})
     logs = tmp_path_factory.mktemp(f"fuzz-{name}")
     with ProcessLauncher(stop_grace_s=5).launch(name, config, logs) as target:
         yield name, target.config.port, path
-    print(f"\nfuzz: {name}: {TRIED[name]} inputs sent")
+    extra = f", {TRIED[name + ' GET']} job-status requests" if name == "jobqueue" else ""
+    print(f"\nfuzz: {name}: {TRIED[name]} inputs sent{extra}")
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
@@ -157,3 +187,30 @@ def test_still_serving_after_fuzzing(running: tuple[str, int, str]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/healthz")
     assert conn.getresponse().status == 200
+
+
+job_ids = st.one_of(
+    st.text(max_size=80), st.uuids().map(str), st.from_regex(r"[A-Za-z0-9_-]{1,64}")
+)
+waits = st.one_of(st.none(), st.sampled_from(["0", "-1", "nan", "inf", "1e309", "abc", "0.01"]))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow,
+                                 HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(job_id=job_ids, wait=waits)
+def test_job_status_never_gets_a_5xx(
+    running: tuple[str, int, str], job_id: str, wait: str | None
+) -> None:
+    name, port, path = running
+    if name != "jobqueue":
+        pytest.skip("GET /v1/jobs/{id} is the job queue's")
+    TRIED[f"{name} GET"] += 1
+    query = "" if wait is None else f"?wait_s={quote(wait)}"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", f"{path}/{quote(job_id, safe='')}{query}")
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+    assert status < 500, f"GET {job_id!r} wait {wait!r}: HTTP {status}"

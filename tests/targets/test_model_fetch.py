@@ -1,62 +1,138 @@
-"""Model-load pattern: a server fetches the SavedModel archive from a URL at start."""
+"""Model-load pattern: the launcher fetches a verified SavedModel archive once for a target."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import tarfile
-import threading
-from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+import urllib.request
+from email.message import Message
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
-from targets.common.model_fetch import ModelFetchError, fetch_model, model_root
-from targets.common.service import load_service
-from targets.common.settings import ServerSettings
+from targets.common.model_fetch import (
+    ModelFetchError,
+    _HttpsOnlyRedirects,
+    fetch_model,
+    model_root,
+)
+from targets.config import target_config
+from targets.launchers.base import LaunchError, with_fetched_model
 
 
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
-def served(tmp_path: Path, tiny_model: Path) -> Iterator[str]:
-    """A loopback HTTP server with the tiny model as model.tar.gz (and a bad archive)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    with tarfile.open(root / "model.tar.gz", "w:gz") as tar:
+def archive(tmp_path: Path, tiny_model: Path) -> Path:
+    path = tmp_path / "model.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
         tar.add(tiny_model, arcname="cifar10_cnn")
-    (root / "bad.tar.gz").write_bytes(b"not an archive")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    return path
 
 
-def test_fetch_unpack_and_cache(served: str, tmp_path: Path) -> None:
-    first = fetch_model(f"{served}/model.tar.gz", tmp_path / "cache")
-    assert list(first.rglob("saved_model.pb"))
+def test_fetch_verify_unpack_and_cache(archive: Path, tmp_path: Path) -> None:
+    digest = sha256_of(archive)
+    first = fetch_model(archive.as_uri(), digest, tmp_path / "cache")
+    assert first.name == digest and list(first.rglob("saved_model.pb"))
     mtime = first.stat().st_mtime
-    again = fetch_model(f"{served}/model.tar.gz", tmp_path / "cache")
+    again = fetch_model(archive.as_uri(), digest, tmp_path / "cache")
     assert again == first and again.stat().st_mtime == mtime  # cached: no second download
     root = model_root(first)  # descends into the archive's single cifar10_cnn/ folder
     assert root.name == "cifar10_cnn" and (root / "1" / "saved_model.pb").exists()
+    modes = {p.stat().st_mode & 0o777 for p in first.rglob("*")}
+    assert modes <= {0o755, 0o644}  # readable by the containers' user
 
 
-def test_server_loads_from_url(served: str, tmp_path: Path) -> None:
-    settings = ServerSettings(model_path=tmp_path / "absent", model_url=f"{served}/model.tar.gz",
-                              model_cache=tmp_path / "cache")  # fmt: skip
-    service = load_service(settings)
-    probs = service.model.predict(np.zeros((2, 32, 32, 3), np.float32))
-    assert probs.shape == (2, 10)
+def test_a_wrong_digest_is_refused_and_nothing_is_kept(archive: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelFetchError, match="SHA-256 is .* expected 0+"):
+        fetch_model(archive.as_uri(), "0" * 64, tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())
 
 
-@pytest.mark.parametrize(("name", "message"), [("bad.tar.gz", "not a readable"),
-                                               ("missing.tar.gz", "cannot download")])  # fmt: skip
-def test_fetch_errors_name_the_url(served: str, tmp_path: Path, name: str, message: str) -> None:
-    with pytest.raises(ModelFetchError, match=message):
-        fetch_model(f"{served}/{name}", tmp_path / "cache")
+def test_download_and_unpacked_sizes_are_capped(archive: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelFetchError, match="larger than 1000 bytes"):
+        fetch_model(archive.as_uri(), sha256_of(archive), tmp_path / "c1", max_bytes=1000)
+    bomb = tmp_path / "bomb.tar.gz"  # 50 MB of zeros compress to ~50 KB
+    with tarfile.open(bomb, "w:gz") as tar:
+        info = tarfile.TarInfo("m/1/saved_model.pb")
+        info.size = 50 * 2**20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    assert bomb.stat().st_size < 1 * 2**20
+    with pytest.raises(ModelFetchError, match="more than the cap"):
+        fetch_model(bomb.as_uri(), sha256_of(bomb), tmp_path / "c2", max_bytes=2**20)
+
+
+def test_only_files_inside_the_folder_are_unpacked(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../outside.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(ModelFetchError, match="not a usable"):
+        fetch_model(evil.as_uri(), sha256_of(evil), tmp_path / "cache")
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_redirects_never_leave_https() -> None:
+    handler = _HttpsOnlyRedirects()
+    req = urllib.request.Request("https://models.example/m.tgz")
+    with pytest.raises(ModelFetchError, match="only https is followed"):
+        handler.redirect_request(req, io.BytesIO(), 302, "Found", Message(),
+                                 "http://models.example/m.tgz")  # fmt: skip
+    ok = handler.redirect_request(req, io.BytesIO(), 302, "Found", Message(),
+                                  "https://cdn.example/m.tgz")  # fmt: skip
+    assert ok is not None and ok.full_url == "https://cdn.example/m.tgz"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"model_url": "http://models.example/m.tgz", "model_sha256": "a" * 64}, "https"),
+        ({"model_url": "ftp://models.example/m.tgz", "model_sha256": "a" * 64}, "https"),
+        ({"model_url": "https://models.example/m.tgz"}, "model_sha256"),
+        ({"model_url": "https://m.example/m.tgz", "model_sha256": "xyz"}, "model_sha256"),
+    ],
+)
+def test_config_refuses_unsafe_model_urls(fields: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        target_config(kind="fastapi", **fields)
+    for kind in ("jobqueue", "triton", "tfserving", "django-to-flask"):  # every model kind
+        with pytest.raises(ValidationError, match=message):
+            target_config(kind=kind, **fields)
+
+
+def test_the_launcher_fetches_once_for_every_worker(archive: Path) -> None:
+    config = target_config(kind="jobqueue", model_url=archive.as_uri(),
+                           model_sha256=sha256_of(archive), model_path="/nonexistent")  # fmt: skip
+    fetched = with_fetched_model("jq", config)
+    assert fetched.model_url is None  # type: ignore[attr-defined]
+    served = Path(fetched.model_path)  # type: ignore[attr-defined]
+    assert (served / "1" / "saved_model.pb").exists()
+    assert str(served).startswith(os.path.realpath(os.sep + "tmp"))  # the private cache
+    bad = config.model_copy(update={"model_sha256": "1" * 64})
+    with pytest.raises(LaunchError, match="target 'jq': .*SHA-256"):
+        with_fetched_model("jq", bad)
+
+
+@pytest.mark.integration
+def test_a_target_serves_a_fetched_model(archive: Path, tmp_path: Path) -> None:
+    from targets.common.payload import encode_request
+    from targets.launchers.process import ProcessLauncher
+    from targets.protocols import get_protocol
+    from targets.registry import get_kind
+    from tests.ports import free_port
+
+    config = target_config(kind="fastapi", port=free_port(), workers=2, model_path="/nonexistent",
+                           model_url=archive.as_uri(), model_sha256=sha256_of(archive))  # fmt: skip
+    with ProcessLauncher(stop_grace_s=5).launch("f", config, tmp_path / "logs") as target:
+        endpoint = get_kind("fastapi").endpoint(target.config)
+        protocol = get_protocol(endpoint.protocol)
+        body, ctype = encode_request(np.zeros((2, 32, 32, 3), np.uint8), "base64")
+        answer = protocol.infer(endpoint, body, {"Content-Type": ctype})
+    assert protocol.probabilities(answer, endpoint).shape == (2, 10)

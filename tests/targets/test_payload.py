@@ -132,15 +132,46 @@ def test_only_jpeg_files_are_decoded() -> None:
 
 
 def test_too_many_values_are_refused_before_parsing() -> None:
-    body = zeros_list(4 * 1024 * 1024)  # 2 million zeros: more than 256 images could hold
-    with pytest.raises(PayloadError, match="more values than 256 images") as info:
+    body = zeros_list(1024 * 1024)  # half a million zeros in one list
+    with pytest.raises(PayloadError, match="more than 256 images") as info:
         decode_request(body, "application/json", max_batch=256)
     assert info.value.status == 413
     # The limit follows max_batch, and a full batch of valid images is still accepted.
     full, ctype = encode_request(np.zeros((4, 32, 32, 3), np.uint8), "json")
     assert decode_request(full, ctype, max_batch=4).shape == (4, 32, 32, 3)
-    with pytest.raises(PayloadError, match="more values than 3 images"):
+    with pytest.raises(PayloadError, match="batch of 4 images exceeds the limit of 3"):
         decode_request(full, ctype, max_batch=3)
+
+
+def test_nested_arrays_are_parsed_without_a_python_object_per_value() -> None:
+    import tracemalloc
+
+    images = RNG.integers(0, 256, size=(64, 32, 32, 3), dtype=np.uint8)
+    body, ctype = encode_request(images, "json")
+    tracemalloc.start()
+    try:
+        out = decode_request(body, ctype)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(out, images.astype(np.float32))
+    assert peak <= 4 * len(body), f"{peak / len(body):.1f}x the body"
+    # Whitespace and number spellings JSON allows parse the same way.
+    pretty = orjson.dumps({"images": (images[:2].astype(float) / 1).tolist()},
+                          option=orjson.OPT_INDENT_2)  # fmt: skip
+    np.testing.assert_array_equal(decode_request(pretty, ctype), images[:2].astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "token", [b'"7"', b"true", b"null", b"1e999", b"--1", b"[1]", b"{}"], ids=repr
+)
+def test_a_bad_value_in_a_large_nested_body_is_a_4xx(token: bytes) -> None:
+    body, ctype = encode_request(np.zeros((8, 32, 32, 3), np.uint8), "json")
+    assert len(body) > 64 * 1024  # past the size parsed for precise messages
+    bad = body.replace(b"0", token, 1)
+    with pytest.raises(PayloadError) as info:
+        decode_request(bad, ctype)
+    assert info.value.status in (413, 422)
 
 
 def test_deep_json_is_a_4xx() -> None:

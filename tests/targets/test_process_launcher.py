@@ -154,3 +154,25 @@ def test_missing_model_says_how_to_fix(config: TargetConfig, tmp_path: Path) -> 
 def test_unknown_launcher() -> None:
     with pytest.raises(LaunchError, match="unknown launcher 'k8s'"):
         get_launcher("k8s")
+
+
+def test_signals_received_while_held_are_delivered_afterwards() -> None:
+    import os
+    import signal
+
+    from targets.launchers.base import held_signals
+
+    seen: list[str] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: seen.append(signal.Signals(signum).name))
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with held_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            seen.append("finished the write")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert seen == ["finished the write", "SIGTERM", "SIGINT"]

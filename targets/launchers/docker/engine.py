@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,22 +169,3 @@ def remove_labelled(client: Any, label: str) -> list[str]:
 def clean(client: Any | None = None) -> list[str]:
     """``servecap clean``: remove every container and network labelled io.servecap.managed."""
     return remove_labelled(client or docker_client(), MANAGED_LABEL)
-
-
-@contextlib.contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Let a teardown finish: a Ctrl-C during it is held and raised afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received and callable(previous):
-        previous(signal.SIGINT, None)
-    elif received:
-        raise KeyboardInterrupt

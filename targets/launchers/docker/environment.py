@@ -83,7 +83,8 @@ class ModelMount:
 def model_mount(config: TargetConfig) -> ModelMount:
     """Which host folder is mounted where. Model base -> /models/cifar10_cnn; one version dir
     -> /models/cifar10_cnn/<version> (so TF Serving also sees a base); nothing to mount (no
-    model, model in the image, or fetched from model_url) -> the empty no-model folder."""
+    model, model in the image, or a model_url not fetched yet: pre-flight) -> the empty no-model
+    folder. The launcher fetches a model_url archive first and mounts the unpacked folder."""
     if not isinstance(config, ModelConfig) or config.model_in_image or config.model_url:
         return ModelMount(NO_MODEL_DIR, "/models/none")
     path = resolve_model_path(config)

@@ -26,7 +26,7 @@ labelled ``io.servecap.managed=true``, and the next launch on the same port says
 
 Remote engines (DOCKER_HOST=ssh://... or tcp://...) work for everything the engine does: the
 compose CLI and the SDK both honour DOCKER_HOST. Two caveats: the model folder is a bind mount,
-so the path must exist *on the engine host* (or use model-in-image / model_url); the targets
+so the path must exist *on the engine host* (or use model-in-image); the targets
 listen on the engine host's 127.0.0.1, which the harness reaches only through a tunnel
 (e.g. ``ssh -L``). Host-side pre-flight checks (ports, model permissions) are skipped then.
 """
@@ -48,14 +48,20 @@ from typing import Any
 from targets.config import ModelConfig, TargetConfig
 from targets.docker import compose
 from targets.kind import Containers, Kind, Probe
-from targets.launchers.base import LaunchError, RunningTarget, port_is_free, probe_tcp
+from targets.launchers.base import (
+    LaunchError,
+    RunningTarget,
+    held_signals,
+    port_is_free,
+    probe_tcp,
+    with_fetched_model,
+)
 from targets.launchers.docker.engine import (
     APP_UID,
     PROJECT_LABEL,
     RUN_LABEL,
     SERVICE_LABEL,
     containers_health,
-    deferred_interrupts,
     docker_client,
     ensure_images,
     healthy,
@@ -125,6 +131,9 @@ class DockerLauncher:
 
     @contextlib.contextmanager
     def launch(self, name: str, config: TargetConfig, logs_dir: Path) -> Iterator[RunningTarget]:
+        fetch_t0 = time.monotonic()
+        config = with_fetched_model(name, config)  # mounted like model_path; part of the start
+        fetch_s = time.monotonic() - fetch_t0
         kind = get_kind(config.kind)
         options = options_for(config)
         client = docker_client()
@@ -152,13 +161,13 @@ class DockerLauncher:
                 config=config,
                 base_url=config.base_url,
                 launcher=self.name,
-                time_to_ready_s=time.monotonic() - t0,
+                time_to_ready_s=fetch_s + time.monotonic() - t0,
                 containers=ids,
                 logs_dir=logs_dir,
                 health=functools.partial(containers_health, client, ids),
             )
         finally:
-            with deferred_interrupts():
+            with held_signals():
                 self._teardown(base, env, client, project, run_id, logs_dir)
 
     # ------------------------------------------------------------------ steps
