@@ -230,6 +230,10 @@ class RunSummary(TypedDict, total=False):
     paper_same_path: bool | None
     server_metrics: str
     """How the target's own metrics were sampled (absent when it exposes none)."""
+    resources: str
+    """Where the target's CPU and memory came from (``psutil``, ``docker``), or ``not
+    measured: ...`` for an external server given no resources (its cpu_pct/mem_mb are then
+    None, never zeros)."""
     sampling_gaps: list[str]
     """Collectors whose samples failed during the run, when and why (absent when none did)."""
     stages: list[StageSummary]

@@ -54,7 +54,7 @@ def runs_overview(results: Sequence[Results]) -> pd.DataFrame:
                 "target": run.get("target"), "kind": run.get("kind"),
                 "status": run.get("status"), "time to ready (s)": run.get("time_to_ready_s"),
                 "stages": len(run.get("stages") or []), "requests": run.get("requests"),
-                "error": run.get("error") or "",
+                "resources": run.get("resources", ""), "error": run.get("error") or "",
             })  # fmt: skip
     return pd.DataFrame(rows)
 

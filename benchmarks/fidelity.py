@@ -50,7 +50,7 @@ from loadtests.generator import start_locust, warm_up
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import LoadPlan, Stage, load_scenarios
 from targets.launchers.process import ProcessLauncher, stop_process_group
-from targets.registry import get_kind
+from targets.registry import endpoint_for
 
 SETTLE_S = 2.0
 """Each run's first seconds are left out (connections opening, generator starting)."""
@@ -259,7 +259,7 @@ def main() -> None:
         gen_cpus = str(last)
         config = config.model_copy(update={"cpuset": f"0-{last - 1}" if last > 1 else "0"})
     plan = LoadPlan(stages=(Stage(users=1, duration_s=10),))
-    endpoint = get_kind(config.kind).endpoint(config)
+    endpoint = endpoint_for(config)
     base = LoadRunConfig(
         target=args.target, endpoint=endpoint, data_dir=args.data, plan=plan, out_dir=""
     )

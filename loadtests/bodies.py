@@ -7,9 +7,25 @@ without importing Locust, whose import monkey-patches the whole process with gev
 from __future__ import annotations
 
 from loadtests.runconfig import LoadRunConfig
-from targets.common.dataset import load_jpeg_bytes, load_split
+from targets.common.dataset import Split, load_jpeg_bytes, load_split
 from targets.common.payload import as_jpeg_files
 from targets.protocols.base import Headers
+
+
+def test_images(config: LoadRunConfig, count: int) -> Split:
+    """``count`` test images of the run's dataset, at the target's input size (resized with
+    its method when they differ), in the seeded order."""
+    return load_split("test", config.data_dir, limit=count, seed=config.seed,
+                      spec=config.endpoint.input, classes=config.plan.class_names,
+                      resize=True)  # fmt: skip
+
+
+def test_files(config: LoadRunConfig, count: int) -> list[bytes]:
+    """The same images as files (JPEG or PNG as they are; resized ones encoded again)."""
+    found, _ = load_jpeg_bytes("test", config.data_dir, limit=count, seed=config.seed,
+                               spec=config.endpoint.input, classes=config.plan.class_names,
+                               resize=True)  # fmt: skip
+    return found
 
 
 def build_bodies(config: LoadRunConfig) -> tuple[list[bytes], Headers]:
@@ -22,11 +38,12 @@ def build_bodies(config: LoadRunConfig) -> tuple[list[bytes], Headers]:
     protocol = config.protocol
     protocol.check_encoding(plan.encoding)
     count = max(plan.image_pool, plan.images_per_request)
-    test = load_split("test", config.data_dir, limit=count, seed=config.seed)
+    test = test_images(config, count)
     files = None
     if plan.encoding == "jpeg":
-        found, _ = load_jpeg_bytes("test", config.data_dir, limit=count, seed=config.seed)
-        files = as_jpeg_files(found)  # a folder of PNG files is sent as JPEG files
+        files = as_jpeg_files(test_files(config, count))  # PNG files are sent as JPEG files
+    elif protocol.uploads_files:
+        files = test_files(config, count)  # the files as they are (their own format)
     n = plan.images_per_request
     bodies: list[bytes] = []
     headers: Headers = {}

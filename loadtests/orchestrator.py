@@ -40,7 +40,7 @@ from analysis.contract import (
 )
 from analysis.defaults import DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE, DEFAULT_SLO_P99_MS
 from analysis.stages import flag_generator, json_safe
-from loadtests.bodies import build_bodies
+from loadtests.bodies import build_bodies, test_images
 from loadtests.collectors.docker_stats import DockerStatsSampler
 from loadtests.collectors.gpu import GpuSampler
 from loadtests.collectors.process import ProcessTreeSampler
@@ -54,7 +54,7 @@ from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import SLO, Scenario, ScenarioFile
 from targets.config import TargetConfig
 from targets.launchers import Launcher, LaunchError, get_launcher
-from targets.registry import REPO_ROOT, get_kind
+from targets.registry import REPO_ROOT, endpoint_for, get_kind
 
 Echo = Callable[[str], None]
 
@@ -96,10 +96,22 @@ class PreflightError(ValueError):
     """The run cannot work: found before anything started. The message lists every problem."""
 
 
-def preflight(options: RunOptions, launcher: Launcher) -> None:
-    """Check every target, its protocol against the load plan, and the dataset before
-    starting the first target."""
-    from targets.common.dataset import DatasetError, load_split
+NOT_MEASURED = (
+    "not measured: servecap did not start this target and was given no container, label or "
+    "pid to sample (targets.<name>.resources)"
+)
+
+
+def launcher_for(options: RunOptions, name: str) -> Launcher:
+    """The launcher of one target: the run's (``--launcher``), or the one its kind always uses
+    (``external``: servecap starts nothing)."""
+    return get_launcher(options.launcher, get_kind(options.spec.targets[name].kind))
+
+
+def preflight(options: RunOptions) -> None:
+    """Check every target, its protocol against the load plan, and the dataset (read at each
+    target's input size) before starting the first target."""
+    from targets.common.dataset import DatasetError
 
     scenario = options.spec.scenario(options.scenario)
     problems: list[str] = []
@@ -111,18 +123,20 @@ def preflight(options: RunOptions, launcher: Launcher) -> None:
     for name in scenario.targets:
         config = options.spec.targets[name]
         try:
-            launcher.preflight(name, config)
+            launcher_for(options, name).preflight(name, config)
         except LaunchError as err:
             problems.append(str(err))
         try:
-            load_config_for(name, config, scenario, options.data_dir, Path("."))
-        except ValueError as err:
+            load = load_config_for(name, config, scenario, options.data_dir, Path("."))
+        except (ValueError, LaunchError) as err:
             problems.append(str(err))
-    try:
-        load_split("test", options.data_dir, limit=min(scenario.load.image_pool, 10_000))
-    except (DatasetError, ValueError, OSError) as err:
-        problems.append(f"dataset: {err}")
+            continue
+        try:
+            test_images(load, min(scenario.load.image_pool, 10_000))
+        except (DatasetError, ValueError, OSError) as err:
+            problems.append(f"dataset: {err}")
     if problems:
+        problems = list(dict.fromkeys(problems))  # the same dataset problem once
         raise PreflightError(
             f"scenario '{options.scenario}' cannot run; nothing was started:\n  - "
             + "\n  - ".join(problems)
@@ -131,8 +145,7 @@ def preflight(options: RunOptions, launcher: Launcher) -> None:
 
 def run(options: RunOptions, echo: Echo = print) -> RunOutcome:
     scenario = options.spec.scenario(options.scenario)
-    launcher = get_launcher(options.launcher)
-    preflight(options, launcher)
+    preflight(options)
     # Absolute: Locust runs with the target's folder as its working directory.
     out = (options.out_dir or default_out_dir(options.scenario)).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +155,7 @@ def run(options: RunOptions, echo: Echo = print) -> RunOutcome:
         "scenarios_file": str(options.scenarios_file),
         "command": shlex.join(sys.argv),
         "started_at": datetime.now(UTC).isoformat(),
-        "launcher": launcher.name,
+        "launcher": options.launcher,
         "data_dir": options.data_dir,
         "versions": package_versions(),
         "host": host_info(),
@@ -154,7 +167,7 @@ def run(options: RunOptions, echo: Echo = print) -> RunOutcome:
     echo(f"servecap: scenario '{options.scenario}' -> {out}")
     try:
         for name in scenario.targets:
-            entry = _run_target(name, scenario, options, out, launcher, echo)
+            entry = _run_target(name, scenario, options, out, launcher_for(options, name), echo)
             writer.add_run(entry)
             meta["targets"][name] = {k: entry.get(k) for k in ("time_to_ready_s", "status")}
             if entry["status"] != "ok":
@@ -192,9 +205,10 @@ def load_config_for(
 ) -> LoadRunConfig:  # fmt: skip
     """The load generator's view of one target: its endpoint and protocol, and the plan.
     ValueError when the target's protocol cannot carry the plan."""
-    endpoint = get_kind(config.kind).endpoint(config)
+    endpoint = endpoint_for(config)
     load = LoadRunConfig(
-        target=name, endpoint=endpoint, plan=scenario.load, data_dir=data_dir,
+        target=name, endpoint=endpoint, plan=scenario.load,
+        data_dir=scenario.load.dataset or data_dir,
         out_dir=str(tdir.resolve()), seed=seed,
         slo_p99_ms=scenario.slo.p99_ms if scenario.slo else None,
         max_error_rate=_given(scenario.slo.max_error_rate if scenario.slo else None,
@@ -210,6 +224,12 @@ def load_config_for(
         protocol.check_encoding(scenario.load.encoding)
     except ValueError as err:
         raise ValueError(f"target '{name}': {err}") from None
+    most = protocol.max_images_per_request
+    if most is not None and scenario.load.images_per_request > most:
+        raise ValueError(
+            f"target '{name}' speaks {protocol.name}, which sends at most {most} image(s) a "
+            f"request; set load.images_per_request to {most}"
+        )
     return load
 
 
@@ -230,13 +250,14 @@ def _run_target(
     echo(f"[{name}] starting ({launcher.name} launcher)")
     load: LoadRunConfig | None = None
     try:
-        load = load_config_for(name, config, scenario, options.data_dir, tdir, options.seed)
-        config_path = tdir / LOAD_CONFIG_FILE
-        load.write(config_path)
-        bodies, headers = build_bodies(load)  # fails early on an unreadable dataset
         with launcher.launch(name, config, tdir / "logs") as running:
             entry["time_to_ready_s"] = round(running.time_to_ready_s, 3)
             echo(f"[{name}] ready in {running.time_to_ready_s:.1f} s at {running.base_url}")
+            # after the start: a server servecap did not write says its model's input then
+            load = load_config_for(name, config, scenario, options.data_dir, tdir, options.seed)
+            config_path = tdir / LOAD_CONFIG_FILE
+            load.write(config_path)
+            bodies, headers = build_bodies(load)
             warm_ms = warm_up(load, bodies[0], headers, scenario.load.warmup_requests)
             entry["warmup_mean_ms"] = round(warm_ms, 3)
             _measure(name, scenario, options, load, running, config_path, tdir, entry, echo)
@@ -266,8 +287,12 @@ def _measure(
                 DockerStatsSampler(tdir / "resources-docker.csv", interval)
             )
             target_sampler.watch("target", running.containers)
-        else:
+            entry["resources"] = "docker"
+        elif running.pids:
             sampler.watch("target", running.pids)
+            entry["resources"] = "psutil"
+        else:
+            entry["resources"] = NOT_MEASURED
         gpu = samplers.enter_context(GpuSampler(tdir / "resources-gpu.csv", interval))
         entry["gpu"] = "sampled" if gpu.available else gpu.reason
         source = get_kind(running.config.kind).metrics(running.config)

@@ -16,7 +16,6 @@ from analysis.contract import read_json, write_json
 from analysis.spread import REPEATS_FILE, RUN_FOLDER, spread
 from analysis.stages import json_safe
 from loadtests.orchestrator import RunOptions, RunOutcome, preflight, run
-from targets.launchers import get_launcher
 
 Echo = Callable[[str], None]
 
@@ -24,7 +23,7 @@ Echo = Callable[[str], None]
 def run_repeated(options: RunOptions, repeat: int, echo: Echo = print) -> RunOutcome:
     base = options.out_dir
     assert base is not None
-    preflight(options, get_launcher(options.launcher))  # before the first repeat, all of it
+    preflight(options)  # before the first repeat, all of it
     outcomes: list[RunOutcome] = []
     for i in range(1, repeat + 1):
         echo(f"servecap: repeat {i}/{repeat}")

@@ -15,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from analysis.defaults import DEFAULT_LATE_MS
+from targets.common.dataset import CLASSES as CIFAR_CLASSES
 from targets.config import Encoding, StrictModel, TargetConfig, parse_cpuset
 
 DEFAULT_SCENARIOS_FILE = Path("scenarios.yaml")
@@ -142,6 +143,25 @@ class LoadPlan(StrictModel):
     image_pool: int = Field(
         default=512, ge=1, le=10_000, description="distinct test images the users cycle through"
     )
+    dataset: str | None = Field(
+        default=None,
+        description="a folder of test images, one subfolder per class (or test/<class>/); "
+        "images are resized to the model's input. Default: CIFAR-10 (--data)",
+    )
+    classes: tuple[str, ...] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100_000,
+        description="dataset: the class names in label order (default: its folders, sorted)",
+    )
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The classes labels index: ``classes``; a dataset's sorted folders (None); CIFAR-10's
+        ten, exactly, by default."""
+        if self.classes is not None:
+            return self.classes
+        return None if self.dataset is not None else CIFAR_CLASSES
 
     @model_validator(mode="after")
     def _consistent(self) -> LoadPlan:

@@ -8,18 +8,23 @@ reported as such and the others are still verified.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from loadtests.spec import ScenarioFile
-from targets.common.dataset import Split, load_jpeg_bytes, load_split
+from targets.common.dataset import CLASSES, Split, load_jpeg_bytes, load_split
+from targets.common.payload import as_jpeg_files
 from targets.config import ModelConfig, TargetConfig
+from targets.inputs import InputSpec
 from targets.launchers import LaunchError, get_launcher
 from targets.protocols import ProtocolError, get_protocol
-from targets.registry import get_kind, resolve_model_path
+from targets.protocols.base import Endpoint, Protocol
+from targets.registry import endpoint_for, get_kind, resolve_model_path
 
 Echo = Callable[[str], None]
 
@@ -46,11 +51,11 @@ class Verdict:
 
 def predict_classes(
     config: TargetConfig, images: np.ndarray, encoding: str = "json", timeout_s: float = 60.0,
-    files: list[bytes] | None = None,
+    files: list[bytes] | None = None, endpoint: Endpoint | None = None,
 ) -> list[int]:  # fmt: skip
     """The classes a running target answers for ``images`` (one request, in its protocol;
     ``files``: the images' files, for encodings that upload them)."""
-    endpoint = get_kind(config.kind).endpoint(config)
+    endpoint = endpoint or endpoint_for(config)
     protocol = get_protocol(endpoint.protocol)
     body, headers = protocol.encode(images, encoding, files, endpoint=endpoint)
     try:
@@ -71,15 +76,51 @@ def compare(target: str, test: Split, reference: np.ndarray, answered: list[int]
     )
 
 
-def jpeg_inputs(files: list[bytes]) -> tuple[list[bytes], np.ndarray]:
-    """What a jpeg-encoded verify sends and what the server sees: the dataset's files as
-    JPEG (others transcoded, as a client would), and the pixels a server decodes from exactly
-    those bytes. The reference prediction runs on these pixels, so a correct server agrees
-    100% whatever the files' original format."""
-    from targets.common.payload import JPEG, as_jpeg_files, decode_request
+def file_pixels(files: list[bytes], spec: InputSpec) -> np.ndarray:
+    """The pixels a server decodes from exactly these image files (uint8 ``[n, *shape]``)."""
+    out = np.empty((len(files), *spec.shape), dtype=np.uint8)
+    for i, data in enumerate(files):
+        with Image.open(io.BytesIO(data)) as img:
+            out[i] = np.asarray(img.convert(spec.pil_mode), dtype=np.uint8).reshape(spec.shape)
+    return out
 
-    jpegs = as_jpeg_files(files)
-    return jpegs, np.concatenate([decode_request(j, JPEG) for j in jpegs])
+
+@dataclass(frozen=True)
+class Inputs:
+    """What verify sends a target and what the reference model sees: like with like."""
+
+    test: Split
+    pixels: np.ndarray
+    """What the server decodes: the reference model runs on these."""
+    files: list[bytes] | None
+
+
+def inputs_for(
+    endpoint: Endpoint, encoding: str, data_dir: str | None, images: int,
+    classes: Sequence[str] | None,
+) -> Inputs:  # fmt: skip
+    """The test images at the target's input size; for file uploads (``jpeg`` encoding:
+    JPEG files, others transcoded as a client would; ``image-upload``: the files as they
+    are) the pixels the server decodes from exactly those bytes, so a correct server agrees
+    100% whatever the files' original format."""
+    spec = endpoint.input
+    test = load_split("test", data_dir, limit=images, spec=spec, classes=classes, resize=True)
+    uploads = get_protocol(endpoint.protocol).uploads_files
+    if encoding != "jpeg" and not uploads:
+        return Inputs(test, test.images, None)
+    found, _ = load_jpeg_bytes("test", data_dir, limit=images, spec=spec, classes=classes,
+                               resize=True)  # fmt: skip
+    files = as_jpeg_files(found) if encoding == "jpeg" else found
+    return Inputs(test, file_pixels(files, spec), files)
+
+
+def reference_model(config: TargetConfig) -> Path | None:
+    """The model verify compares a target with: the one it serves, or, for a server servecap
+    does not start, the ``reference_model`` it names."""
+    if isinstance(config, ModelConfig):
+        return resolve_model_path(config)
+    path = getattr(config, "reference_model", None)
+    return Path(path).resolve() if path else None
 
 
 def verify(
@@ -93,53 +134,71 @@ def verify(
     logs_root: Path = Path("results/verify"),
     echo: Echo = print,
     named: bool = True,
+    classes: Sequence[str] | None = CLASSES,
 ) -> list[Verdict]:
     """Verify ``targets``. With ``named`` False (every target of the file), targets that
-    cannot run with the launcher are skipped with the reason instead of failing."""
+    cannot run with the launcher are skipped with the reason instead of failing. ``classes``:
+    the dataset's class names in label order (None: its folders, sorted)."""
     from targets.common.model import Predictor  # TensorFlow: only when verifying
 
-    test = load_split("test", data_dir, limit=images)
-    pixels, files = test.images, None
-    if encoding == "jpeg":  # like with like: the reference sees what the servers decode
-        files, pixels = jpeg_inputs(load_jpeg_bytes("test", data_dir, limit=images)[0])
     verdicts: list[Verdict] = []
-    references: dict[Path, np.ndarray] = {}
-    launcher = get_launcher(launcher_name)
+    references: dict[tuple[Path, InputSpec, str], np.ndarray] = {}
     for name in targets:
         config = spec.targets[name]
-        why = get_kind(config.kind).unsupported(launcher_name)
+        kind = get_kind(config.kind)
+        launcher = get_launcher(launcher_name, kind)
+        why = kind.unsupported(launcher.name)
         if why is not None and not named:
             verdicts.append(Verdict(name, 0, None, None, [], skipped=why))
             echo(format_verdict(verdicts[-1]))
             continue
-        if not isinstance(config, ModelConfig):
-            verdicts.append(Verdict(name, 0, None, None, [], error="serves no servecap model"))
+        model = reference_model(config)
+        if model is None:
+            error = "no model to compare with (a target servecap does not start: set its " \
+                    "reference_model)"  # fmt: skip
+            verdicts.append(Verdict(name, 0, None, None, [], error=error))
             echo(format_verdict(verdicts[-1]))
             continue
-        model = resolve_model_path(config)
         try:
-            if model not in references:
-                predictor = Predictor(model)
-                references[model] = np.concatenate(
-                    [
-                        predictor.predict(pixels[i : i + batch]).argmax(axis=1)
-                        for i in range(0, len(pixels), batch)
-                    ]
-                )
             echo(f"[{name}] starting")
             with launcher.launch(name, config, logs_root / name) as running:
+                # once it runs: a server servecap did not write says its model's input then
+                endpoint = endpoint_for(config)
+                sent = encoding_for(get_protocol(endpoint.protocol), encoding)
+                if sent != encoding:
+                    echo(f"[{name}] {endpoint.protocol} cannot send {encoding}: sending {sent}")
+                given = inputs_for(endpoint, sent, data_dir, images, classes)
+                key = (model, endpoint.input, sent)
+                if key not in references:
+                    predictor = Predictor(model, endpoint.input.range)
+                    references[key] = np.concatenate([
+                        predictor.predict(given.pixels[i : i + batch]).argmax(axis=1)
+                        for i in range(0, len(given.pixels), batch)
+                    ])  # fmt: skip
                 echo(f"[{name}] ready in {running.time_to_ready_s:.1f} s; sending {images} images")
                 answered: list[int] = []
-                for i in range(0, len(test.images), batch):
-                    chunk = files[i : i + batch] if files is not None else None
-                    answered += predict_classes(config, test.images[i : i + batch], encoding,
-                                                files=chunk)  # fmt: skip
-            verdict = compare(name, test, references[model], answered)
+                per_request = 1 if get_protocol(endpoint.protocol).uploads_files else batch
+                for i in range(0, len(given.test.images), per_request):
+                    chunk = given.files[i : i + per_request] if given.files is not None else None
+                    answered += predict_classes(config, given.test.images[i : i + per_request],
+                                                sent, files=chunk,
+                                                endpoint=endpoint)  # fmt: skip
+            verdict = compare(name, given.test, references[key], answered)
         except (LaunchError, VerifyError, OSError, ValueError) as err:
             verdict = Verdict(name, 0, None, None, [], error=str(err))
         verdicts.append(verdict)
         echo(format_verdict(verdict))
     return verdicts
+
+
+def encoding_for(protocol: Protocol, encoding: str) -> str:
+    """``encoding`` when the protocol sends it, else the protocol's own (verify checks every
+    target of a file, whatever protocols they speak)."""
+    try:
+        protocol.check_encoding(encoding)
+    except ValueError:
+        return protocol.encodings[0]
+    return encoding
 
 
 def format_verdict(v: Verdict) -> str:

@@ -30,10 +30,12 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from targets.common.model_fetch import DEFAULT_MAX_BYTES, check_url
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PATH
+from targets.inputs import InputConfig
 
-Encoding = Literal["json", "base64", "jpeg", "binary"]
+Encoding = Literal["json", "base64", "jpeg", "binary", "png", "file"]
 """How images travel in a request body: json (numbers), base64 (raw pixels, base64 in JSON),
-jpeg (the image files), binary (raw tensor bytes: the KServe v2 binary extension, gRPC raw
+jpeg (the image files, as JPEG), png (as PNG), file (the dataset's files as they are: the
+image-upload protocol), binary (raw tensor bytes: the KServe v2 binary extension, gRPC raw
 contents). Each protocol says which it sends (``Protocol.encodings``); base64 and binary are
 the same raw pixels, so a protocol that has one sends it for the other."""
 
@@ -104,6 +106,11 @@ class TargetConfig(StrictModel):
         default=None, description="docker: profile in docker-compose.yml (defaults to the kind)"
     )
     env: dict[str, str] = Field(default_factory=dict, description="extra environment")
+    input: InputConfig = Field(
+        default_factory=InputConfig,
+        description="the model's input where its signature does not say it (range) or to "
+        "check it (shape, dtype); images are resized to it",
+    )
 
     @model_validator(mode="wrap")
     @classmethod

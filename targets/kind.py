@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from targets.config import ModelConfig, TargetConfig
+from targets.inputs import InputSpec
 from targets.launchers.base import LaunchError, ProcessSpec
 from targets.protocols.base import Endpoint
 
@@ -140,6 +141,9 @@ class Kind:
     health_path: ClassVar[str] = "/healthz"
     runs_as_processes: ClassVar[bool] = True
     """False for stacks that ship only as container images (TF Serving)."""
+    launcher: ClassVar[str | None] = None
+    """The launcher its targets always use, whatever ``--launcher`` says (``external``: a
+    server servecap does not start); None: the one the run chooses."""
     folder: Path = Path()
     """Set by the registry: the kind's folder (Dockerfiles are looked up there)."""
 
@@ -147,8 +151,14 @@ class Kind:
 
     def endpoint(self, config: TargetConfig) -> Endpoint:
         """Where and in which protocol the load generator and verify talk to the target
-        (:mod:`targets.protocols`)."""
+        (:mod:`targets.protocols`). Its ``input`` is filled in by the registry
+        (:func:`targets.registry.endpoint_for`, from :meth:`input_spec`)."""
         return Endpoint(protocol="servecap", base_url=config.base_url)
+
+    def input_spec(self, config: TargetConfig) -> InputSpec:
+        """What the target's model takes: the target's ``input:`` over the default (the
+        paper's CNN). Kinds that serve a model read its signature."""
+        return config.input.spec()
 
     # ------------------------------------------------------------------ starting
 
@@ -200,11 +210,40 @@ class Kind:
         """``--scale`` counts of services other than the replicated primary one."""
         return {}
 
+    def compose_overrides(self, config: TargetConfig) -> dict[str, dict[str, Any]]:
+        """Per service, fields that no ``${VARIABLE}`` can carry (a command given as a list):
+        the Docker launcher writes them to an override file beside the launch's logs."""
+        return {}
+
 
 class ModelKind(Kind):
     """A kind serving the SavedModel of a :class:`ModelConfig`."""
 
     config_model: ClassVar[type[TargetConfig]] = ModelConfig
+
+    def input_spec(self, config: TargetConfig) -> InputSpec:
+        """The model's signature (shape, dtype) with the target's ``input:`` (range...) over
+        it; the default input when the model is not readable here (model_url not fetched
+        yet, model_in_image)."""
+        from targets.common.model_files import ModelNotFoundError
+        from targets.common.signature import SignatureError, read_signature
+        from targets.registry import resolve_model_path
+
+        assert isinstance(config, ModelConfig)
+        if config.model_url is not None or config.model_in_image:
+            return config.input.spec()
+        path = resolve_model_path(config)
+        try:
+            signature = read_signature(path)
+        except (ModelNotFoundError, FileNotFoundError):
+            return config.input.spec()  # problems() reports the missing model
+        except SignatureError as err:
+            raise LaunchError(f"model {path}: {err}") from None
+        known = InputSpec(shape=signature.shape, dtype=signature.dtype)  # type: ignore[arg-type]
+        try:
+            return config.input.spec(known, source=f"the model at {path}")
+        except ValueError as err:
+            raise LaunchError(str(err)) from None
 
     def problems(self, name: str, config: TargetConfig) -> list[str]:
         from targets.registry import resolve_model_path

@@ -23,8 +23,9 @@ import types
 from functools import cache
 from pathlib import Path
 
-from targets.config import ModelConfig
+from targets.config import ModelConfig, TargetConfig
 from targets.kind import Kind
+from targets.protocols.base import Endpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGETS_DIR = REPO_ROOT / "targets"
@@ -98,6 +99,14 @@ def _add(found: dict[str, Kind], module: types.ModuleType, folder: Path) -> None
         raise KindError(f"kind '{kind.name}' of {folder} is already defined")
     kind.folder = folder
     found[kind.name] = kind
+
+
+def endpoint_for(config: TargetConfig) -> Endpoint:
+    """Where and how clients reach a target, its model's input included
+    (:meth:`Kind.endpoint` and :meth:`Kind.input_spec`). LaunchError when the target's model
+    cannot be served (not an image classifier, an input that contradicts it)."""
+    kind = get_kind(config.kind)
+    return kind.endpoint(config).model_copy(update={"input": kind.input_spec(config)})
 
 
 def resolve_model_path(config: ModelConfig) -> Path:

@@ -176,10 +176,21 @@ def worker(scenario: str, target: str, master_host: str, master_port: int | None
 )
 @launcher_option
 @data_option
+@click.option("--dataset", type=click.Path(exists=True, file_okay=False), default=None,
+              help="a folder of test images, one subfolder per class (or test/<class>/), "
+                   "resized to each target's input; default CIFAR-10 (--data)")  # fmt: skip
+@click.option("--classes", default=None,
+              help="the dataset's class names in label order, comma-separated (default: its "
+                   "folders, sorted)")  # fmt: skip
 def verify(targets: tuple[str, ...], scenarios_file: Path, images: int, batch: int,
-           encoding: str, launcher: str, data_dir: str | None) -> None:  # fmt: skip
-    """Check every target (default: all in the file) answers as the in-process model does."""
+           encoding: str, launcher: str, data_dir: str | None, dataset: str | None,
+           classes: str | None) -> None:  # fmt: skip
+    """Check every target (default: all in the file) answers as the in-process model does.
+
+    A target servecap does not start (kind external, container) is compared with its
+    reference_model."""
     from loadtests.verify import verify as run_verify
+    from targets.common.dataset import CLASSES
 
     spec = load_spec(scenarios_file)
     names = list(targets) or list(spec.targets)
@@ -187,8 +198,15 @@ def verify(targets: tuple[str, ...], scenarios_file: Path, images: int, batch: i
     if unknown:
         raise click.UsageError(f"unknown target(s) {unknown}; defined: {', '.join(spec.targets)}")
     interrupt_once()
-    verdicts = run_verify(spec, names, _data(data_dir), images, batch, encoding, launcher,
-                          echo=click.echo, named=bool(targets))  # fmt: skip
+    names_given = tuple(c.strip() for c in classes.split(",")) if classes else None
+    if dataset is None and names_given is None:
+        class_names: tuple[str, ...] | None = CLASSES
+    else:
+        class_names = names_given
+    folder = dataset if dataset is not None else _data(data_dir)
+    verdicts = run_verify(spec, names, folder, images, batch, encoding, launcher,
+                          echo=click.echo, named=bool(targets),
+                          classes=class_names)  # fmt: skip
     failed = [v.target for v in verdicts if not v.ok]
     if failed:
         click.echo(f"servecap: not verified: {', '.join(failed)}", err=True)

@@ -1,19 +1,24 @@
-"""CIFAR-10 loading for training the model and for feeding the load generators.
+"""Image loading for training the model and for feeding the load generators: CIFAR-10 by
+default, or any folder of images with one subfolder per class.
 
 Two sources, chosen by :func:`resolve_data_dir`:
 
-1. An image-folder directory (the ``--data`` option, else the ``SERVECAP_CIFAR10_DIR``
-   environment variable) laid out as::
+1. An image-folder directory (the ``--data`` option, a scenario's ``load.dataset``, else the
+   ``SERVECAP_CIFAR10_DIR`` environment variable) laid out as::
 
        <dir>/train/<class>/*.jpg|*.jpeg|*.png
        <dir>/test/<class>/*.jpg|*.jpeg|*.png
 
-   where ``<class>`` is each of the 10 names in :data:`CLASSES` (label = position in
-   :data:`CLASSES`, the official CIFAR-10 order). Every image must be 32x32; grayscale,
-   palette and RGBA images are converted to RGB. Other files (``README``, ``.DS_Store``)
-   are ignored.
+   or, for the test split, simply ``<dir>/<class>/*``. The classes are ``classes`` (label =
+   position in it): by default the 10 names of :data:`CLASSES` (the official CIFAR-10 order,
+   which is also their alphabetical order), exactly; ``classes=None`` takes the class folders
+   found, in sorted order. Images are converted to the input's mode (RGB, or L for one
+   channel: grayscale, palette and RGBA images are converted). An image of another size than
+   the input is an error, or, with ``resize=True``, resized with the input's method
+   (:attr:`targets.inputs.InputSpec.resize`, Pillow's filter of that name). Other files
+   (``README``, ``.DS_Store``) are ignored.
 2. Neither given: the official ``keras.datasets.cifar10`` download (cached by keras in
-   ``~/.keras/datasets``).
+   ``~/.keras/datasets``; CIFAR's own input only).
 
 Order and ``limit``: files are listed in a deterministic order, sorted by (class index,
 file name); that list is then *always* shuffled with ``np.random.default_rng(seed)``
@@ -47,17 +52,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from targets.inputs import CIFAR_INPUT, InputSpec
+
 __all__ = [
     "CACHE_ENV_VAR",
     "CLASSES",
     "ENV_VAR",
     "IMAGE_EXTENSIONS",
-    "IMAGE_SHAPE",
     "NO_CACHE_ENV_VAR",
     "SPLITS",
     "DatasetError",
     "Split",
     "cache_dir",
+    "class_names",
     "load_jpeg_bytes",
     "load_split",
     "resolve_data_dir",
@@ -88,10 +95,16 @@ NO_CACHE_ENV_VAR = "SERVECAP_NO_CACHE"
 CACHE_ENV_VAR = "XDG_CACHE_HOME"
 
 SPLITS: tuple[str, ...] = ("train", "test")
-IMAGE_SHAPE: tuple[int, int, int] = (32, 32, 3)
+IMAGE_SHAPE: tuple[int, int, int] = CIFAR_INPUT.shape
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png"})
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
+_FILTERS = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 _JPEG_QUALITY = 95
 _CHUNK = 1000  # images per decode task
 
@@ -102,14 +115,14 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Split:
-    """One split of CIFAR-10 after selection (see the module docstring for the order)."""
+    """One split after selection (see the module docstring for the order)."""
 
     name: str
     """``"train"`` or ``"test"``."""
     images: np.ndarray
-    """uint8 ``[n, 32, 32, 3]``, RGB."""
+    """uint8 ``[n, height, width, channels]`` (``[n, 32, 32, 3]`` RGB for CIFAR-10)."""
     labels: np.ndarray
-    """int64 ``[n]``, indices into :data:`CLASSES`."""
+    """int64 ``[n]``, indices into the class names."""
     files: tuple[str, ...]
     """Source file of each image, relative to the data directory (e.g.
     ``"test/cat/0001.jpg"``); ``""`` for images from the keras download."""
@@ -174,71 +187,108 @@ class _Listing:
     files: tuple[str, ...]  # relative to root, posix, sorted by (label, name)
     labels: np.ndarray  # int64
     newest_mtime_ns: int
+    classes: tuple[str, ...]
 
 
-def _listing(root: Path, split: str) -> _Listing:
+def _split_dir(root: Path, split: str) -> Path:
+    """``<root>/<split>``, or ``<root>`` itself for a test split laid out as class folders."""
     if not root.exists():
-        raise DatasetError(f"CIFAR-10 data directory {root} does not exist. {_layout_help()}")
+        raise DatasetError(f"data directory {root} does not exist. {_layout_help()}")
     if not root.is_dir():
-        raise DatasetError(f"CIFAR-10 data path {root} is not a directory. {_layout_help()}")
+        raise DatasetError(f"data path {root} is not a directory. {_layout_help()}")
     root = root.resolve()
     split_dir = root / split
-    if not split_dir.is_dir():
-        raise DatasetError(f"{root} has no '{split}' folder ({split_dir}). {_layout_help()}")
+    if split_dir.is_dir():
+        return split_dir
+    if split == "test" and not (root / "train").is_dir() and _folders(root):
+        return root  # <dir>/<class>/*: a folder of classes to test with
+    raise DatasetError(f"{root} has no '{split}' folder ({split_dir}). {_layout_help()}")
 
-    found = sorted(
-        e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith(".")
-    )
-    expected = ", ".join(CLASSES)
-    unknown = [name for name in found if name not in CLASSES]
+
+def _folders(path: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+
+
+def class_names(
+    data_dir: str | os.PathLike[str] | None, split: str = "test",
+    classes: Sequence[str] | None = CLASSES,
+) -> tuple[str, ...]:  # fmt: skip
+    """The class names labels index: ``classes``, or the sorted class folders when None."""
+    if classes is not None:
+        return tuple(classes)
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        return CLASSES
+    return tuple(_folders(_split_dir(root, split)))
+
+
+def _listing(root: Path, split: str, classes: Sequence[str] | None = CLASSES) -> _Listing:
+    split_dir = _split_dir(root, split)
+    root = root.resolve()
+    found = _folders(split_dir)
+    names = tuple(classes) if classes is not None else tuple(found)
+    if not names:
+        raise DatasetError(f"{split_dir} holds no class folders. {_layout_help()}")
+    expected = ", ".join(names)
+    unknown = [name for name in found if name not in names]
     if unknown:
         raise DatasetError(
             f"unknown class folder {split_dir / unknown[0]}; the class folders of "
             f"{split_dir} must be exactly: {expected}"
         )
-    missing = [name for name in CLASSES if name not in found]
+    missing = [name for name in names if name not in found]
     if missing:
         raise DatasetError(
             f"missing class folder {split_dir / missing[0]}; the class folders of "
             f"{split_dir} must be exactly: {expected}"
         )
-
+    prefix = split_dir.relative_to(root).as_posix()
     files: list[str] = []
     labels: list[int] = []
     newest = 0
-    for label, name in enumerate(CLASSES):
+    for label, name in enumerate(names):
         class_dir = split_dir / name
         newest = max(newest, class_dir.stat().st_mtime_ns)
-        names = sorted(
+        images = sorted(
             e.name
             for e in os.scandir(class_dir)
             if not e.name.startswith(".")
             and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
             and e.is_file()
         )
-        if not names:
+        if not images:
             raise DatasetError(
                 f"class folder {class_dir} holds no images (*.jpg, *.jpeg, *.png). {_layout_help()}"
             )
-        files.extend(f"{split}/{name}/{n}" for n in names)
-        labels.extend([label] * len(names))
-    return _Listing(root, split, tuple(files), np.asarray(labels, dtype=np.int64), newest)
+        stem = f"{prefix}/{name}" if prefix != "." else name
+        files.extend(f"{stem}/{n}" for n in images)
+        labels.extend([label] * len(images))
+    labels_array = np.asarray(labels, dtype=np.int64)
+    return _Listing(root, split, tuple(files), labels_array, newest, names)
 
 
-def _decode(data: bytes, name: str) -> np.ndarray:
-    """Decode one encoded image to uint8 [32, 32, 3] RGB, or raise DatasetError."""
+def _decode(
+    data: bytes, name: str, spec: InputSpec = CIFAR_INPUT, resize: bool = False
+) -> np.ndarray:
+    """Decode one encoded image to uint8 ``[h, w, c]`` of ``spec``, or raise DatasetError."""
+    size = (spec.width, spec.height)
     try:
         with Image.open(io.BytesIO(data)) as im:
-            size = im.size
-            array = (
-                np.asarray(im.convert("RGB"), dtype=np.uint8) if size == IMAGE_SHAPE[:2] else None
-            )
+            found = im.size
+            if found != size and not resize:
+                array = None
+            else:
+                converted = im.convert(spec.pil_mode)
+                if found != size:
+                    converted = converted.resize(size, _FILTERS[spec.resize])
+                array = np.asarray(converted, dtype=np.uint8).reshape(spec.shape)
     except Exception as exc:  # PIL raises many types on corrupt input
         raise DatasetError(f"cannot decode image {name}: {exc}. Replace or remove it.") from exc
     if array is None:
         raise DatasetError(
-            f"image {name} is {size[0]}x{size[1]}; CIFAR-10 images must be 32x32. "
-            "Resize or remove it."
+            f"image {name} is {found[0]}x{found[1]}; the input takes {size[0]}x{size[1]}. "
+            "Resize or remove it (the load generator resizes a dataset given with "
+            "load.dataset)."
         )
     return array
 
@@ -263,13 +313,15 @@ def _parallel(n: int, work: Callable[[range], None]) -> None:
             pass
 
 
-def _decode_files(root: Path, files: Sequence[str]) -> np.ndarray:
-    out = np.empty((len(files), *IMAGE_SHAPE), dtype=np.uint8)
+def _decode_files(
+    root: Path, files: Sequence[str], spec: InputSpec = CIFAR_INPUT, resize: bool = False
+) -> np.ndarray:
+    out = np.empty((len(files), *spec.shape), dtype=np.uint8)
 
     def work(chunk: range) -> None:
         for i in chunk:
             path = root / files[i]
-            out[i] = _decode(_read(path), str(path))
+            out[i] = _decode(_read(path), str(path), spec, resize)
 
     _parallel(len(files), work)
     return out
@@ -278,14 +330,18 @@ def _decode_files(root: Path, files: Sequence[str]) -> np.ndarray:
 # --------------------------------------------------------------------------- cache
 
 
-def _cache_paths(listing: _Listing) -> tuple[Path, str]:
-    """(cache file for this listing, file-name prefix shared by older keys of same dir/split)."""
-    where = hashlib.sha256(f"{listing.root}\0{listing.split}".encode()).hexdigest()[:12]
+def _cache_paths(
+    listing: _Listing, spec: InputSpec = CIFAR_INPUT, resize: bool = False
+) -> tuple[Path, str]:
+    """(cache file for this listing, file-name prefix shared by older keys of same dir/split
+    and the same input)."""
+    how = json.dumps([str(listing.root), listing.split, list(spec.shape), spec.resize, resize,
+                      list(listing.classes)])  # fmt: skip
+    where = hashlib.sha256(how.encode()).hexdigest()[:12]
     key = json.dumps(
         [
             _CACHE_FORMAT,
-            str(listing.root),
-            listing.split,
+            how,
             len(listing.files),
             listing.newest_mtime_ns,
         ]
@@ -295,8 +351,10 @@ def _cache_paths(listing: _Listing) -> tuple[Path, str]:
     return cache_dir() / f"{prefix}{digest}.npz", prefix
 
 
-def _cache_load(listing: _Listing) -> np.ndarray | None:
-    path, _ = _cache_paths(listing)
+def _cache_load(
+    listing: _Listing, spec: InputSpec = CIFAR_INPUT, resize: bool = False
+) -> np.ndarray | None:
+    path, _ = _cache_paths(listing, spec, resize)
     if not path.is_file():
         return None
     try:
@@ -309,7 +367,7 @@ def _cache_load(listing: _Listing) -> np.ndarray | None:
         return None
     n = len(listing.files)
     if (
-        images.shape != (n, *IMAGE_SHAPE)
+        images.shape != (n, *spec.shape)
         or images.dtype != np.uint8
         or files != listing.files
         or not np.array_equal(labels, listing.labels)
@@ -319,8 +377,10 @@ def _cache_load(listing: _Listing) -> np.ndarray | None:
     return images
 
 
-def _cache_store(listing: _Listing, images: np.ndarray) -> None:
-    path, prefix = _cache_paths(listing)
+def _cache_store(
+    listing: _Listing, images: np.ndarray, spec: InputSpec = CIFAR_INPUT, resize: bool = False
+) -> None:
+    path, prefix = _cache_paths(listing, spec, resize)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(
@@ -339,13 +399,15 @@ def _cache_store(listing: _Listing, images: np.ndarray) -> None:
         log.debug("could not write cache %s: %s", path, exc)
 
 
-def _directory_images(listing: _Listing, index: np.ndarray) -> np.ndarray:
+def _directory_images(
+    listing: _Listing, index: np.ndarray, spec: InputSpec = CIFAR_INPUT, resize: bool = False
+) -> np.ndarray:
     if not _cache_enabled():
-        return _decode_files(listing.root, [listing.files[i] for i in index])
-    images = _cache_load(listing)
+        return _decode_files(listing.root, [listing.files[i] for i in index], spec, resize)
+    images = _cache_load(listing, spec, resize)
     if images is None:
-        images = _decode_files(listing.root, listing.files)
-        _cache_store(listing, images)
+        images = _decode_files(listing.root, listing.files, spec, resize)
+        _cache_store(listing, images, spec, resize)
     return images[index]
 
 
@@ -395,28 +457,41 @@ def load_split(
     data_dir: str | os.PathLike[str] | None = None,
     limit: int | None = None,
     seed: int = 0,
+    spec: InputSpec = CIFAR_INPUT,
+    classes: Sequence[str] | None = CLASSES,
+    resize: bool = False,
 ) -> Split:
-    """Load the decoded ``split`` ("train" or "test").
+    """Load the decoded ``split`` ("train" or "test") as ``spec`` takes images.
 
     ``data_dir`` is resolved by :func:`resolve_data_dir`. Images come back in the seeded
     order described in the module docstring, cut to ``limit`` images. Raises
     :class:`DatasetError` for a missing directory, a bad layout, or an image that is
-    unreadable or not 32x32; ``ValueError`` for a bad ``limit``.
+    unreadable or (without ``resize``) not of the input's size; ``ValueError`` for a bad
+    ``limit``.
     """
     _check_args(split, limit)
     root = resolve_data_dir(data_dir)
     if root is None:
+        _keras_fits(spec, classes)
         images, labels = _keras_split(split)
         index = _selection(len(labels), limit, seed)
         return Split(split, images[index], labels[index], ("",) * len(index))
-    listing = _listing(root, split)
+    listing = _listing(root, split, classes)
     index = _selection(len(listing.files), limit, seed)
     return Split(
         name=split,
-        images=_directory_images(listing, index),
+        images=_directory_images(listing, index, spec, resize),
         labels=listing.labels[index],
         files=tuple(listing.files[i] for i in index),
     )
+
+
+def _keras_fits(spec: InputSpec, classes: Sequence[str] | None) -> None:
+    if spec.shape != CIFAR_INPUT.shape or (classes is not None and tuple(classes) != CLASSES):
+        raise DatasetError(
+            "the CIFAR-10 download serves the paper's CNN only (32x32x3, its 10 classes); "
+            "give this model's images as a folder (load.dataset or --data)"
+        )
 
 
 def load_jpeg_bytes(
@@ -425,23 +500,29 @@ def load_jpeg_bytes(
     limit: int | None = None,
     seed: int = 0,
     verify: bool = True,
+    spec: InputSpec = CIFAR_INPUT,
+    classes: Sequence[str] | None = CLASSES,
+    resize: bool = False,
 ) -> tuple[list[bytes], np.ndarray]:
     """The encoded images of ``split`` as raw bytes, plus their int64 labels.
 
     Same selection and order as :func:`load_split` with the same arguments. From a
-    directory, the bytes are the files' contents unchanged (JPEG or PNG); with
-    ``verify`` (default) each selected file is also decoded once so that a corrupt or
-    wrongly sized file raises :class:`DatasetError` here rather than at a server. With no
-    directory, the keras arrays are encoded to JPEG by Pillow at quality 95 without
-    chroma subsampling (so the pixels a server decodes differ slightly from the arrays).
+    directory, the bytes are the files' contents unchanged (JPEG or PNG) when they already
+    have the input's size and mode; with ``resize``, others are resized and encoded again in
+    their own format (JPEG at quality 95). With ``verify`` (default) each selected file is
+    also decoded once so that a corrupt or wrongly sized file raises :class:`DatasetError`
+    here rather than at a server. With no directory, the keras arrays are encoded to JPEG by
+    Pillow at quality 95 without chroma subsampling (so the pixels a server decodes differ
+    slightly from the arrays).
     """
     _check_args(split, limit)
     root = resolve_data_dir(data_dir)
     if root is None:
+        _keras_fits(spec, classes)
         images, labels = _keras_split(split)
         index = _selection(len(labels), limit, seed)
         return [_encode_jpeg(images[i]) for i in index], labels[index]
-    listing = _listing(root, split)
+    listing = _listing(root, split, classes)
     index = _selection(len(listing.files), limit, seed)
     paths = [listing.root / listing.files[i] for i in index]
     blobs: list[bytes] = [b""] * len(paths)
@@ -449,8 +530,31 @@ def load_jpeg_bytes(
     def work(chunk: range) -> None:
         for i in chunk:
             blobs[i] = _read(paths[i])
-            if verify:
-                _decode(blobs[i], str(paths[i]))
+            if resize:
+                blobs[i] = _fitted_file(blobs[i], str(paths[i]), spec)
+            elif verify:
+                _decode(blobs[i], str(paths[i]), spec)
 
     _parallel(len(paths), work)
     return blobs, listing.labels[index]
+
+
+def _fitted_file(data: bytes, name: str, spec: InputSpec) -> bytes:
+    """The file as it is when it already has the input's size and mode, else the resized
+    image in the file's own format."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.size == (spec.width, spec.height) and im.mode == spec.pil_mode:
+                return data
+            kind = im.format or "PNG"
+    except Exception as exc:
+        raise DatasetError(f"cannot decode image {name}: {exc}. Replace or remove it.") from exc
+    pixels = _decode(data, name, spec, resize=True)
+    image = Image.fromarray(pixels.reshape(spec.height, spec.width, -1).squeeze(-1)
+                            if spec.channels == 1 else pixels, spec.pil_mode)  # fmt: skip
+    out = io.BytesIO()
+    if kind == "JPEG":
+        image.save(out, format="JPEG", quality=_JPEG_QUALITY)
+    else:
+        image.save(out, format="PNG")
+    return out.getvalue()

@@ -36,12 +36,18 @@ def base_env() -> dict[str, str]:
 
 
 def server_settings(config: PythonServerConfig) -> dict[str, Any]:
-    """The :class:`ServerSettings` values a target's config sets."""
+    """The :class:`ServerSettings` values a target's config sets (the model's input from its
+    signature and the target's ``input:``, :meth:`targets.kind.ModelKind.input_spec`)."""
+    from targets.registry import get_kind
+
+    spec = get_kind(config.kind).input_spec(config)
     values: dict[str, Any] = {
         "model_path": resolve_model_path(config),
         "max_works": config.max_works,
         "max_body_bytes": config.max_body_bytes,
         "max_batch": config.max_batch,
+        "input_shape": list(spec.shape),
+        "input_range": list(spec.range),
     }
     if isinstance(config, InferenceServerConfig):
         values |= {"batch_max": config.batch_max, "batch_timeout_ms": config.batch_timeout_ms}

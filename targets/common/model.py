@@ -46,6 +46,8 @@ import tensorflow as tf
 from targets.common.dataset import CLASSES, Split, load_split, resolve_data_dir
 from targets.common.model_files import ModelNotFoundError, latest_version_dir
 from targets.common.model_files import version_dir as resolve_version_dir
+from targets.common.signature import METADATA_FILE, SIGNATURE, load_in_process
+from targets.inputs import InputSpec
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -74,13 +76,10 @@ __all__ = [
 MODEL_NAME = "cifar10_cnn"
 DEFAULT_MODEL_BASE = Path("artifacts/models/cifar10_cnn")
 """TF Serving's ``model_base_path`` (relative to the working directory)."""
-SIGNATURE = "serving_default"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 INPUT_SHAPE: tuple[int, int, int] = (32, 32, 3)
 NUM_CLASSES = len(CLASSES)
-METADATA_FILE = Path("assets.extra") / "servecap.json"
-"""Per-version metadata, relative to a version dir (TF Serving ignores assets.extra)."""
 
 # Quick defaults, measured on 2 shared CPU cores: train_and_export takes about 2-3 min
 # (data 6-9 s cold, <1 s cached; 20k images x 2 epochs + evaluation on all 10k test images
@@ -301,44 +300,53 @@ def read_metadata(version_dir: Path) -> dict[str, Any]:
 
 
 class Predictor:
-    """Loads the SavedModel's serving_default signature (the same artifact TF Serving
-    serves) and runs it.
+    """Loads a model's serving signature (the same artifact TF Serving serves: a SavedModel;
+    or a ``.keras`` file) and runs it on pixel values.
 
     Calls go straight to the loaded concrete function, with none of ``keras.Model.predict``'s
     per-call overhead. TensorFlow concrete functions are thread-safe, so one Predictor
     may serve concurrent calls from several threads (TF's intra-op pool is shared).
+
+    The input (shape, dtype) comes from the signature (:mod:`targets.common.signature`);
+    ``input_range`` is what pixel values 0 and 255 become for a float input (the paper's CNN
+    takes them as they are: [0, 255]).
     """
 
-    def __init__(self, model_path: Path) -> None:
-        """``model_path``: a version directory (holding saved_model.pb) or a model base
-        (its latest version is used)."""
+    def __init__(self, model_path: Path, input_range: tuple[float, float] = (0.0, 255.0)) -> None:
+        """``model_path``: a version directory (holding saved_model.pb), a model base
+        (its latest version is used), or a ``.keras`` file."""
         path = Path(model_path)
-        version_dir = resolve_version_dir(path)
+        version_dir = path if path.suffix == ".keras" else resolve_version_dir(path)
         self.version_dir = version_dir
         self.version = int(version_dir.name) if version_dir.name.isdigit() else 0
         start = time.perf_counter()
-        # Keep the loaded object: the signature's variables live as long as it does.
-        self._loaded = tf.saved_model.load(str(version_dir))
-        self._fn = self._loaded.signatures[SIGNATURE]
+        self._model = load_in_process(version_dir)
+        self.signature = self._model.signature
+        sig = self.signature
+        self.input = InputSpec(
+            shape=sig.shape,
+            dtype=sig.dtype,  # type: ignore[arg-type]
+            range=input_range if sig.dtype == "float32" else (0.0, 255.0),
+        )
         self.load_duration_s = time.perf_counter() - start
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities float32 ``[n, 10]`` for float32 ``[n, 32, 32, 3]`` pixel
-        values in [0, 255] (uint8 or other numeric arrays are cast). Raises ValueError
-        for any other shape or n == 0."""
+        """Class scores float32 ``[n, classes]`` for pixel values in [0, 255] of shape
+        ``[n, *input shape]`` (float32, uint8 or any numeric array). Raises ValueError for any
+        other shape or n == 0."""
         array = np.asarray(images)
-        if array.ndim != 4 or array.shape[1:] != INPUT_SHAPE or array.shape[0] < 1:
-            raise ValueError(f"expected images of shape [n>=1, 32, 32, 3], got {list(array.shape)}")
-        if array.dtype != np.float32:
-            array = array.astype(np.float32)
-        out = self._fn(**{INPUT_NAME: tf.constant(array)})[OUTPUT_NAME]
-        result: np.ndarray = out.numpy()
+        if array.ndim != 4 or array.shape[1:] != self.input.shape or array.shape[0] < 1:
+            expected = ", ".join(str(d) for d in self.input.shape)
+            raise ValueError(
+                f"expected images of shape [n>=1, {expected}], got {list(array.shape)}"
+            )
+        result: np.ndarray = self._model.run(self.input.tensor(array))
         return result
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
         """Run one zero batch of each size so the first real call pays no set-up cost."""
         for n in batch_sizes:
-            self.predict(np.zeros((n, *INPUT_SHAPE), dtype=np.float32))
+            self.predict(np.zeros((n, *self.input.shape), dtype=np.float32))
 
 
 def train_and_export(

@@ -56,7 +56,10 @@ import numpy as np
 import orjson
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SHAPE = (32, 32, 3)
+Shape = tuple[int, int, int]
+IMAGE_SHAPE: Shape = (32, 32, 3)
+"""The paper's CNN: 32x32 RGB (height, width, channels). A server of another model passes its
+model's shape to the decoder."""
 IMAGE_BYTES = 32 * 32 * 3
 JSON = "application/json"
 JPEG = "image/jpeg"
@@ -87,14 +90,15 @@ class PayloadError(ValueError):
 def encode_request(
     images: np.ndarray, encoding: str = "json", jpeg_files: list[bytes] | None = None
 ) -> tuple[bytes, str]:
-    """Encode ``images`` (uint8 [n,32,32,3]) as a request body; returns (body, content type).
+    """Encode ``images`` (uint8 ``[n,h,w,c]``, c 1 or 3; ``[n,32,32,3]`` for the paper's CNN)
+    as a request body; returns (body, content type).
 
     For ``jpeg`` the original JPEG file bytes are sent when given (as a client would upload
     them), otherwise the images are JPEG-encoded here.
     """
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE or images.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images [n,32,32,3], got {images.dtype} {images.shape}")
+    if images.ndim != 4 or images.shape[3] not in (1, 3) or images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images [n,h,w,1|3], got {images.dtype} {images.shape}")
     if encoding == "json":
         return orjson.dumps({"images": images.tolist()}), JSON
     if encoding == "base64":
@@ -111,36 +115,45 @@ def encode_request(
 
 def as_jpeg_files(files: list[bytes]) -> list[bytes]:
     """Image files as JPEG files: JPEG ones unchanged, others (PNG...) transcoded at quality
-    95, as a client that uploads JPEG would."""
+    95 in their own mode (grayscale stays grayscale), as a client that uploads JPEG would."""
     out = []
     for data in files:
         if data[:3] != JPEG_MAGIC:
             with Image.open(io.BytesIO(data)) as img:
-                data = jpeg_bytes(np.asarray(img.convert("RGB"), dtype=np.uint8))
+                mode = "L" if img.mode in ("L", "LA", "I", "I;16", "1") else "RGB"
+                data = jpeg_bytes(np.asarray(img.convert(mode), dtype=np.uint8))
         out.append(data)
     return out
 
 
 def jpeg_bytes(img: np.ndarray) -> bytes:
-    """One uint8 [32,32,3] image as a JPEG file (quality 95), as clients upload images."""
+    """One uint8 ``[h,w,3]`` (or ``[h,w,1]`` / ``[h,w]`` grayscale) image as a JPEG file
+    (quality 95), as clients upload images."""
+    pixels = np.asarray(img, dtype=np.uint8)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
     out = io.BytesIO()
-    Image.fromarray(img, "RGB").save(out, format="JPEG", quality=95)
+    Image.fromarray(pixels, "L" if pixels.ndim == 2 else "RGB").save(out, format="JPEG",
+                                                                     quality=95)  # fmt: skip
     return out.getvalue()
 
 
 # --------------------------------------------------------------------------- server side
 
 
-def decode_request(body: bytes, content_type: str | None, max_batch: int = 256) -> np.ndarray:
-    """Validate and decode a request body into float32 [n,32,32,3] pixel values in 0..255."""
+def decode_request(
+    body: bytes, content_type: str | None, max_batch: int = 256, shape: Shape = IMAGE_SHAPE
+) -> np.ndarray:
+    """Validate and decode a request body into float32 ``[n, *shape]`` pixel values in 0..255
+    (``shape``: the model's height, width, channels)."""
     media = (content_type or "").split(";")[0].strip().lower()
     if media == JPEG:
-        return _stack([_decode_jpeg(body, 0)])
+        return _stack([_decode_jpeg(body, 0, shape)])
     if media not in (JSON, ""):
         raise PayloadError(415, f"unsupported content type {media!r}; send {JSON} or {JPEG}")
     if not body:
         raise PayloadError(400, "empty body; send a JSON object with 'images'")
-    screened = screen(body, max_batch)
+    screened = screen(body, max_batch, shape)
     if screened is not None:
         return _checked_pixels(screened)
     try:
@@ -162,59 +175,66 @@ def decode_request(body: bytes, content_type: str | None, max_batch: int = 256) 
     if len(items) > max_batch:
         raise PayloadError(413, f"batch of {len(items)} images exceeds the limit of {max_batch}")
     if key == "images":
-        return _decode_nested(items)
+        return _decode_nested(items, shape)
     if key == "images_b64":
-        return _stack([_decode_raw_b64(item, i) for i, item in enumerate(items)])
-    return _stack([_decode_jpeg(_b64(item, i), i) for i, item in enumerate(items)])
+        return _stack([_decode_raw_b64(item, i, shape) for i, item in enumerate(items)])
+    return _stack([_decode_jpeg(_b64(item, i), i, shape) for i, item in enumerate(items)])
 
 
-@lru_cache(maxsize=1)
-def _image_skeleton() -> bytes:
-    pixel = b"[,,]"
-    row = b"[" + b",".join([pixel] * 32) + b"]"
-    return b"[" + b",".join([row] * 32) + b"]"
+@lru_cache(maxsize=8)
+def _image_skeleton(shape: Shape) -> bytes:
+    height, width, channels = shape
+    pixel = b"[" + b"," * (channels - 1) + b"]"
+    row = b"[" + b",".join([pixel] * width) + b"]"
+    return b"[" + b",".join([row] * height) + b"]"
 
 
-def skeleton_of(n: int) -> bytes:
-    """The brackets and commas of a valid ``[n,32,32,3]`` array."""
-    return b"[" + b",".join([_image_skeleton()] * n) + b"]"
+def skeleton_of(n: int, shape: Shape = IMAGE_SHAPE) -> bytes:
+    """The brackets and commas of a valid ``[n, *shape]`` array."""
+    return b"[" + b",".join([_image_skeleton(shape)] * n) + b"]"
 
 
-def screen(body: bytes, max_batch: int) -> np.ndarray | None:
+def _label(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def screen(body: bytes, max_batch: int, shape: Shape = IMAGE_SHAPE) -> np.ndarray | None:
     """A JSON body's structure, checked before parsing: the images of a nested-array body
-    (float64 ``[n,32,32,3]``, values not range-checked yet), or None when the body may go to
+    (float64 ``[n, *shape]``, values not range-checked yet), or None when the body may go to
     the JSON parser; PayloadError when it is refused unparsed."""
     brackets, commas = body.count(b"["), body.count(b",")
     if brackets <= 1:  # a list of encoded images (or no list at all)
         if commas > max_batch - 1 + LIST_SLACK:
             raise PayloadError(413, f"body lists more than {max_batch} images (the batch limit)")
         return None
-    n, rest = divmod(brackets - 1, _image_skeleton().count(b"["))
-    if n >= 1 and not rest and commas == n * IMAGE_BYTES - 1:
+    values = shape[0] * shape[1] * shape[2]
+    n, rest = divmod(brackets - 1, _image_skeleton(shape).count(b"["))
+    if n >= 1 and not rest and commas == n * values - 1:
         if n > max_batch:
             raise PayloadError(413, f"batch of {n} images exceeds the limit of {max_batch}")
-        images = _parse_nested(body, n)
+        images = _parse_nested(body, n, shape)
         if images is not None:
             return images
     if len(body) <= SMALL_BODY_BYTES:
         return None
-    if commas + 1 > max_batch * IMAGE_BYTES:
+    if commas + 1 > max_batch * values:
         raise PayloadError(
-            413, f"body holds more values than {max_batch} images of 32x32x3 (the batch limit)"
-        )
+            413, f"body holds more values than {max_batch} images of {_label(shape)} (the batch "
+            "limit)",
+        )  # fmt: skip
     raise PayloadError(
-        422, 'body is neither {"images": [n,32,32,3] array of numbers} nor a list of encoded '
-        "images (checked from its brackets and commas, before parsing)",
+        422, f'body is neither {{"images": [n,{",".join(map(str, shape))}] array of numbers}} '
+        "nor a list of encoded images (checked from its brackets and commas, before parsing)",
     )  # fmt: skip
 
 
-def _parse_nested(body: bytes, n: int) -> np.ndarray | None:
-    """Parse an exact ``{"images": [n,32,32,3]}`` body with NumPy; None if it is not one."""
+def _parse_nested(body: bytes, n: int, shape: Shape = IMAGE_SHAPE) -> np.ndarray | None:
+    """Parse an exact ``{"images": [n, *shape]}`` body with NumPy; None if it is not one."""
     start, end = _PREFIX.match(body), _SUFFIX.search(body)
     if start is None or end is None or start.end() >= end.start():
         return None
     array = body[start.end() : end.start()]
-    if array.translate(None, _NUMBER_CHARS) != skeleton_of(n):
+    if array.translate(None, _NUMBER_CHARS) != skeleton_of(n, shape):
         return None  # strings, booleans, nulls, objects, or brackets in other places
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "could not be read to its end"
@@ -222,20 +242,21 @@ def _parse_nested(body: bytes, n: int) -> np.ndarray | None:
             values = np.fromstring(array.translate(None, b"[]"), dtype=np.float64, sep=",")
         except ValueError:  # NumPy >= 2.3: a token that is not a number
             values = np.empty(0)
-    if values.size != n * IMAGE_BYTES:
+    if values.size != n * shape[0] * shape[1] * shape[2]:
         raise PayloadError(422, "pixel values must be numbers (a token is not a JSON number)")
-    return values.reshape(n, *IMAGE_SHAPE)
+    return values.reshape(n, *shape)
 
 
-def _decode_nested(items: list[Any]) -> np.ndarray:
+def _decode_nested(items: list[Any], shape: Shape = IMAGE_SHAPE) -> np.ndarray:
+    dims = ",".join(map(str, shape))
     try:
         arr = np.asarray(items)
     except (ValueError, TypeError):
-        raise PayloadError(422, "'images' must be a rectangular [n,32,32,3] array") from None
+        raise PayloadError(422, f"'images' must be a rectangular [n,{dims}] array") from None
     if arr.dtype.kind not in "iuf":
         raise PayloadError(422, f"pixel values must be numbers, got {arr.dtype.kind!r} data")
-    if arr.ndim != 4 or arr.shape[1:] != IMAGE_SHAPE:
-        raise PayloadError(422, f"'images' must have shape [n,32,32,3], got {list(arr.shape)}")
+    if arr.ndim != 4 or arr.shape[1:] != shape:
+        raise PayloadError(422, f"'images' must have shape [n,{dims}], got {list(arr.shape)}")
     return _checked_pixels(arr)
 
 
@@ -254,16 +275,15 @@ def _b64(item: Any, index: int) -> bytes:
         raise PayloadError(422, f"image {index}: invalid base64") from None
 
 
-def _decode_raw_b64(item: Any, index: int) -> np.ndarray:
+def _decode_raw_b64(item: Any, index: int, shape: Shape = IMAGE_SHAPE) -> np.ndarray:
     raw = _b64(item, index)
-    if len(raw) != IMAGE_BYTES:
-        raise PayloadError(
-            422, f"image {index}: expected {IMAGE_BYTES} raw uint8 bytes, got {len(raw)}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8).reshape(IMAGE_SHAPE)
+    size = shape[0] * shape[1] * shape[2]
+    if len(raw) != size:
+        raise PayloadError(422, f"image {index}: expected {size} raw uint8 bytes, got {len(raw)}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
-def _decode_jpeg(data: bytes, index: int) -> np.ndarray:
+def _decode_jpeg(data: bytes, index: int, shape: Shape = IMAGE_SHAPE) -> np.ndarray:
     if not data:
         raise PayloadError(400, f"image {index}: empty JPEG")
     if data[:3] != JPEG_MAGIC:
@@ -272,11 +292,14 @@ def _decode_jpeg(data: bytes, index: int) -> np.ndarray:
         )
     try:
         # Only the JPEG decoder, and only the header is read before the size check: pixels are
-        # decoded (convert) for 32x32 images alone.
+        # decoded (convert) for images of the model's size alone.
         with Image.open(io.BytesIO(data), formats=("JPEG",)) as img:
-            if img.size != (32, 32):
-                raise PayloadError(422, f"image {index}: expected 32x32, got {img.size}")
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+            if img.size != (shape[1], shape[0]):
+                raise PayloadError(
+                    422, f"image {index}: expected {shape[1]}x{shape[0]}, got {img.size}"
+                )
+            mode = "L" if shape[2] == 1 else "RGB"
+            return np.asarray(img.convert(mode), dtype=np.uint8).reshape(shape)
     except PayloadError:
         raise
     except Image.DecompressionBombError:
@@ -291,13 +314,14 @@ class Decoder:
     Decoding is CPU work under the GIL: more at once is no faster, only more memory. Further
     requests wait for a slot (they are already admitted by ``max_works``)."""
 
-    def __init__(self, max_batch: int, slots: int) -> None:
+    def __init__(self, max_batch: int, slots: int, shape: Shape = IMAGE_SHAPE) -> None:
         self.max_batch = max_batch
+        self.shape = shape
         self._slots = threading.BoundedSemaphore(slots)
 
     def __call__(self, body: bytes, content_type: str | None) -> np.ndarray:
         with self._slots:
-            return decode_request(body, content_type, self.max_batch)
+            return decode_request(body, content_type, self.max_batch, self.shape)
 
 
 def _stack(images: list[np.ndarray]) -> np.ndarray:

@@ -79,7 +79,7 @@ class AdmittingService:
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.limiter = WorkLimiter(settings.max_works)
-        self.decode = Decoder(settings.max_batch, settings.max_decodes)
+        self.decode = Decoder(settings.max_batch, settings.max_decodes, settings.input_shape)
 
     def predict(self, body: bytes, content_type: str | None) -> Reply:
         """Answer one predict request (size check, admission, handling); never raises."""
@@ -116,6 +116,13 @@ class InferenceService(AdmittingService):
     """Runs the model in this process (the model server and embedded architectures)."""
 
     def __init__(self, model: Model, settings: ServerSettings) -> None:
+        shape = getattr(getattr(model, "input", None), "shape", settings.input_shape)
+        if tuple(shape) != tuple(settings.input_shape):
+            raise ValueError(
+                f"the model takes {list(shape)} images but the server was told "
+                f"{list(settings.input_shape)} (SERVECAP_INPUT_SHAPE): start it through servecap "
+                "or fix the variable"
+            )
         super().__init__(settings)
         self.model = model
         self.batcher: Batcher | None = None
@@ -152,6 +159,8 @@ class InferenceService(AdmittingService):
                 {
                     "model_version": self.model.version,
                     "model_path": str(self.settings.model_path),
+                    "input_shape": list(self.settings.input_shape),
+                    "input_range": list(self.settings.input_range),
                     "max_works": self.settings.max_works,
                     "batch_max": self.settings.batch_max,
                     "in_flight": self.limiter.in_flight,
@@ -166,7 +175,7 @@ def load_service(settings: ServerSettings | None = None) -> InferenceService:
     from targets.common.model import Predictor  # imports TensorFlow: keep it out of clients
 
     settings = settings or ServerSettings()
-    predictor = Predictor(settings.model_path)
+    predictor = Predictor(settings.model_path, settings.input_range)
     predictor.warm_up()
     freeze_heap()
     return InferenceService(predictor, settings)

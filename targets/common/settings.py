@@ -46,6 +46,12 @@ class ServerSettings(BaseSettings):
     batch_timeout_ms: float = Field(
         default=2.0, ge=0, le=1000, description="dynamic batching: longest wait for more"
     )
+    input_shape: tuple[int, int, int] = Field(
+        default=(32, 32, 3), description="the model's image: height, width, channels"
+    )
+    input_range: tuple[float, float] = Field(
+        default=(0.0, 255.0), description="what pixel values 0 and 255 become (float input)"
+    )
 
 
 def env_name(settings: type[BaseSettings], field: str) -> str:

@@ -87,7 +87,7 @@ trap cleanup EXIT
 budget "$PYTHON" -m pytest -q -p no:cacheprovider --durations=10 \
   tests/targets/test_images.py tests/targets/test_compose.py \
   tests/targets/test_docker_launcher.py tests/loadtests/test_docker_stats.py \
-  tests/loadtests/test_gpu.py tests/targets/test_triton.py
+  tests/loadtests/test_gpu.py tests/targets/test_triton.py tests/targets/test_container_kind.py
 done_step "docker tests"
 
 if ! ls artifacts/models/cifar10_cnn/*/saved_model.pb >/dev/null 2>&1; then

@@ -23,7 +23,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 
-from targets.common.payload import IMAGE_BYTES, IMAGE_SHAPE
+from targets.common.payload import IMAGE_SHAPE, Shape
 from targets.common.settings import ServerSettings
 
 TASK = "targets.jobqueue.tasks.classify"
@@ -140,7 +140,7 @@ class JobInputError(ValueError):
 
 
 def pack_images(images: np.ndarray) -> tuple[bytes, str, int]:
-    """float32 [n,32,32,3] pixel values -> (raw bytes, dtype name, n) for the job's arguments.
+    """float32 ``[n,h,w,c]`` pixel values -> (raw bytes, dtype name, n) for the job.
 
     uint8 (3 KB an image) when every value is an integer in 0..255, as with the base64 and
     JPEG encodings; float32 (12 KB) otherwise, so no value is ever altered.
@@ -152,8 +152,11 @@ def pack_images(images: np.ndarray) -> tuple[bytes, str, int]:
     return array.astype(np.float32).tobytes(), "float32", len(array)
 
 
-def unpack_images(data: object, dtype: object, count: object) -> np.ndarray:
-    """The inverse of :func:`pack_images`: float32 [n,32,32,3]; JobInputError if malformed.
+def unpack_images(
+    data: object, dtype: object, count: object, shape: Shape = IMAGE_SHAPE
+) -> np.ndarray:
+    """The inverse of :func:`pack_images`: float32 ``[n, *shape]`` (the model's images);
+    JobInputError if malformed.
 
     ``data`` is the job's input key's value (None once it expired or was deleted)."""
     if data is None:
@@ -161,10 +164,10 @@ def unpack_images(data: object, dtype: object, count: object) -> np.ndarray:
     if not isinstance(data, bytes) or dtype not in _DTYPES or not isinstance(count, int):
         raise JobInputError("job arguments must be ('uint8' | 'float32', int) with bytes input")
     kind = _DTYPES[str(dtype)]
-    expected = count * IMAGE_BYTES * np.dtype(kind).itemsize
+    expected = count * shape[0] * shape[1] * shape[2] * np.dtype(kind).itemsize
     if count < 1 or len(data) != expected:
         raise JobInputError(f"job holds {len(data)} bytes, expected {expected} for {count} images")
-    return np.frombuffer(data, dtype=kind).reshape(count, *IMAGE_SHAPE).astype(np.float32)
+    return np.frombuffer(data, dtype=kind).reshape(count, *shape).astype(np.float32)
 
 
 def result_dict(probabilities: np.ndarray) -> dict[str, list[int] | list[list[float]]]:

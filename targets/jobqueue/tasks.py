@@ -12,6 +12,7 @@ import threading
 
 from rq import get_current_job
 
+from targets.common.payload import IMAGE_SHAPE
 from targets.common.service import Model
 from targets.jobqueue.common import input_key, result_dict, unpack_images
 
@@ -37,7 +38,8 @@ def predictor() -> Model:
             from targets.common.model import Predictor  # TensorFlow: only in workers
             from targets.jobqueue.common import JobQueueSettings
 
-            _predictor = Predictor(JobQueueSettings().model_path)
+            settings = JobQueueSettings()
+            _predictor = Predictor(settings.model_path, settings.input_range)
         return _predictor
 
 
@@ -53,4 +55,6 @@ def classify(dtype: str, count: int) -> dict[str, list[int] | list[list[float]]]
             raise outcome
         return outcome
     data = job.connection.get(input_key(job.origin, job.id))
-    return result_dict(predictor().predict(unpack_images(data, dtype, count)))
+    model = predictor()
+    shape = getattr(getattr(model, "input", None), "shape", IMAGE_SHAPE)
+    return result_dict(model.predict(unpack_images(data, dtype, count, shape)))

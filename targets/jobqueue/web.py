@@ -67,7 +67,7 @@ class JobService:
         self.connection = connection or connect(settings, WEB_CLIENT_NAME, retries=1)
         self.queue = job_queue(settings, self.connection)
         self.admission = Admission(self.queue, settings)
-        self.decode = Decoder(settings.max_batch, settings.max_decodes)
+        self.decode = Decoder(settings.max_batch, settings.max_decodes, settings.input_shape)
 
     def busy(self, reason: str) -> Reply:
         return Reply(

@@ -62,6 +62,7 @@ from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 from rq.worker import WorkerStatus
 
+from targets.common.payload import IMAGE_SHAPE, Shape
 from targets.common.service import Model
 from targets.jobqueue import tasks
 from targets.jobqueue.common import (
@@ -119,6 +120,8 @@ class BatchWorker(SimpleWorker):
             pool.disconnect()
         super().__init__(queues, name=name, connection=connection, **kwargs)
         self.predictor = predictor
+        self.shape: Shape = getattr(getattr(predictor, "input", None), "shape", IMAGE_SHAPE)
+        """The images the model takes (jobs of another size fail as bad input)."""
         self.batch_max = batch_max
         self.batches = 0
         """Model calls made for batches (for tests and logs)."""
@@ -193,7 +196,8 @@ class BatchWorker(SimpleWorker):
         keys = [input_key(job.origin, job.id) for job in mine]
         for job, data in zip(mine, self.connection.mget(keys), strict=True):
             try:
-                decoded.append((job.id, unpack_images(data, *job.args)))
+                dtype, count = job.args  # a malformed job raises here: failed as bad input
+                decoded.append((job.id, unpack_images(data, dtype, count, self.shape)))
             except Exception as err:  # a malformed job, whatever the cause
                 outcomes[job.id] = JobInputError(f"cannot decode the job's images: {err}")
         if not decoded:
@@ -331,7 +335,7 @@ def main() -> None:
     from targets.common.model import Predictor  # TensorFlow
     from targets.common.service import freeze_heap
 
-    predictor = Predictor(settings.model_path)
+    predictor = Predictor(settings.model_path, settings.input_range)
     predictor.warm_up((1, settings.job_batch_max))
     freeze_heap()
     tasks.set_predictor(predictor)

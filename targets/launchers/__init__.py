@@ -1,18 +1,31 @@
 """Launchers start a target and stop it without leaving anything behind.
 
 One interface (:class:`targets.launchers.base.Launcher`), several implementations:
-``process`` (local process groups, the default) and ``docker`` (containers from
-docker-compose.yml). Use :func:`get_launcher` to pick one by name.
+``process`` (local process groups, the default), ``docker`` (containers from
+docker-compose.yml) and ``external`` (starts nothing: a server that is already running, for
+the kinds that say so). Use :func:`get_launcher` to pick one by name.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from targets.launchers.base import Launcher, LaunchError, RunningTarget
+
+if TYPE_CHECKING:
+    from targets.kind import Kind
 
 LAUNCHERS = ("process", "docker")
 
 
-def get_launcher(name: str) -> Launcher:
+def get_launcher(name: str, kind: Kind | None = None) -> Launcher:
+    """The launcher called ``name``, or the one ``kind`` always uses (:attr:`Kind.launcher`)."""
+    if kind is not None and kind.launcher is not None:
+        name = kind.launcher
+    if name == "external":
+        from targets.launchers.external import ExternalLauncher
+
+        return ExternalLauncher()
     if name == "process":
         from targets.launchers.process import ProcessLauncher
 

@@ -9,6 +9,7 @@ tfserving-rest     http       ``POST /v1/models/<model>:predict`` (:mod:`.tfserv
 tfserving-grpc     grpc       ``PredictionService/Predict`` (:mod:`.tfserving`)
 v2-rest            http       ``POST /v2/models/<model>/infer``, JSON or binary (:mod:`.v2`)
 v2-grpc            grpc       ``GRPCInferenceService/ModelInfer`` (:mod:`.v2`)
+image-upload       http       the image file as the body or a form field (:mod:`.upload`)
 =================  =========  ==============================================================
 """
 
@@ -20,12 +21,14 @@ from targets.protocols.base import Endpoint, Protocol, ProtocolError
 from targets.protocols.jobs import JobsProtocol
 from targets.protocols.servecap import ServecapProtocol
 from targets.protocols.tfserving import TFServingGrpc, TFServingRest
+from targets.protocols.upload import ImageUpload
 from targets.protocols.v2 import V2Grpc, V2Rest
 
 PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in (
-        ServecapProtocol(), JobsProtocol(), TFServingRest(), TFServingGrpc(), V2Rest(), V2Grpc()
+        ServecapProtocol(), JobsProtocol(), TFServingRest(), TFServingGrpc(), V2Rest(), V2Grpc(),
+        ImageUpload(),
     )
 }  # fmt: skip
 

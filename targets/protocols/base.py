@@ -16,10 +16,13 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+
+from targets.inputs import CIFAR_INPUT, InputSpec
 
 Transport = Literal["http", "grpc", "jobs"]
 Headers = Mapping[str, str]
@@ -34,6 +37,37 @@ class ProtocolError(RuntimeError):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What a running server says about its model through its metadata API (None: not said)."""
+
+    input_name: str | None = None
+    shape: tuple[int, int, int] | None = None
+    dtype: str | None = None
+    """``float32`` or ``uint8``."""
+    range: tuple[float, float] | None = None
+    output_name: str | None = None
+    classes: int | None = None
+
+    def input(self) -> InputSpec | None:
+        """The input it declares (None when it declares no image shape)."""
+        if self.shape is None:
+            return None
+        dtype = self.dtype if self.dtype in ("float32", "uint8") else "float32"
+        value_range = self.range if self.range is not None and dtype == "float32" else (0, 255)
+        return InputSpec(shape=self.shape, dtype=dtype, range=value_range)  # type: ignore[arg-type]
+
+
+def image_shape(dims: list[int]) -> tuple[int, int, int] | None:
+    """``[batch?, h, w, c]`` as (h, w, c) when it is an image input, else None."""
+    dims = [int(d) for d in dims]
+    if len(dims) == 4:
+        dims = dims[1:]
+    if len(dims) != 3 or min(dims) < 1 or dims[2] not in (1, 3):
+        return None
+    return dims[0], dims[1], dims[2]
 
 
 class Endpoint(BaseModel):
@@ -51,7 +85,16 @@ class Endpoint(BaseModel):
     input_name: str = "images"
     """The model's input tensor, for tensor protocols (KServe v2, TF Serving gRPC)."""
     output_name: str = "probabilities"
-    """The output read back (scores per class)."""
+    """The output read back (scores per class, or class ids: ``output_kind``)."""
+    output_kind: Literal["probabilities", "logits", "class_id"] = "probabilities"
+    """What the output holds: scores (probabilities or logits: the class is the top one), or
+    the class id itself."""
+    predict_path: str | None = None
+    """The path requests go to, for protocols whose servers choose it (image-upload)."""
+    upload_field: str | None = None
+    """image-upload: send the file as this multipart form field (None: the body itself)."""
+    input: InputSpec = CIFAR_INPUT
+    """The model's input: images are sized to it, tensors typed and scaled by it."""
 
 
 class Protocol:
@@ -66,10 +109,25 @@ class Protocol:
     primary_request: ClassVar[str | None] = None
     """The request name the headline figures describe, when a run records several."""
     grpc_method: ClassVar[str] = ""
+    uploads_files: ClassVar[bool] = False
+    """Whether requests carry image files (the dataset's files, resized when needed) rather
+    than pixels."""
+    max_images_per_request: ClassVar[int | None] = None
+    """The most images one request can carry (None: any batch)."""
 
     def predict_path(self, endpoint: Endpoint) -> str:
         """The HTTP path requests are POSTed to."""
         raise NotImplementedError
+
+    def health_path(self, endpoint: Endpoint) -> str | None:
+        """The HTTP path that answers 200 when the server is ready (None: none is known; a
+        TCP connection to the endpoint is the test)."""
+        return None
+
+    def discover(self, endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
+        """What the running server says about its model (its metadata API); an empty
+        Discovery when the protocol has no such API or the server does not answer it."""
+        return Discovery()
 
     def encode(
         self,
@@ -93,7 +151,11 @@ class Protocol:
         self.probabilities(answer, endpoint)
 
     def classes(self, answer: bytes, endpoint: Endpoint | None = None) -> list[int]:
-        return [int(c) for c in self.probabilities(answer, endpoint).argmax(axis=1)]
+        """The class of each image: the top score, or the id itself (``output_kind``)."""
+        output = np.asarray(self.probabilities(answer, endpoint))
+        if endpoint is not None and endpoint.output_kind == "class_id":
+            return [int(c) for c in output.reshape(-1)]
+        return [int(c) for c in output.argmax(axis=1)]
 
     def check_encoding(self, encoding: str) -> None:
         if encoding not in self.encodings:

@@ -12,9 +12,11 @@ import numpy as np
 import orjson
 
 from targets.common.payload import encode_request
-from targets.protocols.base import Endpoint, Headers, Protocol
+from targets.protocols.base import Discovery, Endpoint, Headers, Protocol, http_get, image_shape
 
 PREDICT_PATH = "/v1/predict"
+HEALTH_PATH = "/healthz"
+INFO_PATH = "/v1/info"
 
 
 class ServecapProtocol(Protocol):
@@ -23,6 +25,23 @@ class ServecapProtocol(Protocol):
 
     def predict_path(self, endpoint: Endpoint) -> str:
         return PREDICT_PATH
+
+    def health_path(self, endpoint: Endpoint) -> str | None:
+        return HEALTH_PATH
+
+    def discover(self, endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
+        """A servecap server's ``/v1/info``: its model's image shape and value range."""
+        try:
+            status, body = http_get(endpoint.base_url + INFO_PATH, timeout_s)
+            doc: Any = orjson.loads(body) if status == 200 else {}
+        except (OSError, ValueError):
+            return Discovery()
+        shape = image_shape(doc.get("input_shape") or []) if isinstance(doc, dict) else None
+        if shape is None:
+            return Discovery()
+        found = doc.get("input_range")
+        value_range = (float(found[0]), float(found[1])) if isinstance(found, list) else None
+        return Discovery(shape=shape, range=value_range)
 
     def encode(
         self,

@@ -15,7 +15,8 @@ travels in ``raw_input_contents`` (as Triton's own clients send it), answered by
 ``ModelInferResponse`` with ``raw_output_contents``; messages from ``tritonclient``'s
 generated protos. Health: ``GET /v2/health/ready``.
 
-Images go as FP32 pixel values (the model's declared input), shape ``[n, h, w, c]``.
+Images go as the model's input tensor (:class:`targets.inputs.InputSpec`: FP32 values in its
+range, or UINT8 pixels), shape ``[n, h, w, c]``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-from targets.protocols.base import Endpoint, Headers, Protocol, grpc_unary
+from targets.inputs import CIFAR_INPUT, InputSpec
+from targets.protocols.base import (
+    Discovery,
+    Endpoint,
+    Headers,
+    Protocol,
+    grpc_unary,
+    http_get,
+    image_shape,
+)
 
 HEALTH_PATH = "/v2/health/ready"
 GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
@@ -38,29 +48,65 @@ def infer_path(model: str) -> str:
     return f"/v2/models/{model}/infer"
 
 
+def metadata_path(model: str) -> str:
+    return f"/v2/models/{model}"
+
+
+def discover(endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
+    """The model metadata (``GET /v2/models/<model>``, over HTTP): its image input (name,
+    shape, datatype) and its output of scores (the one named like the endpoint's, or the
+    first)."""
+    try:
+        status, body = http_get(endpoint.base_url + metadata_path(endpoint.model_name or
+                                                                   "model"), timeout_s)  # fmt: skip
+        doc: Any = orjson.loads(body) if status == 200 else {}
+    except (OSError, ValueError):
+        return Discovery()
+    inputs, outputs = doc.get("inputs") or [], doc.get("outputs") or []
+    if len(inputs) != 1 or not outputs:
+        return Discovery()
+    (tensor,) = inputs
+    datatype = str(tensor.get("datatype", ""))
+    dtype = "uint8" if datatype.startswith(("UINT", "INT")) else "float32"
+    named = [o for o in outputs if o.get("name") == endpoint.output_name]
+    output = (named or outputs)[0]
+    out_dims = [int(d) for d in output.get("shape") or []]
+    return Discovery(
+        input_name=str(tensor.get("name")), shape=image_shape(tensor.get("shape") or []),
+        dtype=dtype, output_name=str(output.get("name")),
+        classes=out_dims[-1] if out_dims and out_dims[-1] > 0 else None,
+    )  # fmt: skip
+
+
 def _names(endpoint: Endpoint | None) -> tuple[str, str]:
     if endpoint is None:
         return "images", "probabilities"
     return endpoint.input_name, endpoint.output_name
 
 
-def _tensor(images: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(images, dtype="<f4")
+def _tensor(images: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, str]:
+    """The input tensor of ``images`` (uint8 pixels) and its v2 datatype."""
+    tensor = spec.tensor(images)
+    return (tensor, "UINT8") if spec.dtype == "uint8" else (tensor.astype("<f4"), "FP32")
 
 
 def rest_request(
-    images: np.ndarray, binary: bool, input_name: str = "images", output: str = "probabilities"
-) -> tuple[bytes, Headers]:
+    images: np.ndarray, binary: bool, input_name: str = "images", output: str = "probabilities",
+    spec: InputSpec = CIFAR_INPUT,
+) -> tuple[bytes, Headers]:  # fmt: skip
     """A v2 HTTP request for ``images`` (JSON tensor, or the binary extension)."""
-    tensor = _tensor(images)
-    spec: dict[str, Any] = {"name": input_name, "shape": list(tensor.shape), "datatype": "FP32"}
+    tensor, datatype = _tensor(images, spec)
+    spec_doc: dict[str, Any] = {
+        "name": input_name, "shape": list(tensor.shape), "datatype": datatype,
+    }  # fmt: skip
     if not binary:
-        spec["data"] = tensor.ravel().tolist()
-        doc = {"inputs": [spec], "outputs": [{"name": output}]}
+        spec_doc["data"] = tensor.ravel().tolist()
+        doc = {"inputs": [spec_doc], "outputs": [{"name": output}]}
         return orjson.dumps(doc), {"Content-Type": "application/json"}
     raw = tensor.tobytes()
-    spec["parameters"] = {"binary_data_size": len(raw)}
-    doc = {"inputs": [spec], "outputs": [{"name": output, "parameters": {"binary_data": True}}]}
+    spec_doc["parameters"] = {"binary_data_size": len(raw)}
+    outputs = [{"name": output, "parameters": {"binary_data": True}}]
+    doc = {"inputs": [spec_doc], "outputs": outputs}
     header = orjson.dumps(doc)
     headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
     return header + raw, headers
@@ -92,7 +138,9 @@ def rest_output(answer: bytes, name: str = "probabilities") -> np.ndarray:
     raise ValueError(f"answer has no output '{name}': {[o.get('name') for o in outputs]}")
 
 
-def _probabilities(values: np.ndarray) -> np.ndarray:
+def _probabilities(values: np.ndarray, endpoint: Endpoint | None = None) -> np.ndarray:
+    if endpoint is not None and endpoint.output_kind == "class_id":
+        return values
     if values.ndim != 2:
         raise ValueError(f"scores must be [n, classes], got {list(values.shape)}")
     return values
@@ -108,6 +156,12 @@ class V2Rest(Protocol):
     def predict_path(self, endpoint: Endpoint) -> str:
         return infer_path(endpoint.model_name or "model")
 
+    def health_path(self, endpoint: Endpoint) -> str | None:
+        return HEALTH_PATH
+
+    def discover(self, endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
+        return discover(endpoint, timeout_s)
+
     def encode(
         self,
         images: np.ndarray,
@@ -116,22 +170,24 @@ class V2Rest(Protocol):
         endpoint: Endpoint | None = None,
     ) -> tuple[bytes, Headers]:
         self.check_encoding(encoding)
-        return rest_request(images, encoding != "json", *_names(endpoint))
+        spec = endpoint.input if endpoint is not None else CIFAR_INPUT
+        return rest_request(images, encoding != "json", *_names(endpoint), spec=spec)
 
     def probabilities(self, answer: bytes, endpoint: Endpoint | None = None) -> np.ndarray:
-        return _probabilities(rest_output(answer, _names(endpoint)[1]))
+        return _probabilities(rest_output(answer, _names(endpoint)[1]), endpoint)
 
 
 def grpc_request(
-    images: np.ndarray, model: str, input_name: str = "images", output: str = "probabilities"
-) -> bytes:
+    images: np.ndarray, model: str, input_name: str = "images", output: str = "probabilities",
+    spec: InputSpec = CIFAR_INPUT,
+) -> bytes:  # fmt: skip
     from tritonclient.grpc import service_pb2
 
-    tensor = _tensor(images)
+    tensor, datatype = _tensor(images, spec)
     request = service_pb2.ModelInferRequest(model_name=model)
-    spec = request.inputs.add()
-    spec.name, spec.datatype = input_name, "FP32"
-    spec.shape.extend(tensor.shape)
+    tensor_spec = request.inputs.add()
+    tensor_spec.name, tensor_spec.datatype = input_name, datatype
+    tensor_spec.shape.extend(tensor.shape)
     request.outputs.add().name = output
     request.raw_input_contents.append(tensor.tobytes())
     return bytes(request.SerializeToString())
@@ -162,6 +218,12 @@ class V2Grpc(Protocol):
     """gRPC carries raw tensor bytes whatever the scenario's encoding."""
     grpc_method = GRPC_METHOD
 
+    def health_path(self, endpoint: Endpoint) -> str | None:
+        return HEALTH_PATH  # the server's HTTP side: Triton, KServe and MLServer have both
+
+    def discover(self, endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
+        return discover(endpoint, timeout_s)
+
     def encode(
         self,
         images: np.ndarray,
@@ -171,10 +233,11 @@ class V2Grpc(Protocol):
     ) -> tuple[bytes, Headers]:
         self.check_encoding(encoding)
         model = (endpoint.model_name if endpoint else None) or "model"
-        return grpc_request(images, model, *_names(endpoint)), {}
+        spec = endpoint.input if endpoint is not None else CIFAR_INPUT
+        return grpc_request(images, model, *_names(endpoint), spec=spec), {}
 
     def probabilities(self, answer: bytes, endpoint: Endpoint | None = None) -> np.ndarray:
-        return _probabilities(grpc_output(answer, _names(endpoint)[1]))
+        return _probabilities(grpc_output(answer, _names(endpoint)[1]), endpoint)
 
     def infer(
         self, endpoint: Endpoint, body: bytes, headers: Headers, timeout_s: float = 30.0

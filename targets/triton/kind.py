@@ -180,16 +180,9 @@ class TritonKind(ModelKind):
 
     def metrics(self, config: TargetConfig) -> MetricsSource:
         assert isinstance(config, TritonConfig)
-        return MetricsSource(
-            url=f"{loopback_url('127.0.0.1', config.triton_metrics_port)}/metrics",
-            requests="nv_inference_request_success",
-            inferences="nv_inference_count",
-            executions="nv_inference_exec_count",
-            queue_time="nv_inference_queue_duration_us",
-            model_time="nv_inference_compute_infer_duration_us",
-            time_unit_s=1e-6,
-            in_flight="nv_inference_pending_request_count",
-        )
+        from targets.triton.metrics import source
+
+        return source(f"{loopback_url('127.0.0.1', config.triton_metrics_port)}/metrics")
 
     def readiness(self, config: TargetConfig) -> list[Probe]:
         assert isinstance(config, TritonConfig)

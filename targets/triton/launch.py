@@ -20,6 +20,7 @@ import argparse
 import os
 from pathlib import Path
 
+from targets.common.signature import read_signature
 from targets.triton.repository import ModelSettings, tritonserver_root, write
 
 EXIT_TIMEOUT_S = 10
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grpc-port", type=int, required=True)
     parser.add_argument("--metrics-port", type=int, required=True)
     args = parser.parse_args(argv)
+    signature = read_signature(args.model)  # any image classifier: its shape, type, classes
     model = ModelSettings(
         name=args.model_name,
         savedmodel_dir=args.model.resolve(),
@@ -65,6 +67,11 @@ def main(argv: list[str] | None = None) -> None:
         preferred_batch_sizes=tuple(int(n) for n in args.preferred.split(",") if n),
         instances=args.instances,
         backend_env=args.backend_env,
+        input_dims=signature.shape,
+        input_dtype="TYPE_UINT8" if signature.dtype == "uint8" else "TYPE_FP32",
+        output_dims=(signature.classes or -1,),
+        signature_input=signature.input_name,
+        signature_output=signature.output_name,
     )
     root = tritonserver_root()
     models, backends = write(args.prefix, model, root)

@@ -34,9 +34,14 @@ class ModelSettings:
     instances: int
     backend_env: Path | None
     input_name: str = "images"
+    """Triton's name for the input (clients use it), whatever the signature calls it."""
     input_dims: tuple[int, ...] = (32, 32, 3)
+    input_dtype: str = "TYPE_FP32"
     output_name: str = "probabilities"
     output_dims: tuple[int, ...] = (10,)
+    signature_input: str = "images"
+    """The SavedModel signature's input and output names (the backend maps them)."""
+    signature_output: str = "probabilities"
 
 
 def _dims(dims: tuple[int, ...]) -> str:
@@ -58,13 +63,15 @@ def config_pbtxt(m: ModelSettings) -> str:
 name: "{m.name}"
 backend: "python"
 max_batch_size: {m.max_batch_size}
-input [ {{ name: "{m.input_name}" data_type: TYPE_FP32 dims: [ {_dims(m.input_dims)} ] }} ]
+input [ {{ name: "{m.input_name}" data_type: {m.input_dtype} dims: [ {_dims(m.input_dims)} ] }} ]
 output [ {{ name: "{m.output_name}" data_type: TYPE_FP32 dims: [ {_dims(m.output_dims)} ] }} ]
 dynamic_batching {{
   max_queue_delay_microseconds: {m.max_queue_delay_us}{preferred}
 }}
 instance_group [ {{ kind: KIND_CPU count: {m.instances} }} ]
-parameters: {{ key: "SAVEDMODEL_DIR" value: {{ string_value: "{m.savedmodel_dir}" }} }}{env}
+parameters: {{ key: "SAVEDMODEL_DIR" value: {{ string_value: "{m.savedmodel_dir}" }} }}
+parameters: {{ key: "SIGNATURE_INPUT" value: {{ string_value: "{m.signature_input}" }} }}
+parameters: {{ key: "SIGNATURE_OUTPUT" value: {{ string_value: "{m.signature_output}" }} }}{env}
 """
 
 

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from targets.config import target_config
 from targets.docker import compose, entrypoint
@@ -23,15 +24,25 @@ from targets.docker.entrypoint import bind_reuse_port, decode_config, expand
 from targets.docker.healthcheck import own_listener, probe, ready
 from targets.kind import CONTAINER
 from targets.launchers.docker import ContainerOptions, compose_env, container_env
+from targets.launchers.docker.environment import options_for
 from targets.registry import get_kind, kinds
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 KINDS = sorted(k for k, kind in kinds().items() if kind.containers is not None)
+SERVECAP_KINDS = [k for k in KINDS if k != "container"]
+"""Kinds whose containers run servecap's images (``container`` runs the user's image)."""
+USER_IMAGE = {"image": "team/classifier:1.4", "protocol": "image-upload"}
+
+
+def config_for(kind: str, tmp_path: Path, **config: object):  # type: ignore[no-untyped-def]
+    if kind == "container":
+        return target_config(kind=kind, port=9101, **{**USER_IMAGE, **config})
+    return target_config(kind=kind, port=9101, model_path=str(tmp_path), **config)
 
 
 def env_for(kind: str, tmp_path: Path, **config: object) -> dict[str, str]:
-    cfg = target_config(kind=kind, port=9101, model_path=str(tmp_path), **config)
+    cfg = config_for(kind, tmp_path, **config)
     return compose_env("t", cfg, ContainerOptions(), "abcd1234", tmp_path / "c.env")
 
 
@@ -54,9 +65,10 @@ def test_every_service_follows_the_conventions(tmp_path: Path) -> None:
     for name, spec in services.items():
         assert spec["network_mode"] == "host", name
         assert spec["init"] is True, name
-        assert spec["user"] == "10001:10001", name
-        assert spec["read_only"] is True, name
-        assert any(t.startswith("/tmp:") for t in spec["tmpfs"]), name
+        if name != "container":  # the user's image keeps its own user and file system
+            assert spec["user"] == "10001:10001", name
+            assert spec["read_only"] is True, name
+            assert any(t.startswith("/tmp:") for t in spec["tmpfs"]), name
         labels = spec["labels"]
         assert labels["io.servecap.managed"] == "true", name
         assert labels["io.servecap.target"] == "t" and labels["io.servecap.run"] == "abcd1234"
@@ -78,7 +90,8 @@ def test_the_launcher_sets_every_variable_the_files_use(tmp_path: Path) -> None:
     gpu_services = compose.load(compose.GPU_FILE)["services"]
     for kind in KINDS:
         # The compose variables, and what each launch makes afresh (the job queue's password)
-        env = {**env_for(kind, tmp_path), **get_kind(kind).launch_env(target_config(kind=kind))}
+        env = {**env_for(kind, tmp_path),
+               **get_kind(kind).launch_env(config_for(kind, tmp_path))}  # fmt: skip
         used = compose.variables(profile=kind)
         for service in compose.services(env, kind):
             used |= {m.group(1) for m in re.finditer(r"\$\{(\w+)", str(gpu_services.get(service)))}
@@ -114,11 +127,12 @@ def test_container_env_carries_the_config_with_container_paths(tmp_path: Path) -
 # ------------------------------------------------------------------ one command definition
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_service_runs_a_role_of_its_kinds_container_plan(kind: str, tmp_path: Path) -> None:
-    (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "saved_model.pb").write_bytes(b"")  # plans may resolve the version
-    cfg = target_config(kind=kind, port=9101, model_path=str(tmp_path))
+@pytest.mark.parametrize("kind", SERVECAP_KINDS)
+def test_every_service_runs_a_role_of_its_kinds_container_plan(
+    kind: str, tmp_path: Path, tiny_model: Path
+) -> None:
+    # plans resolve the version and read the model's input from its signature
+    cfg = target_config(kind=kind, port=9101, model_path=str(tiny_model))
     roles = {spec.role for spec in kinds()[kind].process_plan("t", cfg, CONTAINER)}
     for name, spec in compose.services(env_for(kind, tmp_path), kind).items():
         if spec.get("entrypoint"):  # an official image with its own program (TF Serving)
@@ -136,6 +150,29 @@ def test_image_commands_name_a_role(dockerfile: Path) -> None:
     assert command[0] == "serve" and len(command) == 2
     services = compose.load()["services"]
     assert command[1] in services
+
+
+def test_a_user_image_runs_with_its_command_as_written_and_the_target_limits(
+    tmp_path: Path,
+) -> None:
+    from targets.launchers.docker.launcher import write_overrides
+
+    cfg = config_for("container", tmp_path, command=["serve", "--port", "{port}", "$HOME"],
+                     cpus=0.5, memory_limit_mb=256)  # fmt: skip
+    options = options_for(cfg)
+    env = compose_env("t", cfg, options, "abcd1234", tmp_path / "c.env")
+    (spec,) = compose.services(env, "container").values()
+    assert spec["image"] == "team/classifier:1.4"
+    assert spec["cpus"] == "0.5" and spec["mem_limit"] == "256m"
+    assert spec["labels"]["io.servecap.managed"] == "true"
+    assert spec["healthcheck"] == {"disable": True}  # readiness: its health path, from the host
+    override = write_overrides(get_kind("container"), cfg, tmp_path)
+    assert override is not None
+    doc = yaml.safe_load(override.read_text())
+    # {port} is the target's; $ is escaped so Compose passes it on as written
+    assert doc["services"]["container"]["command"] == ["serve", "--port", "9101", "$$HOME"]
+    assert write_overrides(get_kind("container"), config_for("container", tmp_path), tmp_path) \
+        is None  # fmt: skip
 
 
 def test_serve_execs_the_process_of_its_role_with_its_environment(

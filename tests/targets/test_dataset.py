@@ -409,3 +409,63 @@ def test_failed_download_says_how_to_work_offline(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(ds, "_load_keras_split", offline)
     with pytest.raises(DatasetError, match="official download failed .*SERVECAP_CIFAR10_DIR"):
         load_split("test", None, limit=3)
+
+
+# ---------------------------------------------------------------- your own images and model
+
+
+def _class_folders(root: Path, names: tuple[str, ...], size: tuple[int, int], fmt: str) -> Path:
+    """``root/<class>/*``: two images per class, of ``size`` (w, h), solid colours."""
+    for label, name in enumerate(names):
+        for i in range(2):
+            pixels = np.empty((size[1], size[0], 3), dtype=np.uint8)
+            pixels[...] = _color(label, i)
+            _write(root / name / f"{i}.{fmt.lower()}", pixels, fmt)
+    return root
+
+
+def test_a_folder_of_classes_is_a_test_split_labelled_in_sorted_order(tmp_path: Path) -> None:
+    from targets.common.dataset import class_names
+    from targets.inputs import InputSpec
+
+    root = _class_folders(tmp_path / "flat", ("zebra", "apple", "mango"), (48, 40), "PNG")
+    spec = InputSpec(shape=(24, 24, 1), dtype="uint8")
+    test = load_split("test", root, spec=spec, classes=None, resize=True)
+    assert class_names(root, classes=None) == ("apple", "mango", "zebra")
+    assert test.images.shape == (6, 24, 24, 1) and test.images.dtype == np.uint8
+    for image, label, name in zip(test.images, test.labels, test.files, strict=True):
+        assert name.split("/")[0] == ("apple", "mango", "zebra")[label]
+        assert np.ptp(image) == 0  # a solid colour stays solid when resized and made grey
+    # a given classes list decides the labels, and must match the folders
+    given = load_split("test", root, spec=spec, classes=("zebra", "mango", "apple"), resize=True)
+    assert [f.split("/")[0] for f in given.files if given.labels[given.files.index(f)] == 0] == [
+        "zebra",
+        "zebra",
+    ]
+    with pytest.raises(DatasetError, match="must be exactly"):
+        load_split("test", root, spec=spec, classes=("apple", "mango"), resize=True)
+    # without resize, a wrong size names the file and the size wanted
+    with pytest.raises(DatasetError, match="24"):
+        load_split("test", root, spec=spec, classes=None)
+
+
+def test_resized_files_keep_their_format_and_match_the_decoded_split(tmp_path: Path) -> None:
+    from targets.inputs import InputSpec
+
+    root = _class_folders(tmp_path / "flat", ("a", "b"), (64, 64), "PNG")
+    spec = InputSpec(shape=(32, 32, 3), dtype="float32", range=(0.0, 1.0))
+    files, labels = load_jpeg_bytes("test", root, spec=spec, classes=None, resize=True)
+    split = load_split("test", root, spec=spec, classes=None, resize=True)
+    assert list(labels) == list(split.labels)
+    for data, pixels in zip(files, split.images, strict=True):
+        assert data.startswith(b"\x89PNG")  # PNG stays PNG (lossless: same pixels)
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.size == (32, 32)
+            assert np.array_equal(np.asarray(im.convert("RGB")), pixels)
+
+
+def test_the_keras_download_refuses_another_model_input() -> None:
+    from targets.inputs import InputSpec
+
+    with pytest.raises(DatasetError, match="folder"):
+        load_split("test", None, spec=InputSpec(shape=(64, 64, 1), dtype="uint8"))

@@ -213,16 +213,14 @@ def test_launch_plan_django_behind_nginx() -> None:
     assert [django.role, nginx.role] == ["django", "nginx"]
 
 
-def test_launch_refuses_busy_internal_port(tmp_path: Path) -> None:
+def test_launch_refuses_busy_internal_port(tiny_model: Path) -> None:
     from targets.launchers.process import check_can_start
 
-    (tmp_path / "1").mkdir()
-    (tmp_path / "1" / "saved_model.pb").write_bytes(b"")  # only its presence is checked here
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
         config = target_config(kind="django-embedded", port=free_port(), internal_port=busy,
-                               model_path=str(tmp_path))  # fmt: skip
+                               model_path=str(tiny_model))  # fmt: skip
         with pytest.raises(LaunchError, match=rf"internal_port {busy} on 127.0.0.1 is already"):
             check_can_start("d", config)

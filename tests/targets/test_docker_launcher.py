@@ -325,7 +325,7 @@ def test_failures_are_named_and_leave_nothing(
         )
     with pytest.raises(LaunchError) as err, DockerLauncher().launch("tfs", tfs, tmp_path / "a"):
         pass
-    if "not available and no registry reachable" not in str(err.value):
+    if "could not be pulled" not in str(err.value):
         assert "not ready" in str(err.value) or "exited" in str(err.value)  # a registry host
     # A model the container user cannot read.
     private = Path(tempfile.mkdtemp(prefix="servecap-private-"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import numpy as np
 import orjson
@@ -192,7 +193,7 @@ def test_decoder_bounds_concurrent_decodes(monkeypatch: pytest.MonkeyPatch) -> N
     lock = threading.Lock()
     original = payload.decode_request
 
-    def slow_decode(body: bytes, ctype: str | None, max_batch: int = 256) -> np.ndarray:
+    def slow_decode(body: bytes, ctype: str | None, *args: Any) -> np.ndarray:
         nonlocal active, peak
         with lock:
             active += 1
@@ -200,7 +201,7 @@ def test_decoder_bounds_concurrent_decodes(monkeypatch: pytest.MonkeyPatch) -> N
         time.sleep(0.05)
         with lock:
             active -= 1
-        return original(body, ctype, max_batch)
+        return original(body, ctype, *args)
 
     body, ctype = encode_request(IMAGES[:1], "base64")
     monkeypatch.setattr(payload, "decode_request", slow_decode)

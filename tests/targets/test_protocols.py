@@ -81,3 +81,43 @@ def test_servecap_sends_base64_for_binary_and_every_protocol_states_its_encoding
         get_protocol("tfserving-rest").encode(IMAGES, "jpeg")
     with pytest.raises(ValueError, match="did you mean 'v2-rest'"):
         get_protocol("v2-res")
+
+
+def test_image_upload_sends_the_file_as_the_body_or_a_form_field() -> None:
+    import io
+    from email.parser import BytesParser
+
+    from PIL import Image
+
+    upload = get_protocol("image-upload")
+    raw = Endpoint(protocol="image-upload", base_url="http://127.0.0.1:1")
+    jpeg = io.BytesIO()
+    Image.fromarray(IMAGES[0]).save(jpeg, format="JPEG")
+    body, headers = upload.encode(IMAGES[:1], "file", [jpeg.getvalue()], endpoint=raw)
+    assert body == jpeg.getvalue() and headers["Content-Type"] == "image/jpeg"
+    png, headers = upload.encode(IMAGES[:1], "png", endpoint=raw)
+    assert headers["Content-Type"] == "image/png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), IMAGES[0])  # lossless
+    form = raw.model_copy(update={"upload_field": "file", "predict_path": "/classify"})
+    body, headers = upload.encode(IMAGES[:1], "file", [jpeg.getvalue()], endpoint=form)
+    assert upload.predict_path(form) == "/classify" and upload.predict_path(raw) == "/v1/predict"
+    message = BytesParser().parsebytes(
+        f"Content-Type: {headers['Content-Type']}\r\n\r\n".encode() + body
+    )
+    (part,) = message.get_payload()
+    assert part.get_param("name", header="content-disposition") == "file"
+    assert part.get_payload(decode=True) == jpeg.getvalue()
+    with pytest.raises(ValueError, match="one image per request"):
+        upload.encode(IMAGES[:2], "png", endpoint=raw)
+
+
+def test_image_upload_reads_scores_or_class_ids_from_a_named_field() -> None:
+    upload = get_protocol("image-upload")
+    scores = Endpoint(protocol="image-upload", base_url="http://127.0.0.1:1",
+                      output_name="result.scores", output_kind="logits")  # fmt: skip
+    answer = json.dumps({"result": {"scores": [-1.0, 3.5, 0.2]}}).encode()
+    assert upload.classes(answer, scores) == [1]
+    ids = scores.model_copy(update={"output_name": "label", "output_kind": "class_id"})
+    assert upload.classes(b'{"label": 7}', ids) == [7]
+    with pytest.raises(ValueError, match="answer has no 'label'"):
+        upload.classes(b'{"class": 7}', ids)

@@ -62,7 +62,7 @@ def ensure_images(client: Any, name: str, images: Sequence[str], pull: bool = Tr
     for ref in dict.fromkeys(images):
         if image_present(client, ref):
             continue
-        if ref.startswith("servecap/") or "/" not in ref.split(":")[0]:
+        if ref.startswith("servecap/"):
             raise LaunchError(
                 f"target '{name}': image {ref} is not built; run `servecap images build` "
                 "(`--offline` where no registry is reachable)"
@@ -75,8 +75,9 @@ def ensure_images(client: Any, name: str, images: Sequence[str], pull: bool = Tr
         except Exception as err:
             why = str(getattr(err, "explanation", None) or err).strip()
             raise LaunchError(
-                f"target '{name}': image {ref} not available and no registry reachable "
-                f"(docker pull: {why[:160]}); skipping this target"
+                f"target '{name}': image {ref} is not in the local engine and could not be "
+                f"pulled (docker pull: {why[:160]}); build it (`docker build -t {ref} ...`) or "
+                "pull it first; skipping this target"
             ) from None
 
 

@@ -45,6 +45,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from targets.config import ModelConfig, TargetConfig
 from targets.docker import compose
 from targets.kind import Containers, Kind, Probe
@@ -147,7 +149,8 @@ class DockerLauncher:
         self._check(name, config, options, layout, specs, client)
 
         env = {**os.environ, **variables, **kind.launch_env(config)}  # secrets: no file
-        base = [*cli, "-p", project, *self._files(options), "--profile", _profile_name(config)]
+        files = self._files(options, write_overrides(kind, config, logs_dir))
+        base = [*cli, "-p", project, *files, "--profile", _profile_name(config)]
         up = [*base, "up", "-d", "--no-build"]
         for service, count in scales(kind, config, layout).items():
             up += ["--scale", f"{service}={count}"]
@@ -172,10 +175,12 @@ class DockerLauncher:
 
     # ------------------------------------------------------------------ steps
 
-    def _files(self, options: ContainerOptions) -> list[str]:
+    def _files(self, options: ContainerOptions, overrides: Path | None = None) -> list[str]:
         files = ["-f", str(self.compose_file)]
         if options.gpu:
             files += ["-f", str(self.compose_file.with_name(compose.GPU_FILE.name))]
+        if overrides is not None:
+            files += ["-f", str(overrides)]
         return files
 
     def _profile(
@@ -188,6 +193,8 @@ class DockerLauncher:
                 variables, None, self.compose_file.with_name(compose.GPU_FILE.name)
             )
             specs = {n: {**s, **gpu.get(n, {})} for n, s in specs.items()}
+        overrides = get_kind(config.kind).compose_overrides(config)
+        specs = {n: {**s, **overrides.get(n, {})} for n, s in specs.items()}
         return specs, layout_of(get_kind(config.kind), config, list(specs))
 
     def _check(
@@ -313,6 +320,28 @@ class DockerLauncher:
         with contextlib.suppress(LaunchError, OSError):
             self._compose(down, env, logs_dir / "compose-down.log", 120)
         remove_labelled(client, f"{RUN_LABEL}={run_id}")
+
+
+def write_overrides(kind: Kind, config: TargetConfig, folder: Path) -> Path | None:
+    """The kind's compose overrides as a file in ``folder`` (None when it has none). ``$`` is
+    escaped: a command is passed as written, never interpolated by Compose."""
+    overrides = kind.compose_overrides(config)
+    if not overrides:
+        return None
+
+    def escape(node: Any) -> Any:
+        if isinstance(node, str):
+            return node.replace("$", "$$")
+        if isinstance(node, list | tuple):
+            return [escape(n) for n in node]
+        if isinstance(node, dict):
+            return {k: escape(v) for k, v in node.items()}
+        return node
+
+    path = folder / "compose-override.yml"
+    text = yaml.safe_dump({"services": escape(overrides)}, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _profile_name(config: TargetConfig) -> str:

@@ -3,7 +3,9 @@
 Runs inside Triton's backend stub, in the stub's own environment (numpy<2, TensorFlow from the
 project venv; see targets/triton/setup.sh), not in servecap's processes: it imports nothing of
 servecap. Its parameters come from config.pbtxt (written by targets.triton.repository):
-``SAVEDMODEL_DIR`` (one version directory), ``SIGNATURE``, and the input and output names.
+``SAVEDMODEL_DIR`` (one version directory), ``SIGNATURE``, and the signature's input and
+output names (``SIGNATURE_INPUT``, ``SIGNATURE_OUTPUT``; Triton's own tensor names are the
+config's). The input is cast to the signature's dtype.
 
 Each ``execute`` call gets the requests the dynamic batcher grouped; their rows are stacked
 into one batch, run once, and split back into one response per request.
@@ -27,12 +29,15 @@ class TritonPythonModel:
         self.output = config["output"][0]["name"]
         self.loaded = tf.saved_model.load(params["SAVEDMODEL_DIR"])
         self.fn = self.loaded.signatures[params.get("SIGNATURE", "serving_default")]
+        self.sig_input = params.get("SIGNATURE_INPUT", self.input)
+        self.sig_output = params.get("SIGNATURE_OUTPUT", self.output)
+        self.dtype = self.fn.structured_input_signature[1][self.sig_input].dtype
         dims = [int(d) for d in config["input"][0]["dims"]]
         self.run(np.zeros([1, *dims], dtype=np.float32))  # the first call traces: not on a request
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        result = self.fn(**{self.input: self.tf.constant(batch, dtype=self.tf.float32)})
-        scores: np.ndarray = result[self.output].numpy()
+        result = self.fn(**{self.sig_input: self.tf.constant(batch, dtype=self.dtype)})
+        scores: np.ndarray = result[self.sig_output].numpy().astype(np.float32)
         return scores
 
     def execute(self, requests: list[Any]) -> list[Any]:
