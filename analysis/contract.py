@@ -234,6 +234,12 @@ class RunSummary(TypedDict, total=False):
     """Where the target's CPU and memory came from (``psutil``, ``docker``), or ``not
     measured: ...`` for an external server given no resources (its cpu_pct/mem_mb are then
     None, never zeros)."""
+    faults: dict[str, Any]
+    """The scenario's faults against this target (``injected``: each with its ``impact``;
+    ``jobs``: accepted, finished, lost, unresolved jobs of a job queue); absent without
+    faults (analysis.faults)."""
+    restarts: list[str]
+    """Processes the launcher restarted after a fault killed them."""
     sampling_gaps: list[str]
     """Collectors whose samples failed during the run, when and why (absent when none did)."""
     stages: list[StageSummary]

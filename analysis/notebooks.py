@@ -136,6 +136,8 @@ def build_report(
     exclude_input: bool = True,
     kernel_name: str | None = None,
     timeout_s: float = 600,
+    price_core_hour: float = 0.0,
+    price_gb_hour: float = 0.0,
 ) -> list[Path]:
     """Execute the report notebooks for ``results_dirs`` and export them to HTML.
 
@@ -143,7 +145,8 @@ def build_report(
     ``architecture_comparison.html`` over all of them (``comparison``), with the executed
     notebooks beside them. Returns the HTML paths. ``out_dir`` defaults to
     ``<folder>/report`` for one folder, ``results/report-<timestamp>`` for several;
-    ``slo_p99_ms`` to the first folder's scenario SLO, else 500 ms.
+    ``slo_p99_ms`` to the first folder's scenario SLO, else 500 ms. Prices (per core-hour,
+    per GB-hour) turn the comparison's cost section from resource-hours into money.
     """
     dirs = [Path(d).resolve() for d in results_dirs]
     if not dirs:
@@ -168,11 +171,13 @@ def build_report(
         ]
     if comparison:
         jobs.append((COMPARISON, COMPARISON, [str(d) for d in dirs]))
+    prices = {"price_core_hour": float(price_core_hour), "price_gb_hour": float(price_gb_hour)}
     written = []
     for notebook, stem, folders in jobs:
+        extra = prices if notebook == COMPARISON else {}
         executed = execute_notebook(
             NOTEBOOK_DIR / f"{notebook}.ipynb", out / f"{stem}.ipynb",
-            {**params, "results_dirs": folders}, kernel, timeout_s,
+            {**params, **extra, "results_dirs": folders}, kernel, timeout_s,
         )  # fmt: skip
         written.append(notebook_to_html(executed, out / f"{stem}.html", exclude_input))
     return written

@@ -336,3 +336,88 @@ def architecture_comparison(comparison: pd.DataFrame, title: str | None = None) 
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title or "Architecture comparison")
     return fig
+
+
+def cost_vs_p99(costs: pd.DataFrame, slo_p99_ms: float, title: str | None = None) -> Figure:
+    """Each run as a point: what a million requests cost at its capacity (money with prices,
+    else core-hours) against its p99 at the load every run measured; the SLO as a line, the
+    cheapest run that holds it ringed. ``costs`` is :func:`analysis.cost.cost_table` output."""
+    fig = new_figure(8.0, 5.0)
+    ax = fig.subplots()
+    priced = bool(costs["cost_per_million"].notna().any()) if len(costs) else False
+    col = "cost_per_million" if priced else "core_hours_per_million"
+    ax.set_xlabel("cost per million requests" if priced else "core-hours per million requests")
+    users = costs["at_users"].dropna().iloc[0] if len(costs) and costs["at_users"].notna().any() \
+        else "?"  # fmt: skip
+    ax.set_ylabel(f"p99 at {users} users (ms)")
+    points = costs[costs[col].notna() & costs["p99_at_users_ms"].notna()]
+    if points.empty:
+        _no_data(ax, "no run with a capacity and a p99 to compare")
+    for color, (_, r) in zip(_colors(len(points)), points.iterrows(), strict=True):
+        ax.scatter([r[col]], [r["p99_at_users_ms"]], color=color, s=60, label=str(r["label"]))
+        if r["cheapest"]:
+            ax.scatter([r[col]], [r["p99_at_users_ms"]], s=300, facecolors="none",
+                       edgecolors="black", linewidths=1.5)  # fmt: skip
+            ax.annotate("cheapest meeting the SLO", (r[col], r["p99_at_users_ms"]),
+                        textcoords="offset points", xytext=(10, 10), fontsize="small")  # fmt: skip
+    ax.axhline(slo_p99_ms, color=SLO_COLOR, linestyle="--", label=f"SLO p99 {slo_p99_ms:g} ms")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    ax.set_title(title or "Cost against p99 (cost at capacity, from measured CPU and memory)")
+    return fig
+
+
+def load_over_time(
+    stages: pd.DataFrame, timeline: Sequence[Mapping[str, Any]] | pd.DataFrame | None,
+    slo_p99_ms: float | None = None, title: str | None = None,
+    faults: Sequence[Mapping[str, Any]] = (),
+) -> Figure:  # fmt: skip
+    """An open-loop run interval by interval: the planned arrival rate, the load offered
+    (every request sent) and served (goodput), and p99 on a second axis. ``stages`` is one
+    target's rows of the stage table; ``timeline`` its plan (``rps`` per stage). Made for
+    ``rate`` and ``trace`` plans, where each stage is one interval of the trace."""
+    fig = new_figure(10.0, 4.5)
+    ax = fig.subplots()
+    plan = _timeline(timeline)
+    if stages.empty or plan.empty or "rps" not in plan:
+        _no_data(ax, "no open-loop plan to show")
+        return fig
+    t0 = float(plan["start_ts"].min())
+    merged = stages.merge(plan[["index", "start_ts", "end_ts", "rps"]], on="index",
+                          suffixes=("", "_plan"))  # fmt: skip
+    merged = merged.sort_values("index")
+    mid = (merged["start_ts_plan"] + merged["end_ts"]) / 2 - t0
+    edges = np.append(plan["start_ts"].to_numpy() - t0, plan["end_ts"].max() - t0)
+    ax.stairs(plan["rps"].to_numpy(dtype=float), edges, label="planned (requests/s)",
+              color="gray", linestyle="--")  # fmt: skip
+    ax.plot(mid, merged["rps"], "o-", label="offered (sent/s)", color="tab:blue")
+    ax.plot(mid, merged["throughput_rps"], "s-", label="served (goodput/s)", color="tab:green")
+    ax.set_xlabel("time since the start of the load (s)")
+    ax.set_ylabel("requests/s")
+    ax.grid(alpha=0.3)
+    right = ax.twinx()
+    right.plot(mid, merged["p99_ms"], "^:", color="tab:orange", label="p99 (ms)")
+    if slo_p99_ms is not None:
+        right.axhline(slo_p99_ms, color=SLO_COLOR, linestyle="--", label="SLO p99")
+    right.set_ylabel("p99 (ms)")
+    right.set_ylim(bottom=0)
+    for f in faults:  # markers: when each injected fault hit
+        if f.get("start_ts") is None:
+            continue
+        x = float(f["start_ts"]) - t0
+        ax.axvline(x, color="black", linestyle=":", alpha=0.7)
+        ax.annotate(
+            f"{f.get('action')} {f.get('part')}",
+            (x, 0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, 5),
+            textcoords="offset points",
+            fontsize="x-small",
+            rotation=90,
+        )
+    lines = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="small", loc="upper left")
+    ax.set_title(title or "Offered and served load, and p99, over time")
+    return fig

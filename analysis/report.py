@@ -208,3 +208,26 @@ def plans_overview(
             "total_cpu_cores": "CPU cores", "total_mem_gb": "memory GB",
             "note": "note"}  # fmt: skip
     return out[list(view)].rename(columns=view)
+
+
+def faults_overview(results: Sequence[Results]) -> pd.DataFrame:
+    """One row per injected fault of every run: what it hit and what it cost (summary.json
+    ``faults``, :mod:`analysis.faults`); the job queue's jobs beside."""
+    rows = []
+    for name, r in zip(unique_names(results), results, strict=True):
+        for run in r.summary.get("runs", []):
+            section = run.get("faults") or {}
+            jobs = section.get("jobs") or {}
+            for f in section.get("injected", []):
+                impact = f.get("impact") or {}
+                rows.append({
+                    "folder": name, "target": run.get("target"), "kind": run.get("kind"),
+                    "fault": f"{f.get('action')} {f.get('part')} {f.get('part_index')}",
+                    "at (s)": f.get("planned_s"), "hit": f.get("what") or f.get("error"),
+                    "errors": impact.get("errors_beyond_baseline"),
+                    "errors for (s)": impact.get("error_duration_s"),
+                    "p99 back within (s)": impact.get("p99_recovery_s"),
+                    "goodput dip": impact.get("goodput_dip"),
+                    "jobs lost": jobs.get("lost"), "jobs accepted": jobs.get("accepted"),
+                })  # fmt: skip
+    return pd.DataFrame(rows)

@@ -66,6 +66,13 @@ class Results:
     def timeline(self, target: str) -> list[dict[str, Any]] | None:
         return read_timeline(self.target_dir(target))
 
+    def faults(self, target: str) -> list[dict[str, Any]]:
+        """The faults injected into the target (its summary entry), [] without any."""
+        for run in self.summary.get("runs", []):
+            if run.get("target") == target:
+                return list((run.get("faults") or {}).get("injected", []))
+        return []
+
     @cached_property
     def table(self) -> pd.DataFrame:
         """The labelled stage table of this folder (``capacity.stage_table``)."""

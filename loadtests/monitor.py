@@ -2,7 +2,8 @@
 
 :func:`drive` starts Locust on the run's configuration and polls, every half second, the
 target's health (:class:`Watchdog`: a process or container that died, a broken memory limit)
-and the timeline, printing a line for each stage once it is complete on disk.
+and the timeline, printing a line for each stage once it is complete on disk, and every second
+updates the live view of the last seconds (:mod:`loadtests.live`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from analysis.stages import stage_stats, timeline_frame
 from loadtests import clock
 from loadtests.collectors.docker_stats import DockerStatsSampler
 from loadtests.collectors.process import ProcessTreeSampler
+from loadtests.faults import Injector
 from loadtests.generator import REMOTE_WORKERS_WAIT_S, GeneratorError, start_locust
+from loadtests.live import RecordTail, Snapshot, View, snapshot
 from loadtests.runconfig import LoadRunConfig
 from targets.launchers import RunningTarget
 from targets.launchers.process import stop_process_group
@@ -28,6 +31,7 @@ Echo = Callable[[str], None]
 GRACE_S = 60.0
 """Beyond the planned duration, how long Locust may take before it is stopped."""
 POLL_S = 0.5
+LIVE_EVERY_S = 1.0
 
 
 class TargetFailure(RuntimeError):
@@ -77,26 +81,46 @@ def drive(
     sampler: ProcessTreeSampler,
     echo: Echo,
     watchdog: Watchdog | None = None,
+    view: View | None = None,
+    injector: Injector | None = None,
 ) -> None:
-    """Run Locust to the end of the stages, printing each stage as it completes."""
+    """Run Locust to the end of the stages, printing each stage as it completes and showing
+    the last seconds on ``view`` (:mod:`loadtests.live`) while it runs."""
     proc = start_locust(config_path, load, tdir)
     sampler.watch("generator", [proc.pid])
     deadline = time.monotonic() + load.plan.duration_s + GRACE_S
     if load.plan.remote_workers:
         deadline += REMOTE_WORKERS_WAIT_S
     reported = 0
+    tail = RecordTail(tdir)
+    next_view = time.monotonic()
     try:
         while proc.poll() is None:
             if time.monotonic() > deadline:
                 raise GeneratorError(
                     f"Locust still running {GRACE_S:.0f} s after the planned end; stopped it"
                 )
+            if injector is not None:
+                _inject(injector, tdir)
             if watchdog is not None:
+                running = watchdog.running
+                if running.control is not None and not running.containers:
+                    sampler.watch("target", running.pids)  # restarted processes too
                 watchdog.check()
             reported = report_stages(tdir, load, reported, echo)
+            if view is not None and time.monotonic() >= next_view:
+                next_view += LIVE_EVERY_S
+                latest = {**sampler.latest, **(watchdog.sampler.latest if watchdog else {})}
+                live = _snapshot(tdir, load, tail, latest)
+                if live is not None:
+                    view.show(live)
             time.sleep(POLL_S)
     finally:
         stop_process_group(proc)
+        if injector is not None:
+            injector.finish()
+        if view is not None:
+            view.close()
     log = (tdir / "locust.log").read_text(errors="replace")[-2000:]
     if read_timeline(tdir) is None:
         raise GeneratorError(f"Locust exited ({proc.returncode}) before any stage began:\n{log}")
@@ -106,6 +130,31 @@ def drive(
                else f"exited with code {proc.returncode}")  # fmt: skip
         raise GeneratorError(f"the load generator (Locust) {how} {_when(tdir)}; the records "
                              f"so far are kept. Its last lines:\n{log}")  # fmt: skip
+
+
+def _inject(injector: Injector, tdir: Path) -> None:
+    """Fire the faults that are due, timed from the load's first stage start."""
+    raw = read_timeline(tdir) or []
+    t0 = float(raw[0]["start_ts"]) if raw else None
+    starts = [float(r["start_ts"]) - (t0 or 0.0) for r in raw]
+    injector.poll(t0, starts, clock.now())
+
+
+def _snapshot(
+    tdir: Path, load: LoadRunConfig, tail: RecordTail, latest: dict[str, tuple[float, float]]
+) -> Snapshot | None:
+    """The live figures now (None before the first stage starts)."""
+    raw = read_timeline(tdir)
+    if not raw:
+        return None
+    now = clock.now()
+    current = next((r for r in raw if r["start_ts"] <= now
+                    and (r.get("end_ts") is None or now < r["end_ts"])), raw[-1])  # fmt: skip
+    total = f"/{len(load.plan.stages)}" if load.plan.mode in ("ramp", "rate") else ""
+    stage = f"stage {current['index'] + 1}{total} {_stage_label(raw, current['index'])}".strip()
+    elapsed = now - float(raw[0]["start_ts"])
+    return snapshot(load.target, stage, elapsed, load.plan.duration_s, tail.poll(now),
+                    tail.window_s, latest, load.plan.late_ms)  # fmt: skip
 
 
 def _when(tdir: Path) -> str:

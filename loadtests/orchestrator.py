@@ -16,6 +16,7 @@ are checked at the end and written into summary.json by its one writer
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 import sys
 from collections.abc import Callable
@@ -45,13 +46,15 @@ from loadtests.collectors.docker_stats import DockerStatsSampler
 from loadtests.collectors.gpu import GpuSampler
 from loadtests.collectors.process import ProcessTreeSampler
 from loadtests.collectors.prometheus import PrometheusSampler
+from loadtests.faults import FAULTS_FILE, Injector
 from loadtests.gates import GateResult, check_summary
 from loadtests.generator import GeneratorError, warm_up
+from loadtests.live import make_view
 from loadtests.meta import git_info, host_info, package_versions
 from loadtests.monitor import TargetFailure, Watchdog, drive
 from loadtests.results import SummaryWriter, finalize_target, mode_results, write_paper_tables
 from loadtests.runconfig import LoadRunConfig
-from loadtests.spec import SLO, Scenario, ScenarioFile
+from loadtests.spec import SLO, LoadPlan, Scenario, ScenarioFile
 from targets.config import TargetConfig
 from targets.launchers import Launcher, LaunchError, get_launcher
 from targets.registry import REPO_ROOT, endpoint_for, get_kind
@@ -68,6 +71,11 @@ class RunOptions:
     launcher: str = "process"
     data_dir: str | None = None
     seed: int = 0
+    compose_overrides: tuple[Path, ...] = ()
+    """docker launcher: override files of docker-compose.yml (``servecap plan --compose``)."""
+    live: bool | None = None
+    """The live view: True a terminal panel, False plain lines; None: a panel when stdout is
+    a terminal."""
 
 
 @dataclass
@@ -105,7 +113,8 @@ NOT_MEASURED = (
 def launcher_for(options: RunOptions, name: str) -> Launcher:
     """The launcher of one target: the run's (``--launcher``), or the one its kind always uses
     (``external``: servecap starts nothing)."""
-    return get_launcher(options.launcher, get_kind(options.spec.targets[name].kind))
+    return get_launcher(options.launcher, get_kind(options.spec.targets[name].kind),
+                        compose_overrides=options.compose_overrides)  # fmt: skip
 
 
 def preflight(options: RunOptions) -> None:
@@ -302,7 +311,17 @@ def _measure(
             samplers.enter_context(server)
         if scenario.load.remote_workers:
             _announce_remote_workers(name, scenario, options, echo)
-        drive(load, config_path, tdir, sampler, echo, Watchdog(running, target_sampler, tdir))
+        view = make_view(echo, options.live)
+        injector = _injector(name, scenario, running, echo)
+        try:
+            drive(load, config_path, tdir, sampler, echo,
+                  Watchdog(running, target_sampler, tdir), view, injector)  # fmt: skip
+        finally:
+            if injector is not None:
+                injector.write(tdir)
+                restarts = getattr(running.control, "restarts", None)
+                if restarts:
+                    entry["restarts"] = list(restarts)
     reports = [s.gap_report() for s in (sampler, target_sampler, gpu, server) if s is not None]
     gaps = list(dict.fromkeys(g for g in reports if g))
     if gaps:
@@ -315,6 +334,16 @@ def _measure(
             + (f"; {server.failures} scrapes failed ({server.last_error})" if server.failures
                else "")
         )  # fmt: skip
+
+
+def _injector(name: str, scenario: Scenario, running: Any, echo: Echo) -> Injector | None:
+    """The target's faults (those naming it, and those naming no target)."""
+    faults = [f for f in scenario.faults if f.target in (None, name)]
+    if not faults:
+        return None
+    if running.control is None:
+        raise LaunchError(f"target '{name}': its launcher cannot inject faults")
+    return Injector(faults, running.control, echo, name)
 
 
 def _announce_remote_workers(
@@ -354,15 +383,42 @@ def _summarise(
             echo(f"[{name}] WARNING: stage {st['index'] + 1}: load generator saturated or behind "
                  f"schedule ({'; '.join(st['generator_issues'])}): its figures understate what "
                  "the target can do")  # fmt: skip
-    empty = [s["index"] + 1 for s in stages if plan.mode in ("ramp", "rate") and not s["requests"]]
+    empty = [s["index"] + 1 for s in stages if plan.mode in ("ramp", "rate")
+             and not s["requests"] and _had_load(plan, s["index"])]  # fmt: skip
     if empty and entry["status"] == "ok":
         entry["status"] = "failed"
         entry["error"] = (f"stage(s) {', '.join(map(str, empty))} recorded no request although "
                           "the plan had load: the generator or the target stopped")  # fmt: skip
         echo(f"[{name}] FAILED: {entry['error']}")
     entry.update(mode_results(tdir, plan.mode))  # type: ignore[typeddict-item]
+    if (tdir / FAULTS_FILE).exists():
+        entry["faults"] = fault_section(tdir, scenario, primary)
     if plan.mode != "sequential":  # one user throughout: no load curve to read capacity from
         entry["capacity"] = _capacity(entry, scenario)  # type: ignore[typeddict-item]
+
+
+def fault_section(tdir: Path, scenario: Scenario, request_name: str | None) -> dict[str, Any]:
+    """summary.json ``faults``: each fault with what it cost (analysis.faults), and for the
+    job queue what became of the accepted jobs."""
+    from analysis.faults import impacts, job_accounting
+    from analysis.load import read_requests
+
+    events = json.loads((tdir / FAULTS_FILE).read_text(encoding="utf-8"))
+    records = read_requests(tdir)
+    end_ts = float(records["ts"].max()) if len(records) else 0.0
+    slo = scenario.slo.p99_ms if scenario.slo else None
+    out: dict[str, Any] = {"injected": impacts(records, events, end_ts, slo, request_name)}
+    if len(records) and (records["name"] == "submit").any():
+        out["jobs"] = job_accounting(records)
+    return out
+
+
+def _had_load(plan: LoadPlan, index: int) -> bool:
+    """Whether stage ``index`` planned any load (a trace's idle intervals plan none)."""
+    if index >= len(plan.stages):
+        return True
+    stage = plan.stages[index]
+    return bool(stage.users or stage.rps)
 
 
 def _capacity(entry: RunSummary, scenario: Scenario) -> dict[str, Any]:

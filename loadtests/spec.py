@@ -8,6 +8,7 @@ keys; every error names the key path, what was found and what is allowed.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from analysis.defaults import DEFAULT_LATE_MS
+from loadtests.faults import GENERIC_PARTS, Fault
 from targets.common.dataset import CLASSES as CIFAR_CLASSES
 from targets.config import Encoding, StrictModel, TargetConfig, parse_cpuset
 
@@ -30,14 +32,17 @@ class SpecError(ValueError):
 
 LoadMode = Literal["ramp", "rate", "sequential", "find-max"]
 """ramp: closed-loop users by stage; rate: open-loop arrivals by stage; sequential: the paper's
-N requests one after another, repeated; find-max: search the highest rate meeting the SLO."""
+N requests one after another, repeated; find-max: search the highest rate meeting the SLO.
+``mode: trace`` in a scenario is a rate plan whose stages come from a file (:class:`Trace`)."""
 
 
 class Stage(StrictModel):
     """One step of the load, held for ``duration_s``: ``users`` (ramp) or ``rps`` (rate)."""
 
     users: int | None = Field(default=None, ge=1, le=100_000, description="closed-loop users")
-    rps: float | None = Field(default=None, gt=0, le=MAX_RPS, description="arrivals per second")
+    rps: float | None = Field(
+        default=None, ge=0, le=MAX_RPS, description="arrivals per second (0: none, idle)"
+    )
     duration_s: float = Field(gt=0, le=86_400)
     spawn_rate: float | None = Field(
         default=None, gt=0, le=100_000,
@@ -89,12 +94,33 @@ class FindMax(StrictModel):
         return self.max_points * self.max_hold_s
 
 
+class Trace(StrictModel):
+    """``mode: trace``: the rate plan's stages from a CSV file (:mod:`loadtests.trace`)."""
+
+    file: str = Field(description="CSV: a header with rps (and duration_s), or timestamp_s")
+    format: Literal["rates", "timestamps"] = Field(
+        default="rates", description="rates per interval, or one timestamp per request"
+    )
+    interval_s: float = Field(
+        default=1.0, gt=0, le=86_400,
+        description="rates: each row's duration when the file has no duration_s; timestamps: "
+        "the bin width",
+    )  # fmt: skip
+    time_scale: float = Field(
+        default=1.0, gt=0, le=1_000_000, description="play this many times faster"
+    )
+    rate_scale: float = Field(default=1.0, gt=0, le=1_000_000, description="multiply every rate")
+
+
 class LoadPlan(StrictModel):
     """How the load generator drives a target."""
 
     mode: LoadMode = "ramp"
     stages: tuple[Stage, ...] = Field(
         default=(), max_length=1_000, description="ramp and rate modes"
+    )
+    trace: Trace | None = Field(
+        default=None, description="mode trace: the file whose rates become the stages"
     )
     arrival: Literal["constant", "poisson"] = Field(
         default="constant", description="rate: evenly spaced or Poisson arrivals"
@@ -163,6 +189,23 @@ class LoadPlan(StrictModel):
             return self.classes
         return None if self.dataset is not None else CIFAR_CLASSES
 
+    @model_validator(mode="before")
+    @classmethod
+    def _trace_to_stages(cls, data: Any) -> Any:
+        """``mode: trace``: a rate plan, one stage per interval of the trace file."""
+        if not isinstance(data, dict) or data.get("mode") != "trace":
+            return data
+        from loadtests.trace import trace_stages
+
+        if data.get("stages"):
+            raise ValueError("mode trace takes its stages from trace.file; remove stages")
+        if not isinstance(data.get("trace"), dict):
+            raise ValueError("mode trace needs trace: {file: <CSV>} (see loadtests/trace.py)")
+        trace = Trace.model_validate(data["trace"])
+        stages = trace_stages(Path(trace.file), trace.format, trace.interval_s,
+                              trace.time_scale, trace.rate_scale)  # fmt: skip
+        return {**data, "mode": "rate", "stages": stages, "settle_s": data.get("settle_s", 0)}
+
     @model_validator(mode="after")
     def _consistent(self) -> LoadPlan:
         if self.generator_cpuset is not None:
@@ -181,6 +224,8 @@ class LoadPlan(StrictModel):
                         f"settle_s ({self.settle_s}) must be shorter than every stage; "
                         f"stage {i} lasts {stage.duration_s} s: lower settle_s or lengthen it"
                     )
+            if self.mode == "rate" and not any(s.rps for s in self.stages):
+                raise ValueError("mode rate needs a stage with rps above 0")
         elif self.stages:
             raise ValueError(f"mode {self.mode} takes no stages; remove them")
         if self.mode in ("sequential", "find-max") and self.generator_processes != 1:
@@ -246,6 +291,9 @@ class Scenario(StrictModel):
     load: LoadPlan
     slo: SLO | None = None
     collect: Collect = Collect()
+    faults: tuple[Fault, ...] = Field(
+        default=(), max_length=100, description="timed actions against the targets' parts"
+    )
 
     @model_validator(mode="after")
     def _find_max_needs_slo(self) -> Scenario:
@@ -272,7 +320,32 @@ class ScenarioFile(StrictModel):
                         f"scenarios.{name}.targets names '{target}', which is not defined; "
                         f"{_choices(target, self.targets)}"
                     )
+            for i, fault in enumerate(scenario.faults):
+                self._check_fault(name, i, fault, scenario)
         return self
+
+    def _check_fault(self, name: str, i: int, fault: Fault, scenario: Scenario) -> None:
+        from targets.registry import get_kind
+
+        where = f"scenarios.{name}.faults.{i}"
+        if fault.target is not None and fault.target not in scenario.targets:
+            raise ValueError(f"{where}.target '{fault.target}' is not a target of the "
+                             f"scenario; {_choices(fault.target, scenario.targets)}")  # fmt: skip
+        if fault.stage is not None and scenario.load.stages \
+                and fault.stage > len(scenario.load.stages):  # fmt: skip
+            raise ValueError(f"{where}.stage {fault.stage}: the plan has "
+                             f"{len(scenario.load.stages)} stages")  # fmt: skip
+        for target in [fault.target] if fault.target else scenario.targets:
+            kind = get_kind(self.targets[target].kind)
+            if kind.launcher is not None:
+                raise ValueError(f"{where}: target '{target}' is not started by servecap; "
+                                 "faults act on targets servecap runs")  # fmt: skip
+            services = kind.containers.services if kind.containers else ()
+            allowed = sorted({*GENERIC_PARTS, *kind.part_roles, *services})
+            if fault.part not in allowed:
+                raise ValueError(f"{where}.part '{fault.part}' is not a part of target "
+                                 f"'{target}' ({kind.name}); parts: "
+                                 f"{', '.join(allowed)}")  # fmt: skip
 
     def scenario(self, name: str) -> Scenario:
         if name not in self.scenarios:
@@ -280,7 +353,7 @@ class ScenarioFile(StrictModel):
         return self.scenarios[name]
 
 
-def _choices(name: str, known: dict[str, Any]) -> str:
+def _choices(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     return f"{hint}defined: {', '.join(sorted(known))}"

@@ -141,6 +141,10 @@ class Kind:
     health_path: ClassVar[str] = "/healthz"
     runs_as_processes: ClassVar[bool] = True
     """False for stacks that ship only as container images (TF Serving)."""
+    part_roles: ClassVar[dict[str, str]] = {}
+    """Fault parts (``loadtests.faults``) named as an SRE would (``worker``, ``web``,
+    ``redis``) -> the kind's process roles / container services; ``model-server`` is always
+    the model-serving role (:attr:`Containers.primary`)."""
     launcher: ClassVar[str | None] = None
     """The launcher its targets always use, whatever ``--launcher`` says (``external``: a
     server servecap does not start); None: the one the run chooses."""

@@ -17,7 +17,8 @@ from analysis.defaults import (
     DEFAULT_SLO_P99_MS,
 )
 from analysis.regression import DEFAULT_ALPHA, DEFAULT_THRESHOLD
-from loadtests.cli.common import POSITIVE
+from analysis.sizing import TargetPlan
+from loadtests.cli.common import POSITIVE, data_option, resolve_data
 
 
 def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
@@ -78,10 +79,56 @@ def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
     default=None,
     help="and of this much memory (by measured memory/replica)",
 )
+@click.option(
+    "--price-core-hour",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="price of one CPU core for an hour",
+)
+@click.option(
+    "--price-gb-hour",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="price of 1 GB of memory for an hour",
+)
+@click.option(
+    "--price-gpu-hour",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="price of one GPU for an hour",
+)
+@click.option("--price-host-hour", type=click.FloatRange(min=0), default=None,
+              help="price of one host of --host-cores/--host-mem-gb for an hour (instead of "
+                   "pricing cores and memory)")  # fmt: skip
+@click.option(
+    "--kubernetes",
+    "kubernetes_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="write Kubernetes manifests per target into this folder",
+)
+@click.option("--compose", "compose_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="write a docker-compose.yml override with the planned "
+                                 "replicas and limits")  # fmt: skip
+@click.option("--verify", is_flag=True,
+              help="run the planned replicas (docker launcher) at the peak, then one fewer, "
+                   "and report whether the SLO held and broke")  # fmt: skip
+@click.option(
+    "--verify-target",
+    "verify_targets",
+    multiple=True,
+    help="--verify only this target (repeatable; default every planned target)",
+)
+@click.option("--verify-duration-s", type=click.FloatRange(5, 3600), default=30.0,
+              show_default=True, help="--verify: seconds of load per run")  # fmt: skip
+@data_option
 def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
          daily_requests: float | None, peak_factor: float | None, headroom: float,
          max_error_rate: float, gpus_per_replica: float, host_cores: float | None,
-         host_mem_gb: float | None) -> None:  # fmt: skip
+         host_mem_gb: float | None, price_core_hour: float, price_gb_hour: float,
+         price_gpu_hour: float, price_host_hour: float | None, kubernetes_dir: Path | None,
+         compose_file: Path | None, verify: bool, verify_targets: tuple[str, ...],
+         verify_duration_s: float, data_dir: str | None) -> None:  # fmt: skip
     """Replicas, cores and memory for a peak load, from a results folder's capacity."""
     from analysis.results import load_results
     from analysis.sizing import format_plan, plan_targets
@@ -111,6 +158,55 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
     click.echo(format_plan(plans))
     if not any(p.plan for p in plans):
         sys.exit(1)
+    from analysis.cost import Prices, format_costs
+
+    try:
+        prices = Prices(price_core_hour, price_gb_hour, price_gpu_hour, price_host_hour)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    if prices.given:
+        click.echo("\n" + format_costs(plans, prices))
+    if kubernetes_dir is not None or compose_file is not None:
+        from loadtests.artefacts import write_artefacts
+        from targets.deploy import DeployError
+
+        click.echo("")
+        try:
+            write_artefacts(results_dir, plans, kubernetes_dir, compose_file, click.echo)
+        except DeployError as err:
+            raise click.ClickException(str(err)) from None
+    if verify:
+        _verify(results_dir, plans, verify_targets, verify_duration_s, data_dir)
+
+
+def _verify(results_dir: Path, plans: list[TargetPlan], names: tuple[str, ...],
+            duration_s: float, data_dir: str | None) -> None:  # fmt: skip
+    """plan --verify: each chosen plan run at N and N - 1 replicas (loadtests.proof)."""
+    from datetime import datetime
+
+    from loadtests.cli.common import interrupt_once
+    from loadtests.orchestrator import PreflightError
+    from loadtests.proof import verify_plan
+
+    chosen = [tp for tp in plans if tp.plan is not None and (not names or tp.target in names)]
+    unknown = set(names) - {str(tp.target) for tp in plans}
+    if unknown or not chosen:
+        raise click.UsageError(f"nothing to verify: {', '.join(sorted(unknown)) or 'no plan'}")
+    out = results_dir / f"plan-verify-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    interrupt_once()
+    held = True
+    for tp in chosen:
+        click.echo("")
+        try:
+            proof = verify_plan(
+                results_dir, tp, out, duration_s, resolve_data(data_dir), click.echo
+            )
+        except PreflightError as err:
+            raise click.ClickException(str(err)) from None
+        trials = proof.trials
+        held = held and bool(trials) and trials[0].held is True
+    if not held:
+        sys.exit(3)
 
 
 @click.command()
@@ -145,9 +241,21 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
     show_default=True,
 )
 @click.option("--show-code", is_flag=True, help="keep the notebooks' code in the HTML")
+@click.option(
+    "--price-core-hour",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="price of a CPU core for an hour: costs in money, not core-hours",
+)
+@click.option(
+    "--price-gb-hour",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="price of 1 GB of memory for an hour",
+)
 def report(results_dirs: tuple[Path, ...], out_dir: Path | None, slo_p99_ms: float | None,
            daily_requests: float, peak_factor: float, headroom: float,
-           show_code: bool) -> None:  # fmt: skip
+           show_code: bool, price_core_hour: float, price_gb_hour: float) -> None:  # fmt: skip
     """HTML capacity reports: one per results folder, and a comparison of all of them."""
     from analysis.notebooks import ReportError, build_report
 
@@ -156,7 +264,9 @@ def report(results_dirs: tuple[Path, ...], out_dir: Path | None, slo_p99_ms: flo
     try:
         paths = build_report(results_dirs, out_dir, slo_p99_ms=slo,
                              daily_requests=daily_requests, peak_factor=peak_factor,
-                             headroom=headroom, exclude_input=not show_code)  # fmt: skip
+                             headroom=headroom, exclude_input=not show_code,
+                             price_core_hour=price_core_hour,
+                             price_gb_hour=price_gb_hour)  # fmt: skip
     except (FileNotFoundError, ReportError) as err:
         raise click.ClickException(str(err)) from None
     for path in paths:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from types import FrameType
@@ -25,6 +26,11 @@ scenarios_option = click.option(
     help="scenario file",
 )
 data_option = click.option("--data", "data_dir", type=str, default=None, help=DATA_HELP)
+
+
+def resolve_data(data_dir: str | None) -> str | None:
+    """--data, else $SERVECAP_CIFAR10_DIR (None: the dataset module's own fallback)."""
+    return data_dir or os.environ.get("SERVECAP_CIFAR10_DIR")
 
 
 def load_spec(path: Path) -> ScenarioFile:

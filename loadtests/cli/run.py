@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import get_args
 
 import click
 
-from loadtests.cli.common import data_option, interrupt_once, load_spec, scenarios_option
+from loadtests.cli.common import (
+    data_option,
+    interrupt_once,
+    load_spec,
+    resolve_data,
+    scenarios_option,
+)
 from loadtests.spec import SpecError
 from targets.config import Encoding
 from targets.launchers import LAUNCHERS
@@ -17,10 +22,6 @@ from targets.launchers import LAUNCHERS
 launcher_option = click.option(
     "--launcher", type=click.Choice(LAUNCHERS), default="process", show_default=True
 )
-
-
-def _data(data_dir: str | None) -> str | None:
-    return data_dir or os.environ.get("SERVECAP_CIFAR10_DIR")
 
 
 @click.command()
@@ -48,9 +49,17 @@ def _data(data_dir: str | None) -> str | None:
     show_default=True,
     help="run the scenario N times (run-1..N) and report the run-to-run spread",
 )
+@click.option(
+    "--compose-override",
+    "compose_overrides",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="docker launcher: also this docker-compose.yml override (`servecap plan --compose`): "
+    "its scale, cpus and mem_limit apply",
+)
 def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str,
         data_dir: str | None, seed: int, junit_file: Path | None,
-        repeat: int) -> None:  # fmt: skip
+        repeat: int, compose_overrides: tuple[Path, ...]) -> None:  # fmt: skip
     """Run SCENARIO from the scenario file and write a results folder.
 
     Exit status: 0 all good; 1 a target failed; 3 an SLO gate (the scenario's slo:) failed;
@@ -60,6 +69,8 @@ def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str
     from loadtests.orchestrator import PreflightError, RunOptions, default_out_dir
     from loadtests.orchestrator import run as run_scenario
 
+    if compose_overrides and launcher != "docker":
+        raise click.UsageError("--compose-override applies to --launcher docker")
     spec = load_spec(scenarios_file)
     try:
         sc = spec.scenario(scenario)
@@ -70,14 +81,15 @@ def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str
         from loadtests.repeats import run_repeated
 
         base = out_dir or default_out_dir(scenario)
-        options = RunOptions(scenario, spec, scenarios_file, base, launcher, _data(data_dir), seed)
+        options = RunOptions(scenario, spec, scenarios_file, base, launcher,
+                             resolve_data(data_dir), seed, compose_overrides)  # fmt: skip
         try:
             outcome = run_repeated(options, repeat, echo=click.echo)
         except PreflightError as err:
             raise click.ClickException(str(err)) from None
     else:
-        options = RunOptions(scenario, spec, scenarios_file, out_dir, launcher, _data(data_dir),
-                             seed)  # fmt: skip
+        options = RunOptions(scenario, spec, scenarios_file, out_dir, launcher,
+                             resolve_data(data_dir), seed, compose_overrides)  # fmt: skip
         try:
             outcome = run_scenario(options, echo=click.echo)
         except PreflightError as err:
@@ -154,7 +166,7 @@ def worker(scenario: str, target: str, master_host: str, master_port: int | None
         raise click.ClickException(f"scenario '{scenario}' sets no load.remote_workers: its run "
                                    "does not wait for workers; set remote_workers: N")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="servecap-worker-") as tmp:
-        load = load_config_for(target, spec.targets[target], sc, _data(data_dir), Path(tmp))
+        load = load_config_for(target, spec.targets[target], sc, resolve_data(data_dir), Path(tmp))
         if target_url:
             endpoint = load.endpoint.model_copy(update={"base_url": target_url.rstrip("/")})
             load = load.model_copy(update={"endpoint": endpoint})
@@ -203,7 +215,7 @@ def verify(targets: tuple[str, ...], scenarios_file: Path, images: int, batch: i
         class_names: tuple[str, ...] | None = CLASSES
     else:
         class_names = names_given
-    folder = dataset if dataset is not None else _data(data_dir)
+    folder = dataset if dataset is not None else resolve_data(data_dir)
     verdicts = run_verify(spec, names, folder, images, batch, encoding, launcher,
                           echo=click.echo, named=bool(targets),
                           classes=class_names)  # fmt: skip

@@ -34,6 +34,14 @@ class Gap:
     error: str
 
 
+def _number(value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return number if number == number else 0.0  # NaN: nothing measured
+
+
 class PeriodicSampler:
     columns: ClassVar[tuple[str, ...]] = ()
     thread_name: ClassVar[str] = "servecap-sampler"
@@ -47,6 +55,8 @@ class PeriodicSampler:
         self.gaps: list[Gap] = []
         self.died: str | None = None
         """Why the thread ended before :meth:`stop` (None while it runs or after a stop)."""
+        self.latest: dict[str, tuple[float, float]] = {}
+        """The last sample per role: (CPU %, memory MB) summed over its sources (live view)."""
         self._last_good = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -125,6 +135,11 @@ class PeriodicSampler:
             return []
         self.samples += 1
         self._last_good = time.monotonic()
+        latest: dict[str, tuple[float, float]] = {}
+        for row in rows:  # SAMPLE_COLUMNS first: ts, role, source, name, cpu_pct, mem_mb
+            cpu, mem = latest.get(str(row[1]), (0.0, 0.0))
+            latest[str(row[1])] = (cpu + _number(row[4]), mem + _number(row[5]))
+        self.latest = latest
         if self.gaps and self.gaps[-1].end_ts is None:
             self.gaps[-1].end_ts = time.time()
         return rows

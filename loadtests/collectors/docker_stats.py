@@ -155,6 +155,7 @@ class DockerStatsSampler:
         self.died: str | None = None
         """Never set: a stream that breaks is reopened (kept for the sampler interface)."""
         self._last_mem: dict[tuple[str, str], float] = {}
+        self._last_cpu: dict[tuple[str, str], float] = {}
         self._last_frame: dict[str, float] = {}
         """container id -> monotonic time of its last frame (or of its watch)."""
 
@@ -166,6 +167,18 @@ class DockerStatsSampler:
             for (role, _), mb in self._last_mem.items():
                 totals[role] = totals.get(role, 0.0) + mb
             return totals
+
+    @property
+    def latest(self) -> dict[str, tuple[float, float]]:
+        """Latest (CPU %, memory MB) per role, summed over its containers (live view)."""
+        with self._lock:
+            cpu: dict[str, float] = {}
+            for (role, _), pct in self._last_cpu.items():
+                cpu[role] = cpu.get(role, 0.0) + pct
+            mem: dict[str, float] = {}
+            for (role, _), mb in self._last_mem.items():
+                mem[role] = mem.get(role, 0.0) + mb
+            return {role: (cpu.get(role, 0.0), mem.get(role, 0.0)) for role in {*cpu, *mem}}
 
     @property
     def stale_after_s(self) -> float:
@@ -305,6 +318,9 @@ class DockerStatsSampler:
         with self._lock:
             if self._writer is None:
                 return
+            cpu = row[4]  # SAMPLE_COLUMNS: ts, role, source, name, cpu_pct, ...
+            if isinstance(cpu, float | int) and cpu == cpu:
+                self._last_cpu[(str(row[1]), str(row[3]))] = float(cpu)
             self._writer.writerow(row)
             self._file.flush()
             self.samples += 1

@@ -30,6 +30,7 @@ class DjangoEmbeddedKind(ModelKind):
     description = "nginx -> gunicorn -> Django, the model in the web tier"
     paper = PaperArchitecture("embedded", same_path=True)
     containers = Containers(("django", "nginx"))
+    part_roles: ClassVar[dict[str, str]] = {"web": "django"}
     images = (Image("django"),)
 
     def process_plan(

@@ -35,6 +35,7 @@ class DjangoToFastAPIKind(ChainKind):
     description = "nginx -> gunicorn -> Django (forwarding) -> FastAPI model server"
     paper = PaperArchitecture("FastAPI", same_path=True)
     containers = Containers(("fastapi", "django-forward", "nginx"))
+    part_roles: ClassVar[dict[str, str]] = {"web": "django-forward"}
 
     def model_plan(self, name: str, config: ChainConfig, placement: Placement) -> list[ProcessSpec]:
         return [uvicorn_spec(f"{name}-fastapi", "fastapi", APP, server_env(config), "127.0.0.1",

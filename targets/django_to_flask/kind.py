@@ -30,6 +30,7 @@ class DjangoToFlaskKind(ChainKind):
     description = "nginx -> gunicorn -> Django (forwarding) -> Flask model server"
     paper = PaperArchitecture("Flask API", same_path=True)
     containers = Containers(("flask", "django-forward", "nginx"))
+    part_roles: ClassVar[dict[str, str]] = {"web": "django-forward"}
 
     def model_plan(self, name: str, config: ChainConfig, placement: Placement) -> list[ProcessSpec]:
         return [gunicorn_spec(f"{name}-flask", "flask", APP, server_env(config), config,

@@ -33,6 +33,7 @@ class DjangoToTFServingKind(ChainKind):
     description = "nginx -> gunicorn -> Django (forwarding) -> TF Serving (containers only)"
     paper = PaperArchitecture("TF Serving", same_path=True)
     containers = Containers(("tfserving", "django-forward", "nginx"), scalable=False)
+    part_roles: ClassVar[dict[str, str]] = {"web": "django-forward"}
     official_images = {"tfserving": f"{IMAGE}:{TAG}"}
     runs_as_processes = False
     upstream_protocol = "tfserving-rest"

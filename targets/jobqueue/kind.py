@@ -17,6 +17,7 @@ class JobQueueKind(ModelKind):
     config_model: ClassVar[type[TargetConfig]] = JobQueueConfig
     description = "FastAPI web -> Redis -> RQ workers (batching): the job-queue pattern"
     containers = Containers(("jobqueue-worker", "redis", "jobqueue-web"), scalable=False)
+    part_roles: ClassVar[dict[str, str]] = {"worker": "jobqueue-worker", "web": "jobqueue-web"}
     images = (Image("jobqueue"),)
 
     def endpoint(self, config: TargetConfig) -> Endpoint:

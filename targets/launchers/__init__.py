@@ -8,6 +8,8 @@ the kinds that say so). Use :func:`get_launcher` to pick one by name.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from targets.launchers.base import Launcher, LaunchError, RunningTarget
@@ -18,8 +20,11 @@ if TYPE_CHECKING:
 LAUNCHERS = ("process", "docker")
 
 
-def get_launcher(name: str, kind: Kind | None = None) -> Launcher:
-    """The launcher called ``name``, or the one ``kind`` always uses (:attr:`Kind.launcher`)."""
+def get_launcher(
+    name: str, kind: Kind | None = None, compose_overrides: Sequence[Path] = ()
+) -> Launcher:
+    """The launcher called ``name``, or the one ``kind`` always uses (:attr:`Kind.launcher`);
+    ``compose_overrides``: docker-compose.yml override files for the docker launcher."""
     if kind is not None and kind.launcher is not None:
         name = kind.launcher
     if name == "external":
@@ -33,7 +38,7 @@ def get_launcher(name: str, kind: Kind | None = None) -> Launcher:
     if name == "docker":
         from targets.launchers.docker import DockerLauncher
 
-        return DockerLauncher()
+        return DockerLauncher(overrides=tuple(compose_overrides))
     raise LaunchError(f"unknown launcher '{name}'; choose one of: {', '.join(LAUNCHERS)}")
 
 

@@ -40,6 +40,37 @@ class ProcessSpec:
     """Folders emptied and made (mode 0700) just before the process starts."""
 
 
+@dataclass(frozen=True)
+class PartRef:
+    """One part of a running target that a fault acts on: a process tree or a container."""
+
+    label: str
+    pid: int | None = None
+    container: str | None = None
+
+
+class TargetControl(Protocol):
+    """What faults do to a running target's parts (``loadtests.faults``). A part killed or
+    restarted through it is expected to die: the launcher restarts it as a deployment would
+    (supervision), and its health check does not report that death as a failure."""
+
+    def resolve(self, part: str, index: int) -> PartRef:
+        """The ``index``-th (1-based) part called ``part``; LaunchError naming the parts."""
+        ...
+
+    def kill(self, ref: PartRef) -> None: ...
+
+    def restart(self, ref: PartRef) -> None: ...
+
+    def pause(self, ref: PartRef) -> None: ...
+
+    def resume(self, ref: PartRef) -> None: ...
+
+    def cpu_limit(self, ref: PartRef, cpus: float | None) -> None:
+        """Limit the part to ``cpus`` cores; None lifts the limit."""
+        ...
+
+
 @dataclass
 class RunningTarget:
     """A started target, as the collectors and the load generator need it."""
@@ -56,6 +87,8 @@ class RunningTarget:
     health: Callable[[], str | None] = lambda: None
     """Polled during the run: None while the target is up, else what went wrong (a process
     or container exited, was OOM-killed...)."""
+    control: TargetControl | None = None
+    """Fault injection (None: the launcher has none, e.g. external servers)."""
 
 
 class Launcher(Protocol):

@@ -33,6 +33,7 @@ from targets.launchers.base import (
     tail,
     with_fetched_model,
 )
+from targets.launchers.supervise import Supervisor
 from targets.registry import get_kind
 
 STOP_GRACE_S = 10.0
@@ -76,21 +77,31 @@ class ProcessLauncher:
         cpus = parse_cpuset(config.cpuset) if config.cpuset else None
         logs_dir.mkdir(parents=True, exist_ok=True)
         started: list[subprocess.Popen[bytes]] = []
+        supervisor: Supervisor | None = None
         try:
             for spec in plan:
                 started.append(self._start(spec, logs_dir, cpus, shared))
                 self._wait_ready(name, spec, started[-1], logs_dir, config.ready_timeout_s, t0)
+            supervisor = Supervisor(
+                kind, plan, started, logs_dir,
+                start=lambda spec: self._start(spec, logs_dir, cpus, shared),
+                wait_ready=lambda spec, proc: self._wait_ready(
+                    name, spec, proc, logs_dir, config.ready_timeout_s, time.monotonic()),
+            )  # fmt: skip
             yield RunningTarget(
                 name=name,
                 config=config,
                 base_url=config.base_url,
                 launcher=self.name,
                 time_to_ready_s=time.monotonic() - t0,
-                pids=[p.pid for p in started],
+                pids=supervisor.pids,
                 logs_dir=logs_dir,
-                health=lambda: _exited(plan, started, logs_dir),
+                health=supervisor.health,
+                control=supervisor,
             )
         finally:
+            if supervisor is not None:
+                supervisor.close()
             for proc in reversed(started):
                 stop_process_group(proc, self.stop_grace_s)
 
@@ -145,18 +156,6 @@ class ProcessLauncher:
                     f"slow. Last lines of {log_path}:\n{tail(log_path)}"
                 )
             time.sleep(0.2)
-
-
-def _exited(
-    plan: list[ProcessSpec], started: list[subprocess.Popen[bytes]], logs_dir: Path
-) -> str | None:
-    for spec, proc in zip(plan, started, strict=False):
-        code = proc.poll()
-        if code is not None:
-            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            log = logs_dir / f"{spec.name}.log"
-            return f"process '{spec.name}' {how}; last lines of {log}:\n{tail(log, 8)}"
-    return None
 
 
 def check_can_start(name: str, config: TargetConfig) -> None:

@@ -248,6 +248,31 @@ def test_two_replicas_share_the_port(model_dir: Path, tmp_path: Path, no_leftove
 
 @pytest.mark.integration
 @needs_engine
+def test_a_plans_compose_override_starts_the_planned_replicas_with_their_limits(
+    model_dir: Path, tmp_path: Path, no_leftovers: None
+) -> None:
+    import docker
+    import yaml
+
+    from targets.deploy import Sizing, compose_override
+
+    cfg = fastapi_config(model_dir)  # one replica, no limits in the scenario
+    sizing = Sizing(replicas=2, cpu_cores=0.35, mem_mb=400.0, headroom=0.3, capacity_rps=50.0,
+                    peak_rps=60.0)  # fmt: skip
+    override = tmp_path / "plan.yml"
+    override.write_text(yaml.safe_dump(compose_override("plan", cfg, sizing)))
+    with DockerLauncher(overrides=(override,)).launch("plan", cfg, tmp_path / "logs") as rt:
+        assert len(rt.containers) == 2
+        client = docker.from_env()
+        for cid in rt.containers:
+            host = client.containers.get(cid).attrs["HostConfig"]
+            assert host["NanoCpus"] == 500_000_000  # 0.35 / (1 - 0.3)
+            assert host["Memory"] == 572 * 2**20  # ceil(400 / 0.7) MB
+        assert predict(cfg.port, 4)[0] == 200
+
+
+@pytest.mark.integration
+@needs_engine
 def test_keyboard_interrupt_inside_the_run_tears_down(
     model_dir: Path, tmp_path: Path, no_leftovers: None
 ) -> None:

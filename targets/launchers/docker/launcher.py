@@ -34,7 +34,6 @@ listen on the engine host's 127.0.0.1, which the harness reaches only through a 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import secrets
 import subprocess
@@ -58,12 +57,12 @@ from targets.launchers.base import (
     probe_tcp,
     with_fetched_model,
 )
+from targets.launchers.docker.control import DockerSupervisor
 from targets.launchers.docker.engine import (
     APP_UID,
     PROJECT_LABEL,
     RUN_LABEL,
     SERVICE_LABEL,
-    containers_health,
     docker_client,
     ensure_images,
     healthy,
@@ -103,10 +102,17 @@ def layout_of(kind: Kind, config: TargetConfig, profile_services: list[str]) -> 
     return kind.containers
 
 
-def scales(kind: Kind, config: TargetConfig, layout: Containers) -> dict[str, int]:
+def scales(
+    kind: Kind, config: TargetConfig, layout: Containers,
+    specs: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, int]:  # fmt: skip
+    """``--scale`` counts: the kind's, the target's replicas, or an override file's ``scale``
+    of the model-serving service (``servecap plan --compose``)."""
     out = {s: n for s, n in kind.scales(config).items() if s in layout.services}
-    if config.replicas != 1:
-        out[layout.primary] = config.replicas
+    planned = (specs or {}).get(layout.primary, {}).get("scale")
+    replicas = int(planned) if planned is not None else config.replicas
+    if replicas != 1:
+        out[layout.primary] = replicas
     return out
 
 
@@ -114,10 +120,13 @@ class DockerLauncher:
     name = "docker"
 
     def __init__(
-        self, compose_file: Path = compose.COMPOSE_FILE, stop_timeout_s: int = STOP_TIMEOUT_S
-    ) -> None:
+        self, compose_file: Path = compose.COMPOSE_FILE, stop_timeout_s: int = STOP_TIMEOUT_S,
+        overrides: tuple[Path, ...] = (),
+    ) -> None:  # fmt: skip
         self.compose_file = compose_file
         self.stop_timeout_s = stop_timeout_s
+        self.overrides = tuple(p.resolve() for p in overrides)
+        """Override files given by the user (``servecap run --compose-override``)."""
 
     def preflight(self, name: str, config: TargetConfig) -> None:
         """Before a run starts anything: engine, compose CLI, servecap images built, replicas
@@ -152,13 +161,14 @@ class DockerLauncher:
         files = self._files(options, write_overrides(kind, config, logs_dir))
         base = [*cli, "-p", project, *files, "--profile", _profile_name(config)]
         up = [*base, "up", "-d", "--no-build"]
-        for service, count in scales(kind, config, layout).items():
+        for service, count in scales(kind, config, layout, specs).items():
             up += ["--scale", f"{service}={count}"]
         t0 = time.monotonic()
         try:
             self._compose(up, env, logs_dir / "compose-up.log", config.ready_timeout_s + 60)
-            containers = self._wait_ready(name, config, kind, layout, client, project, t0)
+            containers = self._wait_ready(name, config, kind, layout, specs, client, project, t0)
             ids = [c.id for c in containers]
+            supervisor = DockerSupervisor(client, kind, ids)
             yield RunningTarget(
                 name=name,
                 config=config,
@@ -167,7 +177,8 @@ class DockerLauncher:
                 time_to_ready_s=fetch_s + time.monotonic() - t0,
                 containers=ids,
                 logs_dir=logs_dir,
-                health=functools.partial(containers_health, client, ids),
+                health=supervisor.health,
+                control=supervisor,
             )
         finally:
             with held_signals():
@@ -179,6 +190,8 @@ class DockerLauncher:
         files = ["-f", str(self.compose_file)]
         if options.gpu:
             files += ["-f", str(self.compose_file.with_name(compose.GPU_FILE.name))]
+        for path in self.overrides:
+            files += ["-f", str(path)]
         if overrides is not None:
             files += ["-f", str(overrides)]
         return files
@@ -193,6 +206,12 @@ class DockerLauncher:
                 variables, None, self.compose_file.with_name(compose.GPU_FILE.name)
             )
             specs = {n: {**s, **gpu.get(n, {})} for n, s in specs.items()}
+        for path in self.overrides:
+            try:
+                given = compose.services(variables, None, path)
+            except compose.ComposeError as err:
+                raise LaunchError(str(err)) from None
+            specs = {n: {**s, **given.get(n, {})} for n, s in specs.items()}
         overrides = get_kind(config.kind).compose_overrides(config)
         specs = {n: {**s, **overrides.get(n, {})} for n, s in specs.items()}
         return specs, layout_of(get_kind(config.kind), config, list(specs))
@@ -208,7 +227,7 @@ class DockerLauncher:
                 f"target '{name}': docker-compose.yml has no service {', '.join(missing)} in "
                 f"profile '{_profile_name(config)}'"
             )
-        if options.replicas > 1 and not layout.scalable:
+        if scales(kind, config, layout, specs).get(layout.primary, 1) > 1 and not layout.scalable:
             raise LaunchError(
                 f"target '{name}': {config.kind} cannot run replicas on the host network "
                 f"({layout.primary} cannot share its port); use one replica"
@@ -267,10 +286,10 @@ class DockerLauncher:
             raise LaunchError(f"compose failed (exit {proc.returncode}):\n" + "\n".join(text))
 
     def _wait_ready(
-        self, name: str, config: TargetConfig, kind: Kind, layout: Containers, client: Any,
-        project: str, t0: float,
+        self, name: str, config: TargetConfig, kind: Kind, layout: Containers,
+        specs: dict[str, dict[str, Any]], client: Any, project: str, t0: float,
     ) -> list[Any]:  # fmt: skip
-        expected = {s: 1 for s in layout.services} | scales(kind, config, layout)
+        expected = {s: 1 for s in layout.services} | scales(kind, config, layout, specs)
         probes = kind.readiness(config)
         ready: set[str] = set()
         deadline = t0 + config.ready_timeout_s

@@ -1,0 +1,85 @@
+"""``servecap plan --kubernetes DIR --compose FILE``: a plan's deployable artefacts on disk.
+
+The targets' configurations come from the results folder itself (``scenario.yaml``, written
+by the run: what was measured is what is deployed); the manifests and overrides from
+:mod:`targets.deploy`. Kubernetes manifests go to ``DIR/<target>.yaml``; the compose override
+to FILE, or, when several targets were planned, to ``<FILE stem>.<target><suffix>`` beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+
+from analysis.contract import SCENARIO_FILE
+from analysis.sizing import TargetPlan
+from targets.config import TargetConfig
+from targets.deploy import DeployError, Sizing, compose_override, kubernetes_manifests
+
+Echo = Callable[[str], None]
+
+
+def resolved_targets(results_dir: Path) -> dict[str, TargetConfig]:
+    """The targets' configurations as the run used them."""
+    path = results_dir / SCENARIO_FILE
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise DeployError(f"cannot read the run's target configurations in {path}: {err}") \
+            from None  # fmt: skip
+    return {name: TargetConfig.model_validate(cfg) for name, cfg in doc.get("targets", {}).items()}
+
+
+def sizing_of(tp: TargetPlan) -> Sizing | None:
+    p = tp.plan
+    if p is None:
+        return None
+    return Sizing(replicas=p.replicas, cpu_cores=p.cpu_cores_per_replica,
+                  mem_mb=p.mem_mb_per_replica, headroom=p.headroom,
+                  capacity_rps=p.capacity_per_replica_rps, peak_rps=p.peak_rps)  # fmt: skip
+
+
+def override_path(compose_file: Path, name: str, targets: int) -> Path:
+    """FILE for one planned target; ``<stem>.<target><suffix>`` beside it for several."""
+    if targets == 1:
+        return compose_file
+    return compose_file.with_name(f"{compose_file.stem}.{name}{compose_file.suffix}")
+
+
+def write_artefacts(
+    results_dir: Path, plans: Sequence[TargetPlan], kubernetes_dir: Path | None,
+    compose_file: Path | None, echo: Echo = print,
+) -> list[Path]:  # fmt: skip
+    """Write the artefacts of every planned target; a target that cannot be deployed (an
+    external server, no plan) is named with the reason. Returns the files written."""
+    configs = resolved_targets(results_dir)
+    sized = [(str(tp.target), sizing_of(tp)) for tp in plans]
+    planned = [(n, s) for n, s in sized if s is not None and n in configs]
+    written: list[Path] = []
+    for name, sizing in sized:
+        if sizing is None:
+            echo(f"{name}: no plan, no artefacts")
+    for name, sizing in planned:
+        assert sizing is not None
+        config = configs[name]
+        try:
+            if kubernetes_dir is not None:
+                docs = kubernetes_manifests(name, config, sizing)
+                kubernetes_dir.mkdir(parents=True, exist_ok=True)
+                path = kubernetes_dir / f"{name}.yaml"
+                path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+                written.append(path)
+            if compose_file is not None:
+                path = override_path(compose_file, name, len(planned))
+                doc = compose_override(name, config, sizing)
+                head = f"# servecap plan: {name} ({config.kind}), {sizing.replicas} replica(s)\n"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(head + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+                written.append(path)
+        except DeployError as err:
+            echo(f"{name}: {err}")
+    for path in written:
+        echo(f"wrote {path}")
+    return written

@@ -1,0 +1,154 @@
+"""Faults inside a scenario: validated like everything else, injected on time, the killed part
+restarted as a deployment would, and each fault's cost measured from the raw records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.faults import fault_impact, job_accounting
+from loadtests.orchestrator import RunOptions, run
+from loadtests.spec import SpecError, parse_scenarios
+from tests.ports import free_port
+
+
+def doc(faults: list[dict[str, Any]], kind: str = "jobqueue") -> dict[str, Any]:
+    return {
+        "targets": {"t": {"kind": kind}},
+        "scenarios": {
+            "s": {
+                "targets": ["t"],
+                "faults": faults,
+                "load": {"stages": [{"users": 2, "duration_s": 10}]},
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [({"action": "kill", "part": "worker"}, "at_s, or as stage"),
+     ({"action": "kill", "part": "worker", "at_s": 1, "stage": 1}, "not both"),
+     ({"action": "stop", "part": "worker", "at_s": 1}, "stop needs duration_s"),
+     ({"action": "cpu_limit", "part": "web", "at_s": 1, "duration_s": 2}, "needs cpus"),
+     ({"action": "explode", "part": "worker", "at_s": 1}, "action"),
+     ({"action": "kill", "part": "gpu", "at_s": 1}, "not a part of target 't' .jobqueue.; "
+      "parts: jobqueue-web, jobqueue-worker, model-server, redis, replica, web, worker"),
+     ({"action": "kill", "part": "worker", "stage": 3}, "stage 3: the plan has 1 stages"),
+     ({"action": "kill", "part": "worker", "at_s": 1, "target": "u"}, "not a target of")],
+)  # fmt: skip
+def test_faults_are_validated_with_the_fix_named(fault: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_scenarios(doc([fault]))
+
+
+def _records(rows: list[tuple[float, float, str]], name: str = "predict") -> pd.DataFrame:
+    return pd.DataFrame([{"ts": ts, "latency_ms": ms, "outcome": o, "name": name, "error": ""}
+                         for ts, ms, o in rows])  # fmt: skip
+
+
+def test_the_cost_of_a_fault_from_one_second_windows() -> None:
+    rows: list[tuple[float, float, str]] = []
+    for second in range(30):  # 10 requests a second, 10 ms
+        for i in range(10):
+            t = 1000 + second + i / 10
+            if 10 <= second < 12 and i % 2:  # two seconds of half errors after the fault
+                rows.append((t, 1.0, "error"))
+            elif 10 <= second < 13:  # three seconds of slow answers
+                rows.append((t, 400.0, "ok"))
+            else:
+                rows.append((t, 10.0 + i / 10, "ok"))
+    impact = fault_impact(_records(rows), 1010.0, 1030.0, slo_p99_ms=100.0)
+    assert impact["baseline_goodput_rps"] == 10 and impact["baseline_p99_ms"] < 11
+    assert impact["errors"] == 10 and impact["errors_beyond_baseline"] == 10
+    assert impact["error_duration_s"] == 2.0 and impact["errors_cleared"]
+    assert impact["p99_recovery_s"] == 3.0 and impact["recovered"]
+    assert impact["goodput_dip"] == pytest.approx(0.5)
+    no_slo = fault_impact(_records(rows), 1010.0, 1030.0, slo_p99_ms=None)
+    assert no_slo["p99_limit_from"].startswith("twice the baseline")
+    # a fault at the very end: no recovery seen, none claimed
+    late = fault_impact(_records(rows), 1028.5, 1030.0, slo_p99_ms=1.0)
+    assert late["recovered"] is False and late["p99_recovery_s"] is None
+    assert np.isfinite(late["baseline_goodput_rps"])
+
+
+def test_jobs_accepted_finished_lost() -> None:
+    frame = pd.DataFrame([
+        {"ts": 1.0, "latency_ms": 1, "outcome": "ok", "name": "submit", "error": ""},
+        {"ts": 1.0, "latency_ms": 9, "outcome": "ok", "name": "job", "error": ""},
+        {"ts": 2.0, "latency_ms": 1, "outcome": "ok", "name": "submit", "error": ""},
+        {"ts": 2.0, "latency_ms": 9, "outcome": "error", "name": "job",
+         "error": "JobFailed('job not done after 30 s')"},
+        {"ts": 3.0, "latency_ms": 1, "outcome": "error", "name": "submit", "error": "HTTP 500"},
+        {"ts": 3.0, "latency_ms": 1, "outcome": "error", "name": "job",
+         "error": "JobFailed('submit answered HTTP 500')"},
+        {"ts": 4.0, "latency_ms": 1, "outcome": "ok", "name": "submit", "error": ""},
+    ])  # fmt: skip
+    assert job_accounting(frame) == {"accepted": 3, "finished": 1, "lost": 1, "unresolved": 1}
+
+
+def _run(tmp_path: Path, cifar_dir: Path, target: dict[str, Any], faults: list[dict[str, Any]],
+         load: dict[str, Any]) -> tuple[Any, dict[str, Any], list[str]]:  # fmt: skip
+    scenario = {"targets": ["t"], "faults": faults, "load": load, "slo": {"p99_ms": 2000}}
+    spec = parse_scenarios({"targets": {"t": {**target, "port": free_port()}},
+                            "scenarios": {"s": scenario}})  # fmt: skip
+    lines: list[str] = []
+    out = tmp_path / "out"
+    outcome = run(RunOptions("s", spec, tmp_path / "s.yaml", out, data_dir=str(cifar_dir)),
+                  echo=lines.append)  # fmt: skip
+    (entry,) = json.loads((out / "summary.json").read_text())["runs"]
+    return outcome, entry, lines
+
+
+@pytest.mark.integration
+def test_a_killed_queue_worker_is_restarted_and_no_accepted_job_is_lost(
+    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    target = {"kind": "jobqueue", "model_path": str(tiny_model), "queue_workers": 2}
+    load = {
+        "settle_s": 1,
+        "warmup_requests": 5,
+        "stages": [{"users": 4, "duration_s": 8}, {"users": 4, "duration_s": 16}],
+    }
+    faults = [{"action": "kill", "part": "worker", "index": 1, "stage": 2, "offset_s": 3}]
+    outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
+    assert outcome.ok, (outcome.failures, lines[-5:])
+    (fault,) = entry["faults"]["injected"]
+    assert fault["error"] is None and "t-worker-1" in fault["what"]
+    assert fault["impact"]["baseline_goodput_rps"] > 0
+    assert entry["restarts"] == ["t-worker-1"]
+    jobs = entry["faults"]["jobs"]
+    assert jobs["accepted"] > 0 and jobs["lost"] == 0, jobs
+    assert any("fault 1: kill worker 1" in line for line in lines)
+
+
+@pytest.mark.integration
+def test_a_killed_uvicorn_worker_costs_only_its_requests_and_the_run_goes_on(
+    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    target = {"kind": "fastapi", "model_path": str(tiny_model), "workers": 2}
+    load = {
+        "mode": "rate",
+        "settle_s": 1,
+        "warmup_requests": 5,
+        "stages": [{"rps": 40, "duration_s": 6}, {"rps": 40, "duration_s": 14}],
+    }
+    faults = [
+        {"action": "kill", "part": "worker", "index": 1, "stage": 2, "offset_s": 2},
+        {"action": "stop", "part": "model-server", "at_s": 15, "duration_s": 1},
+    ]
+    outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
+    assert outcome.ok, (outcome.failures, lines[-5:])
+    kill, stop = entry["faults"]["injected"]
+    assert kill["error"] is None and "worker 1 of" in kill["what"]
+    assert stop["error"] is None and stop["end_ts"] - stop["start_ts"] == pytest.approx(1, abs=0.6)
+    for fault in (kill, stop):
+        impact = fault["impact"]
+        assert impact["errors"] >= 0 and impact["goodput_dip"] is not None
+        assert impact["p99_limit_ms"] == 2000
+    assert "restarts" not in entry  # uvicorn replaced its own worker

@@ -1,0 +1,102 @@
+"""The live view: figures of the last seconds while a run goes, in a terminal or as lines."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loadtests.live import PlainView, RecordTail, plain_line, snapshot
+
+HEADER = "ts,latency_ms,outcome,lag_ms,name\n"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_tail_reads_only_new_complete_lines(tmp_path: Path) -> None:
+    part = tmp_path / "requests-1.csv"
+    part.write_text(HEADER + "100.0,5.0,ok,0,predict\n100.5,7.0,error,0,predict\n101.0,9")
+    tail = RecordTail(tmp_path, window_s=5.0)
+    assert [r[1] for r in tail.poll(now=101.0)] == [5.0, 7.0]  # the cut line waits
+    with part.open("a") as f:
+        f.write(".0,ok,0,predict\n")
+    assert [r[1] for r in tail.poll(now=101.0)] == [5.0, 7.0, 9.0]
+    (tmp_path / "requests-2.csv").write_text(HEADER + "104.0,3.0,rejected,0,predict\n")
+    assert [r[1] for r in tail.poll(now=105.8)] == [9.0, 3.0]  # older than 5 s: dropped
+
+
+def test_snapshot_figures_and_generator_health() -> None:
+    rows = [(float(i) / 10, float(i), "ok", 0.0) for i in range(1, 101)]
+    rows += [(10.0, 1.0, "error", 50.0), (10.0, 1.0, "rejected", 50.0)]
+    s = snapshot("api", "stage 1/2 users=4", 12.0, 30.0, rows, 5.0,
+                 {"target": (150.0, 812.0), "generator": (95.0, 100.0)}, late_ms=10.0)  # fmt: skip
+    assert s.rps == pytest.approx(100 / 5) and s.p50_ms == pytest.approx(50.5)
+    assert s.p99_ms == pytest.approx(99.01)
+    assert s.error_share == pytest.approx(1 / 102) and s.reject_share == pytest.approx(1 / 102)
+    assert s.remaining_s == 18.0 and s.generator.startswith("BEHIND: CPU 95%")
+    line = plain_line(s)
+    assert "rps=20.0" in line and "cpu=150%" in line and "mem=812 MB" in line
+    lines: list[str] = []
+    view = PlainView(lines.append, every_s=0.0)
+    view.show(s)
+    view.show(s)
+    assert len(lines) == 2
+
+
+@pytest.fixture
+def scenarios(tmp_path: Path, tiny_model: Path) -> Path:
+    from tests.ports import free_port
+
+    data = yaml.safe_load((REPO / "scenarios.yaml").read_text())
+    for target in data["targets"].values():
+        target["model_path"] = str(tiny_model)
+        target["port"] = free_port()
+    path = tmp_path / "scenarios.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _servecap(scenarios: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "loadtests.cli", "run", "smoke", "--scenarios", str(scenarios),
+            "--out", str(out)]  # fmt: skip
+
+
+@pytest.mark.integration
+def test_a_terminal_shows_the_live_panel_and_a_file_gets_plain_lines(
+    scenarios: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "SERVECAP_CIFAR10_DIR": str(cifar_dir), "COLUMNS": "160"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(_servecap(scenarios, tmp_path / "tty"), stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, env=env, cwd=REPO)  # fmt: skip
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    text = seen.decode(errors="replace")
+    assert "remaining" in text and "target CPU" in text and "generator" in text  # the panel
+    assert "\x1b[" in text  # drawn with terminal control sequences
+    assert "stage 2/2" in text  # and the stage results still printed
+    with (tmp_path / "log.txt").open("w") as log:
+        code = subprocess.run(_servecap(scenarios, tmp_path / "file"), stdout=log,
+                              stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                              timeout=180).returncode  # fmt: skip
+    assert code == 0
+    plain = (tmp_path / "log.txt").read_text()
+    assert "\x1b[" not in plain
+    live = [line for line in plain.splitlines() if "] live stage" in line]
+    assert live and "rps=" in live[0] and "p99=" in live[0]
