@@ -53,6 +53,8 @@ class RunCapacity:
     rather than single-sample peaks, which one stray sample can double)."""
     pss_mb: float
     warnings: list[str]
+    mem_peak_mb: float = math.nan
+    """Per replica: the highest single RSS sample of any stage (limits are set from it)."""
     find_max: dict[str, Any] | None = None
     """The run's own find-max search result (``find-max`` mode), when it has one."""
     estimate: dict[str, Any] | None = None
@@ -238,6 +240,7 @@ def run_capacity(
         mem_mb=float(memory_per_replica(mem, replicas)),
         pss_mb=float(memory_per_replica(pss, replicas)),
         warnings=warnings,
+        mem_peak_mb=float(memory_per_replica(_max(table, "mem_max_mb"), replicas)),
     )
 
 

@@ -96,6 +96,8 @@ class Plan:
     replicas_per_host: int | None = None
     """With a host size: replicas one host holds at capacity (by its cores and memory)."""
     hosts: int | None = None
+    mem_peak_mb_per_replica: float | None = None
+    """The highest RSS sample of a replica (memory limits are set from it)."""
 
     @property
     def total_mem_gb(self) -> float | None:
@@ -298,6 +300,7 @@ def plan_targets(
                 host_mem_gb=host_mem_gb,
             )  # fmt: skip
             made = _with_note(made, _capacity_note(cap))
+            made = Plan(**{**asdict(made), "mem_peak_mb_per_replica": _finite(cap.mem_peak_mb)})
         out.append(TargetPlan(run.get("target"), run.get("kind"), run.get("status"), cap, made,
                               reason))  # fmt: skip
     return out

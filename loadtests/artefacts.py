@@ -38,7 +38,8 @@ def sizing_of(tp: TargetPlan) -> Sizing | None:
         return None
     return Sizing(replicas=p.replicas, cpu_cores=p.cpu_cores_per_replica,
                   mem_mb=p.mem_mb_per_replica, headroom=p.headroom,
-                  capacity_rps=p.capacity_per_replica_rps, peak_rps=p.peak_rps)  # fmt: skip
+                  capacity_rps=p.capacity_per_replica_rps, peak_rps=p.peak_rps,
+                  mem_peak_mb=p.mem_peak_mb_per_replica)  # fmt: skip
 
 
 def override_path(compose_file: Path, name: str, targets: int) -> Path:

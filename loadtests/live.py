@@ -49,6 +49,8 @@ class RecordTail:
         self._columns: dict[Path, list[str]] = {}
         self._rows: deque[tuple[float, float, str, float]] = deque()
         """(ts, latency_ms, outcome, lag_ms), in arrival order."""
+        self.total = 0
+        """Every request read so far."""
 
     def poll(self, now: float) -> list[tuple[float, float, str, float]]:
         for part in sorted(self.folder.glob(REQUEST_PARTS)):
@@ -84,6 +86,7 @@ class RecordTail:
                                    float(row[at[3]] or 0)))  # fmt: skip
             except (IndexError, ValueError):
                 continue
+            self.total += 1
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Snapshot:
     """``stage 2/5 users=4`` (or the plan's label for the stage), or ``starting``."""
     elapsed_s: float
     planned_s: float
+    """The plan's length (ramp, rate, trace); for sequential and find-max its bound."""
     rps: float
     p50_ms: float | None
     p99_ms: float | None
@@ -105,10 +109,24 @@ class Snapshot:
     generator_cpu_pct: float | None
     late_share: float
     late_ms: float
+    done: float | None = None
+    """Share of the plan done when time does not say it (sequential: requests sent of those
+    planned); None: elapsed / planned."""
 
     @property
-    def remaining_s(self) -> float:
-        return max(0.0, self.planned_s - self.elapsed_s)
+    def progress(self) -> float:
+        if self.done is not None:
+            return min(1.0, self.done)
+        return min(1.0, self.elapsed_s / self.planned_s) if self.planned_s > 0 else 0.0
+
+    @property
+    def remaining(self) -> str:
+        """Time left: exact for timed plans, an estimate (~) from the pace so far otherwise."""
+        if self.done is None:
+            return f"{max(0.0, self.planned_s - self.elapsed_s):.0f} s"
+        if self.done <= 0:
+            return "?"
+        return f"~{self.elapsed_s * (1 - min(1.0, self.done)) / self.done:.0f} s"
 
     @property
     def generator(self) -> str:
@@ -124,7 +142,7 @@ class Snapshot:
 def snapshot(
     target: str, stage: str, elapsed_s: float, planned_s: float,
     rows: list[tuple[float, float, str, float]], window_s: float,
-    latest: dict[str, tuple[float, float]], late_ms: float,
+    latest: dict[str, tuple[float, float]], late_ms: float, done: float | None = None,
 ) -> Snapshot:  # fmt: skip
     """The figures of the last ``window_s`` seconds of ``rows`` (RecordTail.poll)."""
     ok = np.array([r[1] for r in rows if r[2] == "ok"], dtype=float)
@@ -142,6 +160,7 @@ def snapshot(
         target_mem_mb=target_use[1] if target_use else None,
         generator_cpu_pct=generator_use[0] if generator_use else None,
         late_share=sum(r[3] > late_ms for r in rows) / n if n else 0.0, late_ms=late_ms,
+        done=done,
     )  # fmt: skip
 
 
@@ -151,7 +170,8 @@ def _fmt(value: float | None, spec: str, unit: str = "") -> str:
 
 def plain_line(s: Snapshot) -> str:
     return (
-        f"[{s.target}] live {s.stage} {s.elapsed_s:.0f}/{s.planned_s:.0f} s: "
+        f"[{s.target}] live {s.stage} {s.elapsed_s:.0f} s, {s.progress:.0%} done, "
+        f"{s.remaining} left: "
         f"last {WINDOW_S:g} s rps={s.rps:.1f} p50={_fmt(s.p50_ms, '.1f', ' ms')} "
         f"p99={_fmt(s.p99_ms, '.1f', ' ms')} errors={s.error_share:.1%} "
         f"rejected={s.reject_share:.1%} target cpu={_fmt(s.target_cpu_pct, '.0f', '%')} "
@@ -221,7 +241,7 @@ class RichView:
             table.add_column(col)  # fmt: skip
         if s is not None:
             table.add_row(
-                s.stage, f"{s.elapsed_s:.0f} s", f"{s.remaining_s:.0f} s", f"{s.rps:.1f}",
+                s.stage, f"{s.elapsed_s:.0f} s", s.remaining, f"{s.rps:.1f}",
                 _fmt(s.p50_ms, ".1f", " ms"), _fmt(s.p99_ms, ".1f", " ms"),
                 f"{s.error_share:.1%}", f"{s.reject_share:.1%}",
                 _fmt(s.target_cpu_pct, ".0f", "%"), _fmt(s.target_mem_mb, ".0f", " MB"),
@@ -230,8 +250,8 @@ class RichView:
         return Group(self.progress, table)
 
     def show(self, s: Snapshot) -> None:
-        done = min(1.0, s.elapsed_s / s.planned_s) if s.planned_s > 0 else 0.0
-        self.progress.update(self.task, completed=done, description=f"{s.target} {s.stage}")
+        self.progress.update(self.task, completed=s.progress,
+                             description=f"{s.target} {s.stage}")  # fmt: skip
         self.live.update(self._render(s))
 
     def close(self) -> None:

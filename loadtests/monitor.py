@@ -153,8 +153,16 @@ def _snapshot(
     total = f"/{len(load.plan.stages)}" if load.plan.mode in ("ramp", "rate") else ""
     stage = f"stage {current['index'] + 1}{total} {_stage_label(raw, current['index'])}".strip()
     elapsed = now - float(raw[0]["start_ts"])
-    return snapshot(load.target, stage, elapsed, load.plan.duration_s, tail.poll(now),
-                    tail.window_s, latest, load.plan.late_ms)  # fmt: skip
+    rows = tail.poll(now)
+    done: float | None = None
+    plan = load.plan
+    if plan.mode == "sequential":
+        planned = sum(plan.sequential.requests) * plan.sequential.repeat
+        done = tail.total / planned if planned else None
+    elif plan.mode == "find-max":
+        done = len(raw) / plan.find_max.max_points  # at most this many points
+    return snapshot(load.target, stage, elapsed, plan.duration_s, rows, tail.window_s, latest,
+                    plan.late_ms, done)  # fmt: skip
 
 
 def _when(tdir: Path) -> str:

@@ -8,8 +8,9 @@ same with one replica fewer. The SLO is judged on each run's p99 (and error rate
 steady window: it should hold at N and break at N - 1, or the plan was too generous (or too
 tight). Each run is a normal results folder under the plan's folder.
 
-CPU per replica is what the measurement ran with (the target's ``cpus``) when it had a limit,
-else the measured use at capacity / (1 - headroom). On a host with fewer cores than the plan's
+CPU and memory per replica are what the measurement ran with (the target's ``cpus`` and
+``memory_limit_mb``) when it had limits, else the plan's: the CPU used at capacity and the
+peak memory, / (1 - headroom). On a host with fewer cores than the plan's
 replicas and the load generator need, the replicas compete for cores and the verdict is
 pessimistic; the output says so. Scale the plan down instead (measure a target with ``cpus:
 0.5``, plan a peak that needs 2-3 replicas).
@@ -86,15 +87,23 @@ class Proof:
         }  # fmt: skip
 
 
-def limits_for(tp: TargetPlan, measured_cpus: float | None) -> tuple[float | None, int | None]:
-    """CPU and memory limit per replica: as measured (the target's cpus) or planned."""
+def limits_for(
+    tp: TargetPlan, measured_cpus: float | None, measured_memory_mb: int | None
+) -> tuple[float | None, int | None]:
+    """CPU and memory limit per replica: what the measurement ran with, else the plan's
+    (:class:`targets.deploy.Sizing`: CPU at capacity and peak memory, / (1 - headroom))."""
+    from loadtests.artefacts import sizing_of
+
     p = tp.plan
-    assert p is not None
+    sizing = sizing_of(tp)
+    assert p is not None and sizing is not None
     cpus = measured_cpus
     if cpus is None and p.cpu_cores_per_replica:
         cpus = round(p.cpu_cores_per_replica / (1 - p.headroom), 2)
-    memory = math.ceil(p.mem_mb_per_replica / (1 - p.headroom)) if p.mem_mb_per_replica else None
-    return cpus, (max(64, memory) if memory else None)
+    memory = measured_memory_mb
+    if memory is None and sizing.mem_limit_mb is not None:
+        memory = max(64, math.ceil(sizing.mem_limit_mb))
+    return cpus, memory
 
 
 def trial_spec(
@@ -121,7 +130,7 @@ def verify_plan(
     if p is None:
         raise ValueError(f"target '{name}' has no plan to verify: {tp.reason}")
     config = resolved_targets(results_dir)[name]
-    cpus, memory = limits_for(tp, config.cpus)
+    cpus, memory = limits_for(tp, config.cpus, config.memory_limit_mb)
     doc = config.model_dump(mode="json", exclude_defaults=False)
     doc.update({"cpus": cpus, "memory_limit_mb": memory})
     slo = float(p.slo_p99_ms or 0) or 500.0

@@ -13,8 +13,9 @@ Kubernetes, per target (``<target>.yaml``, one document each):
   the host network; the model server listens on all of the pod's interfaces (the Service
   reaches it there). Requests: the CPU and memory one replica used at its capacity under the
   SLO (measured over all its processes: set on the model-serving container); limits: the
-  requests / (1 - headroom). Readiness probe on the kind's health path. The model comes in
-  the image (``servecap images build --model``, pushed to your registry: ``--image-repo``).
+  requests / (1 - headroom), for memory from the highest RSS sample when it is higher.
+  Readiness probe on the kind's health path. The model comes in the image (``servecap images
+  build --model``, pushed to your registry).
   Per-launch secrets (the job queue's Redis password) come from a Secret you create.
 * **Service** (ClusterIP) on the target's port (and gRPC port).
 * **HorizontalPodAutoscaler** on CPU: target utilisation 100 x (1 - headroom) % of the
@@ -60,6 +61,14 @@ class Sizing:
     headroom: float
     capacity_rps: float
     peak_rps: float
+    mem_peak_mb: float | None = None
+    """The highest RSS sample of a replica: the memory limit covers it."""
+
+    @property
+    def mem_limit_mb(self) -> float | None:
+        """max(use at capacity, peak sample) / (1 - headroom)."""
+        known = [m for m in (self.mem_mb, self.mem_peak_mb) if m]
+        return max(known) / (1.0 - self.headroom) if known else None
 
 
 def millicores(cores: float) -> str:
@@ -67,7 +76,7 @@ def millicores(cores: float) -> str:
 
 
 def mebibytes(mb: float) -> str:
-    return f"{max(16, math.ceil(mb))}Mi"
+    return f"{max(16, math.ceil(mb - 1e-9))}Mi"  # float noise never adds a MiB
 
 
 def _resources(sizing: Sizing) -> dict[str, Any]:
@@ -79,7 +88,8 @@ def _resources(sizing: Sizing) -> dict[str, Any]:
         limits["cpu"] = millicores(sizing.cpu_cores * stretch)
     if sizing.mem_mb is not None and sizing.mem_mb > 0:
         requests["memory"] = mebibytes(sizing.mem_mb)
-        limits["memory"] = mebibytes(sizing.mem_mb * stretch)
+    if sizing.mem_limit_mb is not None:
+        limits["memory"] = mebibytes(sizing.mem_limit_mb)
     return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
 
 
@@ -222,6 +232,6 @@ def compose_override(name: str, config: TargetConfig, sizing: Sizing) -> dict[st
     service: dict[str, Any] = {"scale": sizing.replicas}
     if sizing.cpu_cores:
         service["cpus"] = f"{sizing.cpu_cores / (1 - sizing.headroom):.2f}"
-    if sizing.mem_mb:
-        service["mem_limit"] = f"{math.ceil(sizing.mem_mb / (1 - sizing.headroom))}m"
+    if sizing.mem_limit_mb:
+        service["mem_limit"] = f"{math.ceil(sizing.mem_limit_mb - 1e-9)}m"
     return {"services": {kind.containers.primary: service}}

@@ -38,7 +38,10 @@ def test_snapshot_figures_and_generator_health() -> None:
     assert s.rps == pytest.approx(100 / 5) and s.p50_ms == pytest.approx(50.5)
     assert s.p99_ms == pytest.approx(99.01)
     assert s.error_share == pytest.approx(1 / 102) and s.reject_share == pytest.approx(1 / 102)
-    assert s.remaining_s == 18.0 and s.generator.startswith("BEHIND: CPU 95%")
+    assert s.remaining == "18 s" and s.progress == pytest.approx(0.4)
+    assert s.generator.startswith("BEHIND: CPU 95%")
+    sequential = snapshot("api", "N=100", 30.0, 7200.0, rows, 5.0, {}, 10.0, done=0.25)
+    assert sequential.remaining == "~90 s" and sequential.progress == 0.25  # from the pace
     line = plain_line(s)
     assert "rps=20.0" in line and "cpu=150%" in line and "mem=812 MB" in line
     lines: list[str] = []

@@ -14,7 +14,7 @@ from targets.deploy import DeployError, Sizing, compose_override, kubernetes_man
 
 K8S_VERSION = "1.33.0"
 SIZING = Sizing(replicas=3, cpu_cores=0.85, mem_mb=612.4, headroom=0.3, capacity_rps=120.0,
-                peak_rps=250.0)  # fmt: skip
+                peak_rps=250.0, mem_peak_mb=700.0)  # fmt: skip
 CONFIGS: dict[str, dict[str, Any]] = {
     "fastapi": {"kind": "fastapi", "port": 8101},
     "django-to-fastapi": {"kind": "django-to-fastapi", "port": 8201},
@@ -52,9 +52,10 @@ def test_resources_probe_and_autoscaling_follow_the_plan(tiny_model: Path) -> No
     names = [c["name"] for c in pod["containers"]]
     assert names == ["fastapi", "django-forward", "nginx"]  # one pod: loopback between them
     model = pod["containers"][0]
-    # requests: measured per replica; limits: / (1 - headroom) = 0.85 / 0.7 = 1.214 cores
+    # requests: measured per replica; limits: / (1 - headroom): 0.85 / 0.7 = 1.214 cores, and
+    # memory from the peak sample, 700 / 0.7 = 1,000 MB
     assert model["resources"]["requests"] == {"cpu": "850m", "memory": "613Mi"}
-    assert model["resources"]["limits"] == {"cpu": "1220m", "memory": "875Mi"}
+    assert model["resources"]["limits"] == {"cpu": "1220m", "memory": "1000Mi"}
     assert model["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert model["image"].startswith("servecap/fastapi:") and model["image"].endswith("-model")
     assert model["args"] == ["serve", "fastapi"]
@@ -88,7 +89,7 @@ def test_external_servers_are_not_deployed_and_the_override_sizes_the_model_serv
         kubernetes_manifests("ext", external, SIZING)
     config = target_config(kind="fastapi", port=8101, model_path=str(tiny_model))
     assert compose_override("api", config, SIZING) == {
-        "services": {"fastapi": {"scale": 3, "cpus": "1.21", "mem_limit": "875m"}}
+        "services": {"fastapi": {"scale": 3, "cpus": "1.21", "mem_limit": "1000m"}}
     }
     triton = target_config(kind="triton", port=8501, model_path=str(tiny_model))
     with pytest.raises(DeployError, match="cannot run replicas on one host"):
