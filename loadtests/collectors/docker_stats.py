@@ -26,6 +26,7 @@ Healthchecks run inside the containers, so their few milliseconds of CPU every 5
 from __future__ import annotations
 
 import csv
+import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -318,9 +319,12 @@ class DockerStatsSampler:
         with self._lock:
             if self._writer is None:
                 return
-            cpu = row[4]  # SAMPLE_COLUMNS: ts, role, source, name, cpu_pct, ...
-            if isinstance(cpu, float | int) and cpu == cpu:
-                self._last_cpu[(str(row[1]), str(row[3]))] = float(cpu)
+            try:  # SAMPLE_COLUMNS: ts, role, source, name, cpu_pct, ... (numbers or text)
+                cpu = float(row[4])  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                cpu = math.nan
+            if cpu == cpu:
+                self._last_cpu[(str(row[1]), str(row[3]))] = cpu
             self._writer.writerow(row)
             self._file.flush()
             self.samples += 1

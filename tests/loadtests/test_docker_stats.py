@@ -138,6 +138,8 @@ def test_sampler_threads_write_rows_incrementally(tmp_path: Path) -> None:
     assert set(rows["name"]) == {"c_1", "c_2"}
     assert (rows["cpu_pct"] == 50.0).all()
     assert (rows["mem_mb"] == 220.0).all() and (rows["n_procs"] == 3).all()
+    # the live view's figures: the role's last CPU and memory, summed over its containers
+    assert sampler.latest == {"target": (100.0, 440.0)}
 
 
 def test_sampler_survives_a_missing_container(tmp_path: Path) -> None:
