@@ -21,6 +21,13 @@ from targets.deploy import DeployError, Sizing, compose_override, kubernetes_man
 Echo = Callable[[str], None]
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Repeated mappings (a Deployment's labels and selector) written out, not as &anchors."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def resolved_targets(results_dir: Path) -> dict[str, TargetConfig]:
     """The targets' configurations as the run used them."""
     path = results_dir / SCENARIO_FILE
@@ -70,7 +77,8 @@ def write_artefacts(
                 docs = kubernetes_manifests(name, config, sizing)
                 kubernetes_dir.mkdir(parents=True, exist_ok=True)
                 path = kubernetes_dir / f"{name}.yaml"
-                path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+                path.write_text(yaml.dump_all(docs, Dumper=_NoAliases, sort_keys=False),
+                                encoding="utf-8")  # fmt: skip
                 written.append(path)
             if compose_file is not None:
                 path = override_path(compose_file, name, len(planned))

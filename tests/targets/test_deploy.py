@@ -94,3 +94,34 @@ def test_external_servers_are_not_deployed_and_the_override_sizes_the_model_serv
     triton = target_config(kind="triton", port=8501, model_path=str(tiny_model))
     with pytest.raises(DeployError, match="cannot run replicas on one host"):
         compose_override("tri", triton, SIZING)
+
+
+def test_plan_writes_one_file_per_target_without_yaml_anchors(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    from analysis.contract import SCENARIO_FILE
+    from analysis.sizing import plan_targets
+    from loadtests.artefacts import write_artefacts
+
+    results = tmp_path / "results"
+    results.mkdir()
+    config = {"kind": "fastapi", "port": 8101, "model_path": str(tiny_model)}
+    (results / SCENARIO_FILE).write_text(yaml.safe_dump({"targets": {"api": config}}))
+    stage = {"index": 0, "users": 4, "duration_s": 10, "requests": 1000, "measured_requests": 1000,
+             "rps": 100.0,
+             "goodput_rps": 100.0, "p50_ms": 5.0, "p95_ms": 9.0, "p99_ms": 12.0,
+             "error_rate": 0.0, "reject_rate": 0.0, "cpu_pct": 80.0, "mem_mb": 300.0,
+             "mem_max_mb": 320.0}  # fmt: skip
+    summary = {"runs": [{"target": "api", "kind": "fastapi", "status": "ok", "stages": [stage]}]}
+    plans = plan_targets(summary, 100.0, 150.0)
+    written = write_artefacts(results, plans, tmp_path / "k8s", tmp_path / "plan.yml",
+                              echo=lambda _: None)  # fmt: skip
+    assert [p.name for p in written] == ["api.yaml", "plan.yml"]
+    text = written[0].read_text()
+    assert "&id" not in text and "*id" not in text
+    docs = list(yaml.safe_load_all(text))
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert docs[0]["spec"]["replicas"] == plans[0].plan.replicas  # type: ignore[union-attr]
