@@ -13,8 +13,9 @@ Pure functions: the per-request records and the fault events in, one impact per 
                  well; lost = accepted jobs that failed or timed out; unresolved = accepted
                  jobs still waiting when the load ended
 
-Windows are by request start (open loop: scheduled send time). A fault in the last seconds of
-the load may not show its recovery: ``recovered`` is False then, never a guess.
+Windows are by request start (open loop: scheduled send time). Each fault is measured until
+the next fault hits or the load ends (``measured_until_s``): a fault in the last seconds may
+not show its recovery, and ``recovered`` is False then, never a guess.
 """
 
 from __future__ import annotations
@@ -112,12 +113,17 @@ def impacts(
     slo_p99_ms: float | None, request_name: str | None = None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Every injected fault with its impact (faults that failed to inject: as recorded)."""
+    starts = sorted(float(e["start_ts"]) for e in events
+                    if e.get("start_ts") is not None and not e.get("error"))  # fmt: skip
     out = []
     for event in events:
         entry = dict(event)
         if event.get("start_ts") is not None and not event.get("error"):
-            entry["impact"] = fault_impact(records, float(event["start_ts"]), end_ts,
-                                           slo_p99_ms, request_name)  # fmt: skip
+            start = float(event["start_ts"])
+            # each fault is measured until the next one hits, so their costs are not mixed
+            until = min([s for s in starts if s > start] + [end_ts])
+            entry["impact"] = fault_impact(records, start, until, slo_p99_ms, request_name)
+            entry["impact"]["measured_until_s"] = round(until - start, 3)
         out.append(entry)
     return out
 

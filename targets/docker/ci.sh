@@ -8,7 +8,8 @@
 #   3. offline images: debootstrap base, wheelhouse, runtime, fastapi, triton
 #      (`servecap images build --offline fastapi triton`)
 #   4. the Docker integration tests (launcher, stats collector, compose file, images, the
-#      Triton container), and a short `servecap run smoke --launcher docker`
+#      Triton container, a user's image as kind container, plan --verify), and a short
+#      `servecap run smoke --launcher docker`
 #   5. nothing left: `servecap clean` semantics, dangling servecap images pruned
 #
 # Usage: targets/docker/ci.sh [--no-install]
@@ -87,7 +88,8 @@ trap cleanup EXIT
 budget "$PYTHON" -m pytest -q -p no:cacheprovider --durations=10 \
   tests/targets/test_images.py tests/targets/test_compose.py \
   tests/targets/test_docker_launcher.py tests/loadtests/test_docker_stats.py \
-  tests/loadtests/test_gpu.py tests/targets/test_triton.py tests/targets/test_container_kind.py
+  tests/loadtests/test_gpu.py tests/targets/test_triton.py tests/targets/test_container_kind.py \
+  tests/loadtests/test_proof.py
 done_step "docker tests"
 
 if ! ls artifacts/models/cifar10_cnn/*/saved_model.pb >/dev/null 2>&1; then

@@ -139,7 +139,7 @@ class Supervisor:
             raise LaunchError(f"part worker {index}: the model server has {len(children)} "
                               "worker process(es) (workers: N > 1 forks them)")  # fmt: skip
         child = children[index - 1]
-        return PartRef(f"worker {index} of {server.label} (pid {child.pid})", pid=child.pid)
+        return PartRef(f"worker {index} (pid {child.pid}) of {server.label}", pid=child.pid)
 
     def _tree(self, pid: int) -> list[int]:
         try:

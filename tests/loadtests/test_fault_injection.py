@@ -145,10 +145,23 @@ def test_a_killed_uvicorn_worker_costs_only_its_requests_and_the_run_goes_on(
     outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
     assert outcome.ok, (outcome.failures, lines[-5:])
     kill, stop = entry["faults"]["injected"]
-    assert kill["error"] is None and "worker 1 of" in kill["what"]
+    assert kill["error"] is None and kill["what"].startswith("worker 1 (pid")
     assert stop["error"] is None and stop["end_ts"] - stop["start_ts"] == pytest.approx(1, abs=0.6)
     for fault in (kill, stop):
         impact = fault["impact"]
         assert impact["errors"] >= 0 and impact["goodput_dip"] is not None
         assert impact["p99_limit_ms"] == 2000
     assert "restarts" not in entry  # uvicorn replaced its own worker
+
+
+def test_each_fault_is_measured_until_the_next_one() -> None:
+    from analysis.faults import impacts
+
+    rows = [(1000 + t / 10, 10.0, "ok") for t in range(400)]  # 10/s for 40 s
+    rows = [r for r in rows if not 1030 <= r[0] < 1032]  # the second fault stops everything
+    events = [{"action": "kill", "start_ts": 1010.0, "error": None},
+              {"action": "stop", "start_ts": 1030.0, "error": None}]  # fmt: skip
+    first, second = impacts(_records(rows), events, 1040.0, 100.0)
+    assert first["impact"]["measured_until_s"] == 20.0
+    assert first["impact"]["goodput_dip"] == 1.0  # the stop's zero windows are not its own
+    assert second["impact"]["goodput_dip"] == 0.0
