@@ -66,6 +66,7 @@ REQUEST_COLUMNS: dict[str, str] = {
     "service_ms": "float64",
     "lag_ms": "float64",
     "client_ms": "float64",
+    "model_version": "object",
 }
 """Per-request records, in the order the recorder writes them (pandas dtypes).
 
@@ -73,7 +74,9 @@ REQUEST_COLUMNS: dict[str, str] = {
 ``latency_ms``: ``service_ms`` + ``lag_ms``; ``service_ms``: wire time (first byte sent to last
 byte received) when the client measured one, else the client's own timing; ``lag_ms``: how
 late an open-loop request was sent (0 in closed loop); ``client_ms``: the generator's own
-overhead around the wire time; ``outcome``: ok | error | rejected (503)."""
+overhead around the wire time; ``outcome``: ok | error | rejected (503); ``model_version``:
+the model version that answered (the ``X-Model-Version`` header of servecap's servers; empty
+when the server does not say)."""
 
 LABEL_COLUMNS: dict[str, str] = {"stage": "int64", "in_window": "bool"}
 """Added when a run is finalised: the stage a request started in, and whether it lies in

@@ -9,6 +9,8 @@ Pure functions: the per-request records and the fault events in, one impact per 
     p99_recovery_s   from the fault to the first of 3 consecutive windows whose p99 is within
                  the limit (the SLO's p99; without an SLO, twice the baseline p99: said so)
     dip          the lowest window goodput within 30 s after the fault / the baseline goodput
+    model_versions   (model_update) which version answered when, seconds from the update,
+                 and how long two versions answered side by side (mixed_s)
     jobs         (job queue) accepted = submits answered 202; finished = job rows that ended
                  well; lost = accepted jobs that failed or timed out; unresolved = accepted
                  jobs still waiting when the load ended
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -96,6 +99,23 @@ def fault_impact(
     }  # fmt: skip
 
 
+def version_spans(records: pd.DataFrame, t0: float) -> dict[str, Any]:
+    """Which model version answered when (``model_version`` of the records, seconds after
+    ``t0``): per version its requests and first and last answer; ``mixed_s``: how long two
+    versions answered side by side (0: a clean switch)."""
+    if "model_version" not in records:
+        return {"versions": {}, "mixed_s": None}
+    ok = records[(records["outcome"] == "ok") & (records["model_version"].astype(str) != "")]
+    spans: dict[str, Any] = {}
+    for version, group in ok.groupby(ok["model_version"].astype(str), sort=False):
+        spans[str(version)] = {"requests": len(group),
+                               "first_s": round(float(group["ts"].min()) - t0, 3),
+                               "last_s": round(float(group["ts"].max()) - t0, 3)}  # fmt: skip
+    ordered = sorted(spans.values(), key=lambda v: v["first_s"])
+    mixed = sum(max(0.0, a["last_s"] - b["first_s"]) for a, b in pairwise(ordered))
+    return {"versions": spans, "mixed_s": round(mixed, 3) if len(ordered) > 1 else None}
+
+
 def job_accounting(records: pd.DataFrame) -> dict[str, int]:
     """The job queue's jobs over the run: accepted, finished, lost, unresolved."""
     submits = records[records["name"] == "submit"]
@@ -124,6 +144,8 @@ def impacts(
             until = min([s for s in starts if s > start] + [end_ts])
             entry["impact"] = fault_impact(records, start, until, slo_p99_ms, request_name)
             entry["impact"]["measured_until_s"] = round(until - start, 3)
+            if event.get("action") == "model_update":
+                entry["model_versions"] = version_spans(records, start)
         out.append(entry)
     return out
 

@@ -11,11 +11,13 @@
 Actions: ``kill`` (SIGKILL; a container: killed), ``stop`` for ``duration_s`` (SIGSTOP then
 SIGCONT; a container: paused), ``restart`` (SIGTERM, then started again; a container:
 restarted), ``cpu_limit`` to ``cpus`` for ``duration_s`` (a container: ``docker update``; a
-process tree: its CPU affinity, rounded up to whole CPUs). Parts are roles of the target's
-kind (:attr:`targets.kind.Kind.part_roles`: ``worker``, ``web``, ``redis``; any of its
-container services), ``model-server`` (the model-serving role), ``worker`` of a server that
-forks workers (a uvicorn or gunicorn worker process), or ``replica`` (a container replica of
-the model server), with a 1-based ``index``.
+process tree: its CPU affinity, rounded up to whole CPUs), ``model_update`` to ``model_path``
+(the model-load pattern: every process of the part is restarted on the new model, one after
+the other, each ready before the next; answers say which version served them). Parts are
+roles of the target's kind (:attr:`targets.kind.Kind.part_roles`: ``worker``, ``web``,
+``redis``; any of its container services), ``model-server`` (the model-serving role),
+``worker`` of a server that forks workers (a uvicorn or gunicorn worker process), or
+``replica`` (a container replica of the model server), with a 1-based ``index``.
 
 A part killed by a fault is restarted the way a deployment would restart it (the launcher's
 supervision: :class:`targets.launchers.base.TargetControl`); the watchdog knows the death was
@@ -35,7 +37,7 @@ from pydantic import Field, model_validator
 
 from targets.config import StrictModel
 
-FaultAction = Literal["kill", "stop", "restart", "cpu_limit"]
+FaultAction = Literal["kill", "stop", "restart", "cpu_limit", "model_update"]
 GENERIC_PARTS = ("model-server", "worker", "replica")
 FAULTS_FILE = "faults.json"
 """Per target: the faults injected, when, and what happened (``analysis.faults`` reads it)."""
@@ -53,6 +55,9 @@ class Fault(StrictModel):
     offset_s: float = Field(default=0.0, ge=0, le=86_400, description="after the stage starts")
     duration_s: float | None = Field(default=None, gt=0, le=86_400, description="stop, cpu_limit")
     cpus: float | None = Field(default=None, gt=0, le=1_024, description="cpu_limit: cores")
+    model_path: str | None = Field(
+        default=None, description="model_update: the new SavedModel (a version folder)"
+    )
 
     @model_validator(mode="after")
     def _when_and_what(self) -> Fault:
@@ -64,6 +69,9 @@ class Fault(StrictModel):
             raise ValueError("action cpu_limit needs cpus (the cores left to the part)")
         if self.action not in ("stop", "cpu_limit") and self.duration_s is not None:
             raise ValueError(f"action {self.action} takes no duration_s")
+        if (self.action == "model_update") != (self.model_path is not None):
+            raise ValueError("model_path goes with action model_update (the new model), and "
+                             "model_update needs it")  # fmt: skip
         return self
 
     def start_s(self, stage_starts_s: list[float]) -> float | None:
@@ -142,6 +150,9 @@ class Injector:
                 self.control.kill(part)
             elif fault.action == "restart":
                 self.control.restart(part)
+            elif fault.action == "model_update":
+                assert fault.model_path is not None
+                self.control.update_model(fault.part, fault.model_path)
             elif fault.action == "stop":
                 self.control.pause(part)
                 assert fault.duration_s is not None

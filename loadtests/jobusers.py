@@ -26,6 +26,7 @@ from locust import FastHttpUser, constant, task
 from loadtests import clock
 from loadtests.users import _BodyCycle, _Protocol
 from targets.protocols.jobs import JOBS_PATH as JOB_PATH
+from targets.protocols.servecap import MODEL_VERSION_HEADER
 
 POLL_WAIT_MAX_S = 10.0
 """Longest single long poll (the server caps it at 30 s)."""
@@ -36,10 +37,12 @@ class JobFailed(Exception):
 
 
 class _JobResponse:
-    """Carries an HTTP-like status for the recorder (200: finished; 0: did not finish)."""
+    """Carries an HTTP-like status for the recorder (200: finished; 0: did not finish), and
+    the version of the model that computed the result, as a predict answer's header."""
 
-    def __init__(self, status_code: int) -> None:
+    def __init__(self, status_code: int, model_version: str | None = None) -> None:
         self.status_code = status_code
+        self.headers = {MODEL_VERSION_HEADER: model_version} if model_version else {}
 
 
 class JobUser(_Protocol, _BodyCycle, FastHttpUser):
@@ -68,12 +71,13 @@ class JobUser(_Protocol, _BodyCycle, FastHttpUser):
             status = 200 if error is None else 0
         elif status != 503:
             error = JobFailed(f"submit answered HTTP {status}")
+        version = _field(result, "model_version") if status == 200 else None
         self.environment.events.request.fire(
             request_type="JOB",
             name="job",
             response_time=(time.perf_counter() - start) * 1000,
             response_length=len(result),
-            response=_JobResponse(status),
+            response=_JobResponse(status, version),
             exception=error if status != 503 else JobFailed("rejected (503)"),
             context={"job_id": job_id},
             start_time=start_time,

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from analysis.contract import REJECT_STATUS, REQUEST_COLUMNS
 from loadtests import clock
+from targets.protocols.servecap import MODEL_VERSION_HEADER
 
 COLUMNS = tuple(REQUEST_COLUMNS)
 """The columns of every row, in order (:data:`analysis.contract.REQUEST_COLUMNS` says what
@@ -47,12 +48,25 @@ CLOCK_SLACK_S = 600.0
 """A forwarded row's time may differ from the master's clock by at most this (host skew)."""
 
 
+MAX_VERSION_CHARS = 64
+
+
+def _model_version(response: Any) -> str:
+    """The X-Model-Version header of an HTTP answer ("" when there is none)."""
+    headers = getattr(response, "headers", None)
+    try:
+        value = headers.get(MODEL_VERSION_HEADER) if headers is not None else None
+    except Exception:  # a client's header object that cannot be asked
+        return ""
+    return str(value)[:MAX_VERSION_CHARS] if value else ""
+
+
 def valid_row(row: object, now_ts: float) -> bool:
     """Whether a row forwarded by a remote worker fits :data:`COLUMNS` (types, ranges, a time
     near ``now_ts``); the master drops what does not, so a stray peer cannot poison a run."""
     if not isinstance(row, list) or len(row) != len(COLUMNS):
         return False
-    ts, latency, status, size, name, outcome, users, error, *times = row
+    ts, latency, status, size, name, outcome, users, error, *times, version = row
     try:
         fields_ok = (
             abs(float(ts) - now_ts) <= CLOCK_SLACK_S
@@ -64,6 +78,7 @@ def valid_row(row: object, now_ts: float) -> bool:
             and isinstance(users, int) and 0 <= users <= 1_000_000
             and isinstance(error, str) and len(error) <= 2_000
             and all(t == "" or math.isfinite(float(t)) for t in times)
+            and isinstance(version, str) and len(version) <= MAX_VERSION_CHARS
         )  # fmt: skip
     except (TypeError, ValueError):
         return False
@@ -150,6 +165,7 @@ class RequestRecorder:
                 f"{service_ms:.3f}",
                 f"{lag_ms:.3f}",
                 f"{client_ms:.3f}",
+                _model_version(response),
             ]
         )
         for observer in self.observers:

@@ -29,6 +29,7 @@ from targets.common import metrics
 from targets.common.batching import Batcher
 from targets.common.payload import Decoder, PayloadError, encode_response, error_body
 from targets.common.settings import ServerSettings
+from targets.protocols.servecap import MODEL_VERSION_HEADER
 
 
 class Model(Protocol):
@@ -147,7 +148,8 @@ class InferenceService(AdmittingService):
             start = time.perf_counter()
             probabilities = self._predict_batch(images)
             metrics.observe_request(0.0, time.perf_counter() - start)
-        return Reply(200, encode_response(probabilities))
+        return Reply(200, encode_response(probabilities),
+                     headers={MODEL_VERSION_HEADER: str(self.model.version)})  # fmt: skip
 
     def health(self) -> Reply:
         return Reply(200, orjson.dumps({"status": "ok", "model_version": self.model.version}))

@@ -170,7 +170,12 @@ def unpack_images(
     return np.frombuffer(data, dtype=kind).reshape(count, *shape).astype(np.float32)
 
 
-def result_dict(probabilities: np.ndarray) -> dict[str, list[int] | list[list[float]]]:
-    """A job's result, the same fields as the predict API's answer."""
+def result_dict(probabilities: np.ndarray, model_version: object = None) -> dict[str, Any]:
+    """A job's result, the same fields as the predict API's answer, and the version of the
+    model that computed it (the web's poll answer names it as the predict API does)."""
     probs = np.asarray(probabilities, dtype=np.float32)
-    return {"classes": probs.argmax(axis=1).tolist(), "probabilities": probs.tolist()}
+    out: dict[str, Any] = {"classes": probs.argmax(axis=1).tolist(),
+                           "probabilities": probs.tolist()}  # fmt: skip
+    if model_version is not None:
+        out["model_version"] = str(model_version)
+    return out

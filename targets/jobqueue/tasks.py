@@ -9,6 +9,7 @@ named by ``SERVECAP_MODEL_PATH`` loaded once per process.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from rq import get_current_job
 
@@ -43,7 +44,7 @@ def predictor() -> Model:
         return _predictor
 
 
-def classify(dtype: str, count: int) -> dict[str, list[int] | list[list[float]]]:
+def classify(dtype: str, count: int) -> dict[str, Any]:
     """``{"classes": [...], "probabilities": [[...]]}`` for the job's ``count`` packed images
     (stored under the job's input key)."""
     job = get_current_job()
@@ -57,4 +58,5 @@ def classify(dtype: str, count: int) -> dict[str, list[int] | list[list[float]]]
     data = job.connection.get(input_key(job.origin, job.id))
     model = predictor()
     shape = getattr(getattr(model, "input", None), "shape", IMAGE_SHAPE)
-    return result_dict(model.predict(unpack_images(data, dtype, count, shape)))
+    images = unpack_images(data, dtype, count, shape)
+    return result_dict(model.predict(images), getattr(model, "version", None))

@@ -84,6 +84,8 @@ from targets.jobqueue.common import (
 WORKER_TTL_S = 20
 """RQ's worker TTL; a blocking dequeue waits ``WORKER_TTL_S - 15`` s between maintenance checks."""
 MAINTENANCE_INTERVAL_S = 5
+STOP_CHECK_S = 1
+"""Longest single wait for a job: a stop request is honoured between waits."""
 """How often a worker runs RQ's registry cleanup and :func:`recover_abandoned`."""
 
 log = logging.getLogger("servecap.jobqueue.worker")
@@ -120,11 +122,39 @@ class BatchWorker(SimpleWorker):
             pool.disconnect()
         super().__init__(queues, name=name, connection=connection, **kwargs)
         self.predictor = predictor
+        self._version = getattr(predictor, "version", None)
         self.shape: Shape = getattr(getattr(predictor, "input", None), "shape", IMAGE_SHAPE)
         """The images the model takes (jobs of another size fail as bad input)."""
         self.batch_max = batch_max
         self.batches = 0
         """Model calls made for batches (for tests and logs)."""
+
+    # ------------------------------------------------------------------ warm shutdown
+
+    def _shutdown(self) -> None:
+        """SIGTERM while idle: stop at the next pause between dequeues, never inside one.
+
+        RQ raises StopRequested from the signal handler when the worker is idle; arriving just
+        after a blocking dequeue moved a job to the queue's intermediate list but before the
+        job was claimed, it stranded that job until the job timed out (seen: one job lost per
+        worker in a rolling model update). Here the dequeue waits at most
+        :data:`STOP_CHECK_S` at a time and the stop is honoured between waits; a job dequeued
+        meanwhile is run first (a warm shutdown)."""
+        if self.get_state() == WorkerStatus.BUSY:
+            super()._shutdown()
+            return
+        self._stop_requested = True
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        if timeout is None:  # burst: one non-blocking look
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        while not self._stop_requested:
+            result = super().dequeue_job_and_maintain_ttl(STOP_CHECK_S, max_idle_time=STOP_CHECK_S)
+            if result is not None:
+                return result
+        return None  # the work loop then stops
 
     # ------------------------------------------------------------------ batch execution
 
@@ -218,7 +248,7 @@ class BatchWorker(SimpleWorker):
         self.batches += 1
         offset = 0
         for job_id, images in decoded:
-            outcomes[job_id] = result_dict(probs[offset : offset + len(images)])
+            outcomes[job_id] = result_dict(probs[offset : offset + len(images)], self._version)
             offset += len(images)
         return outcomes
 
@@ -228,7 +258,7 @@ class BatchWorker(SimpleWorker):
         outcomes: dict[str, tasks.Outcome] = {}
         for job_id, images in decoded:
             try:
-                outcomes[job_id] = result_dict(self._predict(images, timeout))
+                outcomes[job_id] = result_dict(self._predict(images, timeout), self._version)
             except Exception as err:
                 outcomes[job_id] = RuntimeError(f"model call failed: {err!r}")
         return outcomes

@@ -70,6 +70,11 @@ class TargetControl(Protocol):
         """Limit the part to ``cpus`` cores; None lifts the limit."""
         ...
 
+    def update_model(self, part: str, model_path: str) -> None:
+        """Serve ``model_path`` from now on: every process of ``part`` restarted on it, one
+        at a time (a rolling restart), in the background."""
+        ...
+
 
 @dataclass
 class RunningTarget:

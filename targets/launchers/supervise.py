@@ -21,15 +21,19 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
 
+from targets.common.settings import ServerSettings, env_name
 from targets.kind import Kind
 from targets.launchers.base import LaunchError, PartRef, ProcessSpec, tail
 
+MODEL_PATH_ENV = env_name(ServerSettings, "model_path")
+"""The servers' setting for their model (job-queue workers read the same)."""
 Start = Callable[[ProcessSpec], subprocess.Popen[bytes]]
 WaitReady = Callable[[ProcessSpec, subprocess.Popen[bytes]], None]
 
@@ -179,6 +183,36 @@ class Supervisor:
                 os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 continue
+
+    def update_model(self, part: str, model_path: str) -> None:
+        """A rolling restart of the part's processes on ``model_path`` (the model-load
+        pattern): each is restarted with the new model and ready before the next goes."""
+        first = self.resolve(part, 1)
+        role = next(self.plan[i].role for i, p in enumerate(self.started) if p.pid == first.pid)
+        indices = [i for i, spec in enumerate(self.plan) if spec.role == role]
+        path = str(Path(model_path).resolve())
+        threading.Thread(target=self._roll, args=(indices, path), daemon=True,
+                         name="servecap-model-update").start()  # fmt: skip
+
+    def _roll(self, indices: list[int], model_path: str) -> None:
+        for i in indices:
+            with self._lock:
+                if self._closed:
+                    return
+                spec = self.plan[i]
+                self.plan[i] = replace(spec, env={**spec.env, MODEL_PATH_ENV: model_path})
+                old = self.started[i].pid
+                self.expected.add(old)
+                restarts = len(self.restarts)
+            _signal_group(old, signal.SIGTERM)
+            while True:  # health() starts it again; _await counts it once it is ready
+                with self._lock:
+                    if self._closed or self._failed is not None:
+                        return
+                    done = len(self.restarts) > restarts and i not in self._restarting
+                if done:
+                    break
+                time.sleep(0.1)
 
     def cpu_limit(self, ref: PartRef, cpus: float | None) -> None:
         """CPU affinity of the part's tree: the first ceil(cpus) of the CPUs it may use."""

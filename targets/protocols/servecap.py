@@ -16,6 +16,9 @@ from targets.protocols.base import Discovery, Endpoint, Headers, Protocol, http_
 
 PREDICT_PATH = "/v1/predict"
 HEALTH_PATH = "/healthz"
+MODEL_VERSION_HEADER = "X-Model-Version"
+"""On every prediction: the version of the model that answered (recorded per request, so a
+model update shows when each version served)."""
 INFO_PATH = "/v1/info"
 
 

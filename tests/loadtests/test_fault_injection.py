@@ -165,3 +165,73 @@ def test_each_fault_is_measured_until_the_next_one() -> None:
     assert first["impact"]["measured_until_s"] == 20.0
     assert first["impact"]["goodput_dip"] == 1.0  # the stop's zero windows are not its own
     assert second["impact"]["goodput_dip"] == 0.0
+
+
+def test_model_versions_over_time() -> None:
+    from analysis.faults import version_spans
+
+    rows = _records([(1000 + t / 10, 5.0, "ok") for t in range(100)])
+    rows["model_version"] = ["1" if t < 60 else "2" for t in range(100)]
+    rows.loc[65, "model_version"] = "1"  # one late answer of the old version: a mixed period
+    spans = version_spans(rows, 1000.0)
+    assert spans["versions"]["1"] == {"requests": 61, "first_s": 0.0, "last_s": 6.5}
+    assert spans["versions"]["2"]["first_s"] == 6.0 and spans["mixed_s"] == 0.5
+    assert version_spans(rows.drop(columns="model_version"), 1000.0)["mixed_s"] is None
+    with pytest.raises(SpecError, match="model_path goes with action model_update"):
+        parse_scenarios(doc([{"action": "model_update", "part": "worker", "at_s": 1}]))
+
+
+@pytest.mark.integration
+def test_a_model_update_restarts_the_server_on_the_new_model_and_answers_name_it(
+    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    base = tmp_path / "models"
+    shutil.copytree(tiny_model / "1", base / "1")
+    shutil.copytree(tiny_model / "1", base / "2")  # the "new" release (same weights)
+    target = {"kind": "fastapi", "model_path": str(base / "1"), "workers": 1}
+    load = {
+        "mode": "rate",
+        "settle_s": 1,
+        "warmup_requests": 5,
+        "stages": [{"rps": 20, "duration_s": 6}, {"rps": 20, "duration_s": 16}],
+    }
+    faults = [{"action": "model_update", "part": "model-server", "model_path": str(base / "2"),
+               "stage": 2, "offset_s": 2}]  # fmt: skip
+    outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
+    assert outcome.ok, (outcome.failures, lines[-5:])
+    (update,) = entry["faults"]["injected"]
+    assert update["error"] is None
+    versions = update["model_versions"]["versions"]
+    assert set(versions) == {"1", "2"} and versions["2"]["first_s"] > 0
+    records = pd.read_parquet(tmp_path / "out" / "t" / "requests.parquet")
+    ok = records[records["outcome"] == "ok"]
+    assert set(ok["model_version"]) == {"1", "2"}
+    # one process: its restart is the swap's cost, counted (not hidden)
+    assert update["impact"]["errors"] >= 0 and entry["restarts"] == ["t"]
+
+
+@pytest.mark.integration
+def test_a_rolling_model_update_of_the_queue_workers_loses_no_job(
+    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    base = tmp_path / "models"
+    shutil.copytree(tiny_model / "1", base / "1")
+    shutil.copytree(tiny_model / "1", base / "2")
+    target = {"kind": "jobqueue", "model_path": str(base / "1"), "queue_workers": 2}
+    load = {
+        "settle_s": 1,
+        "warmup_requests": 5,
+        "stages": [{"users": 4, "duration_s": 6}, {"users": 4, "duration_s": 20}],
+    }
+    faults = [{"action": "model_update", "part": "worker", "model_path": str(base / "2"),
+               "stage": 2, "offset_s": 2}]  # fmt: skip
+    outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
+    assert outcome.ok, (outcome.failures, lines[-5:])
+    (update,) = entry["faults"]["injected"]
+    assert set(update["model_versions"]["versions"]) == {"1", "2"}
+    assert entry["restarts"] == ["t-worker-1", "t-worker-2"]  # one after the other
+    assert entry["faults"]["jobs"]["lost"] == 0

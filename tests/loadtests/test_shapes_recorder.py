@@ -143,3 +143,18 @@ def test_forwarded_rows_are_checked_before_the_master_keeps_them(tmp_path: Path)
         [*good[:8], "inf", *good[9:]],
     ]
     assert not any(valid_row(row, now) for row in bad)
+
+
+def test_the_model_version_that_answered_is_recorded(tmp_path: Path) -> None:
+    from loadtests.recorder import valid_row
+
+    sent: list[list[list[str | int]]] = []
+    rec = RequestRecorder(tmp_path, flush_interval_s=3600, forward=sent.append)
+    now = time.time()
+    answer = SimpleNamespace(status_code=200, headers={"X-Model-Version": "2"})
+    rec.on_request("POST", "predict", 2.0, 10, answer, None, now)
+    rec.on_request("POST", "predict", 2.0, 10, SimpleNamespace(status_code=200), None, now)
+    rec.close()
+    versioned, plain = sent[0]
+    assert versioned[-1] == "2" and plain[-1] == ""  # no header: nothing claimed
+    assert valid_row(versioned, now) and not valid_row([*versioned[:-1], "v" * 500], now)

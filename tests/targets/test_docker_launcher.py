@@ -436,3 +436,38 @@ def test_run_with_a_docker_fault_names_target_and_stage(
     else:
         assert "memory" in entry["error"].lower() or "oom" in entry["error"].lower()
     assert not managed()
+
+
+@pytest.mark.integration
+@needs_engine
+def test_a_replica_killed_by_a_fault_is_started_again_and_the_run_goes_on(
+    model_dir: Path, cifar_dir: Path, tmp_path: Path, no_leftovers: None
+) -> None:
+    from loadtests.orchestrator import RunOptions, run
+    from loadtests.spec import parse_scenarios
+
+    target = {"kind": "fastapi", "port": free_port(), "model_path": str(model_dir),
+              "ready_timeout_s": 180, "replicas": 2}  # fmt: skip
+    load = {
+        "mode": "rate",
+        "warmup_requests": 4,
+        "settle_s": 1,
+        "stages": [{"rps": 20, "duration_s": 6}, {"rps": 20, "duration_s": 12}],
+    }
+    faults = [
+        {"action": "kill", "part": "replica", "index": 2, "stage": 2, "offset_s": 2},
+        {"action": "stop", "part": "replica", "index": 1, "at_s": 14, "duration_s": 1},
+    ]
+    spec = parse_scenarios({"targets": {"dk": target},
+                            "scenarios": {"f": {"targets": ["dk"], "load": load,
+                                                "faults": faults}}})  # fmt: skip
+    out = tmp_path / "out"
+    outcome = run(RunOptions("f", spec, tmp_path / "s.yaml", out, launcher="docker",
+                             data_dir=str(cifar_dir)), echo=lambda _: None)  # fmt: skip
+    assert outcome.ok, outcome.failures
+    (entry,) = json.loads((out / "summary.json").read_text())["runs"]
+    kill, stop = entry["faults"]["injected"]
+    assert kill["error"] is None and kill["what"].endswith("_fastapi_2")
+    assert stop["error"] is None and stop["what"].endswith("_fastapi_1")
+    assert entry["restarts"] == [kill["what"]]  # started again, as a restart policy would
+    assert kill["impact"]["baseline_goodput_rps"] > 0

@@ -81,6 +81,10 @@ class DockerSupervisor:
     def resume(self, ref: PartRef) -> None:
         self._get(ref).unpause()
 
+    def update_model(self, part: str, model_path: str) -> None:
+        raise LaunchError("model_update is not implemented for containers yet (the model is a "
+                          "read-only mount); use the process launcher")  # fmt: skip
+
     def cpu_limit(self, ref: PartRef, cpus: float | None) -> None:
         cid = str(ref.container)
         if cpus is None:
