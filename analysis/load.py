@@ -49,7 +49,8 @@ def read_requests(target_dir: Path) -> pd.DataFrame:
 
 
 def _read_part(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, keep_default_na=False, on_bad_lines="skip")
+    text = {c: str for c, t in REQUEST_COLUMNS.items() if t == "object"}  # "1" stays a version
+    frame = pd.read_csv(path, keep_default_na=False, on_bad_lines="skip", dtype=text)
     frame = frame[frame["outcome"].isin(OUTCOMES)]  # drops a cut last line
     for col, dtype in _NUMERIC.items():
         if col in frame:
