@@ -87,6 +87,8 @@ class ProcessLauncher:
                 start=lambda spec: self._start(spec, logs_dir, cpus, shared),
                 wait_ready=lambda spec, proc: self._wait_ready(
                     name, spec, proc, logs_dir, config.ready_timeout_s, time.monotonic()),
+                ready_urls=[p.url for p in kind.readiness(config) if p.url],
+                ready_timeout_s=config.ready_timeout_s,
             )  # fmt: skip
             yield RunningTarget(
                 name=name,

@@ -30,7 +30,7 @@ import psutil
 
 from targets.common.settings import ServerSettings, env_name
 from targets.kind import Kind
-from targets.launchers.base import LaunchError, PartRef, ProcessSpec, tail
+from targets.launchers.base import LaunchError, PartRef, ProcessSpec, probe_http, tail
 
 MODEL_PATH_ENV = env_name(ServerSettings, "model_path")
 """The servers' setting for their model (job-queue workers read the same)."""
@@ -50,6 +50,10 @@ class Supervisor:
     wait_ready: WaitReady
     pids: list[int] = field(default_factory=list)
     """The root pids now (updated in place on a restart: the samplers' view)."""
+    ready_urls: list[str] = field(default_factory=list)
+    """The target's own readiness checks (:meth:`Kind.readiness`): a rolling restart waits
+    for them after each process (a job-queue worker is ready once the web counts it)."""
+    ready_timeout_s: float = 120.0
     expected: set[int] = field(default_factory=set)
     """Pids a fault killed or restarted: their death is not a failure."""
     restarts: list[str] = field(default_factory=list)
@@ -205,13 +209,19 @@ class Supervisor:
                 self.expected.add(old)
                 restarts = len(self.restarts)
             _signal_group(old, signal.SIGTERM)
+            deadline = time.monotonic() + self.ready_timeout_s
             while True:  # health() starts it again; _await counts it once it is ready
                 with self._lock:
                     if self._closed or self._failed is not None:
                         return
                     done = len(self.restarts) > restarts and i not in self._restarting
-                if done:
+                if done and all(probe_http(url) for url in self.ready_urls):
                     break
+                if time.monotonic() > deadline:
+                    with self._lock:
+                        self._failed = (f"model update: '{spec.name}' not ready again after "
+                                        f"{self.ready_timeout_s:.0f} s")  # fmt: skip
+                    return
                 time.sleep(0.1)
 
     def cpu_limit(self, ref: PartRef, cpus: float | None) -> None:

@@ -235,3 +235,5 @@ def test_a_rolling_model_update_of_the_queue_workers_loses_no_job(
     assert set(update["model_versions"]["versions"]) == {"1", "2"}
     assert entry["restarts"] == ["t-worker-1", "t-worker-2"]  # one after the other
     assert entry["faults"]["jobs"]["lost"] == 0
+    # each worker ready (counted by the web) before the next went: never both down
+    assert update["impact"]["lowest_goodput_rps"] > 0
