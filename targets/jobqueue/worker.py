@@ -52,6 +52,7 @@ import logging
 import os
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,8 @@ WORKER_TTL_S = 20
 MAINTENANCE_INTERVAL_S = 5
 STOP_CHECK_S = 1
 """Longest single wait for a job: a stop request is honoured between waits."""
+STRANDED_AFTER_S = 5.0
+"""A job dequeued but unclaimed this long belonged to a worker that died (requeue_stranded)."""
 """How often a worker runs RQ's registry cleanup and :func:`recover_abandoned`."""
 
 log = logging.getLogger("servecap.jobqueue.worker")
@@ -93,6 +96,29 @@ log = logging.getLogger("servecap.jobqueue.worker")
 
 def worker_name() -> str:
     return f"{WORKER_NAME_PREFIX}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def requeue_stranded(queue: Queue, after_s: float) -> list[str]:
+    """Put back at the head of the queue the jobs that sat in its intermediate list, never
+    claimed, for ``after_s`` seconds: a worker died between dequeuing and claiming them (a
+    claim takes milliseconds). RQ itself fails such jobs after a minute, by when every client
+    waiting on them has given up (seen: one job lost when a worker was SIGKILLed under load).
+    Returns the ids put back; of two maintainers, only the one whose LREM removes a job
+    re-queues it."""
+    inter = queue.intermediate_queue
+    started = queue.started_job_registry
+    moved: list[str] = []
+    for job_id in inter.get_job_ids():
+        if job_id in started:
+            continue
+        inter.set_first_seen(job_id)
+        first = inter.get_first_seen(job_id)
+        if first is None or (datetime.now(UTC) - first).total_seconds() < after_s:
+            continue
+        if queue.connection.lrem(inter.key, 1, job_id):
+            queue.connection.lpush(queue.key, job_id)
+            moved.append(job_id)
+    return moved
 
 
 class BatchWorker(SimpleWorker):
@@ -281,6 +307,11 @@ class BatchWorker(SimpleWorker):
                 continue
             if recovered:
                 log.warning("re-queued jobs of dead workers (or failed them): %s", recovered)
+            with contextlib.suppress(redis.exceptions.RedisError):
+                stranded = requeue_stranded(queue, STRANDED_AFTER_S)
+                if stranded:
+                    log.warning("re-queued jobs dequeued by a worker that died before claiming "
+                                "them: %s", stranded)  # fmt: skip
         super().run_maintenance_tasks()
 
     def _reassert_registration(self) -> None:

@@ -671,3 +671,21 @@ def test_full_target_survives_killed_workers(
         finally:
             stop_process_group(replacement, 5)
     assert not target_processes(port)
+
+
+def test_a_job_stranded_by_a_worker_that_died_before_claiming_it_is_queued_again(
+    settings: JobQueueSettings, queue: Queue
+) -> None:
+    """A worker killed between dequeuing (the job moved to the intermediate list) and
+    claiming it: the job goes back to the head of the queue, not to RQ's one-minute failure."""
+    from targets.jobqueue.worker import requeue_stranded
+
+    job = enqueue_raw(queue, IMAGES.tobytes(), "uint8", len(IMAGES))
+    conn = queue.connection
+    inter = queue.intermediate_queue
+    assert conn.lmove(queue.key, inter.key, "LEFT", "RIGHT") is not None  # dequeued, then died
+    assert queue.count == 0
+    assert requeue_stranded(queue, after_s=3600) == []  # seen now: not yet stranded
+    assert requeue_stranded(queue, after_s=0) == [job.id]
+    assert queue.job_ids == [job.id] and inter.get_job_ids() == []
+    assert requeue_stranded(queue, after_s=0) == []  # nothing left to move, nothing moved twice
