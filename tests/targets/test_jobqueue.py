@@ -540,12 +540,23 @@ def test_a_live_worker_is_never_left_unregistered(settings: JobQueueSettings, qu
 
 
 def target_processes(port: int) -> list[psutil.Process]:
+    """This target's processes (by its Redis port: other job queues may run on the host)."""
+    from targets.common.settings import env_name
+
+    redis_port = str(port + 2)
+    port_env = env_name(JobQueueSettings, "redis_port")
     found = []
     for proc in psutil.process_iter(["cmdline", "status"]):
         if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         cmd = " ".join(proc.info["cmdline"] or [])
-        if "targets.jobqueue" in cmd or f"127.0.0.1:{port + 2}" in cmd:
+        if "targets.jobqueue" not in cmd:
+            continue
+        try:
+            ours = proc.environ().get(port_env) == redis_port or f"--port {redis_port}" in cmd
+        except psutil.Error:
+            continue
+        if ours:
             found.append(proc)
     return found
 
@@ -608,7 +619,9 @@ def test_full_target_survives_killed_workers(
             redis.Redis(port=config.model_port).rpush("rq:queue:servecap", "planted")
         password = psutil.Process(target.pids[-1]).environ()[PASSWORD_ENV]  # the harness's
         assert len(password) >= 32
-        for proc in target_processes(port):
+        procs = target_processes(port)
+        assert len(procs) >= 3  # two workers and the web (Redis runs as redis-server)
+        for proc in procs:
             assert password not in " ".join(proc.cmdline())  # not visible to other users
         rq_conn = redis.Redis(port=config.model_port, client_name="test", password=password)
         queue = Queue("servecap", connection=rq_conn, serializer=SERIALIZER)
