@@ -27,6 +27,9 @@ class DockerSupervisor:
     ids: list[str]
     """The target's containers (ids), as the launcher found them ready."""
     expected: set[str] = field(default_factory=set)
+    """Containers a fault killed: started again, not a failure."""
+    paused: set[str] = field(default_factory=set)
+    """Containers a fault paused: paused is not stopped."""
     restarts: list[str] = field(default_factory=list)
     _limits: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -42,7 +45,7 @@ class DockerSupervisor:
                     container.start()  # the restart policy of a deployment
                     self.restarts.append(container.name)
                     self.expected.discard(cid)
-            others = [c for c in self.ids if c not in self.expected]
+            others = [c for c in self.ids if c not in self.expected and c not in self.paused]
         return containers_health(self.client, others)
 
     def resolve(self, part: str, index: int) -> PartRef:
@@ -76,10 +79,14 @@ class DockerSupervisor:
                          name="servecap-restart").start()  # fmt: skip
 
     def pause(self, ref: PartRef) -> None:
+        with self._lock:
+            self.paused.add(str(ref.container))
         self._get(ref).pause()
 
     def resume(self, ref: PartRef) -> None:
         self._get(ref).unpause()
+        with self._lock:
+            self.paused.discard(str(ref.container))
 
     def update_model(self, part: str, model_path: str) -> None:
         raise LaunchError("model_update is not implemented for containers yet (the model is a "
