@@ -15,9 +15,10 @@
 # Usage: targets/docker/ci.sh [--no-install]
 #   --no-install   fail instead of apt-get installing missing tools
 # Env: PYTHON (default .venv/bin/python), DOCKERD_LOG (default /tmp/dockerd.log),
-#      CI_DOCKER_BUDGET_S (default 900: the whole stage is stopped after that).
+#      CI_DOCKER_BUDGET_S (default 1500: the whole stage is stopped after that; it takes
+#      about 12 min on a fresh machine: images 4.5, tests 7, scenario 1).
 # Must run as root (apt, dockerd, debootstrap) or with passwordless sudo. Idempotent and fast
-# when everything is already there (about 1.5 min: the tests).
+# when everything is already there (the tests: about 7 min).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -32,7 +33,7 @@ done
 
 PYTHON="${PYTHON:-.venv/bin/python}"
 DOCKERD_LOG="${DOCKERD_LOG:-/tmp/dockerd.log}"
-BUDGET_S="${CI_DOCKER_BUDGET_S:-900}"
+BUDGET_S="${CI_DOCKER_BUDGET_S:-1500}"
 SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 T0=$SECONDS
