@@ -47,3 +47,20 @@ def readable_model(tiny_model: Path) -> Iterator[Path]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     yield target
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def scenarios_file(tmp_path: Path, tiny_model: Path) -> Path:
+    """The repository's scenarios.yaml, every target pointed at the test model and a free
+    port."""
+    import yaml
+
+    from tests.ports import free_port
+
+    data = yaml.safe_load((REPO / "scenarios.yaml").read_text())
+    for target in data["targets"].values():
+        target["model_path"] = str(tiny_model)
+        target["port"] = free_port()
+    path = tmp_path / "scenarios.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

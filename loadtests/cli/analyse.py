@@ -18,7 +18,13 @@ from analysis.defaults import (
 )
 from analysis.regression import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from analysis.sizing import TargetPlan
-from loadtests.cli.common import POSITIVE, data_option, resolve_data
+from loadtests.cli.common import (
+    POSITIVE,
+    data_option,
+    price_core_option,
+    price_gb_option,
+    resolve_data,
+)
 
 
 def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
@@ -79,18 +85,8 @@ def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
     default=None,
     help="and of this much memory (by measured memory/replica)",
 )
-@click.option(
-    "--price-core-hour",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    help="price of one CPU core for an hour",
-)
-@click.option(
-    "--price-gb-hour",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    help="price of 1 GB of memory for an hour",
-)
+@price_core_option
+@price_gb_option
 @click.option(
     "--price-gpu-hour",
     type=click.FloatRange(min=0),
@@ -241,18 +237,8 @@ def _verify(results_dir: Path, plans: list[TargetPlan], names: tuple[str, ...],
     show_default=True,
 )
 @click.option("--show-code", is_flag=True, help="keep the notebooks' code in the HTML")
-@click.option(
-    "--price-core-hour",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    help="price of a CPU core for an hour: costs in money, not core-hours",
-)
-@click.option(
-    "--price-gb-hour",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    help="price of 1 GB of memory for an hour",
-)
+@price_core_option
+@price_gb_option
 def report(results_dirs: tuple[Path, ...], out_dir: Path | None, slo_p99_ms: float | None,
            daily_requests: float, peak_factor: float, headroom: float,
            show_code: bool, price_core_hour: float, price_gb_hour: float) -> None:  # fmt: skip

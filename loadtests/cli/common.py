@@ -52,3 +52,13 @@ def interrupt_once() -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
+
+
+price_core_option = click.option(
+    "--price-core-hour", type=click.FloatRange(min=0), default=0.0,
+    help="price of one CPU core for an hour (costs in money, not core-hours)",
+)  # fmt: skip
+price_gb_option = click.option(
+    "--price-gb-hour", type=click.FloatRange(min=0), default=0.0,
+    help="price of 1 GB of memory for an hour",
+)  # fmt: skip

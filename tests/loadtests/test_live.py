@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from loadtests.live import PlainView, RecordTail, plain_line, snapshot
 
@@ -51,19 +50,6 @@ def test_snapshot_figures_and_generator_health() -> None:
     assert len(lines) == 2
 
 
-@pytest.fixture
-def scenarios(tmp_path: Path, tiny_model: Path) -> Path:
-    from tests.ports import free_port
-
-    data = yaml.safe_load((REPO / "scenarios.yaml").read_text())
-    for target in data["targets"].values():
-        target["model_path"] = str(tiny_model)
-        target["port"] = free_port()
-    path = tmp_path / "scenarios.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def _servecap(scenarios: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "loadtests.cli", "run", "smoke", "--scenarios", str(scenarios),
             "--out", str(out)]  # fmt: skip
@@ -71,8 +57,9 @@ def _servecap(scenarios: Path, out: Path) -> list[str]:
 
 @pytest.mark.integration
 def test_a_terminal_shows_the_live_panel_and_a_file_gets_plain_lines(
-    scenarios: Path, cifar_dir: Path, tmp_path: Path
+    scenarios_file: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
+    scenarios = scenarios_file
     env = {**os.environ, "SERVECAP_CIFAR10_DIR": str(cifar_dir), "COLUMNS": "160"}
     master, slave = pty.openpty()
     proc = subprocess.Popen(_servecap(scenarios, tmp_path / "tty"), stdin=subprocess.DEVNULL,

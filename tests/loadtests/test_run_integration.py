@@ -30,18 +30,6 @@ CONTRACT = ("index", "users", "duration_s", "requests", "rps", "p50_ms", "p95_ms
             "error_rate", "reject_rate", "cpu_pct", "mem_mb")  # fmt: skip
 
 
-@pytest.fixture
-def scenarios_file(tmp_path: Path, tiny_model: Path) -> Path:
-    """The repository's scenarios, pointed at the test model and a free port."""
-    data = yaml.safe_load((REPO / "scenarios.yaml").read_text())
-    for target in data["targets"].values():
-        target["model_path"] = str(tiny_model)
-        target["port"] = free_port()
-    path = tmp_path / "scenarios.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def serving_processes(spec_file: Path, out: Path) -> list[psutil.Process]:
     """This test's target (by its port) and load generator (by its results folder)."""
     ports = {str(t["port"]) for t in yaml.safe_load(spec_file.read_text())["targets"].values()}
