@@ -33,7 +33,8 @@ def test_plan_prints_costs_and_writes_manifests_and_an_override(
     results = results_folder(tmp_path / "results", tiny_model)
     args = ["plan", str(results), "--slo-p99-ms", "100", "--peak-rps", "150",
             "--price-core-hour", "0.04", "--price-gb-hour", "0.005",
-            "--kubernetes", str(tmp_path / "k8s"), "--compose", str(tmp_path / "plan.yml")]  # fmt: skip
+            "--kubernetes", str(tmp_path / "k8s"),
+            "--compose", str(tmp_path / "plan.yml")]  # fmt: skip
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     # 100 rps per replica at 30% headroom: 70 usable, 150 rps -> 3 replicas of 0.8 cores
@@ -41,7 +42,7 @@ def test_plan_prints_costs_and_writes_manifests_and_an_override(
     assert "Per hour at peak: 2.40 cores x 0.04" in result.output
     assert "per million at capacity" in result.output
     docs = list(yaml.safe_load_all((tmp_path / "k8s" / "api.yaml").read_text()))
-    assert [d["kind"] for d in docs][0] == "Deployment" and docs[0]["spec"]["replicas"] == 3
+    assert docs[0]["kind"] == "Deployment" and docs[0]["spec"]["replicas"] == 3
     override = yaml.safe_load((tmp_path / "plan.yml").read_text())
     assert override["services"]["fastapi"]["scale"] == 3
     bad = CliRunner().invoke(main, [*args[:6], "--price-core-hour", "-1"])
