@@ -51,6 +51,11 @@ def _number(path: Path, line: int, text: str, what: str) -> float:
     return value
 
 
+def _cell(path: Path, line: int, row: list[str], col: int, what: str) -> float:
+    """Column ``col`` of a row as a number >= 0 (a short row is a missing value)."""
+    return _number(path, line, row[col] if col < len(row) else "", what)
+
+
 def read_rates(path: Path, interval_s: float) -> list[tuple[float, float]]:
     """(rps, duration_s) per row of a ``rates`` trace."""
     header, rows = _rows(path)
@@ -60,8 +65,8 @@ def read_rates(path: Path, interval_s: float) -> list[tuple[float, float]]:
     col, dur = header.index("rps"), header.index("duration_s") if "duration_s" in header else None
     out = []
     for i, row in enumerate(rows, start=2):
-        rps = _number(path, i, row[col] if col < len(row) else "", "rps")
-        duration = interval_s if dur is None else _number(path, i, row[dur], "duration_s")
+        rps = _cell(path, i, row, col, "rps")
+        duration = interval_s if dur is None else _cell(path, i, row, dur, "duration_s")
         if duration <= 0:
             raise TraceError(f"trace {path}, line {i}: duration_s must be positive")
         out.append((rps, duration))
@@ -75,7 +80,7 @@ def read_timestamps(path: Path, interval_s: float) -> list[tuple[float, float]]:
         raise TraceError(f"trace {path} needs a header with a 'timestamp_s' column; found "
                          f"{', '.join(header)}")  # fmt: skip
     col = header.index("timestamp_s")
-    stamps = [_number(path, i, row[col], "timestamp_s") for i, row in enumerate(rows, start=2)]
+    stamps = [_cell(path, i, row, col, "timestamp_s") for i, row in enumerate(rows, start=2)]
     if not stamps:
         raise TraceError(f"trace {path} holds no request")
     first = min(stamps)

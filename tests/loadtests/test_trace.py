@@ -33,7 +33,8 @@ def test_rates_and_timestamps_become_rate_stages(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [("rate\n1\n", "needs a header with an 'rps' column"), ("rps\nfast\n", "line 2: rps 'fast'"),
-     ("rps\n0\n0\n", "no request at all"), ("rps\n-3\n", "must be a number >= 0")],
+     ("rps\n0\n0\n", "no request at all"), ("rps\n-3\n", "must be a number >= 0"),
+     ("rps,duration_s\n5\n", "line 2: duration_s '' is not a number")],
 )  # fmt: skip
 def test_bad_trace_files_name_the_line_and_fix(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "t.csv"
