@@ -33,8 +33,8 @@ import orjson
 import psutil
 
 from targets.common.payload import encode_request
-from targets.config import target_config
 from targets.launchers.process import ProcessLauncher
+from targets.registry import target_config
 from tests.bodies import deep_json, jpeg_declaring, zeros_list
 from tests.ports import free_port
 

@@ -18,7 +18,8 @@ from pydantic import Field, ValidationError, model_validator
 from analysis.defaults import DEFAULT_LATE_MS
 from loadtests.faults import GENERIC_PARTS, Fault
 from targets.common.dataset import CLASSES as CIFAR_CLASSES
-from targets.config import Encoding, StrictModel, TargetConfig, parse_cpuset
+from targets.config import Encoding, StrictModel, parse_cpuset
+from targets.registry import KindConfig
 
 DEFAULT_SCENARIOS_FILE = Path("scenarios.yaml")
 MAX_RPS = 100_000
@@ -308,7 +309,7 @@ class ScenarioFile(StrictModel):
     """The whole ``scenarios.yaml``."""
 
     version: int = Field(default=1, ge=1, le=1)
-    targets: dict[str, TargetConfig] = Field(min_length=1)
+    targets: dict[str, KindConfig] = Field(min_length=1)
     scenarios: dict[str, Scenario] = Field(min_length=1)
 
     @model_validator(mode="after")

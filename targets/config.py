@@ -4,7 +4,7 @@ This is the target side of the scenario file: what to start and how. Every targe
 fields of :class:`TargetConfig`; each kind adds its own in its folder
 (``targets/<kind>/kind.py``), on top of :class:`ModelConfig` (kinds that serve a SavedModel)
 or :class:`PythonServerConfig` (servecap's own Python servers). Validating a mapping as a
-``TargetConfig`` picks the kind's model by its ``kind`` key (:mod:`targets.registry`), so a
+``KindConfig`` (:mod:`targets.registry`) picks the kind's model by its ``kind`` key, so a
 key another kind would take is refused with the keys this kind allows.
 
 The launchers (``targets.launchers``) turn a config into running processes or containers;
@@ -21,12 +21,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ModelWrapValidatorHandler,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from targets.common.model_fetch import DEFAULT_MAX_BYTES, check_url
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PATH
@@ -64,8 +61,9 @@ class StrictModel(BaseModel):
 class TargetConfig(StrictModel):
     """What every target has, whatever its kind: where it listens, how it runs as containers.
 
-    ``TargetConfig.model_validate(mapping)`` returns the config model of the mapping's kind
-    (a subclass of this one); :func:`target_config` does the same from keywords.
+    A mapping becomes the config model of its kind (a subclass of this one) through the
+    registry: :func:`targets.registry.target_config`, or a field typed
+    :data:`targets.registry.KindConfig`. This module knows no kind.
     """
 
     kind: str = Field(description="serving stack: a folder under targets/ (or a plugin kind)")
@@ -111,23 +109,6 @@ class TargetConfig(StrictModel):
         description="the model's input where its signature does not say it (range) or to "
         "check it (shape, dtype); images are resized to it",
     )
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def _of_its_kind(cls, data: Any, handler: ModelWrapValidatorHandler[TargetConfig]) -> Any:
-        """Validate a mapping with the config model of its kind (see the class docstring)."""
-        if isinstance(data, dict) and "kind" in data:
-            from targets.registry import KindError, get_kind  # the registry imports this module
-
-            try:
-                model = get_kind(str(data["kind"])).config_model
-            except KindError as err:
-                detail = InitErrorDetails(type=PydanticCustomError("kind", str(err)),
-                                          loc=("kind",), input=data["kind"])  # fmt: skip
-                raise ValidationError.from_exception_data(cls.__name__, [detail]) from None
-            if model is not cls and issubclass(model, cls):
-                return model.model_validate(data)
-        return handler(data)
 
     @property
     def base_url(self) -> str:
@@ -217,11 +198,6 @@ class InferenceServerConfig(PythonServerConfig):
         description="dynamic batching: the longest a batch waits for more requests, only "
         "while others are in flight",
     )
-
-
-def target_config(**fields: Any) -> TargetConfig:
-    """A validated config of the kind ``fields["kind"]`` (as scenarios.yaml would give it)."""
-    return TargetConfig.model_validate(fields)
 
 
 def parse_cpuset(spec: str) -> list[int]:

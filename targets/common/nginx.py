@@ -43,8 +43,7 @@ from pathlib import Path
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES
 from targets.common.tmp import private_dir
 from targets.config import loopback_url
-from targets.kind import HOST, Placement
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.launch_types import HOST, LaunchError, Placement, ProcessSpec
 
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 UPSTREAM_KEEPALIVE = 64

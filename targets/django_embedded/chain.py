@@ -15,8 +15,8 @@ from pydantic import Field
 from targets.common.metrics import source as metrics_source
 from targets.config import TargetConfig
 from targets.django_embedded.launch import DjangoConfig, front_plan, upstream_url
-from targets.kind import HOST, MetricsSource, ModelKind, Placement
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.kind import MetricsSource, ModelKind
+from targets.launch_types import HOST, LaunchError, Placement, ProcessSpec
 
 
 class ChainConfig(DjangoConfig):

@@ -8,16 +8,8 @@ from typing import ClassVar, Literal
 from targets.common.metrics import source as metrics_source
 from targets.config import TargetConfig
 from targets.django_embedded.launch import DjangoConfig, front_plan
-from targets.kind import (
-    HOST,
-    Containers,
-    Image,
-    MetricsSource,
-    ModelKind,
-    PaperArchitecture,
-    Placement,
-)
-from targets.launchers.base import ProcessSpec
+from targets.kind import Containers, Image, MetricsSource, ModelKind, PaperArchitecture
+from targets.launch_types import HOST, Placement, ProcessSpec
 
 
 class DjangoEmbeddedConfig(DjangoConfig):

@@ -30,8 +30,7 @@ from targets.common.nginx import nginx_spec
 from targets.common.settings import settings_env
 from targets.config import InferenceServerConfig, loopback_url
 from targets.flask.launch import effective_threads, gunicorn_spec
-from targets.kind import HOST, Placement
-from targets.launchers.base import ProcessSpec
+from targets.launch_types import HOST, Placement, ProcessSpec
 
 DJANGO_APP = "targets.django_embedded.wsgi:create_app()"
 

@@ -21,8 +21,8 @@ from targets.django_embedded.chain import ChainConfig, ChainKind
 from targets.fastapi.kind import APP
 from targets.fastapi.launch import uvicorn_spec
 from targets.flask.launch import KEEPALIVE_S
-from targets.kind import Containers, PaperArchitecture, Placement
-from targets.launchers.base import ProcessSpec
+from targets.kind import Containers, PaperArchitecture
+from targets.launch_types import Placement, ProcessSpec
 
 
 class DjangoToFastAPIConfig(ChainConfig):

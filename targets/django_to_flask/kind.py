@@ -16,8 +16,8 @@ from targets.config import TargetConfig
 from targets.django_embedded.chain import ChainConfig, ChainKind
 from targets.flask.kind import APP
 from targets.flask.launch import gunicorn_spec
-from targets.kind import Containers, PaperArchitecture, Placement
-from targets.launchers.base import ProcessSpec
+from targets.kind import Containers, PaperArchitecture
+from targets.launch_types import Placement, ProcessSpec
 
 
 class DjangoToFlaskConfig(ChainConfig):

@@ -11,8 +11,8 @@ from typing import ClassVar, Literal
 
 from targets.config import TargetConfig, loopback_url
 from targets.django_embedded.chain import ChainConfig, ChainKind
-from targets.kind import Containers, PaperArchitecture, Placement, Probe
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.kind import Containers, PaperArchitecture
+from targets.launch_types import LaunchError, Placement, Probe, ProcessSpec
 from targets.tfserving.kind import (
     IMAGE,
     TAG,

@@ -28,7 +28,8 @@ from pydantic import Field, model_validator
 
 from targets.common.foreign import ForeignConfig, ForeignKind
 from targets.config import StrictModel, TargetConfig
-from targets.kind import MetricsSource, Probe
+from targets.kind import MetricsSource
+from targets.launch_types import Probe
 from targets.protocols import get_protocol
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})

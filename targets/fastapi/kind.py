@@ -13,16 +13,8 @@ from targets.common.launch import server_env
 from targets.common.metrics import source as metrics_source
 from targets.config import InferenceServerConfig, TargetConfig
 from targets.fastapi.launch import uvicorn_spec
-from targets.kind import (
-    HOST,
-    Containers,
-    Image,
-    MetricsSource,
-    ModelKind,
-    PaperArchitecture,
-    Placement,
-)
-from targets.launchers.base import ProcessSpec
+from targets.kind import Containers, Image, MetricsSource, ModelKind, PaperArchitecture
+from targets.launch_types import HOST, Placement, ProcessSpec
 
 APP = "targets.fastapi.app:create_app"
 

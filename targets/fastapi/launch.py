@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from targets.common.launch import PYTHON, with_metrics
 from targets.config import loopback_url
 from targets.docker.entrypoint import LISTEN_HOST_ENV, LISTEN_PORT_ENV
-from targets.kind import HOST, Placement
-from targets.launchers.base import ProcessSpec
+from targets.launch_types import HOST, Placement, ProcessSpec
 
 UVICORN_FLAGS = ("--no-access-log", "--log-level", "warning")
 KEEPALIVE_S = 5

@@ -32,8 +32,7 @@ from collections.abc import Mapping
 
 from targets.common.launch import PYTHON, with_metrics
 from targets.config import InferenceServerConfig, PythonServerConfig, loopback_url
-from targets.kind import HOST, Placement
-from targets.launchers.base import ProcessSpec
+from targets.launch_types import HOST, Placement, ProcessSpec
 
 KEEPALIVE_S = 75
 WORKER_TIMEOUT_S = 120

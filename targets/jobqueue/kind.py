@@ -7,8 +7,8 @@ from typing import ClassVar
 
 from targets.config import TargetConfig
 from targets.jobqueue.launch import JobQueueConfig, launch_env, process_plan
-from targets.kind import HOST, Containers, Image, ModelKind, Placement, Probe
-from targets.launchers.base import ProcessSpec
+from targets.kind import Containers, Image, ModelKind
+from targets.launch_types import HOST, Placement, Probe, ProcessSpec
 from targets.protocols.base import Endpoint
 
 

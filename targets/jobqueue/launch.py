@@ -28,8 +28,7 @@ from targets.config import PythonServerConfig
 from targets.fastapi.launch import uvicorn_spec
 from targets.jobqueue.common import JobQueueSettings
 from targets.jobqueue.redis_server import PASSWORD_ENV, REDIS_SERVER
-from targets.kind import HOST, Placement
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.launch_types import HOST, LaunchError, Placement, ProcessSpec
 
 WEB_APP = "targets.jobqueue.web:create_app"
 

@@ -14,8 +14,8 @@ from pydantic import Field
 
 from targets.config import ModelConfig, TargetConfig
 from targets.docker.images import IMAGE_REPO
-from targets.kind import HOST, Containers, ModelKind, PaperArchitecture, Placement, Probe
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.kind import Containers, ModelKind, PaperArchitecture
+from targets.launch_types import HOST, LaunchError, Placement, Probe, ProcessSpec
 from targets.protocols.base import Endpoint
 from targets.protocols.tfserving import MODEL_NAME, rest_status_path
 

@@ -24,20 +24,17 @@ from targets.common.launch import PYTHON, base_env
 from targets.common.model_files import ModelNotFoundError, version_dir
 from targets.common.tmp import private_dir
 from targets.config import ModelConfig, TargetConfig, loopback_url
-from targets.kind import (
+from targets.kind import Containers, Image, MetricsSource, ModelKind, PaperArchitecture
+from targets.launch_types import (
     HOST,
-    Containers,
-    Image,
-    MetricsSource,
-    ModelKind,
-    PaperArchitecture,
+    LaunchError,
     Placement,
     Probe,
+    ProcessSpec,
+    resolve_model_path,
 )
-from targets.launchers.base import LaunchError, ProcessSpec
 from targets.protocols.base import Endpoint
 from targets.protocols.v2 import HEALTH_PATH
-from targets.registry import resolve_model_path
 
 BACKEND_ENV = "triton-backend"
 """The Python backend's environment, inside the project venv (targets/triton/setup.sh)."""

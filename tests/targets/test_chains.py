@@ -33,11 +33,10 @@ from targets.common.forward import ForwardService, Upstream
 from targets.common.nginx import run_dir as nginx_run_dir
 from targets.common.payload import encode_request
 from targets.common.settings import ServerSettings
-from targets.config import target_config
 from targets.django_embedded.conf import configure
 from targets.django_embedded.wsgi import create_app
-from targets.launchers.base import LaunchError
-from targets.registry import get_kind
+from targets.launch_types import LaunchError
+from targets.registry import get_kind, target_config
 from tests.ports import free_port
 
 IMAGES = np.random.default_rng(2).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)

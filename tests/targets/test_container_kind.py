@@ -18,7 +18,7 @@ import pytest
 
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
-from targets.launchers.base import LaunchError
+from targets.launch_types import LaunchError
 from targets.launchers.docker import DockerLauncher, clean
 from targets.launchers.docker.engine import managed_containers
 from tests.ports import free_port

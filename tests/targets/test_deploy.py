@@ -9,8 +9,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from targets.config import target_config
 from targets.deploy import DeployError, Sizing, compose_override, kubernetes_manifests
+from targets.registry import target_config
 
 K8S_VERSION = "1.33.0"
 SIZING = Sizing(replicas=3, cpu_cores=0.85, mem_mb=612.4, headroom=0.3, capacity_rps=120.0,

@@ -23,11 +23,10 @@ from django.test import Client, override_settings
 from targets.common.payload import encode_request
 from targets.common.service import InferenceService
 from targets.common.settings import ServerSettings
-from targets.config import target_config
 from targets.django_embedded.conf import configure, django_settings
 from targets.django_embedded.wsgi import create_app
-from targets.launchers.base import LaunchError
-from targets.registry import get_kind
+from targets.launch_types import LaunchError
+from targets.registry import get_kind, target_config
 from tests.fakes import FakeModel
 from tests.ports import free_port
 

@@ -27,9 +27,9 @@ import pandas as pd
 import pytest
 
 from loadtests.collectors.docker_stats import DockerStatsSampler
-from targets.config import TargetConfig, target_config
+from targets.config import TargetConfig
 from targets.kind import Containers
-from targets.launchers.base import LaunchError
+from targets.launch_types import LaunchError
 from targets.launchers.docker import MANAGED_LABEL, ContainerOptions, DockerLauncher, clean
 from targets.launchers.docker.environment import (
     NO_MODEL_DIR,
@@ -38,7 +38,7 @@ from targets.launchers.docker.environment import (
     project_name,
 )
 from targets.launchers.docker.launcher import layout_of, scales
-from targets.registry import get_kind
+from targets.registry import get_kind, target_config
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -299,11 +299,11 @@ def test_killed_harness_leaves_containers_that_clean_removes(
 ) -> None:
     cfg = fastapi_config(model_dir)
     script = textwrap.dedent(f"""
-        import sys, time
+        import json, sys, time
         from pathlib import Path
-        from targets.config import TargetConfig
         from targets.launchers.docker import DockerLauncher
-        cfg = TargetConfig.model_validate_json({cfg.model_dump_json()!r})
+        from targets.registry import target_config
+        cfg = target_config(**json.loads({cfg.model_dump_json()!r}))
         with DockerLauncher().launch("killed", cfg, Path({str(tmp_path / "logs")!r})):
             print("READY", flush=True)
             time.sleep(300)

@@ -20,10 +20,9 @@ from pydantic import ValidationError
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
 from loadtests.verify import verify
-from targets.config import target_config
 from targets.launchers import LaunchError, get_launcher
 from targets.launchers.process import ProcessLauncher
-from targets.registry import endpoint_for, get_kind
+from targets.registry import endpoint_for, get_kind, target_config
 from tests.ports import free_port
 
 LOAD = {"warmup_requests": 5, "settle_s": 1, "stages": [{"users": 2, "duration_s": 5}]}

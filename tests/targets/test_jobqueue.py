@@ -31,7 +31,6 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from targets.common.payload import encode_request
-from targets.config import target_config
 from targets.jobqueue.common import (
     SERIALIZER,
     TASK,
@@ -47,6 +46,7 @@ from targets.jobqueue.redis_server import PASSWORD_ENV
 from targets.jobqueue.web import create_app
 from targets.jobqueue.worker import BatchWorker, recover_abandoned
 from targets.launchers.process import ProcessLauncher, stop_process_group
+from targets.registry import target_config
 from tests.ports import free_port as free_block
 
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)

@@ -18,10 +18,9 @@ import psutil
 import pytest
 
 from loadtests.collectors.prometheus import parse
-from targets.config import target_config
-from targets.launchers.base import LaunchError
+from targets.launch_types import LaunchError
 from targets.protocols import get_protocol
-from targets.registry import get_kind
+from targets.registry import get_kind, target_config
 from targets.triton.repository import ModelSettings, config_pbtxt
 from tests.ports import free_port
 
