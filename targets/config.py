@@ -116,6 +116,26 @@ class TargetConfig(StrictModel):
         return loopback_url(self.host, self.port)
 
 
+UPSTREAM_PORT_OFFSET = 2
+"""A target's second tier listens on ``port`` + this unless ``upstream_port`` says otherwise."""
+
+
+class UpstreamConfig(TargetConfig):
+    """A target whose front talks to a second tier on loopback: a chain's model server, the
+    job queue's Redis."""
+
+    upstream_port: int | None = Field(
+        default=None, ge=1024, le=65535,
+        description="port of the tier behind the front (a chain's model server, the job "
+        f"queue's Redis); default port+{UPSTREAM_PORT_OFFSET}",
+    )  # fmt: skip
+
+    @property
+    def model_port(self) -> int:
+        """Where the second tier listens (on 127.0.0.1)."""
+        return self.upstream_port or self.port + UPSTREAM_PORT_OFFSET
+
+
 class ModelConfig(TargetConfig):
     """A target serving the SavedModel at ``model_path`` (or fetched from ``model_url``)."""
 

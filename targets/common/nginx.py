@@ -49,7 +49,7 @@ TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 UPSTREAM_KEEPALIVE = 64
 """Idle keep-alive connections to the app server that one nginx worker keeps."""
 UPSTREAM_KEEPALIVE_TIMEOUT_S = 60
-"""Below the app servers' keep-alive (75 s, see targets.flask.launch.KEEPALIVE_S)."""
+"""Below the app servers' keep-alive (75 s, see targets.common.gunicorn.KEEPALIVE_S)."""
 CONTAINER_PREFIX = Path("/tmp/servecap/nginx/target")
 """write_conf makes its parent folders world-traversable: keep them ours, under /tmp."""
 

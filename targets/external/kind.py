@@ -169,7 +169,7 @@ class ExternalKind(ForeignKind):
             from targets.common.metrics import source as servecap_source
 
             return servecap_source(url)
-        from targets.triton.metrics import source as triton_source
+        from targets.common.triton_metrics import source as triton_source
 
         return triton_source(url)
 

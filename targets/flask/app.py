@@ -5,7 +5,7 @@ Same endpoints, schema, statuses and error bodies as the FastAPI target (``GET /
 JSON ``{"error": ...}``, never as an HTML page. Answers carry ``Server-Timing: app;dur=<ms>``
 (time in the view), as the Django tier's do.
 
-Served by gunicorn, never the Flask development server (see :mod:`targets.flask.launch`)::
+Served by gunicorn, never the Flask development server (see :mod:`targets.common.gunicorn`)::
 
     gunicorn -k gthread -w 2 --threads 4 -b 127.0.0.1:8101 'targets.flask.app:create_app()'
 

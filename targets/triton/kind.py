@@ -177,7 +177,7 @@ class TritonKind(ModelKind):
 
     def metrics(self, config: TargetConfig) -> MetricsSource:
         assert isinstance(config, TritonConfig)
-        from targets.triton.metrics import source
+        from targets.common.triton_metrics import source
 
         return source(f"{loopback_url('127.0.0.1', config.triton_metrics_port)}/metrics")
 

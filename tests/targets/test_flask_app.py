@@ -15,11 +15,11 @@ import numpy as np
 import orjson
 import pytest
 
+from targets.common.gunicorn import effective_threads
 from targets.common.payload import encode_request
 from targets.common.service import InferenceService
 from targets.common.settings import ServerSettings
 from targets.flask.app import create_app
-from targets.flask.launch import effective_threads
 from targets.launch_types import CONTAINER
 from targets.registry import get_kind, target_config
 from tests.fakes import FakeModel

@@ -23,8 +23,8 @@ import psutil
 import pytest
 
 from targets.common import nginx
+from targets.common.django_front import DjangoConfig
 from targets.config import TargetConfig
-from targets.django_embedded.launch import DjangoConfig
 from targets.kind import Kind
 from targets.launch_types import HOST, Placement, ProcessSpec
 from targets.launchers.process import ProcessLauncher

@@ -1,10 +1,9 @@
-"""How the Flask target starts as local processes: gunicorn, gthread workers, no ``--preload``.
+"""How servecap's WSGI servers start (Flask, Django, a chain's Flask model server): gunicorn,
+gthread workers, no ``--preload``.
 
 ::
 
     gunicorn -k gthread -w WORKERS --threads THREADS -b HOST:PORT 'targets.flask.app:create_app()'
-
-:func:`gunicorn_spec` is shared by every gunicorn-served target (the Django tier too).
 
 * No ``--preload``: TensorFlow is not fork-safe, so each worker imports TensorFlow and loads its
   own model after the fork (``create_app()`` runs in the worker). Readiness is ``/healthz``

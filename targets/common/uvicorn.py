@@ -1,4 +1,5 @@
-"""How the FastAPI target starts: uvicorn serving the app factory, on a pre-bound socket.
+"""How servecap's ASGI servers start (FastAPI, the job queue's web, a chain's FastAPI model
+server): uvicorn serving an app factory, on a pre-bound socket.
 
 With several workers uvicorn hands each one the listening socket in a form asyncio does not
 take for TCP, so TCP_NODELAY is never set on accepted connections and Nagle + delayed ACKs add
