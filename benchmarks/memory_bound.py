@@ -32,11 +32,11 @@ import numpy as np
 import orjson
 import psutil
 
+from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
 from targets.common.payload import encode_request
+from targets.launchers.base import free_port
 from targets.launchers.process import ProcessLauncher
 from targets.registry import target_config
-from tests.bodies import deep_json, jpeg_declaring, zeros_list
-from tests.ports import free_port
 
 MB = 1024 * 1024
 

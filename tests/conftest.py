@@ -50,6 +50,22 @@ def readable_model(tiny_model: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
+def no_leftovers() -> Iterator[None]:
+    """A Docker test starts with no servecap container and leaves none (removed if it did)."""
+    from targets.launchers.docker import clean
+    from tests.machine import managed_containers
+
+    assert not managed_containers(), (
+        "servecap containers left by something else: run `servecap clean`"
+    )
+    yield
+    left = managed_containers()
+    if left:
+        clean()
+    assert not left, f"containers left behind: {left}"
+
+
+@pytest.fixture
 def scenarios_file(tmp_path: Path, tiny_model: Path) -> Path:
     """The repository's scenarios.yaml, every target pointed at the test model and a free
     port."""

@@ -9,6 +9,7 @@ the launchers.
 from __future__ import annotations
 
 import contextlib
+import random
 import signal
 import socket
 import threading
@@ -29,6 +30,7 @@ __all__ = [
     "ProcessSpec",
     "RunningTarget",
     "TargetControl",
+    "free_port",
     "held_signals",
     "port_is_free",
     "prepare_dirs",
@@ -149,6 +151,26 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+FREE_PORT_BLOCK = 4
+"""A target uses its port and the three after it (app server, model server or Redis, gRPC)."""
+FREE_PORT_RANGE = (20_000, 32_000)
+"""Below Linux's default ephemeral range (32768-60999): client sockets of the load generator
+come from there and would otherwise take a target's second or third port between the check
+and the launch."""
+
+
+def free_port(block: int = FREE_PORT_BLOCK) -> int:
+    """The first of ``block`` consecutive free loopback ports, drawn from
+    :data:`FREE_PORT_RANGE` (for servers started on any free port: tests, benchmarks)."""
+    low, high = FREE_PORT_RANGE
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(low, high - block)
+        if all(port_is_free("127.0.0.1", port + i) for i in range(block)):
+            return port
+    raise RuntimeError(f"no {block} consecutive free ports in {low}-{high}")
 
 
 def probe_http(url: str, timeout_s: float = 2.0) -> bool:

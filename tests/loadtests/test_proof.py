@@ -15,18 +15,18 @@ from analysis.sizing import plan_targets
 from loadtests.orchestrator import RunOptions, run
 from loadtests.proof import PROOF_FILE, verify_plan
 from loadtests.spec import parse_scenarios
+from tests.machine import FASTAPI_IMAGE, needs_docker
 from tests.ports import free_port
-from tests.targets.test_docker_launcher import needs_engine, no_leftovers  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
 
-@needs_engine
+@needs_docker(FASTAPI_IMAGE)
 def test_a_scaled_down_plan_is_run_at_n_and_n_minus_one_replicas(
     readable_model: Path,
     cifar_dir: Path,
     tmp_path: Path,
-    no_leftovers: None,  # noqa: F811
+    no_leftovers: None,
 ) -> None:
     spec = parse_scenarios({
         "targets": {"half": {"kind": "fastapi", "port": free_port(), "cpus": 0.5,

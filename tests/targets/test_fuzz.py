@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
 from targets.common.payload import encode_request, jpeg_bytes
 from targets.launchers.process import ProcessLauncher
 from targets.registry import get_kind, target_config
-from tests.bodies import deep_json, jpeg_declaring, zeros_list
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import numpy as np
 import orjson
 import pytest
 
+from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
 from targets.common.payload import PayloadError, decode_request, encode_request, encode_response
-from tests.bodies import deep_json, jpeg_declaring, zeros_list
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
