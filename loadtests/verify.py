@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from loadtests.image_files import load_jpeg_bytes
 from loadtests.spec import ScenarioFile
-from targets.common.dataset import CLASSES, Split, load_jpeg_bytes, load_split
+from targets.common.dataset import CLASSES, Split, load_split
 from targets.common.payload import as_jpeg_files
 from targets.config import ModelConfig, TargetConfig
 from targets.inputs import InputSpec

@@ -498,7 +498,8 @@ def call(url: str, body: bytes | None = None, ctype: str = "application/json") -
 
 @pytest.fixture(scope="module")
 def cifar_batch(cifar_dir: Path) -> tuple[np.ndarray, list[bytes]]:
-    from targets.common.dataset import load_jpeg_bytes, load_split
+    from loadtests.image_files import load_jpeg_bytes
+    from targets.common.dataset import load_split
 
     split = load_split("test", cifar_dir, limit=32)
     files, _ = load_jpeg_bytes("test", cifar_dir, limit=32)

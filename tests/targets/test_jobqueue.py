@@ -603,7 +603,7 @@ def test_full_target_survives_killed_workers(
     """SIGKILL one worker while it holds jobs, then the other: the web keeps accepting and
     answering; a worker started afterwards re-runs the jobs they held, and every accepted job
     finishes."""
-    from targets.common.dataset import load_jpeg_bytes
+    from loadtests.image_files import load_jpeg_bytes
 
     port = free_port(gap=2)
     config = target_config(kind="jobqueue", port=port, model_path=str(tiny_model),
