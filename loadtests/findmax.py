@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from analysis.defaults import DEFAULT_LATE_MS, LATE_SHARE_LIMIT
+from analysis.defaults import DEFAULT_LATE_MS, DEFAULT_MAX_ERROR_RATE, LATE_SHARE_LIMIT
 from analysis.stages import percentile_ms
 from loadtests.spec import FindMax
 
@@ -106,7 +106,7 @@ class Point:
 
 class FindMaxSearch:
     def __init__(
-        self, plan: FindMax, slo_p99_ms: float, max_error_rate: float = 0.01,
+        self, plan: FindMax, slo_p99_ms: float, max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
         late_ms: float = DEFAULT_LATE_MS,
     ) -> None:  # fmt: skip
         self.plan = plan

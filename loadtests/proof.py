@@ -27,6 +27,7 @@ from typing import Any
 import psutil
 
 from analysis.contract import write_json
+from analysis.defaults import DEFAULT_MAX_ERROR_RATE
 from analysis.sizing import TargetPlan
 from loadtests.artefacts import resolved_targets
 from loadtests.orchestrator import RunOptions, run
@@ -122,7 +123,7 @@ def trial_spec(
 
 def verify_plan(
     results_dir: Path, tp: TargetPlan, out_root: Path, duration_s: float = DEFAULT_DURATION_S,
-    data_dir: str | None = None, echo: Echo = print, max_error_rate: float = 0.01,
+    data_dir: str | None = None, echo: Echo = print, max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
 ) -> Proof:  # fmt: skip
     """Run ``tp``'s planned replicas, then one fewer, at its peak (docker launcher)."""
     p = tp.plan

@@ -18,7 +18,9 @@ from pydantic import Field, ValidationError, model_validator
 from analysis.defaults import DEFAULT_LATE_MS
 from loadtests.faults import GENERIC_PARTS, Fault
 from targets.common.dataset import CLASSES as CIFAR_CLASSES
-from targets.config import Encoding, StrictModel, parse_cpuset
+from targets.config import StrictModel, parse_cpuset
+from targets.inputs import Encoding
+from targets.protocols.base import LoadMode
 from targets.registry import KindConfig
 
 DEFAULT_SCENARIOS_FILE = Path("scenarios.yaml")
@@ -29,12 +31,6 @@ MAX_SEQUENTIAL_REQUESTS = 1_000_000
 
 class SpecError(ValueError):
     """The scenario file is missing, unparsable or invalid; the message says where and the fix."""
-
-
-LoadMode = Literal["ramp", "rate", "sequential", "find-max"]
-"""ramp: closed-loop users by stage; rate: open-loop arrivals by stage; sequential: the paper's
-N requests one after another, repeated; find-max: search the highest rate meeting the SLO.
-``mode: trace`` in a scenario is a rate plan whose stages come from a file (:class:`Trace`)."""
 
 
 class Stage(StrictModel):

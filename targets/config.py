@@ -15,7 +15,7 @@ the servers read their runtime settings from ``SERVECAP_*`` variables derived fr
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -28,13 +28,6 @@ from pydantic import (
 from targets.common.model_fetch import DEFAULT_MAX_BYTES, check_url
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PATH
 from targets.inputs import InputConfig
-
-Encoding = Literal["json", "base64", "jpeg", "binary", "png", "file"]
-"""How images travel in a request body: json (numbers), base64 (raw pixels, base64 in JSON),
-jpeg (the image files, as JPEG), png (as PNG), file (the dataset's files as they are: the
-image-upload protocol), binary (raw tensor bytes: the KServe v2 binary extension, gRPC raw
-contents). Each protocol says which it sends (``Protocol.encodings``); base64 and binary are
-the same raw pixels, so a protocol that has one sends it for the other."""
 
 
 class StrictModel(BaseModel):

@@ -34,6 +34,7 @@ from targets.launch_types import (
     resolve_model_path,
 )
 from targets.protocols.base import Endpoint
+from targets.protocols.servecap import HEALTH_PATH
 
 # The plain types of targets.launch_types a kind uses, re-exported as part of its interface.
 __all__ = [
@@ -132,7 +133,7 @@ class Kind:
     """Images of others its containers run, by a short name (pulled, never built; their
     model-in-image variants, ``servecap/<name>:<tag>-model``, are built by ``servecap images
     build --model``)."""
-    health_path: ClassVar[str] = "/healthz"
+    health_path: ClassVar[str] = HEALTH_PATH
     runs_as_processes: ClassVar[bool] = True
     """False for stacks that ship only as container images (TF Serving)."""
     part_roles: ClassVar[dict[str, str]] = {}

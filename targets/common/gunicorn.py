@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from targets.common.launch import PYTHON, with_metrics
 from targets.config import InferenceServerConfig, PythonServerConfig, loopback_url
 from targets.launch_types import HOST, Placement, ProcessSpec
+from targets.protocols.servecap import HEALTH_PATH
 
 KEEPALIVE_S = 75
 WORKER_TIMEOUT_S = 120
@@ -83,6 +84,6 @@ def gunicorn_spec(
         role=role,
         argv=gunicorn_argv(app, host, port, config, placement),
         env=environment,
-        ready_url=f"{loopback_url(host, port)}/healthz",
+        ready_url=f"{loopback_url(host, port)}{HEALTH_PATH}",
         fresh_dirs=fresh,
     )

@@ -44,6 +44,7 @@ from targets.common.settings import DEFAULT_MAX_BODY_BYTES
 from targets.common.tmp import private_dir
 from targets.config import loopback_url
 from targets.launch_types import HOST, LaunchError, Placement, ProcessSpec
+from targets.protocols.servecap import HEALTH_PATH
 
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 UPSTREAM_KEEPALIVE = 64
@@ -221,7 +222,7 @@ def nginx_spec(
         role="nginx",
         argv=argv,
         env=base_env(),
-        ready_url=f"{loopback_url(host, port)}/healthz",
+        ready_url=f"{loopback_url(host, port)}{HEALTH_PATH}",
     )
 
 

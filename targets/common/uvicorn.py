@@ -17,6 +17,7 @@ from targets.common.launch import PYTHON, with_metrics
 from targets.config import loopback_url
 from targets.docker.entrypoint import LISTEN_HOST_ENV, LISTEN_PORT_ENV
 from targets.launch_types import HOST, Placement, ProcessSpec
+from targets.protocols.servecap import HEALTH_PATH
 
 UVICORN_FLAGS = ("--no-access-log", "--log-level", "warning")
 KEEPALIVE_S = 5
@@ -33,7 +34,7 @@ def uvicorn_spec(
     workers: int,
     placement: Placement = HOST,
     keepalive_s: int = KEEPALIVE_S,
-    health_path: str = "/healthz",
+    health_path: str = HEALTH_PATH,
 ) -> ProcessSpec:
     """uvicorn serving the ASGI app factory ``app`` (``module:function``) on host:port, its
     worker processes' metrics summed (:func:`targets.common.launch.with_metrics`)."""

@@ -29,6 +29,7 @@ from targets.config import PythonServerConfig, UpstreamConfig
 from targets.jobqueue.common import JobQueueSettings
 from targets.jobqueue.redis_server import PASSWORD_ENV, REDIS_SERVER
 from targets.launch_types import HOST, LaunchError, Placement, ProcessSpec
+from targets.protocols.servecap import HEALTH_PATH
 
 WEB_APP = "targets.jobqueue.web:create_app"
 
@@ -87,11 +88,16 @@ def redis_spec(name: str, config: JobQueueConfig, placement: Placement = HOST) -
     )  # fmt: skip
 
 
+def ready_path(config: JobQueueConfig) -> str:
+    """Ready when every queue worker has loaded the model and registered."""
+    return f"{HEALTH_PATH}?min_workers={config.queue_workers}"
+
+
 def process_plan(
     name: str, config: JobQueueConfig, placement: Placement = HOST
 ) -> list[ProcessSpec]:
     workers = [worker_spec(name, config, i) for i in range(1, config.queue_workers + 1)]
     web = uvicorn_spec(name, "jobqueue-web", WEB_APP, queue_env(config), config.host, config.port,
                        config.workers, placement,
-                       health_path=f"/healthz?min_workers={config.queue_workers}")  # fmt: skip
+                       health_path=ready_path(config))  # fmt: skip
     return [redis_spec(name, config, placement), *workers, web]

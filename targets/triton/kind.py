@@ -24,6 +24,7 @@ from targets.common.launch import PYTHON, base_env
 from targets.common.model_files import ModelNotFoundError, version_dir
 from targets.common.tmp import private_dir
 from targets.config import ModelConfig, TargetConfig, loopback_url
+from targets.inputs import CNN_MODEL_NAME
 from targets.kind import Containers, Image, MetricsSource, ModelKind, PaperArchitecture
 from targets.launch_types import (
     HOST,
@@ -53,7 +54,7 @@ class TritonConfig(ModelConfig):
     metrics_port: int | None = Field(
         default=None, ge=1024, le=65535, description="Prometheus metrics port; default port+2"
     )
-    model_name: str = Field(default="cifar10_cnn", pattern=r"^[A-Za-z0-9_.-]+$")
+    model_name: str = Field(default=CNN_MODEL_NAME, pattern=r"^[A-Za-z0-9_.-]+$")
     max_batch_size: int = Field(
         default=64, ge=1, le=1024, description="largest batch the dynamic batcher forms"
     )
