@@ -57,6 +57,12 @@ def managed_containers() -> list[str]:
     return out.split()
 
 
+def needs_redis() -> pytest.MarkDecorator:
+    """Skip unless ``redis-server`` is installed (``make setup`` installs it)."""
+    missing = shutil.which("redis-server") is None
+    return pytest.mark.skipif(missing, reason="redis-server is not installed (make setup)")
+
+
 @functools.cache
 def triton_missing() -> str | None:
     """Why a Triton target cannot start as processes here (no tritonserver), or None."""
