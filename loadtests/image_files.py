@@ -11,10 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from targets.common.dataset import CLASSES, DatasetError, resolve_data_dir
-from targets.common.dataset.download import keras_fits, keras_split
-from targets.common.dataset.folder import decode, list_split, parallel, read
-from targets.common.dataset.layout import check_args, selection
+from targets.common.dataset import CLASSES, DatasetError, select
+from targets.common.dataset.folder import decode, parallel, read
 from targets.inputs import CIFAR_INPUT, InputSpec
 
 JPEG_QUALITY = 95
@@ -48,15 +46,12 @@ def load_jpeg_bytes(
     Pillow at quality 95 without chroma subsampling (so the pixels a server decodes differ
     slightly from the arrays).
     """
-    check_args(split, limit)
-    root = resolve_data_dir(data_dir)
-    if root is None:
-        keras_fits(spec, classes)
-        images, labels = keras_split(split)
-        index = selection(len(labels), limit, seed)
+    chosen = select(split, data_dir, limit, seed, spec, classes)
+    index = chosen.index
+    if chosen.listing is None:
+        images, labels = chosen.download
         return [encode_jpeg(images[i]) for i in index], labels[index]
-    listing = list_split(root, split, classes)
-    index = selection(len(listing.files), limit, seed)
+    listing = chosen.listing
     paths = [listing.root / listing.files[i] for i in index]
     blobs: list[bytes] = [b""] * len(paths)
 

@@ -45,6 +45,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from targets.common.dataset.cache import (
     CACHE_ENV_VAR,
@@ -53,7 +56,7 @@ from targets.common.dataset.cache import (
     directory_images,
 )
 from targets.common.dataset.download import keras_fits, keras_split
-from targets.common.dataset.folder import IMAGE_EXTENSIONS, class_names, list_split
+from targets.common.dataset.folder import IMAGE_EXTENSIONS, Listing, class_names, list_split
 from targets.common.dataset.layout import (
     CLASSES,
     ENV_VAR,
@@ -99,18 +102,39 @@ def load_split(
     unreadable or (without ``resize``) not of the input's size; ``ValueError`` for a bad
     ``limit``.
     """
-    check_args(split, limit)
-    root = resolve_data_dir(data_dir)
-    if root is None:
-        keras_fits(spec, classes)
-        images, labels = keras_split(split)
-        index = selection(len(labels), limit, seed)
-        return Split(split, images[index], labels[index], ("",) * len(index))
-    listing = list_split(root, split, classes)
-    index = selection(len(listing.files), limit, seed)
+    chosen = select(split, data_dir, limit, seed, spec, classes)
+    if chosen.listing is None:
+        images, labels = chosen.download
+        return Split(split, images[chosen.index], labels[chosen.index], ("",) * len(chosen.index))
+    listing, index = chosen.listing, chosen.index
     return Split(
         name=split,
         images=directory_images(listing, index, spec, resize),
         labels=listing.labels[index],
         files=tuple(listing.files[i] for i in index),
     )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The images a loader returns: ``index`` into the folder's files (``listing``) or, with
+    no folder, into the keras download's arrays (``download``: images, labels)."""
+
+    index: np.ndarray
+    listing: Listing | None
+    download: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0))
+
+
+def select(
+    split: str, data_dir: str | os.PathLike[str] | None, limit: int | None, seed: int,
+    spec: InputSpec, classes: Sequence[str] | None,
+) -> Selection:  # fmt: skip
+    """The seeded selection of ``split`` (see the module docstring), checked."""
+    check_args(split, limit)
+    root = resolve_data_dir(data_dir)
+    if root is None:
+        keras_fits(spec, classes)
+        images, labels = keras_split(split)
+        return Selection(selection(len(labels), limit, seed), None, (images, labels))
+    listing = list_split(root, split, classes)
+    return Selection(selection(len(listing.files), limit, seed), listing)

@@ -4,11 +4,9 @@ the recovery of the jobs of dead workers."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 from rq import Queue
 from rq.job import Job
@@ -32,25 +30,6 @@ from tests.targets.jobqueue.helpers import (
 )
 
 pytestmark = needs_redis()
-
-
-# --------------------------------------------------------------------------- workers
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_model: Path) -> Any:
-    from targets.common.model import Predictor
-
-    model = Predictor(tiny_model)
-    model.warm_up()
-    return model
-
-
-@pytest.fixture(scope="module")
-def cifar_images(cifar_dir: Path) -> np.ndarray:
-    from targets.common.dataset import load_split
-
-    return load_split("test", str(cifar_dir), limit=16, seed=0).images
 
 
 def test_batch_gives_each_job_its_own_rows(
