@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from analysis.sizing import plan_targets
 from loadtests.orchestrator import RunOptions, run
 from loadtests.proof import PROOF_FILE, verify_plan
@@ -18,10 +16,9 @@ from loadtests.spec import parse_scenarios
 from tests.machine import FASTAPI_IMAGE, needs_docker
 from tests.ports import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = needs_docker(FASTAPI_IMAGE)
 
 
-@needs_docker(FASTAPI_IMAGE)
 def test_a_scaled_down_plan_is_run_at_n_and_n_minus_one_replicas(
     readable_model: Path,
     cifar_dir: Path,
