@@ -117,8 +117,6 @@ def test_real_triton_batches_answers_right_and_leaves_nothing(
     assert not ours(port), "tritonserver or its backend stubs left running"
 
 
-
-
 @docker_test(TRITON_IMAGE)
 def test_triton_container_serves_the_model_and_is_removed(
     readable_model: Path, tiny_model: Path, tmp_path: Path
