@@ -41,8 +41,9 @@ typecheck: setup
 unit: setup
 	$(BIN)/pytest -m "not integration"
 
+# Docker tests are the CI docker stage's (targets/docker/ci.sh: pytest -m docker).
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not docker"
 
 clean-results:
 	rm -rf results
