@@ -1,0 +1,123 @@
+"""Request bodies and content types for fuzzing servecap's predict API (Hypothesis strategies):
+wrong shapes, types, sizes, encodings, truncated and oversized bodies, random bytes, odd
+content types, decompression bombs and huge declared image dimensions, deeply nested JSON,
+millions of values, truncated multipart forms; job ids and long-poll waits for the job
+queue. Used in process (tests/targets/test_fuzz_inprocess.py) and against every real stack
+(tests/targets/test_fuzz.py)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+from hypothesis import strategies as st
+from PIL import Image
+
+from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
+from targets.common.payload import encode_request, jpeg_bytes
+
+MAX_BODY = 64 * 1024
+"""The targets' ``max_body_bytes`` while fuzzed (bodies go up to four times over it)."""
+
+pixels = st.one_of(st.integers(-300, 600), st.floats(allow_nan=False), st.booleans(),
+                   st.text(max_size=3), st.none())  # fmt: skip
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text()),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=20,
+)
+
+
+@st.composite
+def nested_images(draw: st.DrawFn) -> bytes:
+    """Arrays of a random shape (sometimes the right one) with random pixel values."""
+    shape = draw(st.lists(st.integers(0, 4), min_size=0, max_size=4))
+    if draw(st.booleans()):
+        shape = [draw(st.integers(1, 2)), 32, 32, 3]
+    value = draw(pixels)
+    arr: object = value
+    for dim in reversed(shape):
+        arr = [arr] * dim
+    return json.dumps({"images": arr}).encode()
+
+
+@st.composite
+def valid_then_broken(draw: st.DrawFn) -> bytes:
+    """A valid body in any encoding, then truncated, padded or bit-flipped."""
+    images = np.full((draw(st.integers(1, 3)), 32, 32, 3), draw(st.integers(0, 255)), np.uint8)
+    body, _ = encode_request(images, draw(st.sampled_from(["json", "base64", "jpeg"])))
+    how = draw(st.sampled_from(["truncate", "flip", "pad", "keep"]))
+    if how == "truncate":
+        return body[: draw(st.integers(0, len(body) - 1))]
+    if how == "flip":
+        i = draw(st.integers(0, len(body) - 1))
+        return body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1 :]
+    if how == "pad":
+        return body + b" " * draw(st.integers(1, MAX_BODY))  # sometimes over the limit
+    return body
+
+
+@st.composite
+def encoded_junk(draw: st.DrawFn) -> bytes:
+    key = draw(st.sampled_from(["images_b64", "images_jpeg_b64"]))
+    raw = draw(st.binary(max_size=4000))
+    if key == "images_jpeg_b64" and draw(st.booleans()):  # a real JPEG of the wrong size
+        out = io.BytesIO()
+        Image.new("RGB", (draw(st.integers(1, 64)), draw(st.integers(1, 64)))).save(out, "JPEG")
+        raw = out.getvalue()
+    item = draw(st.sampled_from([base64.b64encode(raw).decode(), raw.hex(), "%%%"]))
+    return json.dumps({key: [item] * draw(st.integers(0, 3))}).encode()
+
+
+@st.composite
+def hostile(draw: st.DrawFn) -> bytes:
+    """Bodies made to hurt a decoder: bombs, deep nesting, many values, wrong tensor sizes."""
+    how = draw(st.sampled_from(["bomb", "bomb-b64", "deep", "zeros", "raw-size", "multipart"]))
+    if how == "bomb":  # raw upload (image/jpeg) of a header claiming a huge image
+        return jpeg_declaring(draw(st.integers(33, 65535)), draw(st.integers(33, 65535)))
+    if how == "bomb-b64":
+        bomb = jpeg_declaring(draw(st.integers(1, 65535)), draw(st.integers(1, 65535)))
+        return json.dumps({"images_jpeg_b64": [base64.b64encode(bomb).decode()]}).encode()
+    if how == "deep":
+        return deep_json(draw(st.integers(5, 20_000)))
+    if how == "zeros":
+        return zeros_list(draw(st.integers(100, MAX_BODY)))
+    if how == "raw-size":  # raw pixels of the wrong length
+        raw = bytes(draw(st.sampled_from([0, 1, 3071, 3073, 6144, 9000])))
+        return json.dumps({"images_b64": [base64.b64encode(raw).decode()]}).encode()
+    part = (b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n"
+            b"Content-Type: image/jpeg\r\n\r\n" + jpeg_bytes(np.zeros((32, 32, 3), np.uint8))
+            + b"\r\n--x--\r\n")  # fmt: skip
+    return part[: draw(st.integers(0, len(part)))]
+
+
+bodies = st.one_of(
+    hostile(),
+    st.binary(max_size=2000),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    nested_images(),
+    valid_then_broken(),
+    encoded_junk(),
+    st.integers(MAX_BODY + 1, 4 * MAX_BODY).map(lambda n: b"[" + b"1," * (n // 2) + b"1]"),
+)
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "image/jpeg",
+        "text/plain",
+        "multipart/form-data; boundary=x",
+        "",
+        "application/x-www-form-urlencoded",
+    ]
+)
+
+
+job_ids = st.one_of(
+    st.text(max_size=80), st.uuids().map(str), st.from_regex(r"[A-Za-z0-9_-]{1,64}")
+)
+waits = st.one_of(st.none(), st.sampled_from(["0", "-1", "nan", "inf", "1e309", "abc", "0.01"]))
