@@ -154,13 +154,13 @@ def test_faults_on_uvicorn_a_killed_worker_a_stopped_server_and_a_model_update(
         "mode": "rate",
         "settle_s": 1,
         "warmup_requests": 5,
-        "stages": [{"rps": 30, "duration_s": 6}, {"rps": 30, "duration_s": 34}],
+        "stages": [{"rps": 30, "duration_s": 6}, {"rps": 30, "duration_s": 36}],
     }
     faults = [
         {"action": "kill", "part": "worker", "index": 1, "stage": 2, "offset_s": 2},
-        {"action": "stop", "part": "model-server", "stage": 2, "offset_s": 7, "duration_s": 1},
+        {"action": "stop", "part": "model-server", "stage": 2, "offset_s": 6, "duration_s": 1},
         {"action": "model_update", "part": "model-server", "model_path": str(base / "2"),
-         "stage": 2, "offset_s": 10},  # two workers to load again: time to see version 2
+         "stage": 2, "offset_s": 9},  # two workers to load again: time to see version 2
     ]  # fmt: skip
     outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
     assert outcome.ok, (outcome.failures, lines[-5:])
@@ -172,7 +172,7 @@ def test_faults_on_uvicorn_a_killed_worker_a_stopped_server_and_a_model_update(
         impact = fault["impact"]
         assert impact["errors"] >= 0 and impact["goodput_dip"] is not None
         assert impact["p99_limit_ms"] == 2000
-    assert kill["impact"]["measured_until_s"] == pytest.approx(5, abs=0.5)  # until the stop
+    assert kill["impact"]["measured_until_s"] == pytest.approx(4, abs=0.5)  # until the stop
     versions = update["model_versions"]["versions"]
     assert set(versions) == {"1", "2"} and versions["2"]["first_s"] > 0
     records = pd.read_parquet(tmp_path / "out" / "t" / "requests.parquet")
@@ -193,12 +193,12 @@ def test_faults_on_the_queue_a_killed_worker_and_a_rolling_model_update_lose_no_
     load = {
         "settle_s": 1,
         "warmup_requests": 5,
-        "stages": [{"users": 4, "duration_s": 6}, {"users": 4, "duration_s": 30}],
+        "stages": [{"users": 4, "duration_s": 6}, {"users": 4, "duration_s": 40}],
     }
     faults = [
         {"action": "kill", "part": "worker", "index": 1, "stage": 2, "offset_s": 2},
         {"action": "model_update", "part": "worker", "model_path": str(base / "2"),
-         "stage": 2, "offset_s": 12},
+         "stage": 2, "offset_s": 8},
     ]  # fmt: skip
     outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
     assert outcome.ok, (outcome.failures, lines[-5:])
