@@ -84,7 +84,7 @@ class FakePredictServer(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fake_server() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakePredictServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -95,8 +95,10 @@ def fake_server() -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture
-def client_run(fake_server: str, tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def client_run(fake_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One client run (a real Locust user in a subprocess) read by every test below."""
+    tmp_path = tmp_path_factory.mktemp("wiretime")
     proc = subprocess.run(
         [sys.executable, "-c", CLIENT, fake_server, str(tmp_path)],
         capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
