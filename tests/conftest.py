@@ -2,9 +2,9 @@
 ``sleepy`` test kind, and one real ``servecap run smoke`` shared by the tests that only read
 its results.
 
-Under pytest-xdist (``-n N``) the model is trained once for all workers (a folder beside the
-workers' own, under a lock); tests reading the smoke run are grouped onto one worker
-(``@pytest.mark.xdist_group("smoke")`` with ``--dist loadgroup``), which makes it once.
+Under pytest-xdist (``-n N``) the model and the smoke run are made once for all workers (a
+folder beside the workers' own, under a lock: the first worker to need one makes it, the
+others wait for it and read it).
 """
 
 from __future__ import annotations
@@ -79,16 +79,22 @@ def sleepy_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def smoke_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
               cifar_dir: Path) -> SmokeRun:  # fmt: skip
     """One real smoke run, shared by the tests that only read what it did and wrote."""
-    base = tmp_path_factory.mktemp("smoke")
-    scenarios = write_scenarios(base / "scenarios.yaml", tiny_model)
-    out = base / "smoke-results"
-    env = {**os.environ, "SERVECAP_CIFAR10_DIR": str(cifar_dir), "COLUMNS": "160"}
-    env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
-    with (base / "output.txt").open("w") as log:
-        code = subprocess.run(servecap("run", "smoke", "--scenarios", str(scenarios), "--out",
-                                       str(out)), stdout=log, stderr=subprocess.STDOUT, env=env,
-                              cwd=REPO, timeout=300).returncode  # fmt: skip
-    return SmokeRun(scenarios, out, code, (base / "output.txt").read_text())
+    with run_wide(tmp_path_factory, "smoke") as base:
+        scenarios, out, output = base / "scenarios.yaml", base / "smoke-results", base / "output"
+        if not (base / "returncode").exists():
+            shutil.rmtree(base, ignore_errors=True)
+            base.mkdir()
+            write_scenarios(scenarios, tiny_model)
+            env = {**os.environ, "SERVECAP_CIFAR10_DIR": str(cifar_dir), "COLUMNS": "160"}
+            env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
+            with output.open("w") as log:
+                code = subprocess.run(servecap("run", "smoke", "--scenarios", str(scenarios),
+                                               "--out", str(out)), stdout=log,
+                                      stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                                      timeout=300).returncode  # fmt: skip
+            (base / "returncode").write_text(str(code))
+        code = int((base / "returncode").read_text())
+    return SmokeRun(scenarios, out, code, output.read_text())
 
 
 @pytest.fixture(scope="session")

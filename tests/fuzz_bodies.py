@@ -8,10 +8,12 @@ queue. Used in process (tests/targets/test_fuzz_inprocess.py) and against every 
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 
 import numpy as np
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -19,7 +21,10 @@ from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
 from targets.common.payload import encode_request, jpeg_bytes
 
 MAX_BODY = 64 * 1024
-"""The targets' ``max_body_bytes`` while fuzzed (bodies go up to four times over it)."""
+"""Bodies go up to four times this size (a fuzzed target's ``max_body_bytes`` is this or
+twice this: some bodies are over it)."""
+LIVE_EXAMPLES = 100
+"""Inputs sent to each real stack (the parser and the service take 1,000 in process)."""
 
 pixels = st.one_of(st.integers(-300, 600), st.floats(allow_nan=False), st.booleans(),
                    st.text(max_size=3), st.none())  # fmt: skip
@@ -121,3 +126,41 @@ job_ids = st.one_of(
     st.text(max_size=80), st.uuids().map(str), st.from_regex(r"[A-Za-z0-9_-]{1,64}")
 )
 waits = st.one_of(st.none(), st.sampled_from(["0", "-1", "nan", "inf", "1e309", "abc", "0.01"]))
+
+
+def post(port: int, path: str, body: bytes, ctype: str) -> int:
+    """The status a target on 127.0.0.1:``port`` answers a POST of ``body`` to ``path``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"Content-Type": ctype} if ctype else {}
+        conn.request("POST", path, body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def fuzz_predict(port: int, path: str, examples: int = LIVE_EXAMPLES) -> int:
+    """Send ``examples`` fuzzed bodies to a running target's ``path``: AssertionError at the
+    first 5xx or dropped connection; how many were sent."""
+    sent = 0
+
+    @settings(max_examples=examples, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+    @given(body=bodies, ctype=content_types)
+    def one(body: bytes, ctype: str) -> None:
+        nonlocal sent
+        sent += 1
+        status = post(port, path, body, ctype)
+        assert status < 500, f"port {port}: HTTP {status} for {ctype!r} body {body[:120]!r}"
+
+    one()
+    return sent
+
+
+def assert_still_serving(port: int, path: str) -> None:
+    """A valid request is answered (200, or 202 for a job) and the health check is 200."""
+    body, ctype = encode_request(np.zeros((1, 32, 32, 3), np.uint8), "json")
+    assert post(port, path, body, ctype) in (200, 202)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/healthz")
+    assert conn.getresponse().status == 200

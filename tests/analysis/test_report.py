@@ -143,7 +143,6 @@ def test_build_report_refuses_what_is_not_a_results_folder(tmp_path: Path) -> No
 
 
 @pytest.mark.integration
-@pytest.mark.xdist_group("smoke")
 def test_report_of_a_real_smoke_run(smoke_run: SmokeRun, tmp_path: Path) -> None:
     smoke_results = smoke_run.out
     summary = json.loads((smoke_results / "summary.json").read_text())

@@ -86,7 +86,6 @@ def test_a_terminal_shows_the_live_panel(
 
 
 @pytest.mark.integration
-@pytest.mark.xdist_group("smoke")
 def test_a_file_gets_plain_live_lines(smoke_run: SmokeRun) -> None:
     assert smoke_run.returncode == 0
     assert "\x1b[" not in smoke_run.output

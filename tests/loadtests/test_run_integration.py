@@ -44,7 +44,6 @@ def serving_processes(spec_file: Path, out: Path) -> list[psutil.Process]:
     return found
 
 
-@pytest.mark.xdist_group("smoke")
 def test_smoke_run_contract(smoke_run: SmokeRun) -> None:
     out = smoke_run.out
     assert smoke_run.returncode == 0, smoke_run.output[-2000:]
