@@ -13,8 +13,6 @@ back as probabilities ``[n, classes]`` (:meth:`Protocol.probabilities`), or as c
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -22,6 +20,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from targets.common.loopback import GRPC_OPTIONS, http_post
 from targets.inputs import CIFAR_INPUT, InputSpec
 
 Transport = Literal["http", "grpc", "jobs"]
@@ -177,31 +176,13 @@ class Protocol:
         return answer
 
 
-def http_post(url: str, body: bytes, headers: Headers, timeout_s: float) -> tuple[int, bytes]:
-    """(status, body) of a POST; HTTP errors are answers too. URLError/OSError when none."""
-    req = urllib.request.Request(url, body, dict(headers), method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
-
-
-def http_get(url: str, timeout_s: float) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
-
-
 def grpc_unary(endpoint: Endpoint, method: str, body: bytes, timeout_s: float) -> bytes:
     """One unary gRPC call of serialized bytes (the codec stays with the protocol)."""
     import grpc
 
     if not endpoint.grpc_target:
         raise ProtocolError(f"{endpoint.base_url}: no gRPC endpoint")
-    with grpc.insecure_channel(endpoint.grpc_target) as channel:
+    with grpc.insecure_channel(endpoint.grpc_target, options=GRPC_OPTIONS) as channel:
         try:
             answer: bytes = channel.unary_unary(method)(body, timeout=timeout_s)
         except grpc.RpcError as err:

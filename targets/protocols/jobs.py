@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from targets.protocols.base import Endpoint, Headers, ProtocolError, http_get, http_post
+from targets.common.loopback import http_get, http_post
+from targets.protocols.base import Endpoint, Headers, ProtocolError
 from targets.protocols.servecap import ServecapProtocol
 
 JOBS_PATH = "/v1/jobs"
