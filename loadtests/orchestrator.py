@@ -233,11 +233,11 @@ def load_config_for(
         protocol.check_encoding(scenario.load.encoding)
     except ValueError as err:
         raise ValueError(f"target '{name}': {err}") from None
-    most = protocol.max_images_per_request
+    most = protocol.images_limit(endpoint)
     if most is not None and scenario.load.images_per_request > most:
         raise ValueError(
-            f"target '{name}' speaks {protocol.name}, which sends at most {most} image(s) a "
-            f"request; set load.images_per_request to {most}"
+            f"target '{name}' ({protocol.name}) takes at most {most} image(s) a request; set "
+            f"load.images_per_request to {most} or less"
         )
     return load
 

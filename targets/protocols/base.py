@@ -94,6 +94,9 @@ class Endpoint(BaseModel):
     """image-upload: send the file as this multipart form field (None: the body itself)."""
     input: InputSpec = CIFAR_INPUT
     """The model's input: images are sized to it, tensors typed and scaled by it."""
+    max_images: int | None = None
+    """The most images this target takes in one request, from its config (Triton's
+    max_batch_size); None: what the protocol allows (:meth:`Protocol.images_limit`)."""
 
 
 class Protocol:
@@ -117,6 +120,12 @@ class Protocol:
     def predict_path(self, endpoint: Endpoint) -> str:
         """The HTTP path requests are POSTed to."""
         raise NotImplementedError
+
+    def images_limit(self, endpoint: Endpoint) -> int | None:
+        """The most images one request to ``endpoint`` may carry (None: any number): the
+        protocol's limit and the target's, whichever is lower."""
+        limits = [n for n in (self.max_images_per_request, endpoint.max_images) if n is not None]
+        return min(limits) if limits else None
 
     def health_path(self, endpoint: Endpoint) -> str | None:
         """The HTTP path that answers 200 when the server is ready (None: none is known; a
