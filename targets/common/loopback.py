@@ -47,6 +47,20 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
+def checked_port(url: str, field: str) -> int | None:
+    """The port ``url`` names (None: none, the scheme's); ValueError naming ``field`` when it
+    is not a port number (config validation: a bad port is said there, not at first use)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        given = parts.netloc.rpartition(":")[2]
+        raise ValueError(f"{field} {url}: port '{given}' is not a number from 1 to 65535")
+    return port
+
+
 def redirect_error(url: str, status: int, location: str | None) -> str:
     """The error of a redirect answer to a request for ``url`` (short: it is a record's error
     text, and it reaches the summary's top_error)."""
