@@ -18,7 +18,14 @@ from pydantic import Field, ValidationError, model_validator
 from analysis.defaults import DEFAULT_LATE_MS
 from loadtests.faults import GENERIC_PARTS, Fault
 from targets.common.dataset import CLASSES as CIFAR_CLASSES
-from targets.config import Encoding, StrictModel, TargetConfig, parse_cpuset
+from targets.config import (
+    Encoding,
+    ScenarioName,
+    StrictModel,
+    TargetConfig,
+    TargetName,
+    parse_cpuset,
+)
 
 DEFAULT_SCENARIOS_FILE = Path("scenarios.yaml")
 MAX_RPS = 100_000
@@ -308,8 +315,8 @@ class ScenarioFile(StrictModel):
     """The whole ``scenarios.yaml``."""
 
     version: int = Field(default=1, ge=1, le=1)
-    targets: dict[str, TargetConfig] = Field(min_length=1)
-    scenarios: dict[str, Scenario] = Field(min_length=1)
+    targets: dict[TargetName, TargetConfig] = Field(min_length=1)
+    scenarios: dict[ScenarioName, Scenario] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _targets_exist(self) -> ScenarioFile:
@@ -363,7 +370,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     """One line per problem: ``file: key.path: message (got: value)``."""
     lines = [f"{source} is invalid ({err.error_count()} problem(s)):"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(_loc_part(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         got = ""
         if e["type"] not in ("missing",) and "input" in e and not isinstance(e["input"], dict):
@@ -372,6 +379,12 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             msg = "required key is missing"
         lines.append(f"  {loc}: {msg}{got}")
     return "\n".join(lines)
+
+
+def _loc_part(part: object) -> str:
+    """A key of an error's path, quoted when it would not read as one (a newline in it)."""
+    text = str(part)
+    return text if text.isprintable() and " " not in text else repr(text)
 
 
 def parse_scenarios(data: Any, source: str = "<scenarios>") -> ScenarioFile:

@@ -15,9 +15,11 @@ the servers read their runtime settings from ``SERVECAP_*`` variables derived fr
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -38,6 +40,29 @@ jpeg (the image files, as JPEG), png (as PNG), file (the dataset's files as they
 image-upload protocol), binary (raw tensor bytes: the KServe v2 binary extension, gRPC raw
 contents). Each protocol says which it sends (``Protocol.encodings``); base64 and binary are
 the same raw pixels, so a protocol that has one sends it for the other."""
+
+
+TARGET_NAME_RULE = (
+    "a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or "
+    "digit, at most 63 characters"
+)
+_TARGET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def check_target_name(name: object, what: str = "target") -> str:
+    """``name`` when it may name a target (or a scenario: ``what``); ValueError with the rule
+    otherwise. A target's name becomes a results folder, YAML keys, container and Kubernetes
+    object names, a scenario's a results folder: nothing else is safe in all of them
+    (``../run/x`` is a path, a newline a new YAML key)."""
+    if isinstance(name, str) and _TARGET_NAME.fullmatch(name):
+        return name
+    raise ValueError(f"{what} name {name!r} is not {TARGET_NAME_RULE}")
+
+
+TargetName = Annotated[str, AfterValidator(check_target_name)]
+"""A target's name (scenario files, CLI arguments): :func:`check_target_name`."""
+ScenarioName = Annotated[str, AfterValidator(lambda name: check_target_name(name, "scenario"))]
+"""A scenario's name: the same rule (it names results folders)."""
 
 
 class StrictModel(BaseModel):

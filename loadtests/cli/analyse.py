@@ -24,6 +24,7 @@ from loadtests.cli.common import (
     price_core_option,
     price_gb_option,
     resolve_data,
+    target_names,
 )
 
 
@@ -113,6 +114,7 @@ def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
     "--verify-target",
     "verify_targets",
     multiple=True,
+    callback=target_names,
     help="--verify only this target (repeatable; default every planned target)",
 )
 @click.option("--verify-duration-s", type=click.FloatRange(5, 3600), default=30.0,
