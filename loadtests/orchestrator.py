@@ -52,7 +52,14 @@ from loadtests.generator import GeneratorError, warm_up
 from loadtests.live import make_view
 from loadtests.meta import git_info, host_info, package_versions
 from loadtests.monitor import TargetFailure, Watchdog, drive
-from loadtests.results import SummaryWriter, finalize_target, mode_results, write_paper_tables
+from loadtests.results import (
+    ResultsFolderError,
+    SummaryWriter,
+    finalize_target,
+    mode_results,
+    new_results_dir,
+    write_paper_tables,
+)
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import SLO, LoadPlan, Scenario, ScenarioFile
 from targets.config import TargetConfig
@@ -94,10 +101,6 @@ class RunOutcome:
     @property
     def gates_passed(self) -> bool:
         return all(g.passed for g in self.gates)
-
-
-def default_out_dir(scenario: str) -> Path:
-    return Path("results") / f"{scenario}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 class PreflightError(ValueError):
@@ -155,9 +158,10 @@ def preflight(options: RunOptions) -> None:
 def run(options: RunOptions, echo: Echo = print) -> RunOutcome:
     scenario = options.spec.scenario(options.scenario)
     preflight(options)
-    # Absolute: Locust runs with the target's folder as its working directory.
-    out = (options.out_dir or default_out_dir(options.scenario)).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # absolute: Locust runs with the target's folder as its working directory
+        out = new_results_dir(options.out_dir, options.scenario)
+    except ResultsFolderError as err:  # --out filled since the preflight
+        raise PreflightError(str(err)) from None
     _write_resolved(out, options, scenario)
     meta: dict[str, Any] = {
         "scenario": options.scenario,

@@ -15,15 +15,18 @@ from collections.abc import Callable
 from analysis.contract import read_json, write_json
 from analysis.spread import REPEATS_FILE, RUN_FOLDER, spread
 from analysis.stages import json_safe
-from loadtests.orchestrator import RunOptions, RunOutcome, preflight, run
+from loadtests.orchestrator import PreflightError, RunOptions, RunOutcome, preflight, run
+from loadtests.results import ResultsFolderError, new_results_dir
 
 Echo = Callable[[str], None]
 
 
 def run_repeated(options: RunOptions, repeat: int, echo: Echo = print) -> RunOutcome:
-    base = options.out_dir
-    assert base is not None
     preflight(options)  # before the first repeat, all of it
+    try:
+        base = new_results_dir(options.out_dir, options.scenario)  # this --repeat's own
+    except ResultsFolderError as err:
+        raise PreflightError(str(err)) from None
     outcomes: list[RunOutcome] = []
     for i in range(1, repeat + 1):
         echo(f"servecap: repeat {i}/{repeat}")

@@ -67,7 +67,7 @@ def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str
     130 interrupted.
     """
     from loadtests.gates import junit_xml
-    from loadtests.orchestrator import PreflightError, RunOptions, default_out_dir
+    from loadtests.orchestrator import PreflightError, RunOptions
     from loadtests.orchestrator import run as run_scenario
 
     if compose_overrides and launcher != "docker":
@@ -81,8 +81,7 @@ def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str
     if repeat > 1:
         from loadtests.repeats import run_repeated
 
-        base = out_dir or default_out_dir(scenario)
-        options = RunOptions(scenario, spec, scenarios_file, base, launcher,
+        options = RunOptions(scenario, spec, scenarios_file, out_dir, launcher,
                              resolve_data(data_dir), seed, compose_overrides)  # fmt: skip
         try:
             outcome = run_repeated(options, repeat, echo=click.echo)
