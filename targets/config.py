@@ -59,6 +59,23 @@ def check_target_name(name: object, what: str = "target") -> str:
     raise ValueError(f"{what} name {name!r} is not {TARGET_NAME_RULE}")
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` when every entry can be one ``KEY=VALUE`` line of an env file (Compose's, a
+    Kubernetes Secret's...): keys are variable names, values hold no CR, LF or NUL (a line
+    break would start a second variable, e.g. a second SERVECAP_TARGET_CONFIG_B64=).
+    ValueError naming the entry otherwise."""
+    for key, value in env.items():
+        if not _ENV_NAME.fullmatch(key):
+            raise ValueError(f"env key {key!r} is not a variable name: letters, digits and '_', "
+                             "not starting with a digit")  # fmt: skip
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"env value of {key} holds a line break or NUL: one line each")
+    return env
+
+
 TargetName = Annotated[str, AfterValidator(check_target_name)]
 """A target's name (scenario files, CLI arguments): :func:`check_target_name`."""
 ScenarioName = Annotated[str, AfterValidator(lambda name: check_target_name(name, "scenario"))]
@@ -136,6 +153,11 @@ class TargetConfig(StrictModel):
         description="the model's input where its signature does not say it (range) or to "
         "check it (shape, dtype); images are resized to it",
     )
+
+    @field_validator("env")
+    @classmethod
+    def _env_lines(cls, env: dict[str, str]) -> dict[str, str]:
+        return check_env(env)
 
     @model_validator(mode="wrap")
     @classmethod
