@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.capacity import RunCapacity, run_capacity
+from analysis.contract import stage_number
 from analysis.defaults import DEFAULT_HEADROOM, DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE
 from analysis.stages import json_safe
 
@@ -309,7 +310,8 @@ def plan_targets(
 def _capacity_note(cap: RunCapacity) -> str:
     m = cap.max_rps
     per = f" over {cap.replicas} replicas" if cap.replicas > 1 else ""
-    lower, upper = m.lower_stage, m.upper_stage
+    # stage numbers as a person reads them (from 1), not the files' 0-based indexes
+    lower, upper = (None if s is None else stage_number(s) for s in (m.lower_stage, m.upper_stage))
     if m.method == "interpolated":
         return f"Measured{per}: interpolated on {m.limited_by} between stages {lower} and {upper}."
     if m.method == "saturated":

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.contract import stage_number
 from analysis.defaults import DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE
 from analysis.stages import json_safe
 from analysis.tables import StagesLike, as_float, as_int, curve
@@ -118,7 +119,7 @@ def max_rps_under_slo(
 
     def describe(i: int) -> str:
         r = points.iloc[i]
-        return f"stage {as_int(r['index'])} ({as_int(r['users'])} users)"
+        return f"stage {stage_number(as_int(r['index']))} ({as_int(r['users'])} users)"
 
     if first == 0:
         r = points.iloc[0]

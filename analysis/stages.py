@@ -31,6 +31,17 @@ from analysis.intervals import min_samples, quantile_ci
 PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0}
 
 
+JOB_REQUEST = "job"
+"""The job queue's end-to-end request type (submit to result): its figures are jobs."""
+
+
+def primary_request(run: dict[str, Any]) -> str | None:
+    """The request type a run's headline figures describe when it records several (the job
+    queue's ``job``; its stages say so under ``by_name``), else None: every record counts."""
+    names = {n for s in run.get("stages") or [] for n in (s.get("by_name") or {})}
+    return JOB_REQUEST if JOB_REQUEST in names else None
+
+
 def percentile_ms(latencies_ms: np.ndarray | pd.Series, q: float) -> float:
     """Exact nearest-rank percentile; NaN for no data."""
     values = np.asarray(latencies_ms, dtype=float)

@@ -36,6 +36,7 @@ from analysis.contract import (
     SERVER_METRICS_PART,
     RunSummary,
     Summary,
+    stage_number,
     write_atomically,
     write_json,
 )
@@ -380,14 +381,14 @@ def _summarise(
     entry["requests"] = sum(s["requests"] for s in entry["stages"])
     for st in entry["stages"]:
         if (st.get("error_rate") or 0) > 0.05:
-            echo(f"[{name}] stage {st['index'] + 1}: {st.get('error_rate', 0):.0%} of requests "
-                 f"failed, most often: {st.get('top_error')}")  # fmt: skip
+            echo(f"[{name}] stage {stage_number(st['index'])}: {st.get('error_rate', 0):.0%} of "
+                 f"requests failed, most often: {st.get('top_error')}")  # fmt: skip
     for st in entry["stages"]:
         if not st["generator_ok"]:
-            echo(f"[{name}] WARNING: stage {st['index'] + 1}: load generator saturated or behind "
-                 f"schedule ({'; '.join(st['generator_issues'])}): its figures understate what "
-                 "the target can do")  # fmt: skip
-    empty = [s["index"] + 1 for s in stages if plan.mode in ("ramp", "rate")
+            echo(f"[{name}] WARNING: stage {stage_number(st['index'])}: load generator "
+                 f"saturated or behind schedule ({'; '.join(st['generator_issues'])}): its "
+                 "figures understate what the target can do")  # fmt: skip
+    empty = [stage_number(s["index"]) for s in stages if plan.mode in ("ramp", "rate")
              and not s["requests"] and _had_load(plan, s["index"])]  # fmt: skip
     if empty and entry["status"] == "ok":
         entry["status"] = "failed"

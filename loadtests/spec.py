@@ -229,7 +229,7 @@ class LoadPlan(StrictModel):
                 if self.settle_s >= stage.duration_s:
                     raise ValueError(
                         f"settle_s ({self.settle_s}) must be shorter than every stage; "
-                        f"stage {i} lasts {stage.duration_s} s: lower settle_s or lengthen it"
+                        f"stages.{i} lasts {stage.duration_s} s: lower settle_s or lengthen it"
                     )
             if self.mode == "rate" and not any(s.rps for s in self.stages):
                 raise ValueError("mode rate needs a stage with rps above 0")

@@ -131,7 +131,8 @@ def test_format_plan_for_the_cli() -> None:
     lines = text.splitlines()
     fast = next(line for line in lines if line.startswith("fast "))
     assert "245.0" in fast and "interpolated" in fast
-    assert "Measured: interpolated on p99 between stages 1 and 2." in text
+    # numbered as the console numbers them (from 1): the files' indexes are 1 and 2
+    assert "Measured: interpolated on p99 between stages 2 and 3." in text
     assert "slow:\n  no plan: no stage meets the SLO" in text
     assert "! run status is 'failed'" in text
     single = format_plan(plan(100.0, 1000.0, label="x"))
