@@ -14,15 +14,15 @@ import csv
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from analysis.stages import window_stats
+from tests.fakes import reply, serving
 
 CLIENT = r"""
 import sys
@@ -46,12 +46,6 @@ recorder.close()
 """
 
 
-def _server(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.fixture
 def redirecting() -> Iterator[tuple[str, list[str]]]:
     """(URL of a server redirecting everything to another one, what that other one saw)."""
@@ -60,36 +54,23 @@ def redirecting() -> Iterator[tuple[str, list[str]]]:
     class Elsewhere(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             seen.append(self.path)
-            self.send_response(202)
-            self.send_header("Content-Length", "17")
-            self.end_headers()
-            self.wfile.write(b'{"job_id": "abc"}')
+            reply(self, 202, b'{"job_id": "abc"}')
 
         do_GET = do_POST
 
         def log_message(self, *args: object) -> None:
             pass
 
-    other = _server(Elsewhere)
-
     class Redirecting(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(307)
-            self.send_header("Location", f"http://127.0.0.1:{other.server_address[1]}{self.path}")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+            reply(self, 307, headers={"Location": f"{other}{self.path}"})
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = _server(Redirecting)
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        for s in (server, other):
-            s.shutdown()
-            s.server_close()
+    with serving(Elsewhere) as other, serving(Redirecting) as url:
+        yield url, seen
 
 
 def test_load_users_record_a_redirect_as_an_error_and_never_follow_it(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from loadtests.verify import Inputs, answered_classes, compare, format_verdict, 
 from targets.common.dataset import Split
 from targets.config import target_config
 from targets.registry import get_kind
+from tests.fakes import reply, serving
 from tests.ports import free_port
 
 
@@ -64,20 +64,14 @@ class FakeTritonNoBatch(BaseHTTPRequestHandler):
         (tensor,) = doc["inputs"]
         n = tensor["shape"][0]
         if n > 1:
-            self._answer(400, {"error": "inference request batch-size must be <= 1"})
+            reply(self, 400, b'{"error": "inference request batch-size must be <= 1"}')
             return
         scores = np.zeros((n, 10))
         scores[0, len(self.batches) % 10] = 1.0
         self.batches.append(n)
-        self._answer(200, {"outputs": [{"name": "probabilities", "shape": [n, 10],
-                                        "datatype": "FP32", "data": scores.ravel().tolist()}]})
-
-    def _answer(self, status: int, doc: object) -> None:
-        body = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        outputs = [{"name": "probabilities", "shape": [n, 10], "datatype": "FP32",
+                    "data": scores.ravel().tolist()}]  # fmt: skip
+        reply(self, 200, json.dumps({"outputs": outputs}).encode())
 
     def log_message(self, *args: object) -> None:
         pass
@@ -86,11 +80,8 @@ class FakeTritonNoBatch(BaseHTTPRequestHandler):
 @pytest.fixture
 def nobatch_url() -> Iterator[str]:
     FakeTritonNoBatch.batches = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTritonNoBatch)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(FakeTritonNoBatch) as url:
+        yield url
 
 
 def test_verify_sends_a_target_no_more_images_a_request_than_it_takes(nobatch_url: str) -> None:

@@ -8,11 +8,11 @@ call: readiness probes, metadata discovery, warm-up/verify requests, metrics scr
 
 from __future__ import annotations
 
+import contextlib
 import socket
-import threading
 from collections.abc import Iterator
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from targets.launchers.base import probe_http
 from targets.launchers.external import probe
 from targets.protocols import Endpoint, get_protocol
 from targets.protocols.base import grpc_unary
+from tests.fakes import reply, serving
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -31,49 +32,34 @@ Answer = tuple[int, dict[str, str], bytes]
 class FakeServer:
     """Answers ``routes[path]`` (status, headers, body); 404 elsewhere; counts requests."""
 
-    def __init__(self, routes: dict[str, Answer]) -> None:
+    def __init__(self, routes: dict[str, Answer], stack: contextlib.ExitStack) -> None:
         self.routes = routes
         self.seen: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 outer.seen.append(self.path)
                 status, headers, body = outer.routes.get(self.path, (404, {}, b"no"))
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, status, body, headers)
 
             do_GET = do_POST = _answer
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.url = stack.enter_context(serving(Handler))
 
 
 @pytest.fixture
-def servers() -> Iterator[list[FakeServer]]:
-    made: list[FakeServer] = []
-    yield made
-    for server in made:
-        server.close()
+def servers() -> Iterator[contextlib.ExitStack]:
+    with contextlib.ExitStack() as stack:
+        yield stack
 
 
-def serve(made: list[FakeServer], routes: dict[str, Answer]) -> FakeServer:
-    made.append(FakeServer(routes))
-    return made[-1]
+def serve(stack: contextlib.ExitStack, routes: dict[str, Answer]) -> FakeServer:
+    return FakeServer(routes, stack)
 
 
 INFO = (200, {}, b'{"input_shape": [32, 32, 3], "input_range": [0, 1]}')
@@ -85,7 +71,7 @@ def metrics_source(url: str) -> MetricsSource:
 
 
 @pytest.fixture
-def proxied(servers: list[FakeServer], monkeypatch: pytest.MonkeyPatch) -> FakeServer:
+def proxied(servers: contextlib.ExitStack, monkeypatch: pytest.MonkeyPatch) -> FakeServer:
     """A fake proxy set in the environment the way a corporate host sets it, no no_proxy."""
     proxy = serve(servers, {})
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
@@ -96,7 +82,7 @@ def proxied(servers: list[FakeServer], monkeypatch: pytest.MonkeyPatch) -> FakeS
 
 
 def test_health_metadata_requests_and_scrapes_never_go_through_a_proxy(
-    servers: list[FakeServer], proxied: FakeServer, tmp_path: Path
+    servers: contextlib.ExitStack, proxied: FakeServer, tmp_path: Path
 ) -> None:
     target = serve(servers, {"/healthz": (200, {}, b"ok"), "/v1/info": INFO,
                              "/metrics": (200, {}, b"up 1\n")})  # fmt: skip
@@ -128,7 +114,9 @@ def test_grpc_calls_never_go_through_a_proxy(proxied: FakeServer) -> None:
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
-def test_a_redirect_is_an_error_and_never_followed(servers: list[FakeServer], status: int) -> None:
+def test_a_redirect_is_an_error_and_never_followed(
+    servers: contextlib.ExitStack, status: int
+) -> None:
     elsewhere = serve(servers, {"/v1/predict": (200, {}, b"{}"), "/v1/info": INFO,
                                 "/healthz": (200, {}, b"ok")})  # fmt: skip
     moved = {"Location": f"{elsewhere.url}/v1/predict"}
@@ -158,7 +146,7 @@ def test_the_redirect_error_names_the_origin() -> None:
 
 
 def test_metadata_and_metrics_past_the_cap_fail_clearly(
-    servers: list[FakeServer], tmp_path: Path
+    servers: contextlib.ExitStack, tmp_path: Path
 ) -> None:
     huge = b"#" * (MAX_READ_BYTES + 1)
     target = serve(servers, {"/v1/info": (200, {}, huge), "/metrics": (200, {}, huge),
