@@ -205,18 +205,17 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
 def _verify(results_dir: Path, plans: list[TargetPlan], names: tuple[str, ...],
             options: VerifyOptions) -> None:  # fmt: skip
     """plan --verify: each chosen plan proven on containers (loadtests.proof)."""
-    from datetime import datetime
-
     from loadtests.cli.common import interrupt_once
     from loadtests.orchestrator import PreflightError
     from loadtests.proof import verify_plan
+    from loadtests.results import new_results_dir
 
     chosen = [tp for tp in plans if tp.plan is not None and (not names or tp.target in names)]
     unknown = set(names) - {str(tp.target) for tp in plans}
     if unknown or not chosen:
         raise click.UsageError(f"nothing to verify: {', '.join(sorted(unknown)) or 'no plan'}")
-    out = results_dir / f"plan-verify-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     interrupt_once()
+    out = new_results_dir(None, "plan-verify", root=results_dir)  # this --verify's own
     held = True
     for tp in chosen:
         click.echo("")
