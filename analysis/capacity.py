@@ -236,8 +236,9 @@ def run_capacity(
     pss = _max(points, "pss_mb")
     if usl.poor_fit:
         warnings.append(f"USL: {usl.reason}")
-    for _, row in littles[littles["suspect"]].iterrows():
-        warnings.append(f"stage {as_int(row.get('index'))}: Little's law check: {row['note']}")
+    if basis == "closed-loop":  # open loop has no users to check the law against
+        for _, row in littles[littles["suspect"]].iterrows():
+            warnings.append(f"stage {as_int(row.get('index'))}: Little's law check: {row['note']}")
     find_max = _find_max_info(run.get("find_max"), m, warnings)
     return RunCapacity(
         basis=basis,
