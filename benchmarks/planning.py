@@ -44,10 +44,11 @@ def find_max(
     out: Path, data: str | None,
 ) -> dict[str, Any]:  # fmt: skip
     """One find-max run of ``targets[name]``; its summary entry."""
+    search = {**FIND_MAX, "step_factor": 1.5, "start_rps": start_rps}
     spec = parse_scenarios({"targets": {name: targets[name]}, "scenarios": {"fm": {
         "targets": [name], "slo": {"p99_ms": slo_ms},
         "load": {"mode": "find-max", "generator_cpuset": generator, "warmup_requests": 50,
-                 "find_max": {**FIND_MAX, "step_factor": 1.5, "start_rps": start_rps}}}}})  # fmt: skip
+                 "find_max": search}}}})  # fmt: skip
     run(RunOptions("fm", spec, Path("scenarios.yaml"), out, launcher="docker", data_dir=data,
                    live=False), echo=print)  # fmt: skip
     (entry,) = read_summary(out)["runs"]
