@@ -237,9 +237,10 @@ def run_capacity(
     pss = _max(points, "pss_mb")
     if usl.poor_fit:
         warnings.append(f"USL: {usl.reason}")
-    for _, row in littles[littles["suspect"]].iterrows():
-        warnings.append(f"stage {stage_number(as_int(row.get('index')))}: Little's law check: "
-                        f"{row['note']}")  # fmt: skip
+    if basis == "closed-loop":  # open loop has no users to check the law against
+        for _, row in littles[littles["suspect"]].iterrows():
+            warnings.append(f"stage {stage_number(as_int(row.get('index')))}: Little's law "
+                            f"check: {row['note']}")  # fmt: skip
     find_max = _find_max_info(run.get("find_max"), m, warnings)
     return RunCapacity(
         basis=basis,

@@ -31,6 +31,7 @@ from typing import Any
 
 from analysis.capacity import RunCapacity, run_capacity
 from analysis.defaults import DEFAULT_HEADROOM, DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE
+from analysis.limits import CpuLimit, limit_line, quota_cost_line
 from analysis.openloop import RatePoint
 from analysis.replicas import Balancer, ReplicaModel
 from analysis.stages import json_safe
@@ -340,14 +341,21 @@ def plan_targets(
     host_mem_gb: float | None = None,
     balancer: Balancer = "reuseport",
     allow_closed_loop: bool = False,
+    cpu_limits: Mapping[str, CpuLimit] | None = None,
 ) -> list[TargetPlan]:
     """A :class:`Plan` for every run of a summary, from its capacity under the SLO: with the
     model of N replicas behind ``balancer`` on an open-loop curve; a closed-loop capacity is
     refused (no plan, the reason says why) unless ``allow_closed_loop``, then planned
-    linearly with a warning first in its text."""
+    linearly with a warning first in its text. ``cpu_limits`` (per target: how its CPU was
+    limited when measured) adds the limit the plan assumes, and a quota's measured cost when
+    the summary has the same kind on whole pinned CPUs (:mod:`analysis.limits`)."""
     resolve_peak(peak_rps, daily_requests, peak_factor)  # validate before any work
     out = []
-    for run in summary.get("runs", []):
+    runs = summary.get("runs", [])
+    capacities = {str(r.get("target")): run_capacity(r, slo_p99_ms, max_error_rate,
+                  max_reject_rate, think_time_s).capacity_rps
+                  for r in runs} if cpu_limits else {}  # fmt: skip
+    for run in runs:
         cap = run_capacity(run, slo_p99_ms, max_error_rate, max_reject_rate, think_time_s,
                            replicas_measured)  # fmt: skip
         per_replica = cap.capacity_rps
@@ -373,6 +381,10 @@ def plan_targets(
             if cap.basis == "closed-loop":
                 note = f"{CLOSED_LOOP_WARNING} {note}"
             made = _with_note(made, note)
+            limit = (cpu_limits or {}).get(str(run.get("target")))
+            if limit is not None:
+                cost = quota_cost_line(runs, cpu_limits or {}, capacities, str(run.get("target")))
+                made = _with_lines(made, [limit_line(limit), *([cost] if cost else [])])
             made = Plan(**{**asdict(made), "mem_peak_mb_per_replica": _finite(cap.mem_peak_mb)})
         out.append(TargetPlan(run.get("target"), run.get("kind"), run.get("status"), cap, made,
                               reason))  # fmt: skip
@@ -405,6 +417,12 @@ def _capacity_note(cap: RunCapacity) -> str:
     if m.method in ("extrapolated", "lower_bound"):
         return f"Measured{per}: a lower bound (stage {lower}); no stage broke the SLO."
     return f"Measured{per}: {m.method}."
+
+
+def _with_lines(p: Plan, added: list[str]) -> Plan:
+    """``added`` before the plan's last line (what it does not include)."""
+    lines = list(p.assumptions)
+    return Plan(**{**asdict(p), "assumptions": (*lines[:-1], *added, *lines[-1:])})
 
 
 def _with_note(p: Plan, note: str) -> Plan:

@@ -44,7 +44,7 @@ from analysis.replicas import BALANCER_MODELS, ReplicaModel
 from analysis.sizing import TargetPlan
 from loadtests.artefacts import resolved_targets
 from loadtests.balancer import nginx_replicas
-from loadtests.orchestrator import RunOptions, run
+from loadtests.orchestrator import RunOptions, RunOutcome, run
 from loadtests.spec import ScenarioFile, parse_scenarios
 from targets.config import TargetConfig, parse_cpuset
 
@@ -189,15 +189,24 @@ class VerifyOptions:
     tolerance: float = DEFAULT_VERIFY_TOLERANCE
     data_dir: str | None = None
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    find_max: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the proof's find-max settings (window_s, max_hold_s...: shorter tests)."""
+    load: dict[str, Any] = field(default_factory=dict)
+    """Overrides of every run's load plan (e.g. ``late_ms``)."""
 
 
-def find_max_load(start_rps: float, layout: Layout, dataset: dict[str, Any]) -> dict[str, Any]:
-    """A find-max that starts below the expected capacity and settles within 4%."""
+FIND_MAX = {"step_factor": 1.25, "window_s": 3, "stable_windows": 3, "max_hold_s": 24,
+            "tolerance": 0.04, "max_points": 14, "drain_idle_s": 1.0}  # fmt: skip
+"""The proof's find-max: starts below the expected capacity, settles within 4%."""
+
+
+def find_max_load(
+    start_rps: float, layout: Layout, dataset: dict[str, Any],
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    search = {**FIND_MAX, "start_rps": max(1.0, round(start_rps, 1)), **(overrides or {})}
     return {"mode": "find-max", "generator_cpuset": layout.generator_cpuset,
-            "warmup_requests": 50, **dataset,
-            "find_max": {"start_rps": max(1.0, round(start_rps, 1)), "step_factor": 1.25,
-                         "window_s": 3, "stable_windows": 3, "max_hold_s": 24,
-                         "tolerance": 0.04, "max_points": 14, "drain_idle_s": 1.0}}  # fmt: skip
+            "warmup_requests": 50, **dataset, "find_max": search}  # fmt: skip
 
 
 def peak_load(peak_rps: float, duration_s: float, layout: Layout, dataset: dict[str, Any]
@@ -207,9 +216,12 @@ def peak_load(peak_rps: float, duration_s: float, layout: Layout, dataset: dict[
             "stages": [{"rps": peak_rps, "duration_s": duration_s}]}  # fmt: skip
 
 
+Runner = Callable[..., RunOutcome]
+
+
 def verify_plan(
     results_dir: Path, tp: TargetPlan, out_root: Path, options: VerifyOptions = VerifyOptions(),
-    echo: Echo = print,
+    echo: Echo = print, runner: Runner = run,
 ) -> Proof:  # fmt: skip
     """Find-max at 1, N and N - 1 replicas, and the peak at N and N - 1 (see the module)."""
     p = tp.plan
@@ -229,10 +241,12 @@ def verify_plan(
     dataset = {k: plan_load.get(k) for k in ("dataset", "classes", "encoding",
                                              "images_per_request") if plan_load.get(k)}  # fmt: skip
     doc = config.model_dump(mode="json", exclude_defaults=False)
+    # Replicas start side by side on the same few CPUs: each takes longer to load its model.
+    ready_s = min(3600.0, config.ready_timeout_s * max(1, p.replicas))
     doc.update({"cpus": layout.cpus_per_replica, "memory_limit_mb": layout.memory_limit_mb,
-                "cpuset": layout.replica_cpuset})  # fmt: skip
+                "cpuset": layout.replica_cpuset, "ready_timeout_s": ready_s})  # fmt: skip
     folder = out_root / name
-    ctx = _Context(name, doc, slo, options, folder, echo, dataset, layout)
+    ctx = _Context(name, doc, slo, options, folder, echo, dataset, layout, runner)
     one = Trial(1)
     curve = ctx.find_max(one, start_rps=0.6 * (tp.capacity.capacity_rps or 1.0))
     model = ReplicaModel(curve, slo, BALANCER_MODELS[options.balancer], options.max_error_rate) \
@@ -252,6 +266,7 @@ def verify_plan(
         ctx.peak(trial, p.peak_rps)
     proof.trials.sort(key=lambda t: t.replicas)
     path = folder / PROOF_FILE
+    folder.mkdir(parents=True, exist_ok=True)
     write_json(path, proof.to_dict())
     echo(f"[verify {name}] {'HELD' if proof.held else 'DID NOT HOLD'}: {proof.verdict} ({path})")
     return proof
@@ -287,13 +302,15 @@ class _Context:
     echo: Echo
     dataset: dict[str, Any]
     layout: Layout
+    runner: Runner
 
     def find_max(self, trial: Trial, start_rps: float) -> tuple[Any, ...]:
         """Find-max at ``trial.replicas``; fills its measured capacity, returns its curve."""
         self.echo(f"[verify {self.name}] {trial.replicas} replica(s): find-max from "
                   f"{start_rps:.1f} requests/s")  # fmt: skip
         label = f"{trial.replicas}-replicas-find-max"
-        run_entry = self._run(trial, label, find_max_load(start_rps, self.layout, self.dataset))
+        load = find_max_load(start_rps, self.layout, self.dataset, self.options.find_max)
+        run_entry = self._run(trial, label, {**load, **self.options.load})
         if run_entry is None:
             return ()
         cap = run_capacity(run_entry, self.slo, self.options.max_error_rate)
@@ -306,7 +323,7 @@ class _Context:
         """Poisson arrivals at the peak; fills p99, served rate, errors and the verdict."""
         label = f"{trial.replicas}-replicas-peak"
         load = peak_load(peak_rps, self.options.duration_s, self.layout, self.dataset)
-        run_entry = self._run(trial, label, load)
+        run_entry = self._run(trial, label, {**load, **self.options.load})
         stages = (run_entry or {}).get("stages") or []
         if not stages:
             return
@@ -331,7 +348,7 @@ class _Context:
             options = RunOptions("verify", spec, out / "scenario.yaml", out,
                                  launcher="docker", data_dir=self.options.data_dir,
                                  live=False)  # fmt: skip
-            outcome = run(options, echo=self.echo)
+            outcome = self.runner(options, echo=self.echo)
         entries = outcome.summary.get("runs") or []
         if outcome.failures or not entries:
             trial.notes.append(f"{label}: {'; '.join(outcome.failures) or 'nothing recorded'}")

@@ -23,6 +23,7 @@ from analysis.sizing import TargetPlan
 
 if TYPE_CHECKING:
     from loadtests.proof import VerifyOptions
+from analysis.limits import CpuLimit
 from analysis.replicas import BALANCER_MODELS
 from loadtests.cli.common import (
     POSITIVE,
@@ -173,7 +174,8 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
                          max_error_rate=max_error_rate, gpus_per_replica=gpus_per_replica,
                          think_time_s=results.think_time_s, host_cores=host_cores,
                          host_mem_gb=host_mem_gb, balancer=BALANCER_MODELS[balancer],
-                         allow_closed_loop=allow_closed_loop)  # fmt: skip
+                         allow_closed_loop=allow_closed_loop,
+                         cpu_limits=_cpu_limits(results_dir))  # fmt: skip
     click.echo(format_plan(plans))
     if not any(p.plan for p in plans):
         sys.exit(1)
@@ -200,6 +202,18 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
         options = VerifyOptions(verify_duration_s, balancer, verify_tolerance,
                                 resolve_data(data_dir), max_error_rate)  # fmt: skip
         _verify(results_dir, plans, verify_targets, options)
+
+
+def _cpu_limits(results_dir: Path) -> dict[str, CpuLimit]:
+    """How each target's CPU was limited in the run (its resolved configuration)."""
+    from loadtests.artefacts import resolved_targets
+    from targets.deploy import DeployError
+
+    try:
+        configs = resolved_targets(results_dir)
+    except DeployError:
+        return {}
+    return {name: CpuLimit(c.cpus, c.cpuset) for name, c in configs.items()}
 
 
 def _verify(results_dir: Path, plans: list[TargetPlan], names: tuple[str, ...],
