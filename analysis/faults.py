@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.contract import JOB_REQUEST, JOB_SUBMIT_REQUEST
+
 BASELINE_S = 10.0
 DIP_WINDOW_S = 30.0
 CLEAN_WINDOWS = 3
@@ -122,15 +124,15 @@ def version_spans(records: pd.DataFrame, t0: float) -> dict[str, Any]:
 
 def lost_jobs(records: pd.DataFrame) -> pd.DataFrame:
     """The job rows of accepted jobs that failed or timed out (not the refused submits)."""
-    jobs = records[(records["name"] == "job") & (records["outcome"] == "error")]
+    jobs = records[(records["name"] == JOB_REQUEST) & (records["outcome"] == "error")]
     return jobs[~jobs["error"].astype(str).str.contains("submit answered", regex=False)]
 
 
 def job_accounting(records: pd.DataFrame) -> dict[str, int]:
     """The job queue's jobs over the run: accepted, finished, lost, unresolved."""
-    submits = records[records["name"] == "submit"]
+    submits = records[records["name"] == JOB_SUBMIT_REQUEST]
     accepted = int((submits["outcome"] == "ok").sum())
-    finished = int(((records["name"] == "job") & (records["outcome"] == "ok")).sum())
+    finished = int(((records["name"] == JOB_REQUEST) & (records["outcome"] == "ok")).sum())
     lost = len(lost_jobs(records))
     return {"accepted": accepted, "finished": finished, "lost": lost,
             "unresolved": max(0, accepted - finished - lost)}  # fmt: skip
@@ -160,7 +162,7 @@ def impacts(
     """Every injected fault with its impact (faults that failed to inject: as recorded)."""
     starts = sorted(float(e["start_ts"]) for e in events
                     if e.get("start_ts") is not None and not e.get("error"))  # fmt: skip
-    jobs = "name" in records and bool((records["name"] == "submit").any())
+    jobs = "name" in records and bool((records["name"] == JOB_SUBMIT_REQUEST).any())
     charged = charge_lost_jobs(records, starts) if jobs else []
     slot = {start: starts.index(start) for start in starts}  # equal starts: taken in turn
     out = []

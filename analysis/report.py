@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from analysis.capacity import RunCapacity
-from analysis.contract import stage_number
+from analysis.contract import JOB_REQUEST, stage_number
 from analysis.defaults import DEFAULT_HEADROOM
 from analysis.display import DASH
 from analysis.results import Results, unique_names
-from analysis.stages import JOB_REQUEST, primary_request
+from analysis.stages import primary_request
 from analysis.usl import UslFit
 
 

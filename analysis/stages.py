@@ -25,14 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.contract import JOB_REQUEST
 from analysis.defaults import DEFAULT_LATE_MS, GENERATOR_CPU_LIMIT_PCT, LATE_SHARE_LIMIT
 from analysis.intervals import min_samples, quantile_ci
 
 PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0}
-
-
-JOB_REQUEST = "job"
-"""The job queue's end-to-end request type (submit to result): its figures are jobs."""
 
 
 def primary_request(run: dict[str, Any]) -> str | None:

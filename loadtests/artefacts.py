@@ -17,6 +17,7 @@ from analysis.contract import SCENARIO_FILE
 from analysis.sizing import TargetPlan
 from targets.config import TargetConfig, check_target_name
 from targets.deploy import DeployError, Sizing, compose_override, kubernetes_manifests
+from targets.registry import target_config
 
 Echo = Callable[[str], None]
 
@@ -39,7 +40,7 @@ def resolved_targets(results_dir: Path) -> dict[str, TargetConfig]:
     configs = {}
     for name, cfg in doc.get("targets", {}).items():
         try:  # names become file and Kubernetes names: a folder edited by hand is checked too
-            configs[check_target_name(name)] = TargetConfig.model_validate(cfg)
+            configs[check_target_name(name)] = target_config(**cfg)
         except ValueError as err:
             raise DeployError(f"{path}: {err}") from None
     return configs

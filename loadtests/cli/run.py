@@ -17,7 +17,7 @@ from loadtests.cli.common import (
     target_names,
 )
 from loadtests.spec import SpecError
-from targets.config import Encoding
+from targets.inputs import Encoding
 from targets.launchers import LAUNCHERS
 
 launcher_option = click.option(

@@ -26,7 +26,8 @@ import psutil
 
 from targets.common import loopback
 from targets.config import TargetConfig
-from targets.launchers.base import LaunchError, RunningTarget
+from targets.launch_types import LaunchError
+from targets.launchers.base import RunningTarget
 from targets.registry import get_kind
 
 POLL_S = 0.25

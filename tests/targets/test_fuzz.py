@@ -31,11 +31,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
 from targets.common.payload import encode_request, jpeg_bytes
-from targets.config import TargetConfig
 from targets.launchers.process import ProcessLauncher
-from targets.registry import get_kind
-from tests.bodies import deep_json, jpeg_declaring, zeros_list
+from targets.registry import get_kind, target_config
 from tests.ports import free_port
 
 live = pytest.mark.integration
@@ -167,7 +166,7 @@ def running(
     fields = {"kind": kind, "port": free_port(4), "model_path": str(tiny_model),
               "max_body_bytes": MAX_BODY, "queue_workers": 1, "threads": 4}  # fmt: skip
     own = get_kind(kind).config_model.model_fields
-    config = TargetConfig.model_validate({k: v for k, v in fields.items() if k in own})
+    config = target_config(**{k: v for k, v in fields.items() if k in own})
     logs = tmp_path_factory.mktemp(f"fuzz-{name}")
     with ProcessLauncher(stop_grace_s=5).launch(name, config, logs) as target:
         yield name, target.config.port, path
