@@ -13,8 +13,7 @@ import pytest
 from loadtests.spec import parse_scenarios
 from loadtests.verify import Inputs, answered_classes, compare, format_verdict, verify
 from targets.common.dataset import Split
-from targets.config import target_config
-from targets.registry import get_kind
+from targets.registry import get_kind, target_config
 from tests.fakes import reply, serving
 from tests.ports import free_port
 

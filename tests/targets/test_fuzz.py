@@ -317,8 +317,8 @@ def test_env_entries_are_accepted_only_as_one_env_file_line_each(
 
     from pydantic import ValidationError
 
-    from targets.config import target_config
     from targets.launchers.docker.environment import write_env_file
+    from targets.registry import target_config
 
     try:
         config = target_config(kind="fastapi", env=env)
