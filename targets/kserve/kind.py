@@ -66,7 +66,7 @@ class KServeKind(ModelKind):
     config_model: ClassVar[type[TargetConfig]] = KServeConfig
     description = "KServe Python model server, custom kserve.Model (TensorFlow)"
     containers = Containers(("kserve",), scalable=False)
-    images = (Image("kserve", wheels=("requirements-env.txt",)),)
+    images = (Image("kserve", wheels=("requirements-env.txt", "requirements-image.txt")),)
 
     def endpoint(self, config: TargetConfig) -> Endpoint:
         assert isinstance(config, KServeConfig)

@@ -97,7 +97,7 @@ class MLServerKind(ModelKind):
     config_model: ClassVar[type[TargetConfig]] = MLServerConfig
     description = "Seldon MLServer, custom runtime (TensorFlow), adaptive batching"
     containers = Containers(("mlserver",), scalable=False)
-    images = (Image("mlserver", wheels=("requirements-env.txt",)),)
+    images = (Image("mlserver", wheels=("requirements-env.txt", "requirements-image.txt")),)
 
     def endpoint(self, config: TargetConfig) -> Endpoint:
         assert isinstance(config, MLServerConfig)
