@@ -14,6 +14,10 @@ with three differences made through KServe's own classes:
   and their gRPC methods) answers 403 / PERMISSION_DENIED: servecap serves a fixed model.
 * **Bounded bodies.** Bodies over ``--max_body_bytes`` get 413 and compressed ones 415
   (:class:`targets.common.body_limit.BodyLimit`); KServe reads any body whole.
+* **4xx for undecodable requests.** KServe's decoding of a v2 request lets ``ValueError`` and
+  the like through (a binary-extension header length that is not a number, raw bytes that do
+  not fill the declared shape, BYTES tensors cut short): 500s. :class:`CheckingDataPlane` turns them into KServe's
+  ``InvalidInput``, a 400.
 
 Runs in KServe's environment (targets/kserve/setup.sh); SIGTERM/SIGINT stop it (KServe's own
 handlers), its worker processes with it.
@@ -30,7 +34,9 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from grpc import aio
 from grpc_interceptor.exceptions import PermissionDenied
-from kserve import ModelServer, model_server
+from kserve import InferRequest, ModelServer, model_server
+from kserve.errors import InvalidInput
+from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 from kserve.protocol.grpc.server import GRPCServer
@@ -51,6 +57,18 @@ class FixedModelRepository(ModelRepositoryExtension):
 
     async def unload(self, model_name: str) -> None:
         raise PermissionDenied(FIXED)
+
+
+class CheckingDataPlane(DataPlane):
+    """KServe's data plane, answering 400 to a v2 request it cannot decode."""
+
+    def decode_inference_request(self, body: Any, headers: Any, model_name: str) -> InferRequest:
+        try:
+            return super().decode_inference_request(body, headers, model_name)
+        except InvalidInput:
+            raise
+        except Exception as err:  # decoding reads only the request: whatever fails, it is that
+            raise InvalidInput(f"cannot decode the inference request: {err!r}") from None
 
 
 async def forbidden(request: Request, exc: Exception) -> JSONResponse:
@@ -81,13 +99,15 @@ class HostGRPCServer(GRPCServer):
 
 
 class ServecapModelServer(ModelServer):
-    """KServe's ModelServer on ``host``, with a fixed model and bounded request bodies."""
+    """KServe's ModelServer on ``host``, with a fixed model, bounded request bodies and 400s
+    for requests it cannot decode."""
 
     def __init__(self, host: str, max_body_bytes: int, **kwargs: Any) -> None:
         self.host = host
         self.grpc_on_host = bool(kwargs.pop("enable_grpc", True))
         super().__init__(enable_grpc=False, **kwargs)  # KServe's own gRPC server binds [::]
         self.model_repository_extension = FixedModelRepository(self.registered_models)
+        self.dataplane = CheckingDataPlane(model_registry=self.registered_models)
         model_server.app.add_exception_handler(PermissionDenied, forbidden)
         model_server.app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
 

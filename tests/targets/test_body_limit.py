@@ -29,9 +29,7 @@ class EchoApp:
         await send({"type": "http.response.body", "body": body})
 
 
-def call(
-    chunks: list[bytes], headers: dict[str, str] | None = None
-) -> tuple[int, bytes, EchoApp]:
+def call(chunks: list[bytes], headers: dict[str, str] | None = None) -> tuple[int, bytes, EchoApp]:
     app = EchoApp()
     sent: list[Message] = []
     messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
