@@ -13,7 +13,10 @@ loader, ``MLServer.start``), with two differences made through MLServer's own cl
   body whole and inflates gzip bodies without a bound; here bodies over ``--max-body-bytes``
   get 413 and compressed ones 415;
 * a body FastAPI cannot validate gets its 422 without the body echoed back: MLServer's FastAPI
-  (0.115) fails with a 500 when it echoes a body that is not UTF-8.
+  (0.115) fails with a 500 when it echoes a body that is not UTF-8;
+* a tensor without a batch dimension gets 400 before the adaptive batcher sees it (the batcher
+  fails on it with a 500 for every request of its batch). A malformed request merged with
+  valid ones still fails the whole batch with its 400: that is MLServer's batcher.
 
 Runs in MLServer's environment (targets/mlserver/setup.sh); the process launcher's group and
 signals reach MLServer, which stops its parallel workers itself.
@@ -29,12 +32,14 @@ from pathlib import Path
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from mlserver import MLServer
+from mlserver import MLModel, MLServer
 from mlserver.cli.serve import load_settings
-from mlserver.errors import MLServerError
+from mlserver.errors import InferenceError, MLServerError
 from mlserver.handlers import ModelRepositoryHandlers
 from mlserver.logging import configure_logger
+from mlserver.registry import MultiModelRegistry
 from mlserver.settings import Settings
+from mlserver.types import InferenceRequest, InferenceResponse
 from mlserver.utils import install_uvloop_event_loop
 
 from targets.common.body_limit import BodyLimit
@@ -60,12 +65,41 @@ async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "invalid inference request", "detail": detail}, 422)
 
 
+def check_batch_axis(payload: InferenceRequest) -> None:
+    """InferenceError (400) unless every input has a batch dimension of at least 1."""
+    for tensor in payload.inputs:
+        shape = list(tensor.shape)
+        if not shape or min(shape) < 1:
+            raise InferenceError(
+                f"input '{tensor.name}' has shape {shape}: send [n, ...] with every size >= 1"
+            )
+
+
+async def checked_requests(model: MLModel) -> MLModel:
+    """Model-load hook, after MLServer's own (adaptive batching): requests are checked by
+    :func:`check_batch_axis` before they reach the batcher."""
+    predict = model.predict
+
+    async def checked(payload: InferenceRequest) -> InferenceResponse:
+        check_batch_axis(payload)
+        return await predict(payload)
+
+    model.predict = checked  # type: ignore[method-assign]
+    return model
+
+
 class ServecapMLServer(MLServer):
-    """MLServer with :class:`FixedModelRepository` and bounded request bodies."""
+    """MLServer with :class:`FixedModelRepository`, bounded request bodies and requests
+    checked before its batcher."""
 
     def __init__(self, settings: Settings, max_body_bytes: int) -> None:
         self.max_body_bytes = max_body_bytes
         super().__init__(settings)
+
+    def _create_model_registry(self) -> MultiModelRegistry:
+        registry = super()._create_model_registry()
+        registry._on_model_load.append(checked_requests)  # after load_batching
+        return registry
 
     def _create_servers(self) -> None:
         self._model_repository_handlers = FixedModelRepository(

@@ -140,6 +140,9 @@ def test_real_mlserver_batches_answers_right_refuses_control_and_leaves_nothing(
             bad_shape = {"inputs": [{"name": "images", "shape": [1, 32, 32, 3],
                                      "datatype": "FP32", "data": [1, 2]}]}  # fmt: skip
             assert post(infer, json.dumps(bad_shape).encode()) == 400
+            no_batch_axis = {"inputs": [{"name": "images", "shape": [],
+                                         "datatype": "FP32", "data": [1]}]}  # fmt: skip
+            assert post(infer, json.dumps(no_batch_axis).encode()) == 400  # not the batcher's 500
             assert post(infer, b"x" * 1_000_001) == 413
             assert post(f"{base}/v2/repository/models/cifar10_cnn/unload", b"") == 403
             assert post(f"{base}/v2/repository/models/cifar10_cnn/load", b"") == 403
