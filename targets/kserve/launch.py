@@ -16,8 +16,8 @@ with three differences made through KServe's own classes:
   (:class:`targets.common.body_limit.BodyLimit`); KServe reads any body whole.
 * **4xx for undecodable requests.** KServe's decoding of a v2 request lets ``ValueError`` and
   the like through (a binary-extension header length that is not a number, raw bytes that do
-  not fill the declared shape, BYTES tensors cut short): 500s. :class:`CheckingDataPlane` turns them into KServe's
-  ``InvalidInput``, a 400.
+  not fill the declared shape, BYTES tensors cut short): 500s. :class:`CheckingDataPlane`
+  turns them into KServe's ``InvalidInput``, a 400.
 
 Runs in KServe's environment (targets/kserve/setup.sh); SIGTERM/SIGINT stop it (KServe's own
 handlers), its worker processes with it.

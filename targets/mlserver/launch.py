@@ -84,7 +84,7 @@ async def checked_requests(model: MLModel) -> MLModel:
         check_batch_axis(payload)
         return await predict(payload)
 
-    model.predict = checked  # type: ignore[method-assign]
+    model.predict = checked
     return model
 
 

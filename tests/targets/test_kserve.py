@@ -83,32 +83,33 @@ def test_real_kserve_answers_right_on_loopback_refuses_control_and_leaves_nothin
     expected = Predictor(tiny_model).predict(images).argmax(axis=1).tolist()
     metrics = KIND.metrics(config)
     assert metrics is not None
-    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the harness: the launch still ends
-        with ProcessLauncher(stop_grace_s=10).launch("ks", config, tmp_path / "logs") as target:
-            (server,) = [p for p in ours(port) if "targets.kserve.launch" in " ".join(p.cmdline())]
-            # KServe binds 0.0.0.0 and [::] by default: here HTTP and gRPC are on loopback only
-            assert listening(server.pid) <= {"127.0.0.1", "::ffff:127.0.0.1"}
-            before = parse(urllib.request.urlopen(metrics.url, timeout=5).read().decode())
-            for api in ("rest", "grpc"):
-                endpoint = KIND.endpoint(config.model_copy(update={"api": api}))
-                protocol = get_protocol(endpoint.protocol)
-                for encoding in ("json", "binary"):
-                    body, headers = protocol.encode(images, encoding, endpoint=endpoint)
-                    answer = protocol.infer(endpoint, body, headers)
-                    assert protocol.classes(answer, endpoint) == expected, (api, encoding)
-            after = parse(urllib.request.urlopen(metrics.url, timeout=5).read().decode())
-            assert after[metrics.requests] - before.get(metrics.requests, 0) == 4
-            assert after[metrics.inferences] - before.get(metrics.inferences, 0) == 32
-            infer = f"{target.base_url}/v2/models/cifar10_cnn/infer"
-            assert post(infer, b'{"inputs": [{"name": "images"}]}') == 422
-            wrong = {"inputs": [{"name": "images", "shape": [1, 28, 28, 1],
-                                 "datatype": "FP32", "data": [0] * 784}]}  # fmt: skip
-            assert post(infer, json.dumps(wrong).encode()) == 400
-            assert post(infer, b"x" * 1_000_001) == 413
-            repository = f"{target.base_url}/v2/repository/models/cifar10_cnn"
-            assert post(f"{repository}/unload", b"") == 403
-            assert post(f"{repository}/load", b"") == 403
-            raise KeyboardInterrupt
+    launch = ProcessLauncher(stop_grace_s=10).launch("ks", config, tmp_path / "logs")
+    # Ctrl-C in the harness (KeyboardInterrupt inside the launch): the launch still ends
+    with pytest.raises(KeyboardInterrupt), launch as target:
+        (server,) = [p for p in ours(port) if "targets.kserve.launch" in " ".join(p.cmdline())]
+        # KServe binds 0.0.0.0 and [::] by default: here HTTP and gRPC are on loopback only
+        assert listening(server.pid) <= {"127.0.0.1", "::ffff:127.0.0.1"}
+        before = parse(urllib.request.urlopen(metrics.url, timeout=5).read().decode())
+        for api in ("rest", "grpc"):
+            endpoint = KIND.endpoint(config.model_copy(update={"api": api}))
+            protocol = get_protocol(endpoint.protocol)
+            for encoding in ("json", "binary"):
+                body, headers = protocol.encode(images, encoding, endpoint=endpoint)
+                answer = protocol.infer(endpoint, body, headers)
+                assert protocol.classes(answer, endpoint) == expected, (api, encoding)
+        after = parse(urllib.request.urlopen(metrics.url, timeout=5).read().decode())
+        assert after[metrics.requests] - before.get(metrics.requests, 0) == 4
+        assert after[metrics.inferences] - before.get(metrics.inferences, 0) == 32
+        infer = f"{target.base_url}/v2/models/cifar10_cnn/infer"
+        assert post(infer, b'{"inputs": [{"name": "images"}]}') == 422
+        wrong = {"inputs": [{"name": "images", "shape": [1, 28, 28, 1],
+                             "datatype": "FP32", "data": [0] * 784}]}  # fmt: skip
+        assert post(infer, json.dumps(wrong).encode()) == 400
+        assert post(infer, b"x" * 1_000_001) == 413
+        repository = f"{target.base_url}/v2/repository/models/cifar10_cnn"
+        assert post(f"{repository}/unload", b"") == 403
+        assert post(f"{repository}/load", b"") == 403
+        raise KeyboardInterrupt
     deadline = time.monotonic() + 15
     while ours(port) and time.monotonic() < deadline:
         time.sleep(0.2)

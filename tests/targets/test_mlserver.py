@@ -124,44 +124,45 @@ def test_real_mlserver_batches_answers_right_refuses_control_and_leaves_nothing(
     expected = Predictor(tiny_model).predict(images).argmax(axis=1).tolist()
     metrics = KIND.metrics(config)
     assert metrics is not None
-    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the harness: the launch still ends
-        with ProcessLauncher(stop_grace_s=10).launch("mls", config, tmp_path / "logs") as target:
-            assert ours(port)
-            for api in ("rest", "grpc"):
-                endpoint = KIND.endpoint(config.model_copy(update={"api": api}))
-                protocol = get_protocol(endpoint.protocol)
-                body, headers = protocol.encode(images[:8], "json", endpoint=endpoint)
-                answer = protocol.infer(endpoint, body, headers)
-                assert protocol.classes(answer, endpoint) == expected[:8], api
-            base = target.base_url
-            infer = f"{base}/v2/models/cifar10_cnn/infer"
-            assert post(infer, b'{"inputs": [{"name": "images"}]}') == 422
-            assert post(infer, b"\xff\xfe not json") == 422
-            bad_shape = {"inputs": [{"name": "images", "shape": [1, 32, 32, 3],
-                                     "datatype": "FP32", "data": [1, 2]}]}  # fmt: skip
-            assert post(infer, json.dumps(bad_shape).encode()) == 400
-            no_batch_axis = {"inputs": [{"name": "images", "shape": [],
-                                         "datatype": "FP32", "data": [1]}]}  # fmt: skip
-            assert post(infer, json.dumps(no_batch_axis).encode()) == 400  # not the batcher's 500
-            assert post(infer, b"x" * 1_000_001) == 413
-            assert post(f"{base}/v2/repository/models/cifar10_cnn/unload", b"") == 403
-            assert post(f"{base}/v2/repository/models/cifar10_cnn/load", b"") == 403
-            # concurrent single-image requests: the adaptive batcher merges several
-            rest = KIND.endpoint(config)
-            v2 = get_protocol(rest.protocol)
-            before = parse(urllib.request.urlopen(metrics.url, timeout=5).read().decode())
+    launch = ProcessLauncher(stop_grace_s=10).launch("mls", config, tmp_path / "logs")
+    # Ctrl-C in the harness (KeyboardInterrupt inside the launch): the launch still ends
+    with pytest.raises(KeyboardInterrupt), launch as target:
+        assert ours(port)
+        for api in ("rest", "grpc"):
+            endpoint = KIND.endpoint(config.model_copy(update={"api": api}))
+            protocol = get_protocol(endpoint.protocol)
+            body, headers = protocol.encode(images[:8], "json", endpoint=endpoint)
+            answer = protocol.infer(endpoint, body, headers)
+            assert protocol.classes(answer, endpoint) == expected[:8], api
+        base = target.base_url
+        infer = f"{base}/v2/models/cifar10_cnn/infer"
+        assert post(infer, b'{"inputs": [{"name": "images"}]}') == 422
+        assert post(infer, b"\xff\xfe not json") == 422
+        bad_shape = {"inputs": [{"name": "images", "shape": [1, 32, 32, 3],
+                                 "datatype": "FP32", "data": [1, 2]}]}  # fmt: skip
+        assert post(infer, json.dumps(bad_shape).encode()) == 400
+        no_batch_axis = {"inputs": [{"name": "images", "shape": [],
+                                     "datatype": "FP32", "data": [1]}]}  # fmt: skip
+        assert post(infer, json.dumps(no_batch_axis).encode()) == 400  # not the batcher's 500
+        assert post(infer, b"x" * 1_000_001) == 413
+        assert post(f"{base}/v2/repository/models/cifar10_cnn/unload", b"") == 403
+        assert post(f"{base}/v2/repository/models/cifar10_cnn/load", b"") == 403
+        # concurrent single-image requests: the adaptive batcher merges several
+        rest = KIND.endpoint(config)
+        v2 = get_protocol(rest.protocol)
+        before = parse(urllib.request.urlopen(metrics.url, timeout=5).read().decode())
 
-            def one(i: int) -> int:
-                body, headers = v2.encode(images[i : i + 1], "json", endpoint=rest)
-                return v2.classes(v2.infer(rest, body, headers), rest)[0]
+        def one(i: int) -> int:
+            body, headers = v2.encode(images[i : i + 1], "json", endpoint=rest)
+            return v2.classes(v2.infer(rest, body, headers), rest)[0]
 
-            with concurrent.futures.ThreadPoolExecutor(12) as pool:
-                assert list(pool.map(one, range(24))) == expected
-            after = parse(urllib.request.urlopen(metrics.url, timeout=5).read().decode())
-            assert after[metrics.requests] - before[metrics.requests] == 24
-            assert after[metrics.inferences] - before[metrics.inferences] == 24
-            assert after[metrics.executions] - before[metrics.executions] < 24
-            raise KeyboardInterrupt
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            assert list(pool.map(one, range(24))) == expected
+        after = parse(urllib.request.urlopen(metrics.url, timeout=5).read().decode())
+        assert after[metrics.requests] - before[metrics.requests] == 24
+        assert after[metrics.inferences] - before[metrics.inferences] == 24
+        assert after[metrics.executions] - before[metrics.executions] < 24
+        raise KeyboardInterrupt
     deadline = time.monotonic() + 15
     while ours(port) and time.monotonic() < deadline:
         time.sleep(0.2)
