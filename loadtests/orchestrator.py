@@ -30,6 +30,7 @@ import yaml
 
 from analysis.capacity import capacity_section
 from analysis.contract import (
+    JOB_SUBMIT_REQUEST,
     LOAD_CONFIG_FILE,
     META_FILE,
     SCENARIO_FILE,
@@ -251,7 +252,8 @@ def _run_target(
     tdir.mkdir(parents=True, exist_ok=True)
     paper = kind.paper
     entry: RunSummary = {
-        "target": name, "kind": config.kind, "launcher": launcher.name, "status": "ok",
+        "target": name, "kind": config.kind, "mode": scenario.load.mode,
+        "launcher": launcher.name, "status": "ok",
         "error": None, "time_to_ready_s": None,
         "paper_architecture": paper.name if paper else None,
         "paper_same_path": paper.same_path if paper else None,
@@ -408,7 +410,7 @@ def fault_section(tdir: Path, scenario: Scenario, request_name: str | None) -> d
     end_ts = float(records["ts"].max()) if len(records) else 0.0
     slo = scenario.slo.p99_ms if scenario.slo else None
     out: dict[str, Any] = {"injected": impacts(records, events, end_ts, slo, request_name)}
-    if len(records) and (records["name"] == "submit").any():
+    if len(records) and (records["name"] == JOB_SUBMIT_REQUEST).any():
         out["jobs"] = job_accounting(records)
     return out
 

@@ -35,11 +35,13 @@ from locust import FastHttpUser, User, constant, task
 from locust.exception import StopUser
 
 from analysis.contract import FINDMAX_FILE, SEQUENTIAL_FILE, TIMELINE_FILE, write_json
+from analysis.defaults import DEFAULT_MAX_ERROR_RATE
 from loadtests import clock, shapes, wiretime
 from loadtests.findmax import FindMaxSearch, window_result
 from loadtests.pacing import Pacer
 from loadtests.spec import FindMax, Sequential, Stage
 from targets.protocols import Endpoint, Protocol, get_protocol
+from targets.protocols.servecap import PREDICT_PATH
 
 
 class _BodyCycle:
@@ -71,7 +73,7 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
 
     abstract = True
     headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
-    predict_path: ClassVar[str] = "/v1/predict"
+    predict_path: ClassVar[str] = PREDICT_PATH
     wait_time = constant(0)
 
     def __init__(self, environment: Any) -> None:
@@ -140,7 +142,7 @@ class OpenLoop:
     max_in_flight: ClassVar[int] = 1000
     find_max: ClassVar[FindMax | None] = None
     slo_p99_ms: ClassVar[float] = 0.0
-    max_error_rate: ClassVar[float] = 0.01
+    max_error_rate: ClassVar[float] = DEFAULT_MAX_ERROR_RATE
     out_dir: ClassVar[Path | None] = None
     observed: ClassVar[list[tuple[float, float, str, float]]] = []
     """(ts, latency_ms, outcome, lag_ms) of finished requests, fed by the recorder
@@ -235,15 +237,23 @@ class OpenLoop:
                     break
             timeline.end(row, passed=point.passed, reason=point.reason,
                          steady_from_ts=point.steady_from_ts)  # fmt: skip
+            # Independent probes: nothing of this rate may still be queued when the next one
+            # starts (what finishes now is recorded in this stage: it was scheduled in it).
+            timeout_s = float(getattr(self, "timeout_s", 30.0))
+            point.drain_s, point.drained = self._drain(timeout_s)
+            timeline.annotate(row, drain_s=point.drain_s, drained=point.drained)
             write_json(self.out_dir / FINDMAX_FILE, search.result())
-            self._drain(timeout_s=max(2.0, 2 * self.slo_p99_ms / 1000))
+            gevent.sleep(plan.drain_idle_s)
             self.observed.clear()
         shapes.DONE.set()
 
-    def _drain(self, timeout_s: float) -> None:
-        deadline = clock.now() + timeout_s
+    def _drain(self, timeout_s: float) -> tuple[float, bool]:
+        """Wait until nothing sent is in flight (at most ``timeout_s``): (seconds, drained)."""
+        start = clock.now()
+        deadline = start + timeout_s
         while self._in_flight and clock.now() < deadline:
-            gevent.sleep(0.05)
+            gevent.sleep(0.01)
+        return clock.now() - start, not self._in_flight
 
 
 class SequentialRuns:

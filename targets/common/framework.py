@@ -22,8 +22,8 @@ from pydantic import Field
 
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES
 from targets.config import ModelConfig
-from targets.kind import Probe
-from targets.launchers.base import LaunchError
+from targets.inputs import CNN_MODEL_NAME
+from targets.launch_types import LaunchError, Probe
 from targets.protocols.base import Endpoint
 from targets.protocols.v2 import model_ready_path
 
@@ -59,7 +59,7 @@ class V2ServerConfig(ModelConfig):
         default=None, ge=1024, le=65535, description="gRPC port; default port+1"
     )
     model_name: str = Field(
-        default="cifar10_cnn", pattern=r"^[A-Za-z0-9_.-]+$", description="the served model"
+        default=CNN_MODEL_NAME, pattern=r"^[A-Za-z0-9_.-]+$", description="the served model"
     )
     max_body_bytes: int = Field(
         default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=1024**3,

@@ -28,9 +28,10 @@ import numpy as np
 
 from targets.common.model_files import version_dir
 from targets.common.signature import LoadedModel, ModelSignature, load_in_process
+from targets.inputs import CNN_INPUT_NAME, CNN_OUTPUT_NAME
 
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
+INPUT_NAME = CNN_INPUT_NAME
+OUTPUT_NAME = CNN_OUTPUT_NAME
 DATATYPES = {"float32": "FP32", "uint8": "UINT8"}
 """servecap dtype -> v2 datatype."""
 NUMPY_DTYPES = {"FP32": np.float32, "UINT8": np.uint8}

@@ -45,10 +45,16 @@ from targets.common.launch import base_env
 from targets.common.model_files import ModelNotFoundError, version_dir
 from targets.common.v2_runtime import BATCH_METRIC
 from targets.config import TargetConfig
-from targets.kind import HOST, Containers, Image, MetricsSource, ModelKind, Placement, Probe
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.kind import Containers, Image, MetricsSource, ModelKind
+from targets.launch_types import (
+    HOST,
+    LaunchError,
+    Placement,
+    Probe,
+    ProcessSpec,
+    resolve_model_path,
+)
 from targets.protocols.base import Endpoint
-from targets.registry import resolve_model_path
 
 ENVIRONMENT = "kserve"
 

@@ -45,11 +45,17 @@ from targets.common.launch import base_env
 from targets.common.model_files import ModelNotFoundError, version_dir
 from targets.common.tmp import private_dir
 from targets.config import TargetConfig, loopback_url
-from targets.kind import HOST, Containers, Image, MetricsSource, ModelKind, Placement, Probe
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.kind import Containers, Image, MetricsSource, ModelKind
+from targets.launch_types import (
+    HOST,
+    LaunchError,
+    Placement,
+    Probe,
+    ProcessSpec,
+    resolve_model_path,
+)
 from targets.mlserver.metrics import source
 from targets.protocols.base import Endpoint
-from targets.registry import resolve_model_path
 
 ENVIRONMENT = "mlserver"
 CONTAINER_PREFIX = Path("/tmp/servecap/mlserver")

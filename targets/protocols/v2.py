@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import orjson
 
-from targets.inputs import CIFAR_INPUT, InputSpec
+from targets.inputs import CIFAR_INPUT, CNN_INPUT_NAME, CNN_OUTPUT_NAME, InputSpec
 from targets.protocols.base import (
     Discovery,
     Endpoint,
@@ -85,7 +85,7 @@ def discover(endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
 
 def _names(endpoint: Endpoint | None) -> tuple[str, str]:
     if endpoint is None:
-        return "images", "probabilities"
+        return CNN_INPUT_NAME, CNN_OUTPUT_NAME
     return endpoint.input_name, endpoint.output_name
 
 
@@ -96,8 +96,8 @@ def _tensor(images: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, str]:
 
 
 def rest_request(
-    images: np.ndarray, binary: bool, input_name: str = "images", output: str = "probabilities",
-    spec: InputSpec = CIFAR_INPUT,
+    images: np.ndarray, binary: bool, input_name: str = CNN_INPUT_NAME,
+    output: str = CNN_OUTPUT_NAME, spec: InputSpec = CIFAR_INPUT,
 ) -> tuple[bytes, Headers]:  # fmt: skip
     """A v2 HTTP request for ``images`` (JSON tensor, or the binary extension)."""
     tensor, datatype = _tensor(images, spec)
@@ -117,7 +117,7 @@ def rest_request(
     return header + raw, headers
 
 
-def rest_output(answer: bytes, name: str = "probabilities") -> np.ndarray:
+def rest_output(answer: bytes, name: str = CNN_OUTPUT_NAME) -> np.ndarray:
     """The named output of a v2 HTTP answer, JSON or binary (the JSON part is read up to its
     end, so the ``Inference-Header-Content-Length`` header is not needed); ValueError when the
     answer is not an inference answer."""
@@ -191,7 +191,7 @@ class V2RestJson(V2Rest):
 
 
 def grpc_request(
-    images: np.ndarray, model: str, input_name: str = "images", output: str = "probabilities",
+    images: np.ndarray, model: str, input_name: str = CNN_INPUT_NAME, output: str = CNN_OUTPUT_NAME,
     spec: InputSpec = CIFAR_INPUT,
 ) -> bytes:  # fmt: skip
     from tritonclient.grpc import service_pb2
@@ -206,7 +206,7 @@ def grpc_request(
     return bytes(request.SerializeToString())
 
 
-def grpc_output(answer: bytes, name: str = "probabilities") -> np.ndarray:
+def grpc_output(answer: bytes, name: str = CNN_OUTPUT_NAME) -> np.ndarray:
     from tritonclient.grpc import service_pb2
 
     response = service_pb2.ModelInferResponse.FromString(answer)

@@ -30,12 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
 from targets.common.framework import framework_python
 from targets.common.payload import encode_request, jpeg_bytes
-from targets.config import TargetConfig
 from targets.launchers.process import ProcessLauncher
-from targets.registry import get_kind
-from tests.bodies import deep_json, jpeg_declaring, zeros_list
+from targets.registry import get_kind, target_config
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -170,7 +169,7 @@ def running(
     fields = {"kind": kind, "port": free_port(4), "model_path": str(tiny_model),
               "max_body_bytes": MAX_BODY, "queue_workers": 1, "threads": 4}  # fmt: skip
     own = get_kind(kind).config_model.model_fields
-    config = TargetConfig.model_validate({k: v for k, v in fields.items() if k in own})
+    config = target_config(**{k: v for k, v in fields.items() if k in own})
     logs = tmp_path_factory.mktemp(f"fuzz-{name}")
     with ProcessLauncher(stop_grace_s=5).launch(name, config, logs) as target:
         yield name, target.config.port, path
@@ -277,10 +276,8 @@ def running_v2(
     kind = request.param
     if not framework_python(kind).exists():
         pytest.skip(f"{kind}'s environment is missing (make setup: targets/{kind}/setup.sh)")
-    config = TargetConfig.model_validate({"kind": kind, "port": free_port(),
-                                          "model_path": str(tiny_model),
-                                          "max_body_bytes": MAX_BODY,
-                                          **V2_TARGETS[kind]})  # fmt: skip
+    config = target_config(kind=kind, port=free_port(), model_path=str(tiny_model),
+                           max_body_bytes=MAX_BODY, **V2_TARGETS[kind])  # fmt: skip
     logs = tmp_path_factory.mktemp(f"fuzz-{kind}")
     with ProcessLauncher(stop_grace_s=5).launch(kind, config, logs) as target:
         yield kind, target.config.port
