@@ -6,24 +6,35 @@
   file, after its own. :func:`framework_python` finds its interpreter (inside a container too:
   the image's ``/opt/venv``), :func:`require_environment` says how to make it when missing.
 * **The Open Inference Protocol (v2)**, over HTTP and gRPC: :class:`V2ServerConfig` has the
-  knobs every such target has (client API, gRPC and metrics ports, model name, body limit) and
-  :func:`v2_endpoint` / :func:`v2_ports` / :func:`v2_readiness` what the harness derives from
-  them. Readiness is the model's own ready path: a server's ``/v2/health/ready`` may answer
-  before its model is loaded.
+  knobs every such target has (client API, gRPC port, model name, body limit) and
+  :class:`V2FrameworkKind` what the harness derives from them: the endpoint, the ports, the
+  readiness checks (the model's own ready path: a server's ``/v2/health/ready`` may answer
+  before its model is loaded), and one process, ``python -m targets.<kind>.launch ARGS`` in the
+  kind's environment, whose arguments each kind gives (:meth:`V2FrameworkKind.launch_args`).
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from targets.common.launch import base_env
+from targets.common.model_files import ModelNotFoundError, version_dir
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES
-from targets.config import ModelConfig
+from targets.config import ModelConfig, TargetConfig
 from targets.inputs import CNN_MODEL_NAME
-from targets.launch_types import LaunchError, Probe
+from targets.kind import ModelKind
+from targets.launch_types import (
+    HOST,
+    LaunchError,
+    Placement,
+    Probe,
+    ProcessSpec,
+    resolve_model_path,
+)
 from targets.protocols.base import Endpoint
 from targets.protocols.v2 import model_ready_path
 
@@ -71,24 +82,49 @@ class V2ServerConfig(ModelConfig):
         return self.grpc_port or self.port + 1
 
 
-def v2_endpoint(config: V2ServerConfig, rest_protocol: str = "v2-rest") -> Endpoint:
-    """Where clients reach the model: ``rest_protocol`` over HTTP, or v2 gRPC."""
-    return Endpoint(
-        protocol="v2-grpc" if config.api == "grpc" else rest_protocol,
-        base_url=config.base_url,
-        grpc_target=f"127.0.0.1:{config.v2_grpc_port}",
-        model_name=config.model_name,
-    )
+class V2FrameworkKind(ModelKind):
+    """A kind whose framework serves the model over v2, as one process in its environment."""
 
+    rest_protocol: ClassVar[str] = "v2-rest"
+    """The client protocol over HTTP (gRPC is ``v2-grpc``)."""
 
-def v2_ports(config: V2ServerConfig) -> dict[str, tuple[str, int]]:
-    return {"port": (config.host, config.port),
-            "grpc_port": (config.host, config.v2_grpc_port)}  # fmt: skip
+    def launch_args(
+        self, name: str, config: V2ServerConfig, model: Path, placement: Placement
+    ) -> tuple[str, ...]:
+        """The arguments of ``python -m targets.<kind>.launch`` serving ``model`` (a version
+        folder)."""
+        raise NotImplementedError
 
+    def endpoint(self, config: TargetConfig) -> Endpoint:
+        assert isinstance(config, V2ServerConfig)
+        return Endpoint(
+            protocol="v2-grpc" if config.api == "grpc" else self.rest_protocol,
+            base_url=config.base_url,
+            grpc_target=f"127.0.0.1:{config.v2_grpc_port}",
+            model_name=config.model_name,
+        )
 
-def v2_ready_url(config: V2ServerConfig) -> str:
-    return f"{config.base_url}{model_ready_path(config.model_name)}"
+    def process_plan(
+        self, name: str, config: TargetConfig, placement: Placement = HOST
+    ) -> list[ProcessSpec]:
+        assert isinstance(config, V2ServerConfig)
+        python = require_environment(name, self.name)
+        try:
+            model = version_dir(resolve_model_path(config))
+        except ModelNotFoundError as err:
+            raise LaunchError(f"target '{name}': {err}") from None
+        module = f"targets.{self.name}.launch"
+        argv = (str(python), "-m", module, *self.launch_args(name, config, model, placement))
+        ready = f"{config.base_url}{model_ready_path(config.model_name)}"
+        env = {**base_env(), **config.env}
+        return [ProcessSpec(name=name, role=self.name, argv=argv, env=env, ready_url=ready)]
 
+    def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
+        assert isinstance(config, V2ServerConfig)
+        return {"port": (config.host, config.port),
+                "grpc_port": (config.host, config.v2_grpc_port)}  # fmt: skip
 
-def v2_readiness(config: V2ServerConfig) -> list[Probe]:
-    return [Probe(url=v2_ready_url(config)), Probe(tcp_port=config.v2_grpc_port)]
+    def readiness(self, config: TargetConfig) -> list[Probe]:
+        assert isinstance(config, V2ServerConfig)
+        ready = f"{config.base_url}{model_ready_path(config.model_name)}"
+        return [Probe(url=ready), Probe(tcp_port=config.v2_grpc_port)]

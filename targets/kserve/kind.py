@@ -29,34 +29,16 @@ with one worker. KServe reports no queue time.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from targets.common.framework import (
-    V2ServerConfig,
-    require_environment,
-    v2_endpoint,
-    v2_ports,
-    v2_readiness,
-    v2_ready_url,
-)
-from targets.common.launch import base_env
-from targets.common.model_files import ModelNotFoundError, version_dir
+from targets.common.framework import V2FrameworkKind, V2ServerConfig
 from targets.common.v2_runtime import BATCH_METRIC
 from targets.config import TargetConfig
-from targets.kind import Containers, Image, MetricsSource, ModelKind
-from targets.launch_types import (
-    HOST,
-    LaunchError,
-    Placement,
-    Probe,
-    ProcessSpec,
-    resolve_model_path,
-)
-from targets.protocols.base import Endpoint
-
-ENVIRONMENT = "kserve"
+from targets.kind import Containers, Image, MetricsSource
+from targets.launch_types import Placement
 
 
 class KServeConfig(V2ServerConfig):
@@ -67,46 +49,23 @@ class KServeConfig(V2ServerConfig):
     )  # fmt: skip
 
 
-class KServeKind(ModelKind):
+class KServeKind(V2FrameworkKind):
     name = "kserve"
     config_model: ClassVar[type[TargetConfig]] = KServeConfig
     description = "KServe Python model server, custom kserve.Model (TensorFlow)"
     containers = Containers(("kserve",), scalable=False)
     images = (Image("kserve", wheels=("requirements-env.txt", "requirements-image.txt")),)
 
-    def endpoint(self, config: TargetConfig) -> Endpoint:
+    def launch_args(
+        self, name: str, config: V2ServerConfig, model: Path, placement: Placement
+    ) -> tuple[str, ...]:
         assert isinstance(config, KServeConfig)
-        return v2_endpoint(config)
-
-    def process_plan(
-        self, name: str, config: TargetConfig, placement: Placement = HOST
-    ) -> list[ProcessSpec]:
-        assert isinstance(config, KServeConfig)
-        python = require_environment(name, ENVIRONMENT)
-        try:
-            model = version_dir(resolve_model_path(config))
-        except ModelNotFoundError as err:
-            raise LaunchError(f"target '{name}': {err}") from None
-        argv = (
-            str(python), "-m", "targets.kserve.launch", "--model_dir", str(model),
-            "--model_name", config.model_name, "--host", config.host,
-            "--http_port", str(config.port), "--grpc_port", str(config.v2_grpc_port),
-            "--workers", str(config.workers), "--max_body_bytes", str(config.max_body_bytes),
-            "--enable_latency_logging", "false",
+        return (
+            "--model_dir", str(model), "--model_name", config.model_name,
+            "--host", config.host, "--http_port", str(config.port),
+            "--grpc_port", str(config.v2_grpc_port), "--workers", str(config.workers),
+            "--max_body_bytes", str(config.max_body_bytes), "--enable_latency_logging", "false",
         )  # fmt: skip
-        return [
-            ProcessSpec(
-                name=name,
-                role="kserve",
-                argv=argv,
-                env={**base_env(), **config.env},
-                ready_url=v2_ready_url(config),
-            )
-        ]
-
-    def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
-        assert isinstance(config, KServeConfig)
-        return v2_ports(config)
 
     def metrics(self, config: TargetConfig) -> MetricsSource | None:
         assert isinstance(config, KServeConfig)
@@ -119,10 +78,6 @@ class KServeKind(ModelKind):
             executions=f"{BATCH_METRIC}_count",
             model_time="request_predict_seconds_sum",
         )
-
-    def readiness(self, config: TargetConfig) -> list[Probe]:
-        assert isinstance(config, KServeConfig)
-        return v2_readiness(config)
 
 
 KIND = KServeKind()

@@ -33,31 +33,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from targets.common.framework import (
-    V2ServerConfig,
-    require_environment,
-    v2_endpoint,
-    v2_ports,
-    v2_readiness,
-    v2_ready_url,
-)
-from targets.common.launch import base_env
-from targets.common.model_files import ModelNotFoundError, version_dir
+from targets.common.framework import V2FrameworkKind, V2ServerConfig
 from targets.common.tmp import private_dir
 from targets.config import TargetConfig, loopback_url
-from targets.kind import Containers, Image, MetricsSource, ModelKind
-from targets.launch_types import (
-    HOST,
-    LaunchError,
-    Placement,
-    Probe,
-    ProcessSpec,
-    resolve_model_path,
-)
+from targets.kind import Containers, Image, MetricsSource
+from targets.launch_types import Placement
 from targets.mlserver.metrics import source
-from targets.protocols.base import Endpoint
 
-ENVIRONMENT = "mlserver"
 CONTAINER_PREFIX = Path("/tmp/servecap/mlserver")
 
 
@@ -98,30 +80,21 @@ class MLServerConfig(V2ServerConfig):
         return self.metrics_port or self.port + 2
 
 
-class MLServerKind(ModelKind):
+class MLServerKind(V2FrameworkKind):
     name = "mlserver"
     config_model: ClassVar[type[TargetConfig]] = MLServerConfig
     description = "Seldon MLServer, custom runtime (TensorFlow), adaptive batching"
     containers = Containers(("mlserver",), scalable=False)
     images = (Image("mlserver", wheels=("requirements-env.txt", "requirements-image.txt")),)
+    rest_protocol = "v2-rest-json"
 
-    def endpoint(self, config: TargetConfig) -> Endpoint:
+    def launch_args(
+        self, name: str, config: V2ServerConfig, model: Path, placement: Placement
+    ) -> tuple[str, ...]:
         assert isinstance(config, MLServerConfig)
-        return v2_endpoint(config, rest_protocol="v2-rest-json")
-
-    def process_plan(
-        self, name: str, config: TargetConfig, placement: Placement = HOST
-    ) -> list[ProcessSpec]:
-        assert isinstance(config, MLServerConfig)
-        python = require_environment(name, ENVIRONMENT)
-        try:
-            model = version_dir(resolve_model_path(config))
-        except ModelNotFoundError as err:
-            raise LaunchError(f"target '{name}': {err}") from None
         prefix = CONTAINER_PREFIX if placement.container else private_dir("mlserver", name)
-        argv = (
-            str(python), "-m", "targets.mlserver.launch", "--prefix", str(prefix),
-            "--model", str(model), "--model-name", config.model_name,
+        return (
+            "--prefix", str(prefix), "--model", str(model), "--model-name", config.model_name,
             "--host", config.host, "--port", str(config.port),
             "--grpc-port", str(config.v2_grpc_port),
             "--metrics-port", str(config.mlserver_metrics_port),
@@ -130,28 +103,16 @@ class MLServerKind(ModelKind):
             "--max-batch-time-s", str(config.max_batch_time_s),
             "--max-body-bytes", str(config.max_body_bytes),
         )  # fmt: skip
-        return [
-            ProcessSpec(
-                name=name,
-                role="mlserver",
-                argv=argv,
-                env={**base_env(), **config.env},
-                ready_url=v2_ready_url(config),
-            )
-        ]
 
     def ports(self, config: TargetConfig) -> dict[str, tuple[str, int]]:
         assert isinstance(config, MLServerConfig)
-        return {**v2_ports(config), "metrics_port": (config.host, config.mlserver_metrics_port)}
+        metrics = (config.host, config.mlserver_metrics_port)
+        return {**super().ports(config), "metrics_port": metrics}
 
     def metrics(self, config: TargetConfig) -> MetricsSource:
         assert isinstance(config, MLServerConfig)
         url = f"{loopback_url(config.host, config.mlserver_metrics_port)}/metrics"
         return source(url, config.batching)
-
-    def readiness(self, config: TargetConfig) -> list[Probe]:
-        assert isinstance(config, MLServerConfig)
-        return v2_readiness(config)
 
 
 KIND = MLServerKind()

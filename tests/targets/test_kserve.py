@@ -18,10 +18,11 @@ import pytest
 
 from loadtests.collectors.prometheus import parse
 from targets.common.framework import framework_python
-from targets.config import target_config
 from targets.protocols import get_protocol
-from targets.registry import get_kind
+from targets.registry import get_kind, target_config
+from tests.answers import post_status
 from tests.ports import free_port
+from tests.procs import launched_tree
 
 KIND = get_kind("kserve")
 
@@ -46,26 +47,12 @@ needs_kserve = pytest.mark.skipif(
 
 
 def ours(port: int) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if f"--http_port {port} " in " ".join(proc.info["cmdline"] or []) + " ":
-            found.append(proc)
-            found += proc.children(recursive=True)
-    return found
+    return launched_tree("--http_port", port)
 
 
 def listening(pid: int) -> set[str]:
     return {c.laddr.ip for c in psutil.Process(pid).net_connections("tcp")
             if c.status == psutil.CONN_LISTEN}  # fmt: skip
-
-
-def post(url: str, body: bytes) -> int:
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as err:
-        return err.code
 
 
 @pytest.mark.integration
@@ -101,14 +88,14 @@ def test_real_kserve_answers_right_on_loopback_refuses_control_and_leaves_nothin
         assert after[metrics.requests] - before.get(metrics.requests, 0) == 4
         assert after[metrics.inferences] - before.get(metrics.inferences, 0) == 32
         infer = f"{target.base_url}/v2/models/cifar10_cnn/infer"
-        assert post(infer, b'{"inputs": [{"name": "images"}]}') == 422
+        assert post_status(infer, b'{"inputs": [{"name": "images"}]}') == 422
         wrong = {"inputs": [{"name": "images", "shape": [1, 28, 28, 1],
                              "datatype": "FP32", "data": [0] * 784}]}  # fmt: skip
-        assert post(infer, json.dumps(wrong).encode()) == 400
-        assert post(infer, b"x" * 1_000_001) == 413
+        assert post_status(infer, json.dumps(wrong).encode()) == 400
+        assert post_status(infer, b"x" * 1_000_001) == 413
         repository = f"{target.base_url}/v2/repository/models/cifar10_cnn"
-        assert post(f"{repository}/unload", b"") == 403
-        assert post(f"{repository}/load", b"") == 403
+        assert post_status(f"{repository}/unload", b"") == 403
+        assert post_status(f"{repository}/load", b"") == 403
         raise KeyboardInterrupt
     deadline = time.monotonic() + 15
     while ours(port) and time.monotonic() < deadline:

@@ -20,12 +20,13 @@ from pydantic import ValidationError
 
 from loadtests.collectors.prometheus import parse
 from targets.common.framework import framework_python
-from targets.config import target_config
-from targets.launchers.base import LaunchError
+from targets.launch_types import LaunchError
 from targets.mlserver.repository import RUNTIME, ServerOptions, write
 from targets.protocols import get_protocol
-from targets.registry import get_kind
+from targets.registry import get_kind, target_config
+from tests.answers import post_status
 from tests.ports import free_port
+from tests.procs import launched_tree
 
 KIND = get_kind("mlserver")
 
@@ -90,22 +91,7 @@ needs_mlserver = pytest.mark.skipif(
 
 
 def ours(port: int) -> list[psutil.Process]:
-    """MLServer processes of the launch on ``port`` (its parallel workers are children)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if f"--port {port} " in " ".join(proc.info["cmdline"] or []) + " ":
-            found.append(proc)
-            found += proc.children(recursive=True)
-    return found
-
-
-def post(url: str, body: bytes) -> int:
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as err:
-        return err.code
+    return launched_tree("--port", port)
 
 
 @pytest.mark.integration
@@ -136,17 +122,18 @@ def test_real_mlserver_batches_answers_right_refuses_control_and_leaves_nothing(
             assert protocol.classes(answer, endpoint) == expected[:8], api
         base = target.base_url
         infer = f"{base}/v2/models/cifar10_cnn/infer"
-        assert post(infer, b'{"inputs": [{"name": "images"}]}') == 422
-        assert post(infer, b"\xff\xfe not json") == 422
+        assert post_status(infer, b'{"inputs": [{"name": "images"}]}') == 422
+        assert post_status(infer, b"\xff\xfe not json") == 422
         bad_shape = {"inputs": [{"name": "images", "shape": [1, 32, 32, 3],
                                  "datatype": "FP32", "data": [1, 2]}]}  # fmt: skip
-        assert post(infer, json.dumps(bad_shape).encode()) == 400
+        assert post_status(infer, json.dumps(bad_shape).encode()) == 400
         no_batch_axis = {"inputs": [{"name": "images", "shape": [],
                                      "datatype": "FP32", "data": [1]}]}  # fmt: skip
-        assert post(infer, json.dumps(no_batch_axis).encode()) == 400  # not the batcher's 500
-        assert post(infer, b"x" * 1_000_001) == 413
-        assert post(f"{base}/v2/repository/models/cifar10_cnn/unload", b"") == 403
-        assert post(f"{base}/v2/repository/models/cifar10_cnn/load", b"") == 403
+        # 400, not the 500 MLServer's batcher answers
+        assert post_status(infer, json.dumps(no_batch_axis).encode()) == 400
+        assert post_status(infer, b"x" * 1_000_001) == 413
+        assert post_status(f"{base}/v2/repository/models/cifar10_cnn/unload", b"") == 403
+        assert post_status(f"{base}/v2/repository/models/cifar10_cnn/load", b"") == 403
         # concurrent single-image requests: the adaptive batcher merges several
         rest = KIND.endpoint(config)
         v2 = get_protocol(rest.protocol)
