@@ -22,7 +22,7 @@ range, or UINT8 pixels), shape ``[n, h, w, c]``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -46,6 +46,11 @@ DATATYPES = {"FP32": "<f4", "FP64": "<f8", "UINT8": "u1", "INT32": "<i4", "INT64
 
 def infer_path(model: str) -> str:
     return f"/v2/models/{model}/infer"
+
+
+def model_ready_path(model: str) -> str:
+    """Answers 200 once ``model`` is loaded (the server's own ready path may answer before)."""
+    return f"/v2/models/{model}/ready"
 
 
 def metadata_path(model: str) -> str:
@@ -153,7 +158,7 @@ class V2Rest(Protocol):
     (``binary``, or ``base64``: the same raw pixels)."""
 
     name = "v2-rest"
-    encodings = ("json", "binary", "base64")
+    encodings: ClassVar[tuple[str, ...]] = ("json", "binary", "base64")
 
     def predict_path(self, endpoint: Endpoint) -> str:
         return infer_path(endpoint.model_name or "model")
@@ -177,6 +182,14 @@ class V2Rest(Protocol):
 
     def probabilities(self, answer: bytes, endpoint: Endpoint | None = None) -> np.ndarray:
         return _probabilities(rest_output(answer, _names(endpoint)[1]), endpoint)
+
+
+class V2RestJson(V2Rest):
+    """KServe v2 over HTTP with JSON tensors only, for servers without the binary tensor
+    extension (MLServer): a run asking for another encoding is refused before it starts."""
+
+    name = "v2-rest-json"
+    encodings = ("json",)
 
 
 def grpc_request(
