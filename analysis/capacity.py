@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.contract import stage_number
 from analysis.defaults import DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE, DEFAULT_SLO_P99_MS
 from analysis.knee import Knee, find_knee
 from analysis.littles import littles_law_check
@@ -238,7 +239,8 @@ def run_capacity(
         warnings.append(f"USL: {usl.reason}")
     if basis == "closed-loop":  # open loop has no users to check the law against
         for _, row in littles[littles["suspect"]].iterrows():
-            warnings.append(f"stage {as_int(row.get('index'))}: Little's law check: {row['note']}")
+            warnings.append(f"stage {stage_number(as_int(row.get('index')))}: Little's law "
+                            f"check: {row['note']}")  # fmt: skip
     find_max = _find_max_info(run.get("find_max"), m, warnings)
     return RunCapacity(
         basis=basis,

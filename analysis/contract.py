@@ -176,8 +176,17 @@ class WindowStats(TypedDict, total=False):
     late_share: float
 
 
+def stage_number(index: Any) -> Any:
+    """The number a person reads for the stage at ``index`` (an int or a pandas Series):
+    stages are numbered from 1 wherever they are shown (console, reports, plans), while
+    files keep the 0-based ``index`` (summary.json, timeline.json, the ``stage`` column of
+    the records)."""
+    return index + 1
+
+
 class StageSummary(WindowStats, total=False):
     index: int
+    """0-based, as every file holds it; shown as :func:`stage_number`."""
     users: int
     arrival_rps: float
     """Open loop (rate, trace, find-max): the arrival rate the stage offered."""

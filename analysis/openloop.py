@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.contract import stage_number
 from analysis.defaults import DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE
 from analysis.slo import MaxRps
 
@@ -104,7 +105,7 @@ def rate_points(stages: Sequence[Mapping[str, Any]]) -> tuple[list[RatePoint], l
     for stage in stages:
         rate = _number(stage.get("arrival_rps"))
         index = stage.get("index")
-        label = f"stage {int(index) + 1}" if isinstance(index, int) else "a stage"
+        label = f"stage {stage_number(int(index))}" if isinstance(index, int) else "a stage"
         if not rate > 0 or not stage.get("measured_requests"):
             continue
         if stage.get("generator_ok") is False:
@@ -131,7 +132,7 @@ def rate_points(stages: Sequence[Mapping[str, Any]]) -> tuple[list[RatePoint], l
 
 
 def _describe(p: RatePoint) -> str:
-    where = f"stage {p.stage + 1}, " if p.stage is not None else ""
+    where = f"stage {stage_number(p.stage)}, " if p.stage is not None else ""
     return f"{p.arrival_rps:.1f} rps ({where}p99 {p.p99_ms:.1f} ms)"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.contract import stage_number
 from analysis.defaults import DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE
 from analysis.stages import json_safe
 from analysis.tables import StagesLike, as_float, as_int, curve
@@ -132,7 +133,7 @@ def max_rps_under_slo(
 
 def _describe(points: pd.DataFrame, i: int) -> str:
     r = points.iloc[i]
-    return f"stage {as_int(r['index'])} ({as_int(r['users'])} users)"
+    return f"stage {stage_number(as_int(r['index']))} ({as_int(r['users'])} users)"
 
 
 def _unbroken(points: pd.DataFrame, base: dict[str, Any], evidence: list[dict[str, Any]]

@@ -25,10 +25,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.contract import JOB_REQUEST
 from analysis.defaults import DEFAULT_LATE_MS, GENERATOR_CPU_LIMIT_PCT, LATE_SHARE_LIMIT
 from analysis.intervals import min_samples, quantile_ci
 
 PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0}
+
+
+def primary_request(run: dict[str, Any]) -> str | None:
+    """The request type a run's headline figures describe when it records several (the job
+    queue's ``job``; its stages say so under ``by_name``), else None: every record counts."""
+    names = {n for s in run.get("stages") or [] for n in (s.get("by_name") or {})}
+    return JOB_REQUEST if JOB_REQUEST in names else None
 
 
 def percentile_ms(latencies_ms: np.ndarray | pd.Series, q: float) -> float:

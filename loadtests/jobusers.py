@@ -29,7 +29,8 @@ from locust import FastHttpUser, constant, task
 
 from analysis.contract import JOB_POLL_REQUEST, JOB_REQUEST, JOB_SUBMIT_REQUEST
 from loadtests import clock
-from loadtests.users import OpenLoop, _BodyCycle, _Protocol
+from loadtests.users import OpenLoop, _BodyCycle, _Protocol, answer_error
+from targets.common.loopback import MAX_REDIRECTS
 from targets.protocols.jobs import JOBS_PATH as JOB_PATH
 from targets.protocols.servecap import MODEL_VERSION_HEADER
 
@@ -59,6 +60,7 @@ class JobPredict(_Protocol, _BodyCycle, FastHttpUser):
     timeout_s: ClassVar[float] = 30.0
     """Give up on a job this long after its submit started."""
     wait_time = constant(0)
+    max_redirects = MAX_REDIRECTS  # a redirect is an error (targets.common.loopback)
 
     def on_start(self) -> None:
         self._bodies = self._cycle()
@@ -69,14 +71,14 @@ class JobPredict(_Protocol, _BodyCycle, FastHttpUser):
         body = next(self._bodies)
         start_time = clock.now()
         start = time.perf_counter()
-        job_id, status = self._submit(body)
+        job_id, status, answered = self._submit(body)
         result: bytes = b""
         error: Exception | None = None
         if job_id is not None:
             result, error = self._wait(job_id, start)
             status = 200 if error is None else 0
         elif status != 503:
-            error = JobFailed(f"submit answered HTTP {status}")
+            error = JobFailed(f"submit answered {answered}")
         version = _field(result, "model_version") if status == 200 else None
         self.environment.events.request.fire(
             request_type="JOB",
@@ -91,8 +93,9 @@ class JobPredict(_Protocol, _BodyCycle, FastHttpUser):
         )
         return {"sent_ts": start_time}
 
-    def _submit(self, body: bytes) -> tuple[str | None, int]:
-        """POST the body: (job id, 202) when accepted, else (None, status) (recorded as submit)."""
+    def _submit(self, body: bytes) -> tuple[str | None, int, str]:
+        """POST the body: (job id, 202, "") when accepted, else (None, status, what it
+        answered) (recorded as submit)."""
         with self.client.post(
             self.predict_path,
             data=body,  # type: ignore[arg-type]  # bytes are sent as-is at runtime
@@ -102,16 +105,16 @@ class JobPredict(_Protocol, _BodyCycle, FastHttpUser):
         ) as resp:
             if resp.status_code == 503:
                 resp.failure("rejected (503)")
-                return None, 503
+                return None, 503, "HTTP 503"
             if resp.status_code != 202:
-                resp.failure(f"HTTP {resp.status_code}")
-                return None, resp.status_code
+                resp.failure(answer_error(resp))
+                return None, resp.status_code, answer_error(resp)
             job_id = _field(resp.content, "job_id")
             if not job_id:
                 resp.failure("202 without a job_id")
-                return None, 0
+                return None, 0, "202 without a job_id"
             resp.success()
-            return job_id, 202
+            return job_id, 202, ""
 
     def _wait(self, job_id: str, start: float) -> tuple[bytes, Exception | None]:
         """Long-poll until the job ends; (final body, None) if finished, else the error."""
@@ -130,8 +133,8 @@ class JobPredict(_Protocol, _BodyCycle, FastHttpUser):
                     resp.success()
                     continue
                 if resp.status_code != 200:
-                    resp.failure(f"HTTP {resp.status_code}")
-                    return content, JobFailed(f"poll answered HTTP {resp.status_code}")
+                    resp.failure(answer_error(resp))
+                    return content, JobFailed(f"poll answered {answer_error(resp)}")
                 resp.success()
                 status = _field(content, "status")
                 if status == "finished":

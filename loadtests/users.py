@@ -40,6 +40,7 @@ from loadtests import clock, shapes, wiretime
 from loadtests.findmax import FindMaxSearch, window_result
 from loadtests.pacing import Pacer
 from loadtests.spec import FindMax, Sequential, Stage
+from targets.common.loopback import GRPC_OPTIONS, MAX_REDIRECTS, redirect_error
 from targets.protocols import Endpoint, Protocol, get_protocol
 from targets.protocols.servecap import PREDICT_PATH
 
@@ -75,6 +76,7 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
     headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
     predict_path: ClassVar[str] = PREDICT_PATH
     wait_time = constant(0)
+    max_redirects = MAX_REDIRECTS  # a redirect is an error (targets.common.loopback)
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -105,6 +107,8 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
                 resp.failure("rejected (503)")
             elif resp.status_code == 0:  # no answer: timeout, refused, reset...
                 resp.failure(f"no response: {getattr(resp, 'error', None)!r}")
+            elif 300 <= resp.status_code < 400:
+                resp.failure(answer_error(resp))
             elif resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}")
             else:
@@ -306,6 +310,15 @@ class SequentialUser(SequentialRuns, HttpPredict):
         self.run_sequential()
 
 
+def answer_error(resp: Any) -> str:
+    """The error of a 3xx answer (never followed) or another non-success status."""
+    status = int(resp.status_code)
+    if 300 <= status < 400:
+        location = resp.headers.get("location") if resp.headers else None
+        return redirect_error(str(resp.request_meta["url"]), status, location)
+    return f"HTTP {status}"
+
+
 def _planned_start(out_dir: Path | None) -> float | None:
     """The first stage's start from timeline.json (shared by every generator process)."""
     if out_dir is None:
@@ -340,7 +353,7 @@ class GrpcPredict(_Protocol, _BodyCycle, User):
         import grpc.experimental.gevent as grpc_gevent
 
         grpc_gevent.init_gevent()  # grpc's own threads must cooperate with Locust's gevent
-        self._channel = grpc.insecure_channel(self.grpc_target)
+        self._channel = grpc.insecure_channel(self.grpc_target, options=GRPC_OPTIONS)
         self._predict = self._channel.unary_unary(self.protocol.grpc_method)  # bytes in and out
 
     def on_start(self) -> None:

@@ -31,6 +31,7 @@ from loadtests.cli.common import (
     price_core_option,
     price_gb_option,
     resolve_data,
+    target_names,
 )
 
 
@@ -129,6 +130,7 @@ def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
     "--verify-target",
     "verify_targets",
     multiple=True,
+    callback=target_names,
     help="--verify only this target (repeatable; default every planned target)",
 )
 @click.option("--verify-duration-s", type=click.FloatRange(5, 3600), default=30.0,
@@ -217,18 +219,17 @@ def _cpu_limits(results_dir: Path) -> dict[str, CpuLimit]:
 def _verify(results_dir: Path, plans: list[TargetPlan], names: tuple[str, ...],
             options: VerifyOptions) -> None:  # fmt: skip
     """plan --verify: each chosen plan proven on containers (loadtests.proof)."""
-    from datetime import datetime
-
     from loadtests.cli.common import interrupt_once
     from loadtests.orchestrator import PreflightError
     from loadtests.proof import verify_plan
+    from loadtests.results import new_results_dir
 
     chosen = [tp for tp in plans if tp.plan is not None and (not names or tp.target in names)]
     unknown = set(names) - {str(tp.target) for tp in plans}
     if unknown or not chosen:
         raise click.UsageError(f"nothing to verify: {', '.join(sorted(unknown)) or 'no plan'}")
-    out = results_dir / f"plan-verify-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     interrupt_once()
+    out = new_results_dir(None, "plan-verify", root=results_dir)  # this --verify's own
     held = True
     for tp in chosen:
         click.echo("")

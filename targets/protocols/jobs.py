@@ -16,7 +16,8 @@ import numpy as np
 import orjson
 
 from analysis.contract import JOB_REQUEST
-from targets.protocols.base import Endpoint, Headers, ProtocolError, http_get, http_post
+from targets.common.loopback import http_get, http_post
+from targets.protocols.base import Endpoint, Headers, ProtocolError
 from targets.protocols.servecap import ServecapProtocol
 
 JOBS_PATH = "/v1/jobs"

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import orjson
 
+from targets.common.loopback import RefusedAnswer, http_get
 from targets.inputs import CIFAR_INPUT, CNN_INPUT_NAME, CNN_OUTPUT_NAME, InputSpec
 from targets.protocols.base import (
     Discovery,
@@ -34,7 +35,6 @@ from targets.protocols.base import (
     Headers,
     Protocol,
     grpc_unary,
-    http_get,
     image_shape,
 )
 
@@ -65,6 +65,8 @@ def discover(endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
         status, body = http_get(endpoint.base_url + metadata_path(endpoint.model_name or
                                                                    "model"), timeout_s)  # fmt: skip
         doc: Any = orjson.loads(body) if status == 200 else {}
+    except RefusedAnswer:
+        raise  # a redirect, or metadata past the cap: said, not taken as silence
     except (OSError, ValueError):
         return Discovery()
     inputs, outputs = doc.get("inputs") or [], doc.get("outputs") or []

@@ -113,6 +113,7 @@ class TritonKind(ModelKind):
             base_url=config.base_url,
             grpc_target=f"127.0.0.1:{config.triton_grpc_port}",
             model_name=config.model_name,
+            max_images=config.max_batch_size,  # Triton refuses a request of more (HTTP 400)
         )
 
     def process_plan(
