@@ -127,7 +127,7 @@ class TritonKind(ModelKind):
             model = version_dir(resolve_model_path(config))
         except ModelNotFoundError as err:
             raise LaunchError(f"target '{name}': {err}") from None
-        prefix = CONTAINER_PREFIX if placement.container else private_dir("triton", name)
+        prefix = CONTAINER_PREFIX if placement.container else private_dir("triton", f"{name}-{config.port}")
         argv = (
             PYTHON, "-m", "targets.triton.launch", "--prefix", str(prefix),
             "--model", str(model), "--model-name", config.model_name,
