@@ -127,7 +127,8 @@ class TritonKind(ModelKind):
             model = version_dir(resolve_model_path(config))
         except ModelNotFoundError as err:
             raise LaunchError(f"target '{name}': {err}") from None
-        prefix = CONTAINER_PREFIX if placement.container else private_dir("triton", f"{name}-{config.port}")
+        own = f"{name}-{config.port}"  # one folder per target and port, as nginx's
+        prefix = CONTAINER_PREFIX if placement.container else private_dir("triton", own)
         argv = (
             PYTHON, "-m", "targets.triton.launch", "--prefix", str(prefix),
             "--model", str(model), "--model-name", config.model_name,
