@@ -51,10 +51,10 @@ class MetricsSource:
     """Counter: rows (images) the model ran."""
     executions: str
     """Counter: model calls (so inferences / executions is the mean batch size)."""
-    queue_time: str
-    """Counter: per-request waits before the model, summed."""
-    model_time: str
-    """Counter: per-request model time, summed."""
+    queue_time: str | None = None
+    """Counter: per-request waits before the model, summed (None: not exposed)."""
+    model_time: str | None = None
+    """Counter: per-request model time, summed (None: not exposed)."""
     time_unit_s: float = 1.0
     """Seconds per unit of the two time counters (Triton counts microseconds)."""
     in_flight: str | None = None

@@ -67,13 +67,13 @@ def missing_module(module: str, what: str) -> str | None:
 
 
 def kind_env(name: str) -> Path:
-    """A kind's own environment (made by its setup.sh), inside this interpreter's venv."""
+    """A kind's own environment (made by its setup.sh), inside this interpreter's venv (in a
+    container too: the image's)."""
     return Path(sys.prefix) / name
 
 
-def kind_python(name: str) -> Path | str:
-    """The Python of a kind's own environment; a problem message when it is missing."""
-    python = kind_env(name) / "bin" / "python"
-    if not python.exists():
+def missing_env(name: str) -> str | None:
+    """Why the kind's own environment cannot run (None when it can)."""
+    if not (kind_env(name) / "bin" / "python").exists():
         return f"{name}'s environment {kind_env(name)} is missing; {SETUP_FIX}"
-    return python
+    return None

@@ -68,14 +68,17 @@ class ModelRunner:
         """A servecap body the framework already parsed from JSON."""
         return decode_document(doc, self.settings.max_batch, self.decoder.shape)
 
-    def run(self, batch: Sequence[np.ndarray], arrived_s: Sequence[float]) -> list[np.ndarray]:
+    def run(
+        self, batch: Sequence[np.ndarray], arrived_s: Sequence[float] | None = None
+    ) -> list[np.ndarray]:
         """Each request's scores, the requests run as one model call. ``arrived_s``: when each
-        was decoded (``time.monotonic()``, any process of this host), for its queue time."""
+        was decoded (``time.monotonic()``, any process of this host), for its queue time; None
+        when the framework does not say which requests a batch holds (none are counted)."""
         start = time.monotonic()
         scores = self.model.predict(np.concatenate(batch) if len(batch) > 1 else batch[0])
         end = time.monotonic()
         self.recorder.batch(len(scores))
-        for arrived in arrived_s:
+        for arrived in arrived_s or ():
             self.recorder.request(max(start - arrived, 0.0), end - start)
         bounds = np.cumsum([len(images) for images in batch])[:-1]
         return list(np.split(scores, bounds))

@@ -10,6 +10,7 @@ tfserving-grpc     grpc       ``PredictionService/Predict`` (:mod:`.tfserving`)
 v2-rest            http       ``POST /v2/models/<model>/infer``, JSON or binary (:mod:`.v2`)
 v2-grpc            grpc       ``GRPCInferenceService/ModelInfer`` (:mod:`.v2`)
 image-upload       http       the image file as the body or a form field (:mod:`.upload`)
+json-tensor        http       ``{"images": [n,h,w,c]}`` -> ``[[scores]...]`` (:mod:`.jsontensor`)
 =================  =========  ==============================================================
 """
 
@@ -19,6 +20,7 @@ import difflib
 
 from targets.protocols.base import Endpoint, Protocol, ProtocolError
 from targets.protocols.jobs import JobsProtocol
+from targets.protocols.jsontensor import JsonTensor
 from targets.protocols.servecap import ServecapProtocol
 from targets.protocols.tfserving import TFServingGrpc, TFServingRest
 from targets.protocols.upload import ImageUpload
@@ -28,7 +30,7 @@ PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in (
         ServecapProtocol(), JobsProtocol(), TFServingRest(), TFServingGrpc(), V2Rest(), V2Grpc(),
-        ImageUpload(),
+        ImageUpload(), JsonTensor(),
     )
 }  # fmt: skip
 

@@ -1,0 +1,18 @@
+"""The BentoML knobs of a target, as its service reads them (``SERVECAP_BENTOML_*``): one model
+for the kind (which writes them) and the service (which reads them when it is imported)."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BentoMLSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SERVECAP_BENTOML_", extra="ignore")
+
+    workers: int = 1
+    """Worker processes of the service (``@bentoml.service(workers=...)``)."""
+    max_batch_size: int = 1
+    """Adaptive batching: the most rows one model call takes; 1 = the API is not batchable."""
+    max_latency_ms: int = 10
+    """Adaptive batching: the latency the batcher may add to a request."""
+    timeout_s: float = 30.0
