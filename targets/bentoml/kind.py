@@ -5,7 +5,7 @@ SavedModel as a new-style ``@bentoml.service`` (targets/bentoml/service.py).
 
     bentoml serve (config.host:config.port, workers processes)
       -> POST /v1/predict {"images": [n, h, w, c]} -> Classifier.predict
-         (adaptive batching when max_batch_size > 1: max_batch_size rows, max_latency_ms)
+         (adaptive batching when max_batch_size > 1: max_batch_size requests, max_latency_ms)
 
 Clients speak ``json-tensor``; ready when ``/readyz`` answers. Metrics at ``/metrics``:
 servecap's counters (images, model calls, requests; model time per request without batching).
@@ -38,8 +38,9 @@ class BentoMLConfig(FrameworkConfig):
     kind: Literal["bentoml"] = "bentoml"
     workers: int = Field(default=1, ge=1, le=64, description="service worker processes")
     max_latency_ms: int = Field(
-        default=10, ge=1, le=60_000,
-        description="adaptive batching: the latency BentoML's batcher may add to a request",
+        default=60_000, ge=1, le=600_000,
+        description="adaptive batching: BentoML's latency bound; a request that waited this "
+        "long while the model was busy is shed with a 503 (BentoML's default: 60 s)",
     )  # fmt: skip
     timeout_s: float = Field(default=30.0, gt=0, le=3600, description="request timeout")
 

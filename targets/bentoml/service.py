@@ -7,7 +7,7 @@ module in each of its processes)::
     BentoML HTTP server (host:port, workers processes)
       POST /v1/predict  {"images": [n, h, w, c] pixel values} -> [[scores], ...]
                         (batchable when max_batch_size > 1: adaptive batching up to
-                        max_batch_size rows, max_latency_ms)
+                        max_batch_size requests, max_latency_ms)
       GET  /readyz      200 once the service is up
       GET  /metrics     BentoML's metrics and servecap's (targets.common.metrics: images and
                         model calls; with batching, requests counted as they are validated and

@@ -13,6 +13,6 @@ class BentoMLSettings(BaseSettings):
     """Worker processes of the service (``@bentoml.service(workers=...)``)."""
     max_batch_size: int = 1
     """Adaptive batching: the most rows one model call takes; 1 = the API is not batchable."""
-    max_latency_ms: int = 10
-    """Adaptive batching: the latency the batcher may add to a request."""
+    max_latency_ms: int = 60_000
+    """Adaptive batching: a request that waited this long while the model was busy is shed."""
     timeout_s: float = 30.0
