@@ -214,6 +214,19 @@ def _counted(url: str, name: str, at_least: float, timeout_s: float = 20) -> dic
         time.sleep(0.5)
 
 
+def _assert_gcs_refuses_strangers(port: int) -> None:
+    """The local cluster's GCS (bound to every interface by Ray) answers no caller without the
+    launch's token."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, err.value
+
+
 def _status(url: str, body: bytes) -> int:
     request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
     try:
@@ -256,6 +269,8 @@ def test_real_framework_answers_batches_refuses_and_leaves_nothing_on_ctrl_c(
             body, headers = protocol.encode(images[:8], encoding, endpoint=endpoint)
             answer = protocol.infer(endpoint, body, headers)
             assert protocol.classes(answer, endpoint) == expected[:8], encoding
+        if kind == "ray-serve":
+            _assert_gcs_refuses_strangers(config.gcs_port)  # type: ignore[attr-defined]
         url = endpoint.base_url + protocol.predict_path(endpoint)
         statuses = {bad: _status(url, bad) for bad in MALFORMED}
         assert all(400 <= s < 500 for s in statuses.values()), statuses
