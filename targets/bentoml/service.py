@@ -28,6 +28,7 @@ from bentoml.validators import DType, Shape
 from pydantic import AfterValidator
 
 from targets.common import metrics
+from targets.common.asgi import JsonOnly
 from targets.common.runner import ModelRunner
 from targets.common.settings import ServerSettings
 from targets.bentoml.settings import BentoMLSettings
@@ -75,3 +76,6 @@ class Classifier:
         # that BentoML concatenated: then only images and calls are counted here.
         arrived_s = None if BATCHING else [time.monotonic()]
         return self.runner.run([images], arrived_s)[0]
+
+
+Classifier.add_asgi_middleware(JsonOnly, path=PREDICT_ROUTE, max_body_bytes=MODEL.max_body_bytes)
