@@ -17,13 +17,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from targets.bentoml.settings import BentoMLSettings
 from targets.common.frameworks import FrameworkConfig, framework_env, kind_env, missing_env
 from targets.common.metrics import source as metrics_source
 from targets.common.tmp import private_dir
 from targets.config import TargetConfig
 from targets.kind import HOST, MetricsSource, ModelKind, Placement
 from targets.launchers.base import ProcessSpec
-from targets.bentoml.settings import BentoMLSettings
 from targets.protocols.base import Endpoint
 from targets.registry import REPO_ROOT
 
@@ -64,7 +64,8 @@ class BentoMLKind(ModelKind):
     ) -> list[ProcessSpec]:
         assert isinstance(config, BentoMLConfig)
         knobs = {"workers": config.workers, "max_batch_size": config.max_batch_size,
-                 "max_latency_ms": config.max_latency_ms, "timeout_s": config.timeout_s}  # fmt: skip
+                 "max_latency_ms": config.max_latency_ms,
+                 "timeout_s": config.timeout_s}  # fmt: skip
         home = private_dir("bentoml", name)
         env = {**framework_env(config, BentoMLSettings, knobs), "BENTOML_HOME": str(home),
                "BENTOML_DO_NOT_TRACK": "true"}  # fmt: skip

@@ -20,18 +20,18 @@ one is BentoML's 400 and never reaches, or fails, a batch of other requests.
 # No `from __future__ import annotations`: BentoML reads the API's annotations as types.
 
 import time
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import bentoml
 import numpy as np
 from bentoml.validators import DType, Shape
 from pydantic import AfterValidator
 
+from targets.bentoml.settings import BentoMLSettings
 from targets.common import metrics
 from targets.common.asgi import JsonOnly
 from targets.common.runner import ModelRunner
 from targets.common.settings import ServerSettings
-from targets.bentoml.settings import BentoMLSettings
 
 KNOBS = BentoMLSettings()
 MODEL = ServerSettings()
@@ -78,4 +78,6 @@ class Classifier:
         return self.runner.run([images], arrived_s)[0]
 
 
-Classifier.add_asgi_middleware(JsonOnly, path=PREDICT_ROUTE, max_body_bytes=MODEL.max_body_bytes)
+cast(Any, Classifier).add_asgi_middleware(
+    JsonOnly, path=PREDICT_ROUTE, max_body_bytes=MODEL.max_body_bytes
+)

@@ -67,7 +67,8 @@ class JsonOnly:
         await self.app(scope, replay, send)
 
     async def _body(self, receive: Receive) -> bytes | None:
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":

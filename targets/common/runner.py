@@ -87,4 +87,3 @@ class ModelRunner:
         """servecap's answer for one request's scores."""
         return Reply(200, encode_response(scores),
                      headers={MODEL_VERSION_HEADER: str(self.model.version)})  # fmt: skip
-

@@ -61,7 +61,8 @@ class LitServeKind(ModelKind):
         assert isinstance(config, LitServeConfig)
         knobs = {"host": config.host, "port": config.port, "workers": config.workers,
                  "max_batch_size": config.max_batch_size,
-                 "batch_timeout_s": config.batch_timeout_s, "timeout_s": config.timeout_s}  # fmt: skip
+                 "batch_timeout_s": config.batch_timeout_s,
+                 "timeout_s": config.timeout_s}  # fmt: skip
         env, fresh = with_metrics(name, framework_env(config, LitServeSettings, knobs), placement)
         return [ProcessSpec(name=name, role="litserve", env=env, fresh_dirs=fresh,
                             argv=(PYTHON, "-m", "targets.litserve.server"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -40,15 +40,19 @@ class RayRecorder:
     """servecap's counters as Ray Serve application metrics (one time series per replica)."""
 
     def __init__(self) -> None:
-        self.requests = metrics.Counter("servecap_inference_requests",
-                                        description="Requests that reached the model")
-        self.images = metrics.Counter("servecap_inference_images",
-                                      description="Images the model ran")
+        self.requests = metrics.Counter(
+            "servecap_inference_requests", description="Requests that reached the model"
+        )
+        self.images = metrics.Counter(
+            "servecap_inference_images", description="Images the model ran"
+        )
         self.batches = metrics.Counter("servecap_inference_batches", description="Model calls")
-        self.queue_s = metrics.Counter("servecap_queue_seconds_sum",
-                                       description="Per request: wait before its model call")
-        self.model_s = metrics.Counter("servecap_model_seconds_sum",
-                                       description="Per request: the model call it was part of")  # fmt: skip
+        self.queue_s = metrics.Counter(
+            "servecap_queue_seconds_sum", description="Per request: wait before its model call"
+        )
+        self.model_s = metrics.Counter(
+            "servecap_model_seconds_sum", description="Per request: the model call it was part of"
+        )
 
     def batch(self, images: int) -> None:
         self.batches.inc()
@@ -68,8 +72,9 @@ class Classifier:
         self.runner = ModelRunner(ServerSettings(**model), recorder=RayRecorder())
         self.batching = max_batch_size > 1
         if self.batching:
-            self.batched.set_max_batch_size(max_batch_size)
-            self.batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
+            batcher = cast(Any, self.batched)  # @serve.batch's setters, untyped
+            batcher.set_max_batch_size(max_batch_size)
+            batcher.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path

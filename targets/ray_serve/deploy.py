@@ -11,9 +11,11 @@ launcher then stops the local cluster (``ray start --block``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
+from typing import Any, cast
 
 import ray
 from ray import serve
@@ -32,13 +34,13 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
     env = {name: os.environ[name] for name in WORKER_ENV if name in os.environ}
-    ray.init(address=knobs.address, runtime_env={"env_vars": env}, logging_level="WARNING",
+    ray.init(address=knobs.address, runtime_env={"env_vars": env}, logging_level=logging.WARNING,
              log_to_driver=False)  # fmt: skip
     try:
         serve.start(http_options={"host": knobs.host, "port": knobs.port})
         from targets.ray_serve.app import Classifier
 
-        deployment = Classifier.options(
+        deployment = cast(Any, Classifier).options(
             num_replicas=knobs.num_replicas, max_ongoing_requests=knobs.max_ongoing_requests,
             ray_actor_options={"num_cpus": knobs.replica_cpus},
         )  # fmt: skip

@@ -55,12 +55,14 @@ def test_batching_is_off_by_default_and_knobs_reach_the_server() -> None:
     assert env["SERVECAP_RAY_BATCH_WAIT_TIMEOUT_S"] == "0.005"
     assert env["SERVECAP_RAY_ADDRESS"] == "127.0.0.1:9001"
     lit = get_kind("litserve").process_plan(
-        "l", target_config(kind="litserve", max_batch_size=8, batch_timeout_s=0.01, workers=2))
+        "l", target_config(kind="litserve", max_batch_size=8, batch_timeout_s=0.01, workers=2)
+    )
     assert {"SERVECAP_LITSERVE_MAX_BATCH_SIZE": "8", "SERVECAP_LITSERVE_BATCH_TIMEOUT_S": "0.01",
             "SERVECAP_LITSERVE_WORKERS": "2"}.items() <= lit[0].env.items()  # fmt: skip
     assert "PROMETHEUS_MULTIPROC_DIR" in lit[0].env
     bento = get_kind("bentoml").process_plan(
-        "b", target_config(kind="bentoml", max_batch_size=4, max_latency_ms=50, workers=3))
+        "b", target_config(kind="bentoml", max_batch_size=4, max_latency_ms=50, workers=3)
+    )
     assert bento[0].argv[1:5] == ("-m", "bentoml", "serve", "targets.bentoml.service:Classifier")
     assert bento[0].env["SERVECAP_BENTOML_WORKERS"] == "3"
     assert bento[0].env["BENTOML_HOME"] in {str(d) for d in bento[0].fresh_dirs}
@@ -294,7 +296,7 @@ def test_real_framework_answers_batches_refuses_and_leaves_nothing_on_ctrl_c(
         assert requests == 24  # each request counted once, batched or not
     finally:
         child.send_signal(signal.SIGINT)  # Ctrl-C
-        output, _ = child.communicate(timeout=90)
+        child.communicate(timeout=90)
     _, alive = psutil.wait_procs(tree, timeout=15)
     assert not alive, [p.cmdline()[:4] for p in alive]
     assert all(port_is_free(host, port) for host, port in get_kind(kind).ports(config).values())

@@ -191,9 +191,9 @@ def framework(
     request: pytest.FixtureRequest, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, int, str]]:
     name = request.param
-    config = TargetConfig.model_validate({"kind": name, "port": free_port(4),
-                                          "model_path": str(tiny_model),
-                                          "max_body_bytes": MAX_BODY, "ready_timeout_s": 180})  # fmt: skip
+    fields = {"kind": name, "port": free_port(4), "model_path": str(tiny_model),
+              "max_body_bytes": MAX_BODY, "ready_timeout_s": 180}  # fmt: skip
+    config = TargetConfig.model_validate(fields)
     missing = [p for p in get_kind(name).problems(name, config) if "make setup" in p]
     if missing:
         pytest.skip(missing[0])
@@ -216,7 +216,7 @@ def test_no_input_gets_a_5xx_from_a_framework(
 
 
 def test_a_framework_still_serves_after_fuzzing(framework: tuple[str, int, str]) -> None:
-    name, port, path = framework
+    _, port, path = framework
     body, ctype = encode_request(np.zeros((1, 32, 32, 3), np.uint8), "json")
     assert post(port, path, body, ctype) == 200
 
