@@ -147,6 +147,8 @@ class WindowStats(TypedDict, total=False):
     error_rate: float | None
     reject_rate: float | None
     mean_ms: float | None
+    latency_cv: float | None
+    """std / mean of successful latencies (the replica model's service variability)."""
     max_ms: float | None
     bytes_per_request: float | None
     p50_ms: float | None
@@ -170,6 +172,8 @@ class WindowStats(TypedDict, total=False):
 class StageSummary(WindowStats, total=False):
     index: int
     users: int
+    arrival_rps: float
+    """Open loop (rate, trace, find-max): the arrival rate the stage offered."""
     duration_s: float
     start_ts: float
     window_s: float
@@ -199,6 +203,8 @@ class CapacitySummary(TypedDict, total=False):
     """A run's ``capacity`` section (analysis.capacity.RunCapacity.to_dict)."""
 
     slo: dict[str, float]
+    basis: str
+    """open-loop (arrival rates offered on a schedule), closed-loop (users) or none."""
     throughput: str
     max_rps: float | None
     capacity_rps: float | None
@@ -223,6 +229,8 @@ class RunSummary(TypedDict, total=False):
 
     target: str
     kind: str
+    mode: str
+    """The load mode (ramp, rate, find-max, sequential; a trace runs as rate)."""
     launcher: str
     status: RunStatus
     error: str | None

@@ -192,20 +192,23 @@ def plans_overview(
     headroom: float = DEFAULT_HEADROOM,
     peak_rps: float | None = None,
 ) -> pd.DataFrame:
-    """``sizing.plan_table`` of every folder, one row per run, with readable columns."""
-    from analysis.sizing import plan_targets, plans_frame
+    """The plans of every folder, one row per run, with readable columns. Closed-loop
+    capacities are planned too, with their basis shown (``servecap plan`` refuses them)."""
+    from analysis.plans import plans_frame
+    from analysis.sizing import plan_targets
 
     frames = []
     for name, r in zip(unique_names(results), results, strict=True):
         plans = plan_targets(r.summary, slo_p99_ms, peak_rps, daily_requests=daily_requests,
                              peak_factor=peak_factor, headroom=headroom,
-                             think_time_s=r.think_time_s)  # fmt: skip
+                             think_time_s=r.think_time_s, allow_closed_loop=True)  # fmt: skip
         frames.append(plans_frame(plans).assign(folder=name))
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
     view = {"folder": "folder", "target": "target", "kind": "kind",
-            "capacity_rps": "RPS/replica", "method": "method", "peak_rps": "peak RPS",
+            "capacity_rps": "RPS/replica", "basis": "measured with", "method": "method",
+            "peak_rps": "peak RPS",
             "replicas": "replicas", "utilisation_at_peak": "utilisation at peak",
             "total_cpu_cores": "CPU cores", "total_mem_gb": "memory GB",
             "note": "note"}  # fmt: skip

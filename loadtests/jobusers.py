@@ -1,6 +1,6 @@
-"""Locust user for the asynchronous job-queue target: submit, long-poll, record the whole job.
+"""Locust users for the asynchronous job-queue target: submit, long-poll, record the whole job.
 
-Each task is one job, closed-loop:
+One job (:meth:`JobPredict.send_predict`) is:
 
 1. ``POST predict_path`` (the servecap predict body) -> 202 + job id; recorded as ``submit``.
 2. ``GET /v1/jobs/<id>?wait_s=...`` long polls until the job is finished or failed, or
@@ -13,6 +13,10 @@ Each task is one job, closed-loop:
 So the ``job`` rows are the headline: every attempt once, with the target's throughput,
 end-to-end latency, error and rejection rates; ``submit`` shows admission, ``poll`` the
 long-poll traffic.
+
+:class:`JobUser` sends jobs closed-loop (ramp: one job at a time per user);
+:class:`JobArrivalUser` open-loop (rate, find-max: Poisson or constant submissions, each
+job's latency from its *scheduled* submit to its result, :class:`loadtests.users.OpenLoop`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import orjson
 from locust import FastHttpUser, constant, task
 
 from loadtests import clock
-from loadtests.users import _BodyCycle, _Protocol
+from loadtests.users import OpenLoop, _BodyCycle, _Protocol
 from targets.protocols.jobs import JOBS_PATH as JOB_PATH
 from targets.protocols.servecap import MODEL_VERSION_HEADER
 
@@ -45,8 +49,8 @@ class _JobResponse:
         self.headers = {MODEL_VERSION_HEADER: model_version} if model_version else {}
 
 
-class JobUser(_Protocol, _BodyCycle, FastHttpUser):
-    """Submits servecap predict bodies as jobs and waits for each result."""
+class JobPredict(_Protocol, _BodyCycle, FastHttpUser):
+    """Submits servecap predict bodies as jobs and waits for each result (the transport)."""
 
     abstract = True  # made concrete by the locustfile once configured
     headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
@@ -58,8 +62,9 @@ class JobUser(_Protocol, _BodyCycle, FastHttpUser):
     def on_start(self) -> None:
         self._bodies = self._cycle()
 
-    @task
-    def job(self) -> None:
+    def send_predict(self, context: dict[str, Any] | None = None) -> dict[str, float]:
+        """One job, recorded as ``job``; returns its submit time (``sent_ts``) for the
+        open-loop pacer."""
         body = next(self._bodies)
         start_time = clock.now()
         start = time.perf_counter()
@@ -79,10 +84,11 @@ class JobUser(_Protocol, _BodyCycle, FastHttpUser):
             response_length=len(result),
             response=_JobResponse(status, version),
             exception=error if status != 503 else JobFailed("rejected (503)"),
-            context={"job_id": job_id},
+            context={**(context or {}), "job_id": job_id},
             start_time=start_time,
             url=f"{self.host}{JOB_PATH}/{job_id or ''}",
         )
+        return {"sent_ts": start_time}
 
     def _submit(self, body: bytes) -> tuple[str | None, int]:
         """POST the body: (job id, 202) when accepted, else (None, status) (recorded as submit)."""
@@ -131,6 +137,27 @@ class JobUser(_Protocol, _BodyCycle, FastHttpUser):
                     return content, None
                 error = _field(content, "error") or "no error given"
                 return content, JobFailed(f"job {status}: {error}")
+
+
+class JobUser(JobPredict):
+    """ramp mode: each user sends one job at a time."""
+
+    abstract = True
+
+    @task
+    def job(self) -> None:
+        self.send_predict()
+
+
+class JobArrivalUser(OpenLoop, JobPredict):
+    """rate and find-max modes: jobs submitted on a schedule, whatever the earlier ones do."""
+
+    abstract = True
+    concurrency = 1000  # connections in FastHttpSession's pool
+
+    @task
+    def drive(self) -> None:
+        self.run_open_loop()
 
 
 def _field(content: bytes | None, key: str) -> str | None:

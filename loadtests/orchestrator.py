@@ -251,7 +251,8 @@ def _run_target(
     tdir.mkdir(parents=True, exist_ok=True)
     paper = kind.paper
     entry: RunSummary = {
-        "target": name, "kind": config.kind, "launcher": launcher.name, "status": "ok",
+        "target": name, "kind": config.kind, "mode": scenario.load.mode,
+        "launcher": launcher.name, "status": "ok",
         "error": None, "time_to_ready_s": None,
         "paper_architecture": paper.name if paper else None,
         "paper_same_path": paper.same_path if paper else None,

@@ -88,10 +88,16 @@ class FindMax(StrictModel):
     max_hold_s: float = Field(default=40, gt=0, le=3_600, description="longest time at one rate")
     tolerance: float = Field(default=0.05, gt=0, le=1, description="stop when hi/lo - 1 is below")
     max_points: int = Field(default=16, ge=2, le=100)
+    drain_idle_s: float = Field(
+        default=1.0, ge=0, le=60,
+        description="between rates: once nothing is in flight, idle this long (independent "
+        "probes: no backlog of one rate is measured in the next)",
+    )  # fmt: skip
 
     @property
     def max_duration_s(self) -> float:
-        return self.max_points * self.max_hold_s
+        """Bound on the search: every point held to the end, drained and idle after it."""
+        return self.max_points * (self.max_hold_s + self.drain_idle_s + 30.0)
 
 
 class Trace(StrictModel):

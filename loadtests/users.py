@@ -235,15 +235,23 @@ class OpenLoop:
                     break
             timeline.end(row, passed=point.passed, reason=point.reason,
                          steady_from_ts=point.steady_from_ts)  # fmt: skip
+            # Independent probes: nothing of this rate may still be queued when the next one
+            # starts (what finishes now is recorded in this stage: it was scheduled in it).
+            timeout_s = float(getattr(self, "timeout_s", 30.0))
+            point.drain_s, point.drained = self._drain(timeout_s)
+            timeline.annotate(row, drain_s=point.drain_s, drained=point.drained)
             write_json(self.out_dir / FINDMAX_FILE, search.result())
-            self._drain(timeout_s=max(2.0, 2 * self.slo_p99_ms / 1000))
+            gevent.sleep(plan.drain_idle_s)
             self.observed.clear()
         shapes.DONE.set()
 
-    def _drain(self, timeout_s: float) -> None:
-        deadline = clock.now() + timeout_s
+    def _drain(self, timeout_s: float) -> tuple[float, bool]:
+        """Wait until nothing sent is in flight (at most ``timeout_s``): (seconds, drained)."""
+        start = clock.now()
+        deadline = start + timeout_s
         while self._in_flight and clock.now() < deadline:
-            gevent.sleep(0.05)
+            gevent.sleep(0.01)
+        return clock.now() - start, not self._in_flight
 
 
 class SequentialRuns:

@@ -25,7 +25,7 @@ POLL_WAIT_S = 10.0
 class JobsProtocol(ServecapProtocol):
     name = "servecap-jobs"
     transport = "jobs"
-    modes = frozenset({"ramp"})
+    modes = frozenset({"ramp", "rate", "find-max"})
     primary_request = "job"
 
     def predict_path(self, endpoint: Endpoint) -> str:
