@@ -17,7 +17,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from targets.bentoml.settings import BentoMLSettings
+from targets.bentoml.settings import PREDICT_PATH, READY_PATH, BentoMLSettings
 from targets.common.frameworks import FrameworkConfig, framework_env, kind_env, missing_env
 from targets.common.metrics import source as metrics_source
 from targets.common.tmp import private_dir
@@ -30,8 +30,6 @@ from targets.registry import REPO_ROOT
 ENV = "bentoml"
 """Its environment, inside the project venv (targets/bentoml/setup.sh)."""
 SERVICE = "targets.bentoml.service:Classifier"
-PREDICT_PATH = "/v1/predict"
-READY_PATH = "/readyz"
 
 
 class BentoMLConfig(FrameworkConfig):
@@ -42,7 +40,6 @@ class BentoMLConfig(FrameworkConfig):
         description="adaptive batching: BentoML's latency bound; a request that waited this "
         "long while the model was busy is shed with a 503 (BentoML's default: 60 s)",
     )  # fmt: skip
-    timeout_s: float = Field(default=30.0, gt=0, le=3600, description="request timeout")
 
 
 class BentoMLKind(ModelKind):

@@ -27,7 +27,7 @@ import numpy as np
 from bentoml.validators import DType, Shape
 from pydantic import AfterValidator
 
-from targets.bentoml.settings import BentoMLSettings
+from targets.bentoml.settings import PREDICT_PATH, BentoMLSettings
 from targets.common import metrics
 from targets.common.asgi import JsonOnly
 from targets.common.runner import ModelRunner
@@ -35,7 +35,6 @@ from targets.common.settings import ServerSettings
 
 KNOBS = BentoMLSettings()
 MODEL = ServerSettings()
-PREDICT_ROUTE = "/v1/predict"
 BATCHING = (
     {"batchable": True, "max_batch_size": KNOBS.max_batch_size,
      "max_latency_ms": KNOBS.max_latency_ms}
@@ -70,7 +69,7 @@ class Classifier:
     def __init__(self) -> None:
         self.runner = ModelRunner(MODEL)
 
-    @bentoml.api(route=PREDICT_ROUTE, **BATCHING)
+    @bentoml.api(route=PREDICT_PATH, **BATCHING)
     def predict(self, images: Images) -> np.ndarray:
         # One request (its queue time 0, its model time the call's), or a batch of requests
         # that BentoML concatenated: then only images and calls are counted here.
@@ -79,5 +78,5 @@ class Classifier:
 
 
 cast(Any, Classifier).add_asgi_middleware(
-    JsonOnly, path=PREDICT_ROUTE, max_body_bytes=MODEL.max_body_bytes
+    JsonOnly, path=PREDICT_PATH, max_body_bytes=MODEL.max_body_bytes
 )

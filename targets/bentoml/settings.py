@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+PREDICT_PATH = "/v1/predict"
+READY_PATH = "/readyz"
+
 
 class BentoMLSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SERVECAP_BENTOML_", extra="ignore")

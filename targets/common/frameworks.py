@@ -38,6 +38,10 @@ class FrameworkConfig(ModelConfig):
     max_batch: int = Field(
         default=256, ge=1, le=4096, description="largest batch (images) a request may carry"
     )
+    timeout_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="the framework's request timeout: a request unanswered by then is refused",
+    )  # fmt: skip
 
 
 def framework_env(

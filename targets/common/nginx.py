@@ -248,8 +248,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--app-port", type=int, required=True, action="append",
-                        help="an app server's port; several: an upstream of replicas")
+    parser.add_argument(
+        "--app-port",
+        type=int,
+        required=True,
+        action="append",
+        help="an app server's port; several: an upstream of replicas",
+    )
     parser.add_argument("--balance", choices=sorted(BALANCE_DIRECTIVES), default="round-robin")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--workers", type=int, default=1)

@@ -22,10 +22,8 @@ from targets.common.metrics import source as metrics_source
 from targets.config import TargetConfig
 from targets.kind import HOST, MetricsSource, ModelKind, Placement
 from targets.launchers.base import ProcessSpec
-from targets.litserve.settings import LitServeSettings
+from targets.litserve.settings import HEALTH_PATH, LitServeSettings
 from targets.protocols.base import Endpoint
-
-HEALTH_PATH = "/health"
 
 
 class LitServeConfig(FrameworkConfig):
@@ -37,9 +35,6 @@ class LitServeConfig(FrameworkConfig):
         default=0.0, ge=0, le=10,
         description="batching: the longest LitServe waits to fill a batch (its batch_timeout)",
     )  # fmt: skip
-    timeout_s: float = Field(
-        default=30.0, gt=0, le=3600, description="a request unanswered after this gets a 504"
-    )
 
 
 class LitServeKind(ModelKind):

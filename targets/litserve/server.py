@@ -31,11 +31,9 @@ from targets.common.asgi import JsonOnly
 from targets.common.payload import PayloadError, response_document
 from targets.common.runner import ModelRunner
 from targets.common.settings import ServerSettings
-from targets.litserve.settings import LitServeSettings
+from targets.litserve.settings import HEALTH_PATH, LitServeSettings
 from targets.protocols.servecap import PREDICT_PATH
 
-HEALTH_PATH = "/health"
-"""LitServe's own readiness path."""
 METRICS_PATH = "/metrics"
 
 Item = tuple[np.ndarray, float]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+HEALTH_PATH = "/health"
+"""LitServe's own readiness path (200 once every inference worker is up)."""
+
 
 class LitServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SERVECAP_LITSERVE_", extra="ignore")

@@ -37,7 +37,8 @@ def main() -> None:
     ray.init(address=knobs.address, runtime_env={"env_vars": env}, logging_level=logging.WARNING,
              log_to_driver=False)  # fmt: skip
     try:
-        serve.start(http_options={"host": knobs.host, "port": knobs.port})
+        serve.start(http_options={"host": knobs.host, "port": knobs.port,
+                                  "request_timeout_s": knobs.timeout_s})  # fmt: skip
         from targets.ray_serve.app import Classifier
 
         deployment = cast(Any, Classifier).options(

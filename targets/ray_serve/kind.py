@@ -130,6 +130,7 @@ class RayServeKind(ModelKind):
                  "max_ongoing_requests": config.max_ongoing_requests,
                  "max_batch_size": config.max_batch_size,
                  "batch_wait_timeout_s": config.batch_wait_timeout_s,
+                 "timeout_s": config.timeout_s,
                  "shutdown_serve": local or config.shutdown_serve}  # fmt: skip
         env = {**framework_env(config, RayServeSettings, knobs), "RAY_USAGE_STATS_ENABLED": "0"}
         deploy = ProcessSpec(name=name, role="ray-serve", env=env,

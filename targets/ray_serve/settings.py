@@ -23,5 +23,7 @@ class RayServeSettings(BaseSettings):
     max_batch_size: int = 1
     """@serve.batch: the most requests one model call takes; 1 = no batching."""
     batch_wait_timeout_s: float = 0.01
+    timeout_s: float = 30.0
+    """Serve's HTTP request timeout."""
     shutdown_serve: bool = True
     """Shut Serve down after the run (a cluster servecap started); else only delete the app."""

@@ -102,6 +102,7 @@ def test_find_max_requires_stability_and_errors_fail() -> None:
 def test_find_max_records_where_the_deciding_windows_begin() -> None:
     plan = FindMax(start_rps=10, stable_windows=2, stability=0.2, max_hold_s=100)
     search = FindMaxSearch(plan, slo_p99_ms=50)
+
     def win(start: float, p99: float) -> WindowResult:
         return WindowResult(start, start + 4, 200, 0, p99, latencies_ms=[p99] * 200)
 
