@@ -78,6 +78,13 @@ overhead around the wire time; ``outcome``: ok | error | rejected (503); ``model
 the model version that answered (the ``X-Model-Version`` header of servecap's servers; empty
 when the server does not say)."""
 
+JOB_REQUEST = "job"
+"""The job queue's request names (``name``): a whole job (submit to result, the headline),"""
+JOB_SUBMIT_REQUEST = "submit"
+"""its submission (``POST /v1/jobs``),"""
+JOB_POLL_REQUEST = "poll"
+"""and each long poll for its result."""
+
 LABEL_COLUMNS: dict[str, str] = {"stage": "int64", "in_window": "bool"}
 """Added when a run is finalised: the stage a request started in, and whether it lies in
 that stage's steady window (after ``settle_s``)."""

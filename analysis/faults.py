@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.contract import JOB_REQUEST, JOB_SUBMIT_REQUEST
+
 BASELINE_S = 10.0
 DIP_WINDOW_S = 30.0
 CLEAN_WINDOWS = 3
@@ -118,8 +120,8 @@ def version_spans(records: pd.DataFrame, t0: float) -> dict[str, Any]:
 
 def job_accounting(records: pd.DataFrame) -> dict[str, int]:
     """The job queue's jobs over the run: accepted, finished, lost, unresolved."""
-    submits = records[records["name"] == "submit"]
-    jobs = records[records["name"] == "job"]
+    submits = records[records["name"] == JOB_SUBMIT_REQUEST]
+    jobs = records[records["name"] == JOB_REQUEST]
     accepted = int((submits["outcome"] == "ok").sum())
     finished = int((jobs["outcome"] == "ok").sum())
     errors = jobs[jobs["outcome"] == "error"]["error"].astype(str)

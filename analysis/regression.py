@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from analysis.contract import JOB_REQUEST
 from analysis.load import read_requests, read_summary
 
 Verdict = Literal["better", "same", "worse", "no data"]
@@ -193,7 +194,7 @@ def compare_folders(
 def _primary(run: dict[str, Any]) -> str | None:
     """The request type the headline figures describe, for runs with several (job queue)."""
     names = {n for s in run.get("stages", []) for n in (s.get("by_name") or {})}
-    return "job" if "job" in names else None
+    return JOB_REQUEST if JOB_REQUEST in names else None
 
 
 def table(comparisons: list[StageComparison]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from analysis.contract import SCENARIO_FILE
 from analysis.sizing import TargetPlan
 from targets.config import TargetConfig
 from targets.deploy import DeployError, Sizing, compose_override, kubernetes_manifests
+from targets.registry import target_config
 
 Echo = Callable[[str], None]
 
@@ -36,7 +37,7 @@ def resolved_targets(results_dir: Path) -> dict[str, TargetConfig]:
     except (OSError, yaml.YAMLError) as err:
         raise DeployError(f"cannot read the run's target configurations in {path}: {err}") \
             from None  # fmt: skip
-    return {name: TargetConfig.model_validate(cfg) for name, cfg in doc.get("targets", {}).items()}
+    return {name: target_config(**cfg) for name, cfg in doc.get("targets", {}).items()}
 
 
 def sizing_of(tp: TargetPlan) -> Sizing | None:

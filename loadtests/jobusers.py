@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import orjson
 from locust import FastHttpUser, constant, task
 
+from analysis.contract import JOB_POLL_REQUEST, JOB_REQUEST, JOB_SUBMIT_REQUEST
 from loadtests import clock
 from loadtests.users import OpenLoop, _BodyCycle, _Protocol
 from targets.protocols.jobs import JOBS_PATH as JOB_PATH
@@ -79,7 +80,7 @@ class JobPredict(_Protocol, _BodyCycle, FastHttpUser):
         version = _field(result, "model_version") if status == 200 else None
         self.environment.events.request.fire(
             request_type="JOB",
-            name="job",
+            name=JOB_REQUEST,
             response_time=(time.perf_counter() - start) * 1000,
             response_length=len(result),
             response=_JobResponse(status, version),
@@ -96,7 +97,7 @@ class JobPredict(_Protocol, _BodyCycle, FastHttpUser):
             self.predict_path,
             data=body,  # type: ignore[arg-type]  # bytes are sent as-is at runtime
             headers=self.headers,
-            name="submit",
+            name=JOB_SUBMIT_REQUEST,
             catch_response=True,
         ) as resp:
             if resp.status_code == 503:
@@ -122,7 +123,7 @@ class JobPredict(_Protocol, _BodyCycle, FastHttpUser):
                 return b"", JobFailed(f"job not done after {self.timeout_s:g} s")
             wait = min(remaining, POLL_WAIT_MAX_S, limit)
             with self.client.get(
-                f"{path}?wait_s={wait:.3f}", name="poll", catch_response=True
+                f"{path}?wait_s={wait:.3f}", name=JOB_POLL_REQUEST, catch_response=True
             ) as resp:
                 content = resp.content or b""
                 if resp.status_code == 202:

@@ -30,6 +30,7 @@ import yaml
 
 from analysis.capacity import capacity_section
 from analysis.contract import (
+    JOB_SUBMIT_REQUEST,
     LOAD_CONFIG_FILE,
     META_FILE,
     SCENARIO_FILE,
@@ -409,7 +410,7 @@ def fault_section(tdir: Path, scenario: Scenario, request_name: str | None) -> d
     end_ts = float(records["ts"].max()) if len(records) else 0.0
     slo = scenario.slo.p99_ms if scenario.slo else None
     out: dict[str, Any] = {"injected": impacts(records, events, end_ts, slo, request_name)}
-    if len(records) and (records["name"] == "submit").any():
+    if len(records) and (records["name"] == JOB_SUBMIT_REQUEST).any():
         out["jobs"] = job_accounting(records)
     return out
 

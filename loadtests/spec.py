@@ -18,7 +18,10 @@ from pydantic import Field, ValidationError, model_validator
 from analysis.defaults import DEFAULT_LATE_MS
 from loadtests.faults import GENERIC_PARTS, Fault
 from targets.common.dataset import CLASSES as CIFAR_CLASSES
-from targets.config import Encoding, StrictModel, TargetConfig, parse_cpuset
+from targets.config import StrictModel, parse_cpuset
+from targets.inputs import Encoding
+from targets.protocols.base import LoadMode
+from targets.registry import KindConfig
 
 DEFAULT_SCENARIOS_FILE = Path("scenarios.yaml")
 MAX_RPS = 100_000
@@ -28,12 +31,6 @@ MAX_SEQUENTIAL_REQUESTS = 1_000_000
 
 class SpecError(ValueError):
     """The scenario file is missing, unparsable or invalid; the message says where and the fix."""
-
-
-LoadMode = Literal["ramp", "rate", "sequential", "find-max"]
-"""ramp: closed-loop users by stage; rate: open-loop arrivals by stage; sequential: the paper's
-N requests one after another, repeated; find-max: search the highest rate meeting the SLO.
-``mode: trace`` in a scenario is a rate plan whose stages come from a file (:class:`Trace`)."""
 
 
 class Stage(StrictModel):
@@ -314,7 +311,7 @@ class ScenarioFile(StrictModel):
     """The whole ``scenarios.yaml``."""
 
     version: int = Field(default=1, ge=1, le=1)
-    targets: dict[str, TargetConfig] = Field(min_length=1)
+    targets: dict[str, KindConfig] = Field(min_length=1)
     scenarios: dict[str, Scenario] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -35,11 +35,13 @@ from locust import FastHttpUser, User, constant, task
 from locust.exception import StopUser
 
 from analysis.contract import FINDMAX_FILE, SEQUENTIAL_FILE, TIMELINE_FILE, write_json
+from analysis.defaults import DEFAULT_MAX_ERROR_RATE
 from loadtests import clock, shapes, wiretime
 from loadtests.findmax import FindMaxSearch, window_result
 from loadtests.pacing import Pacer
 from loadtests.spec import FindMax, Sequential, Stage
 from targets.protocols import Endpoint, Protocol, get_protocol
+from targets.protocols.servecap import PREDICT_PATH
 
 
 class _BodyCycle:
@@ -71,7 +73,7 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
 
     abstract = True
     headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
-    predict_path: ClassVar[str] = "/v1/predict"
+    predict_path: ClassVar[str] = PREDICT_PATH
     wait_time = constant(0)
 
     def __init__(self, environment: Any) -> None:
@@ -140,7 +142,7 @@ class OpenLoop:
     max_in_flight: ClassVar[int] = 1000
     find_max: ClassVar[FindMax | None] = None
     slo_p99_ms: ClassVar[float] = 0.0
-    max_error_rate: ClassVar[float] = 0.01
+    max_error_rate: ClassVar[float] = DEFAULT_MAX_ERROR_RATE
     out_dir: ClassVar[Path | None] = None
     observed: ClassVar[list[tuple[float, float, str, float]]] = []
     """(ts, latency_ms, outcome, lag_ms) of finished requests, fed by the recorder

@@ -16,15 +16,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from loadtests.image_files import load_jpeg_bytes
 from loadtests.spec import ScenarioFile
-from targets.common.dataset import CLASSES, Split, load_jpeg_bytes, load_split
+from targets.common.dataset import CLASSES, Split, load_split
 from targets.common.payload import as_jpeg_files
 from targets.config import ModelConfig, TargetConfig
 from targets.inputs import InputSpec
+from targets.launch_types import resolve_model_path
 from targets.launchers import LaunchError, get_launcher
 from targets.protocols import ProtocolError, get_protocol
 from targets.protocols.base import Endpoint, Protocol
-from targets.registry import endpoint_for, get_kind, resolve_model_path
+from targets.registry import endpoint_for, get_kind
 
 Echo = Callable[[str], None]
 

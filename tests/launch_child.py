@@ -14,13 +14,13 @@ from pathlib import Path
 
 import psutil
 
-from targets.config import TargetConfig
 from targets.launchers.process import ProcessLauncher
+from targets.registry import target_config
 
 
 def main() -> None:
     name, logs, fields = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
-    config = TargetConfig.model_validate(fields)
+    config = target_config(**fields)
     with ProcessLauncher(stop_grace_s=10).launch(name, config, logs):
         tree = psutil.Process().children(recursive=True)
         print("READY", " ".join(str(p.pid) for p in tree), flush=True)

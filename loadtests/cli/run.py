@@ -16,7 +16,7 @@ from loadtests.cli.common import (
     scenarios_option,
 )
 from loadtests.spec import SpecError
-from targets.config import Encoding
+from targets.inputs import Encoding
 from targets.launchers import LAUNCHERS
 
 launcher_option = click.option(

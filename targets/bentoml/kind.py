@@ -18,12 +18,12 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from targets.bentoml.settings import PREDICT_PATH, READY_PATH, BentoMLSettings
-from targets.common.frameworks import FrameworkConfig, framework_env, kind_env, missing_env
+from targets.common.framework import FrameworkConfig, framework_server_env, require_environment
 from targets.common.metrics import source as metrics_source
 from targets.common.tmp import private_dir
 from targets.config import TargetConfig
-from targets.kind import HOST, MetricsSource, ModelKind, Placement
-from targets.launchers.base import ProcessSpec
+from targets.kind import MetricsSource, ModelKind
+from targets.launch_types import HOST, Placement, ProcessSpec
 from targets.protocols.base import Endpoint
 from targets.registry import REPO_ROOT
 
@@ -52,10 +52,6 @@ class BentoMLKind(ModelKind):
         return Endpoint(protocol="json-tensor", base_url=config.base_url,
                         predict_path=PREDICT_PATH)  # fmt: skip
 
-    def problems(self, name: str, config: TargetConfig) -> list[str]:
-        missing = missing_env(ENV)
-        return [f"target '{name}': {missing}"] if missing else super().problems(name, config)
-
     def process_plan(
         self, name: str, config: TargetConfig, placement: Placement = HOST
     ) -> list[ProcessSpec]:
@@ -64,9 +60,10 @@ class BentoMLKind(ModelKind):
                  "max_latency_ms": config.max_latency_ms,
                  "timeout_s": config.timeout_s}  # fmt: skip
         home = private_dir("bentoml", name)
-        env = {**framework_env(config, BentoMLSettings, knobs), "BENTOML_HOME": str(home),
+        env = {**framework_server_env(config, BentoMLSettings, knobs), "BENTOML_HOME": str(home),
                "BENTOML_DO_NOT_TRACK": "true"}  # fmt: skip
-        argv = (str(kind_env(ENV) / "bin" / "python"), "-m", "bentoml", "serve", SERVICE,
+        python = require_environment(name, ENV)
+        argv = (str(python), "-m", "bentoml", "serve", SERVICE,
                 "--host", config.host, "--port", str(config.port),
                 "--working-dir", str(REPO_ROOT))  # fmt: skip
         return [ProcessSpec(name=name, role="bentoml", argv=argv, env=env, fresh_dirs=(home,),

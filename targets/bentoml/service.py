@@ -29,7 +29,7 @@ from pydantic import AfterValidator
 
 from targets.bentoml.settings import PREDICT_PATH, BentoMLSettings
 from targets.common import metrics
-from targets.common.asgi import JsonOnly
+from targets.common.body_limit import JsonOnly
 from targets.common.runner import ModelRunner
 from targets.common.settings import ServerSettings
 

@@ -1,25 +1,11 @@
 #!/usr/bin/env bash
-# Makes the `bentoml` kind's own environment, VENV/bentoml (called by `make setup`): a venv of
-# the project venv's interpreter holding BentoML and what it pins differently from the project
-# (requirements-env.txt), which sees TensorFlow and the rest of the project venv through a .pth
-# file (no second TensorFlow install). The .pth is written first, so pip counts the project's
-# packages as installed and adds only what BentoML needs beside them.
-#
-# Usage: targets/bentoml/setup.sh [VENV]   (default .venv). Idempotent: a second run with the
-# same requirements returns at once. pip honours PIP_* variables.
+# Makes VENV/bentoml, the environment the `bentoml` kind runs in (called by `make setup`):
+# BentoML 1.4.40 and requirements-env.txt, seeing the project venv's TensorFlow through a .pth
+# file (targets/common/framework_env.sh). BentoML 1.4.40 needs opentelemetry-api 1.45.1 where
+# the project (fastapi) has 1.45.2, so it cannot live in the project venv.
+# Usage: targets/bentoml/setup.sh [VENV]   (default .venv). Idempotent.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-venv=$(cd "${1:-.venv}" && pwd)
-env="$venv/bentoml"
-stamp="$env/.servecap-requirements"
-if [ -x "$env/bin/python" ] && cmp -s "$here/requirements-env.txt" "$stamp"; then
-  exit 0
-fi
-base=$("$venv/bin/python" -c 'import sys; print(sys._base_executable)')
-[ -x "$env/bin/python" ] || "$base" -m venv "$env"
-site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-env_site=$("$env/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$site" > "$env_site/servecap-project.pth"
-"$env/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements-env.txt"
-"$env/bin/python" -c 'import bentoml, numpy, pydantic'
-cp "$here/requirements-env.txt" "$stamp"
+exec bash "$here/../common/framework_env.sh" bentoml \
+  'import bentoml; assert bentoml.__version__ == "1.4.40", bentoml.__version__' \
+  "${1:-.venv}" "$here/requirements-env.txt"

@@ -44,14 +44,14 @@ from pathlib import Path
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES
 from targets.common.tmp import private_dir
 from targets.config import loopback_url
-from targets.kind import HOST, Placement
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.launch_types import HOST, LaunchError, Placement, ProcessSpec
+from targets.protocols.servecap import HEALTH_PATH
 
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 UPSTREAM_KEEPALIVE = 64
 """Idle keep-alive connections to the app server that one nginx worker keeps."""
 UPSTREAM_KEEPALIVE_TIMEOUT_S = 60
-"""Below the app servers' keep-alive (75 s, see targets.flask.launch.KEEPALIVE_S)."""
+"""Below the app servers' keep-alive (75 s, see targets.common.gunicorn.KEEPALIVE_S)."""
 CONTAINER_PREFIX = Path("/tmp/servecap/nginx/target")
 """write_conf makes its parent folders world-traversable: keep them ours, under /tmp."""
 
@@ -238,7 +238,7 @@ def nginx_spec(
         role="nginx",
         argv=argv,
         env=base_env(),
-        ready_url=f"{loopback_url(host, port)}/healthz",
+        ready_url=f"{loopback_url(host, port)}{HEALTH_PATH}",
     )
 
 

@@ -28,7 +28,8 @@ from pydantic import Field, model_validator
 
 from targets.common.foreign import ForeignConfig, ForeignKind
 from targets.config import StrictModel, TargetConfig
-from targets.kind import MetricsSource, Probe
+from targets.kind import MetricsSource
+from targets.launch_types import Probe
 from targets.protocols import get_protocol
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
@@ -168,7 +169,7 @@ class ExternalKind(ForeignKind):
             from targets.common.metrics import source as servecap_source
 
             return servecap_source(url)
-        from targets.triton.metrics import source as triton_source
+        from targets.common.triton_metrics import source as triton_source
 
         return triton_source(url)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from targets.config import TargetConfig
-from targets.jobqueue.launch import JobQueueConfig, launch_env, process_plan
-from targets.kind import HOST, Containers, Image, ModelKind, Placement, Probe
-from targets.launchers.base import ProcessSpec
+from targets.jobqueue.launch import JobQueueConfig, launch_env, process_plan, ready_path
+from targets.kind import Containers, Image, ModelKind
+from targets.launch_types import HOST, Placement, Probe, ProcessSpec
 from targets.protocols.base import Endpoint
 
 
@@ -39,7 +39,7 @@ class JobQueueKind(ModelKind):
 
     def readiness(self, config: TargetConfig) -> list[Probe]:
         assert isinstance(config, JobQueueConfig)
-        return [Probe(url=f"{config.base_url}/healthz?min_workers={config.queue_workers}")]
+        return [Probe(url=f"{config.base_url}{ready_path(config)}")]
 
     def scales(self, config: TargetConfig) -> dict[str, int]:
         assert isinstance(config, JobQueueConfig)

@@ -26,7 +26,8 @@ from pathlib import Path
 import psutil
 
 from targets.config import TargetConfig
-from targets.launchers.base import LaunchError, RunningTarget
+from targets.launch_types import LaunchError
+from targets.launchers.base import RunningTarget
 from targets.registry import get_kind
 
 POLL_S = 0.25

@@ -16,12 +16,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from targets.common.frameworks import FrameworkConfig, framework_env, missing_module
+from targets.common.framework import FrameworkConfig, framework_server_env, missing_module
 from targets.common.launch import PYTHON, with_metrics
 from targets.common.metrics import source as metrics_source
 from targets.config import TargetConfig
-from targets.kind import HOST, MetricsSource, ModelKind, Placement
-from targets.launchers.base import ProcessSpec
+from targets.kind import MetricsSource, ModelKind
+from targets.launch_types import HOST, Placement, ProcessSpec
 from targets.litserve.settings import HEALTH_PATH, LitServeSettings
 from targets.protocols.base import Endpoint
 
@@ -47,8 +47,8 @@ class LitServeKind(ModelKind):
         return Endpoint(protocol="servecap", base_url=config.base_url)
 
     def problems(self, name: str, config: TargetConfig) -> list[str]:
-        missing = missing_module("litserve", "LitServe")
-        return [f"target '{name}': {missing}"] if missing else super().problems(name, config)
+        missing = missing_module(name, "litserve", "LitServe")
+        return [missing] if missing else super().problems(name, config)
 
     def process_plan(
         self, name: str, config: TargetConfig, placement: Placement = HOST
@@ -58,7 +58,9 @@ class LitServeKind(ModelKind):
                  "max_batch_size": config.max_batch_size,
                  "batch_timeout_s": config.batch_timeout_s,
                  "timeout_s": config.timeout_s}  # fmt: skip
-        env, fresh = with_metrics(name, framework_env(config, LitServeSettings, knobs), placement)
+        env, fresh = with_metrics(
+            name, framework_server_env(config, LitServeSettings, knobs), placement
+        )
         return [ProcessSpec(name=name, role="litserve", env=env, fresh_dirs=fresh,
                             argv=(PYTHON, "-m", "targets.litserve.server"),
                             ready_url=f"{config.base_url}{HEALTH_PATH}")]  # fmt: skip

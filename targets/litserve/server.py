@@ -13,7 +13,7 @@ set by the kind's process plan) runs::
 
 A malformed body is a 422 from FastAPI's validation or from :meth:`decode_request` (raised as
 HTTPException in the worker, which LitServe answers with its status); a body over
-``max_body_bytes`` is a 413, another media type a 415 (:class:`targets.common.asgi.JsonOnly`).
+``max_body_bytes`` is a 413, another media type a 415 (:class:`targets.common.body_limit.JsonOnly`).
 """
 
 # No `from __future__ import annotations`: LitServe reads decode_request's annotation as a type.
@@ -27,7 +27,7 @@ from fastapi import HTTPException, Response
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from targets.common import metrics
-from targets.common.asgi import JsonOnly
+from targets.common.body_limit import JsonOnly
 from targets.common.payload import PayloadError, response_document
 from targets.common.runner import ModelRunner
 from targets.common.settings import ServerSettings

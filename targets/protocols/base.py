@@ -17,17 +17,21 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from targets.inputs import CIFAR_INPUT, InputSpec
+from targets.inputs import CIFAR_INPUT, CNN_INPUT_NAME, CNN_OUTPUT_NAME, InputSpec
 
 Transport = Literal["http", "grpc", "jobs"]
 Headers = Mapping[str, str]
 """A request's HTTP headers, ``Content-Type`` included (empty for gRPC)."""
-LOAD_MODES = frozenset({"ramp", "rate", "sequential", "find-max"})
+LoadMode = Literal["ramp", "rate", "sequential", "find-max"]
+"""ramp: closed-loop users by stage; rate: open-loop arrivals by stage; sequential: the paper's
+N requests one after another, repeated; find-max: search the highest rate meeting the SLO.
+``mode: trace`` in a scenario is a rate plan whose stages come from a file."""
+LOAD_MODES: frozenset[str] = frozenset(get_args(LoadMode))
 
 
 class ProtocolError(RuntimeError):
@@ -82,9 +86,9 @@ class Endpoint(BaseModel):
     """``127.0.0.1:PORT`` of the gRPC endpoint, for gRPC protocols."""
     model_name: str | None = None
     """The served model's name, for protocols that address models by name."""
-    input_name: str = "images"
+    input_name: str = CNN_INPUT_NAME
     """The model's input tensor, for tensor protocols (KServe v2, TF Serving gRPC)."""
-    output_name: str = "probabilities"
+    output_name: str = CNN_OUTPUT_NAME
     """The output read back (scores per class, or class ids: ``output_kind``)."""
     output_kind: Literal["probabilities", "logits", "class_id"] = "probabilities"
     """What the output holds: scores (probabilities or logits: the class is the top one), or

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from analysis.contract import JOB_REQUEST
 from targets.protocols.base import Endpoint, Headers, ProtocolError, http_get, http_post
 from targets.protocols.servecap import ServecapProtocol
 
@@ -26,7 +27,7 @@ class JobsProtocol(ServecapProtocol):
     name = "servecap-jobs"
     transport = "jobs"
     modes = frozenset({"ramp", "rate", "find-max"})
-    primary_request = "job"
+    primary_request = JOB_REQUEST
 
     def predict_path(self, endpoint: Endpoint) -> str:
         return JOBS_PATH

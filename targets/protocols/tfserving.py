@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from targets.inputs import CIFAR_INPUT, InputSpec
+from targets.inputs import CIFAR_INPUT, CNN_INPUT_NAME, CNN_MODEL_NAME, CNN_OUTPUT_NAME, InputSpec
 from targets.protocols.base import (
     Discovery,
     Endpoint,
@@ -30,10 +30,10 @@ from targets.protocols.base import (
     image_shape,
 )
 
-MODEL_NAME = "cifar10_cnn"
+MODEL_NAME = CNN_MODEL_NAME
 SIGNATURE = "serving_default"
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
+INPUT_NAME = CNN_INPUT_NAME
+OUTPUT_NAME = CNN_OUTPUT_NAME
 GRPC_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 

@@ -34,13 +34,13 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from targets.common.frameworks import FrameworkConfig, framework_env, missing_module
+from targets.common.framework import FrameworkConfig, framework_server_env, missing_module
 from targets.common.launch import PYTHON
 from targets.common.metrics import source as metrics_source
 from targets.common.tmp import private_dir
 from targets.config import TargetConfig
-from targets.kind import HOST, MetricsSource, ModelKind, Placement
-from targets.launchers.base import ProcessSpec
+from targets.kind import MetricsSource, ModelKind
+from targets.launch_types import HOST, Placement, ProcessSpec
 from targets.protocols.base import Endpoint
 from targets.protocols.servecap import HEALTH_PATH
 from targets.ray_serve.settings import RayServeSettings
@@ -110,8 +110,8 @@ class RayServeKind(ModelKind):
         return Endpoint(protocol="servecap", base_url=config.base_url)
 
     def problems(self, name: str, config: TargetConfig) -> list[str]:
-        missing = missing_module("ray.serve", "Ray Serve")
-        return [f"target '{name}': {missing}"] if missing else super().problems(name, config)
+        missing = missing_module(name, "ray.serve", "Ray Serve")
+        return [missing] if missing else super().problems(name, config)
 
     def launch_env(self, config: TargetConfig) -> dict[str, str]:
         assert isinstance(config, RayServeConfig)
@@ -132,7 +132,10 @@ class RayServeKind(ModelKind):
                  "batch_wait_timeout_s": config.batch_wait_timeout_s,
                  "timeout_s": config.timeout_s,
                  "shutdown_serve": local or config.shutdown_serve}  # fmt: skip
-        env = {**framework_env(config, RayServeSettings, knobs), "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {
+            **framework_server_env(config, RayServeSettings, knobs),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
         deploy = ProcessSpec(name=name, role="ray-serve", env=env,
                              argv=(PYTHON, "-m", "targets.ray_serve.deploy"),
                              ready_url=f"{config.base_url}{HEALTH_PATH}")  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from analysis import plots, report
+from analysis import framework_plots, report
 from analysis.cost import Prices
 from analysis.frameworks import batching, figures, framework_table, ratios
 from analysis.results import Results
@@ -74,7 +74,9 @@ def test_report_overview_and_chart(tmp_path: Any) -> None:
     frame = report.frameworks_overview([results], table, 100.0, Prices(core_hour=0.04))
     assert len(frame) == 2 and frame["batching"].tolist() == [False, True]
     assert frame["cost_per_million"].notna().all()
-    fig = plots.frameworks_comparison(frame)
+    fig = framework_plots.frameworks_comparison(frame)
     assert [ax.get_title() for ax in fig.axes if ax.get_title()][-1] == "cost per million"
-    empty = plots.frameworks_comparison(framework_table(pd.DataFrame(), {}, 100.0, Prices()))
+    empty = framework_plots.frameworks_comparison(
+        framework_table(pd.DataFrame(), {}, 100.0, Prices())
+    )
     assert empty.axes

@@ -18,6 +18,8 @@ from analysis.sizing import plan_targets
 from loadtests.orchestrator import RunOptions, RunOutcome
 from loadtests.proof import PROOF_FILE, VerifyOptions, layout_for, verify_plan
 from targets.config import TargetConfig
+from tests.machine import FASTAPI_IMAGE, managed_containers, needs_docker
+from tests.ports import free_port
 
 SLO_MS = 100.0
 
@@ -152,21 +154,17 @@ SHORT_FIND_MAX = {"window_s": 1, "stable_windows": 2, "max_hold_s": 5, "toleranc
 
 
 @pytest.mark.integration
+@needs_docker(FASTAPI_IMAGE)
 @pytest.mark.parametrize("balancer", ["reuseport", "nginx-round-robin"])
 def test_a_shortened_proof_on_containers(
     balancer: str, readable_model: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
     """Measure a half-core replica on CPU 0 open-loop, plan 2 replicas, prove it: every run
     ends ok on real containers, the trials and the file are complete, nothing is left."""
-    from tests.ports import free_port
-    from tests.targets.test_docker_launcher import SKIP, managed
-
-    if SKIP is not None:
-        pytest.skip(SKIP)
     from loadtests.orchestrator import run
     from loadtests.spec import parse_scenarios
 
-    before = set(managed())
+    before = set(managed_containers())
     config = {"kind": "fastapi", "port": free_port(), "cpus": 0.5, "cpuset": "0",
               "memory_limit_mb": 1024, "model_path": str(readable_model)}  # fmt: skip
     spec = parse_scenarios({"targets": {"half": config}, "scenarios": {"m": {
@@ -201,4 +199,4 @@ def test_a_shortened_proof_on_containers(
         assert entry["kind"] == "external"  # nginx's port, the replicas' containers measured
     saved = json.loads((tmp_path / "proof" / "half" / PROOF_FILE).read_text())
     assert saved["balancer"] == balancer and len(saved["trials"]) == 2
-    assert set(managed()) <= before  # every container of the proof is gone
+    assert set(managed_containers()) <= before  # every container of the proof is gone

@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from targets.config import target_config
 from targets.docker import compose, entrypoint
 from targets.docker.entrypoint import bind_reuse_port, decode_config, expand
 from targets.docker.healthcheck import own_listener, probe, ready
-from targets.kind import CONTAINER
+from targets.launch_types import CONTAINER
 from targets.launchers.docker import ContainerOptions, compose_env, container_env
 from targets.launchers.docker.environment import options_for
-from targets.registry import get_kind, kinds
+from targets.registry import get_kind, kinds, target_config
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,10 +20,11 @@ from pydantic import ValidationError
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
 from loadtests.verify import verify
-from targets.config import target_config
 from targets.launchers import LaunchError, get_launcher
 from targets.launchers.process import ProcessLauncher
-from targets.registry import endpoint_for, get_kind
+from targets.registry import endpoint_for, get_kind, target_config
+from tests.machine import triton_missing
+from tests.models import gray_classifier
 from tests.ports import free_port
 
 LOAD = {"warmup_requests": 5, "settle_s": 1, "stages": [{"users": 2, "duration_s": 5}]}
@@ -163,10 +164,7 @@ def png_folder(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Pat
 @pytest.fixture(scope="module")
 def grey_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, Path]]:
     """Triton serving a model servecap did not export: (HTTP port, gRPC port, model)."""
-    from tests.targets.test_inputs import gray_classifier
-    from tests.targets.test_triton import _triton_missing
-
-    missing = _triton_missing()
+    missing = triton_missing()
     if missing:
         pytest.skip(missing)
     folder = tmp_path_factory.mktemp("grey")

@@ -30,10 +30,11 @@ from loadtests.collectors.prometheus import parse
 from targets.common.payload import PayloadError
 from targets.common.runner import ModelRunner
 from targets.common.settings import ServerSettings
-from targets.config import target_config
+from targets.launch_types import LaunchError
 from targets.launchers.base import port_is_free
 from targets.protocols import get_protocol
-from targets.registry import endpoint_for, get_kind
+from targets.registry import endpoint_for, get_kind, target_config
+from tests.answers import post_status
 from tests.fakes import FakeModel
 from tests.ports import free_port
 
@@ -119,9 +120,11 @@ def test_a_missing_framework_is_a_problem_naming_make_setup(
                         lambda name, *a: None if name.split(".")[0] in ("ray", "litserve")
                         else real(name, *a))  # fmt: skip
     monkeypatch.setattr(sys, "prefix", str(tmp_path))  # no bentoml environment there
-    for kind in FRAMEWORKS:
+    for kind in ("ray-serve", "litserve"):  # pinned in the project venv
         (problem,) = get_kind(kind).problems("t", target_config(kind=kind))
         assert "make setup" in problem, problem
+    with pytest.raises(LaunchError, match="make setup"):  # its own environment
+        get_kind("bentoml").process_plan("t", target_config(kind="bentoml"))
 
 
 def test_json_tensor_round_trip() -> None:
@@ -196,8 +199,13 @@ MALFORMED = (b"{", b"[1, 2]", b'{"images": [[1]]}', b'{"images": "x"}', b'{"pixe
 
 
 def _missing(kind: str) -> str | None:
-    problems = [p for p in get_kind(kind).problems("probe", target_config(kind=kind,
-                model_path=str(REPO))) if "make setup" in p]  # fmt: skip
+    """Why the kind's framework cannot run here (not installed), or None."""
+    config = target_config(kind=kind, model_path=str(REPO))
+    try:
+        get_kind(kind).process_plan("probe", config)
+    except LaunchError as err:
+        return str(err)
+    problems = [p for p in get_kind(kind).problems("probe", config) if "make setup" in p]
     return problems[0] if problems else None
 
 
@@ -227,15 +235,6 @@ def _assert_gcs_refuses_strangers(port: int) -> None:
         with pytest.raises(grpc.RpcError) as err:
             stub.GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, err.value
-
-
-def _status(url: str, body: bytes) -> int:
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as err:
-        return int(err.code)
 
 
 @pytest.mark.integration
@@ -274,7 +273,7 @@ def test_real_framework_answers_batches_refuses_and_leaves_nothing_on_ctrl_c(
         if kind == "ray-serve":
             _assert_gcs_refuses_strangers(config.gcs_port)  # type: ignore[attr-defined]
         url = endpoint.base_url + protocol.predict_path(endpoint)
-        statuses = {bad: _status(url, bad) for bad in MALFORMED}
+        statuses = {bad: post_status(url, bad) for bad in MALFORMED}
         assert all(400 <= s < 500 for s in statuses.values()), statuses
 
         metrics = get_kind(kind).metrics(config)

@@ -23,8 +23,8 @@ from targets.docker.entrypoint import (
     encode_config,
 )
 from targets.docker.images import IMAGE_REPO
-from targets.launchers.base import LaunchError
-from targets.registry import REPO_ROOT, get_kind, resolve_model_path
+from targets.launch_types import LaunchError, resolve_model_path
+from targets.registry import REPO_ROOT, get_kind
 
 NO_MODEL_DIR = REPO_ROOT / "targets" / "docker" / "no-model"
 TMPFS_SIZE = "2g"

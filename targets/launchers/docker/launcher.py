@@ -48,9 +48,9 @@ import yaml
 
 from targets.config import ModelConfig, TargetConfig
 from targets.docker import compose
-from targets.kind import Containers, Kind, Probe
+from targets.kind import Containers, Kind
+from targets.launch_types import LaunchError, Probe, resolve_model_path
 from targets.launchers.base import (
-    LaunchError,
     RunningTarget,
     held_signals,
     port_is_free,
@@ -82,7 +82,7 @@ from targets.launchers.docker.environment import (
     remote_engine,
     write_env_file,
 )
-from targets.registry import get_kind, resolve_model_path
+from targets.registry import get_kind
 
 STOP_TIMEOUT_S = 10
 POLL_S = 0.25
