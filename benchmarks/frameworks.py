@@ -36,8 +36,10 @@ from analysis.frameworks import FIGURES, figures, ratios
 from analysis.load import read_summary
 from benchmarks.batching import TARGET_CPUS_DEFAULT, best_stage, fmt, scenario_file
 
-FRAMEWORK_TARGETS = ("ray-serve,ray-serve-batch,bentoml,bentoml-batch,litserve,litserve-batch,"
-                     "mlserver,mlserver-batch,kserve")
+FRAMEWORK_TARGETS = (
+    "ray-serve,ray-serve-batch,bentoml,bentoml-batch,litserve,litserve-batch,"
+    "mlserver,mlserver-batch,kserve"
+)
 INPROCESS_SECONDS = 8.0
 SEARCH = {"start_rps": 20, "step_factor": 1.6, "window_s": 3, "stable_windows": 2,
           "max_hold_s": 12, "tolerance": 0.1, "max_points": 8}  # fmt: skip
