@@ -14,8 +14,10 @@ import pandas as pd
 
 from analysis.capacity import RunCapacity
 from analysis.contract import JOB_REQUEST, stage_number
+from analysis.cost import Prices
 from analysis.defaults import DEFAULT_HEADROOM
 from analysis.display import DASH
+from analysis.frameworks import configs_of, framework_table
 from analysis.results import Results, unique_names
 from analysis.stages import primary_request
 from analysis.usl import UslFit
@@ -271,3 +273,14 @@ def jobs_overview(results: Sequence[Results]) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def frameworks_overview(
+    results: Sequence[Results], table: pd.DataFrame, slo_p99_ms: float, prices: Prices
+) -> pd.DataFrame:
+    """Every run, batching off and on (its target's config): capacity under the SLO, p50 at
+    light load, CPU and RAM per 1,000 rps, cost per million (:mod:`analysis.frameworks`).
+    ``table`` is :func:`analysis.results.combined_table` of ``results``."""
+    scenarios = [(name, r.scenario) for name, r in zip(unique_names(results), results,
+                                                       strict=True)]  # fmt: skip
+    return framework_table(table, configs_of(scenarios), slo_p99_ms, prices)

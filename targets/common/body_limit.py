@@ -11,7 +11,8 @@ first and answers
   requests),
 
 before the app sees the request; the app then gets the body in one piece. Pure ASGI: no
-framework import, so it runs in any framework's environment.
+framework import, so it runs in any framework's environment. :class:`JsonOnly` is the same in
+front of one JSON route (BentoML's and LitServe's predict), which it also keeps to JSON text.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class BodyLimit:
             if len(body) > self.max_body_bytes:
                 await _reply(send, 413, f"request body over {self.max_body_bytes} bytes")
                 return
+        problem = self.refuse(bytes(body))
+        if problem is not None:
+            await _reply(send, *problem)
+            return
         handed_over = False
 
         async def replay() -> Message:
@@ -76,3 +81,37 @@ class BodyLimit:
             return {"type": "http.request", "body": bytes(body), "more_body": False}
 
         await self.app(scope, replay, send)
+
+    def refuse(self, body: bytes) -> tuple[int, str] | None:
+        """The status and error a whole body gets instead of reaching the app (None: none)."""
+        return None
+
+
+class JsonOnly(BodyLimit):
+    """:class:`BodyLimit` on the JSON route ``path`` (other routes pass through untouched),
+    which also answers 415 to another media type and 400 to a body that is not UTF-8 text:
+    frameworks parse a form body as multipart, or hand undecodable bytes to their JSON parser,
+    and answered a malformed one with a 500."""
+
+    def __init__(self, app: ASGIApp, path: str, max_body_bytes: int) -> None:
+        super().__init__(app, max_body_bytes)
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") != self.path:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media not in (b"application/json", b""):
+            await _reply(send, 415, f"unsupported content type {media.decode('latin-1')!r}; "
+                                    "send application/json")  # fmt: skip
+            return
+        await super().__call__(scope, receive, send)
+
+    def refuse(self, body: bytes) -> tuple[int, str] | None:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return 400, "body is not UTF-8 JSON text"
+        return None

@@ -1,4 +1,5 @@
-"""What kinds serving the model with another framework's server share (MLServer, KServe).
+"""What kinds serving the model with another framework's server share (MLServer, KServe, Ray
+Serve, BentoML, LitServe).
 
 * **Their own environment.** A framework whose dependencies clash with the project's pins
   lives in ``VENV/<kind>`` (made by ``targets/<kind>/setup.sh``, which ``make setup`` calls):
@@ -11,19 +12,26 @@
   readiness checks (the model's own ready path: a server's ``/v2/health/ready`` may answer
   before its model is loaded), and one process, ``python -m targets.<kind>.launch ARGS`` in the
   kind's environment, whose arguments each kind gives (:meth:`V2FrameworkKind.launch_args`).
+* **servecap's model runner behind a framework's own API** (Ray Serve, BentoML, LitServe:
+  :mod:`targets.common.runner`): :class:`FrameworkConfig` has their request limits and batching
+  switch, :func:`framework_server_env` makes their servers' ``SERVECAP_*`` settings plus the
+  kind's own settings model (variable names derived from field names, never typed twice).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
+from pydantic_settings import BaseSettings
 
 from targets.common.launch import base_env
 from targets.common.model_files import ModelNotFoundError, version_dir
-from targets.common.settings import DEFAULT_MAX_BODY_BYTES
+from targets.common.settings import DEFAULT_MAX_BODY_BYTES, ServerSettings, settings_env
 from targets.config import ModelConfig, TargetConfig
 from targets.inputs import CNN_MODEL_NAME
 from targets.kind import ModelKind
@@ -128,3 +136,49 @@ class V2FrameworkKind(ModelKind):
         assert isinstance(config, V2ServerConfig)
         ready = f"{config.base_url}{model_ready_path(config.model_name)}"
         return [Probe(url=ready), Probe(tcp_port=config.v2_grpc_port)]
+
+
+class FrameworkConfig(ModelConfig):
+    """A target whose framework serves servecap's model runner: request limits, batching."""
+
+    max_batch_size: int = Field(
+        default=1, ge=1, le=1024,
+        description="server-side batching: the most requests the framework puts in one model "
+        "call; 1 = off, each request is one model call",
+    )  # fmt: skip
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=1024**3)
+    max_batch: int = Field(
+        default=256, ge=1, le=4096, description="largest batch (images) a request may carry"
+    )
+    timeout_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="the framework's request timeout: a request unanswered by then is refused",
+    )  # fmt: skip
+
+
+def framework_server_env(
+    config: FrameworkConfig,
+    own: type[BaseSettings] | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """A framework server's environment: the model's ``SERVECAP_*`` settings, the kind's own
+    settings model ``own`` with ``values``, then the target's ``env`` on top."""
+    from targets.registry import get_kind
+
+    spec = get_kind(config.kind).input_spec(config)
+    model = settings_env(ServerSettings, {
+        "model_path": resolve_model_path(config), "max_body_bytes": config.max_body_bytes,
+        "max_batch": config.max_batch, "input_shape": list(spec.shape),
+        "input_range": list(spec.range),
+    })  # fmt: skip
+    kind = settings_env(own, values or {}) if own is not None else {}
+    return {**base_env(), **model, **kind, **config.env}
+
+
+def missing_module(target: str, module: str, what: str) -> str | None:
+    """Why this interpreter cannot import ``module`` (None when it can), for a kind whose
+    framework is pinned in the project venv."""
+    if importlib.util.find_spec(module) is None:
+        return (f"target '{target}': {what} is not installed in {sys.prefix}: run `make setup` "
+                "(pip install -e .)")  # fmt: skip
+    return None

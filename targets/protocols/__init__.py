@@ -11,6 +11,7 @@ v2-rest            http       ``POST /v2/models/<model>/infer``, JSON or binary 
 v2-rest-json       http       the same, JSON tensors only (servers without the binary extension)
 v2-grpc            grpc       ``GRPCInferenceService/ModelInfer`` (:mod:`.v2`)
 image-upload       http       the image file as the body or a form field (:mod:`.upload`)
+json-tensor        http       ``{"images": [n,h,w,c]}`` -> ``[[scores]...]`` (:mod:`.jsontensor`)
 =================  =========  ==============================================================
 """
 
@@ -20,6 +21,7 @@ import difflib
 
 from targets.protocols.base import Endpoint, Protocol, ProtocolError
 from targets.protocols.jobs import JobsProtocol
+from targets.protocols.jsontensor import JsonTensor
 from targets.protocols.servecap import ServecapProtocol
 from targets.protocols.tfserving import TFServingGrpc, TFServingRest
 from targets.protocols.upload import ImageUpload
@@ -29,7 +31,7 @@ PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in (
         ServecapProtocol(), JobsProtocol(), TFServingRest(), TFServingGrpc(), V2Rest(),
-        V2RestJson(), V2Grpc(), ImageUpload(),
+        V2RestJson(), V2Grpc(), ImageUpload(), JsonTensor(),
     )
 }  # fmt: skip
 

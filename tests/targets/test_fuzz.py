@@ -38,6 +38,7 @@ from PIL import Image
 from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
 from targets.common.framework import framework_python
 from targets.common.payload import encode_request, jpeg_bytes
+from targets.launch_types import LaunchError
 from targets.launchers.process import ProcessLauncher
 from targets.registry import get_kind, target_config
 from tests.ports import free_port
@@ -193,6 +194,53 @@ def test_no_input_gets_a_5xx(running: tuple[str, int, str], body: bytes, ctype: 
     TRIED[name] += 1
     status = post(port, path, body, ctype)
     assert status < 500, f"{name}: HTTP {status} for {ctype!r} body {body[:120]!r}"
+
+
+FRAMEWORK_EXAMPLES = 100
+FRAMEWORKS = {"ray-serve": "/v1/predict", "bentoml": "/v1/predict", "litserve": "/v1/predict"}
+"""The serving-framework kinds, fuzzed through their own HTTP stacks (fewer examples: their
+servers take longer to start and to answer); skipped where a framework is not installed."""
+
+
+@pytest.fixture(scope="module", params=sorted(FRAMEWORKS))
+def framework(
+    request: pytest.FixtureRequest, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int, str]]:
+    name = request.param
+    fields = {"kind": name, "port": free_port(4), "model_path": str(tiny_model),
+              "max_body_bytes": MAX_BODY, "ready_timeout_s": 180}  # fmt: skip
+    config = target_config(**fields)
+    try:
+        get_kind(name).process_plan(name, config)
+    except LaunchError as err:
+        pytest.skip(str(err))  # its own environment is missing
+    missing = [p for p in get_kind(name).problems(name, config) if "make setup" in p]
+    if missing:
+        pytest.skip(missing[0])
+    with ProcessLauncher(stop_grace_s=10).launch(name, config, tmp_path_factory.mktemp(name)):
+        yield name, config.port, FRAMEWORKS[name]
+    print(f"\nfuzz: {name}: {TRIED[name]} inputs sent")
+
+
+@live
+@settings(max_examples=FRAMEWORK_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(body=bodies, ctype=content_types)
+def test_no_input_gets_a_5xx_from_a_framework(
+    framework: tuple[str, int, str], body: bytes, ctype: str
+) -> None:
+    name, port, path = framework
+    TRIED[name] += 1
+    status = post(port, path, body, ctype)
+    assert status < 500, f"{name}: HTTP {status} for {ctype!r} body {body[:120]!r}"
+
+
+@live
+def test_a_framework_still_serves_after_fuzzing(framework: tuple[str, int, str]) -> None:
+    _, port, path = framework
+    body, ctype = encode_request(np.zeros((1, 32, 32, 3), np.uint8), "json")
+    assert post(port, path, body, ctype) == 200
 
 
 @live
