@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from targets.config import TargetConfig
-from targets.jobqueue.launch import JobQueueConfig, launch_env, process_plan
+from targets.jobqueue.launch import LOOPBACK, JobQueueConfig, launch_env, process_plan
 from targets.kind import HOST, Containers, Image, ModelKind, Placement, Probe
 from targets.launchers.base import ProcessSpec
 from targets.protocols.base import Endpoint
@@ -40,6 +40,15 @@ class JobQueueKind(ModelKind):
     def readiness(self, config: TargetConfig) -> list[Probe]:
         assert isinstance(config, JobQueueConfig)
         return [Probe(url=f"{config.base_url}/healthz?min_workers={config.queue_workers}")]
+
+    def problems(self, name: str, config: TargetConfig) -> list[str]:
+        assert isinstance(config, JobQueueConfig)
+        found = super().problems(name, config)
+        if config.redis_host != LOOPBACK:
+            found.append(f"target '{name}': redis_host {config.redis_host!r} is for deployed "
+                         f"manifests; servecap starts Redis beside the web on {LOOPBACK}: "
+                         "remove redis_host")  # fmt: skip
+        return found
 
     def scales(self, config: TargetConfig) -> dict[str, int]:
         assert isinstance(config, JobQueueConfig)

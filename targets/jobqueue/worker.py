@@ -43,6 +43,16 @@ connections and keeps its jobs. The dead worker is also unregistered. What remai
 is RQ's slow path for the narrow window between ``BLMOVE`` and the claim (milliseconds): such a
 job is retried by RQ's intermediate-list cleanup after a minute or more. A job whose run kills
 every worker that takes it fails after ``1 + job_retries`` attempts.
+
+**A full Redis** (``maxmemory``, ``noeviction``: Redis refuses writes that need memory).
+RQ's loop took that refusal for a fatal error and the worker exited. Here a worker rides it
+out, pausing with a backoff (:data:`OOM_BACKOFF_S`) and losing no job: a dequeue that is
+refused is tried again (the job stays queued); a claim that is refused gives the batch back to
+the head of the queue in one script that runs even when Redis is full (:data:`GIVE_BACK`);
+once a batch is claimed, every write that completes it (RQ's bookkeeping, the results) is sent
+again until Redis takes it (:class:`OutOfMemoryRetry`: a refused command or transaction
+changes nothing, so sending it again is safe). Admission keeps the last tenth of ``maxmemory``
+for this (:data:`targets.jobqueue.admission.ADMISSION_MEMORY_SHARE`) and answers 503 meanwhile.
 """
 
 from __future__ import annotations
@@ -50,13 +60,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from rq import Queue, SimpleWorker, worker_registration
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -89,9 +102,81 @@ STOP_CHECK_S = 1
 """Longest single wait for a job: a stop request is honoured between waits."""
 STRANDED_AFTER_S = 5.0
 """A job dequeued but unclaimed this long belonged to a worker that died (requeue_stranded)."""
-"""How often a worker runs RQ's registry cleanup and :func:`recover_abandoned`."""
+OOM_BACKOFF_S = (0.05, 1.0)
+"""First and longest pause before a write Redis refused for want of memory is sent again."""
+GIVE_BACK = """#!lua flags=allow-oom
+-- Jobs taken from the queue (into its intermediate list) put back at its head, in one step:
+-- one LREM and one LPUSH each, no memory gained, so it runs when Redis is full (allow-oom).
+local moved = {}
+for i = 1, #ARGV do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    redis.call('LPUSH', KEYS[2], ARGV[i])
+    table.insert(moved, ARGV[i])
+  end
+end
+return moved
+"""
+"""KEYS: the intermediate list, the queue; ARGV: job ids, the last to be put at the head first."""
 
 log = logging.getLogger("servecap.jobqueue.worker")
+T = TypeVar("T")
+
+
+def backoff_s(failures: int) -> float:
+    """The pause after ``failures`` refusals in a row (exponential, capped)."""
+    first, longest = OOM_BACKOFF_S
+    return float(min(longest, first * 2 ** max(0, failures - 1)))
+
+
+class OutOfMemoryRetry(Retry):
+    """redis-py's retry of a worker's connection (connection errors, as before) and, while
+    :attr:`riding_out`, of commands Redis refused for want of memory: sent again after
+    :func:`backoff_s` until taken. Redis applies nothing of a refused command (nor of a
+    transaction holding one), so sending it again is safe. One object for all connections of
+    the pool (redis-py copies a connection's retry: this one is shared on purpose)."""
+
+    def __init__(self, base: Retry | None = None) -> None:
+        if base is None:
+            super().__init__(ExponentialBackoff(), 3)
+        else:
+            super().__init__(base._backoff, base._retries, base._supported_errors)
+        self.riding_out = False
+        self.refused = 0
+        """Refusals in a row (reset by the next command Redis takes)."""
+        self.refusals = 0
+        """Writes refused for want of memory, in all (for logs and tests)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> OutOfMemoryRetry:
+        return self
+
+    def call_with_retry(
+        self, do: Callable[[], T], fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None, with_failure_count: bool = False,
+    ) -> T:  # fmt: skip
+        while True:
+            try:
+                result = super().call_with_retry(do, fail, is_retryable, with_failure_count)
+            except redis.exceptions.OutOfMemoryError as err:
+                if not self.riding_out:
+                    raise
+                self.refused += 1
+                self.refusals += 1
+                if self.refused == 1:
+                    log.warning("Redis is full (maxmemory): waiting to complete the batch")
+                time.sleep(backoff_s(self.refused))
+                # a WATCHed transaction raises WatchError here: its caller (RQ) redoes it
+                fail(err, 1) if with_failure_count else fail(err)
+                continue
+            self.refused = 0
+            return result
+
+
+def give_back(queue: Queue, job_ids: Sequence[str]) -> list[str]:
+    """Jobs taken into the queue's intermediate list and not claimed, back at the head of the
+    queue in their order (:data:`GIVE_BACK`); returns those that were still there."""
+    script = queue.connection.register_script(GIVE_BACK)
+    moved = script(keys=[queue.intermediate_queue_key, queue.key], args=list(reversed(job_ids)))
+    return [_text(m) for m in moved or []]
 
 
 def worker_name() -> str:
@@ -115,9 +200,7 @@ def requeue_stranded(queue: Queue, after_s: float) -> list[str]:
         first = inter.get_first_seen(job_id)
         if first is None or (datetime.now(UTC) - first).total_seconds() < after_s:
             continue
-        if queue.connection.lrem(inter.key, 1, job_id):
-            queue.connection.lpush(queue.key, job_id)
-            moved.append(job_id)
+        moved += give_back(queue, [job_id])  # one step: a job is never out of both lists
     return moved
 
 
@@ -142,10 +225,19 @@ class BatchWorker(SimpleWorker):
         kwargs.setdefault("serializer", SERIALIZER)
         name = name or worker_name()
         # Every connection of this worker carries its name: that is how liveness is told.
+        # ... and rides out a full Redis (OutOfMemoryRetry): both set on new connections.
         pool = connection.connection_pool
-        if pool.connection_kwargs.get("client_name") != name:
-            pool.connection_kwargs["client_name"] = name
+        current = pool.connection_kwargs.get("retry")
+        retry = current if isinstance(current, OutOfMemoryRetry) else OutOfMemoryRetry(current)
+        if pool.connection_kwargs.get("client_name") != name or (
+            pool.connection_kwargs.get("retry") is not retry
+        ):
+            pool.connection_kwargs.update(client_name=name, retry=retry)
             pool.disconnect()
+        self.memory_retry = retry
+        """Rides out a full Redis while a claimed batch completes."""
+        self._refused = 0
+        """Dequeues or claims refused in a row for want of memory."""
         super().__init__(queues, name=name, connection=connection, **kwargs)
         self.predictor = predictor
         self._version = getattr(predictor, "version", None)
@@ -174,19 +266,54 @@ class BatchWorker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
-        if timeout is None:  # burst: one non-blocking look
-            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         while not self._stop_requested:
-            result = super().dequeue_job_and_maintain_ttl(STOP_CHECK_S, max_idle_time=STOP_CHECK_S)
+            try:
+                if timeout is None:  # burst: one non-blocking look
+                    return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+                result = super().dequeue_job_and_maintain_ttl(
+                    STOP_CHECK_S, max_idle_time=STOP_CHECK_S
+                )
+            except redis.exceptions.OutOfMemoryError:
+                self._pause_for_memory("a dequeue")  # the job stays queued
+                continue
             if result is not None:
                 return result
         return None  # the work loop then stops
+
+    def _pause_for_memory(self, what: str) -> None:
+        self._refused += 1
+        if self._refused == 1:
+            log.warning("Redis is full (maxmemory): %s was refused; pausing (no job is lost)",
+                        what)  # fmt: skip
+        time.sleep(backoff_s(self._refused))
+
+    @contextlib.contextmanager
+    def _riding_out_memory(self) -> Iterator[None]:
+        self.memory_retry.riding_out = True
+        try:
+            yield
+        finally:
+            self.memory_retry.riding_out = False
 
     # ------------------------------------------------------------------ batch execution
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         batch = [(job, queue), *self._take_queued(self.batch_max - 1)]
-        executions = self._claim(batch)
+        try:
+            executions = self._claim(batch)
+        except redis.exceptions.OutOfMemoryError:
+            for q in {id(q): q for _, q in batch}.values():
+                give_back(q, [j.id for j, jq in batch if jq is q])
+            self._pause_for_memory(f"the claim of {len(batch)} job(s)")
+            return
+        self._refused = 0
+        with self._riding_out_memory():
+            self._complete(batch, executions, queue)
+            self.set_state(WorkerStatus.IDLE)
+
+    def _complete(self, batch: list[tuple[Job, Queue]], executions: dict[str, Execution],
+                  queue: Queue) -> None:  # fmt: skip
+        """One model call for the claimed batch, then each job finished through RQ."""
         outcomes = self._infer([j for j, _ in batch])
         channel = done_channel(queue.name)
         for j, q in batch:
@@ -203,7 +330,6 @@ class BatchWorker(SimpleWorker):
             with contextlib.suppress(redis.exceptions.RedisError):  # waiters re-check anyway
                 self._drop_input_if_done(j, q)
                 self.connection.publish(channel, j.id)
-        self.set_state(WorkerStatus.IDLE)
 
     def _drop_input_if_done(self, job: Job, queue: Queue) -> None:
         """Delete the job's images once no attempt is left to need them (a retried job keeps
@@ -215,14 +341,17 @@ class BatchWorker(SimpleWorker):
         """Up to ``limit`` more jobs that are queued right now (RQ's non-blocking dequeue)."""
         taken: list[tuple[Job, Queue]] = []
         while len(taken) < limit:
-            found = self.queue_class.dequeue_any(
-                self._ordered_queues,
-                None,
-                connection=self.connection,
-                job_class=self.job_class,
-                serializer=self.serializer,
-                death_penalty_class=self.death_penalty_class,
-            )
+            try:
+                found = self.queue_class.dequeue_any(
+                    self._ordered_queues,
+                    None,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
+            except redis.exceptions.OutOfMemoryError:
+                break  # Redis is full: the batch is what was taken
             if found is None:
                 break
             taken.append(found)
@@ -312,7 +441,10 @@ class BatchWorker(SimpleWorker):
                 if stranded:
                     log.warning("re-queued jobs dequeued by a worker that died before claiming "
                                 "them: %s", stranded)  # fmt: skip
-        super().run_maintenance_tasks()
+        try:
+            super().run_maintenance_tasks()
+        except redis.exceptions.OutOfMemoryError:
+            log.warning("Redis is full (maxmemory): RQ's maintenance skipped this time")
 
     def _reassert_registration(self) -> None:
         if self.connection.sismember(self.redis_workers_keys, self.key):
