@@ -6,8 +6,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 from targets.config import TargetConfig
-from targets.jobqueue.launch import LOOPBACK, JobQueueConfig, launch_env, process_plan
-from targets.kind import HOST, Containers, Image, ModelKind, Placement, Probe
+from targets.jobqueue.launch import (
+    CONTAINER_REDIS_DATA,
+    LOOPBACK,
+    JobQueueConfig,
+    launch_env,
+    process_plan,
+)
+from targets.kind import HOST, Containers, Image, ModelKind, Placement, Probe, Tier, deployed_name
 from targets.launchers.base import ProcessSpec
 from targets.protocols.base import Endpoint
 
@@ -53,6 +59,24 @@ class JobQueueKind(ModelKind):
     def scales(self, config: TargetConfig) -> dict[str, int]:
         assert isinstance(config, JobQueueConfig)
         return {"jobqueue-worker": config.queue_workers}
+
+    def tiers(self, config: TargetConfig) -> tuple[Tier, ...]:
+        """Deployed as a job queue is: the web (the target's Service) and the workers scaled
+        apart, one Redis holding the queue (its append-only file on a volume of its own, twice
+        its memory cap: room for a rewrite), reached through its Service."""
+        assert isinstance(config, JobQueueConfig)
+        data = None if config.redis_persistence == "off" else 2 * config.redis_maxmemory_mb
+        home = CONTAINER_REDIS_DATA.rsplit("/", 1)[0]  # the volume's mount: see launch
+        return (
+            Tier("", ("jobqueue-web",), ports=(("http", config.port),),
+                 probe=Probe(url=f"{config.base_url}/healthz?min_workers=0")),
+            Tier("worker", ("jobqueue-worker",), per_replica=config.queue_workers),
+            Tier("redis", ("redis",), per_replica=0, ports=(("redis", config.model_port),),
+                 probe=Probe(tcp_port=config.model_port), volume=(home, data)),
+        )  # fmt: skip
+
+    def deployed(self, name: str, config: TargetConfig) -> TargetConfig:
+        return config.model_copy(update={"redis_host": deployed_name(name, "redis")})
 
 
 KIND = JobQueueKind()
