@@ -225,6 +225,9 @@ def _container(service: str, spec: dict[str, Any], tier: Tier, first: bool,
     if user:
         uid, _, gid = user.partition(":")
         security |= {"runAsNonRoot": True, "runAsUser": int(uid), "runAsGroup": int(gid or uid)}
+    caps = {k: [str(c) for c in spec[f"cap_{k}"]] for k in ("drop", "add") if spec.get(f"cap_{k}")}
+    if caps:  # as the compose service has them (kind container: all dropped)
+        security["capabilities"] = caps
     mounts = []
     if spec.get("read_only"):
         security["readOnlyRootFilesystem"] = True
