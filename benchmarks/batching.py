@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.load import read_summary
+from targets.common.settings import DEFAULT_MODEL_PATH
 
 TARGET_CPUS_DEFAULT = "0"
 INPROCESS_SECONDS = 8.0
@@ -115,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--targets", default="triton,triton-grpc,fastapi-batch,fastapi")
     parser.add_argument("--scenarios", type=Path, default=Path("scenarios.yaml"))
-    parser.add_argument("--model", type=Path, default=Path("artifacts/models/cifar10_cnn"))
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--slo-p99-ms", type=float, default=100.0)
     parser.add_argument("--cpus", default=TARGET_CPUS_DEFAULT, help="target CPUs")
     parser.add_argument("--generator-cpus", default=None, help="default: every other CPU")

@@ -32,11 +32,13 @@ import numpy as np
 import orjson
 import psutil
 
+from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
 from targets.common.payload import encode_request
-from targets.config import target_config
+from targets.common.settings import DEFAULT_MODEL_PATH
+from targets.launchers.base import free_port
 from targets.launchers.process import ProcessLauncher
-from tests.bodies import deep_json, jpeg_declaring, zeros_list
-from tests.ports import free_port
+from targets.protocols.servecap import PREDICT_PATH
+from targets.registry import target_config
 
 MB = 1024 * 1024
 
@@ -94,7 +96,7 @@ class PeakRss:
 def post(port: int, body: bytes, ctype: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
-        conn.request("POST", "/v1/predict", body=body, headers={"Content-Type": ctype})
+        conn.request("POST", PREDICT_PATH, body=body, headers={"Content-Type": ctype})
         response = conn.getresponse()
         response.read()
         return response.status
@@ -126,7 +128,7 @@ def measure(kind: str, model: str, body: bytes, ctype: str, concurrency: int,
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory_bound")
     parser.add_argument("--kind", default="fastapi")
-    parser.add_argument("--model", default="artifacts/models/cifar10_cnn")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_PATH))
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=16)
     args = parser.parse_args()

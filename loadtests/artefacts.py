@@ -18,7 +18,7 @@ import yaml
 
 from analysis.contract import SCENARIO_FILE
 from analysis.sizing import TargetPlan
-from targets.config import TargetConfig
+from targets.config import TargetConfig, check_target_name
 from targets.deploy import (
     DeployError,
     Sizing,
@@ -27,6 +27,7 @@ from targets.deploy import (
     kubernetes_manifests,
     kubernetes_secret,
 )
+from targets.registry import target_config
 
 Echo = Callable[[str], None]
 
@@ -46,7 +47,13 @@ def resolved_targets(results_dir: Path) -> dict[str, TargetConfig]:
     except (OSError, yaml.YAMLError) as err:
         raise DeployError(f"cannot read the run's target configurations in {path}: {err}") \
             from None  # fmt: skip
-    return {name: TargetConfig.model_validate(cfg) for name, cfg in doc.get("targets", {}).items()}
+    configs = {}
+    for name, cfg in doc.get("targets", {}).items():
+        try:  # names become file and Kubernetes names: a folder edited by hand is checked too
+            configs[check_target_name(name)] = target_config(**cfg)
+        except ValueError as err:
+            raise DeployError(f"{path}: {err}") from None
+    return configs
 
 
 def sizing_of(tp: TargetPlan) -> Sizing | None:

@@ -6,8 +6,9 @@ without importing Locust, whose import monkey-patches the whole process with gev
 
 from __future__ import annotations
 
+from loadtests.image_files import load_jpeg_bytes
 from loadtests.runconfig import LoadRunConfig
-from targets.common.dataset import Split, load_jpeg_bytes, load_split
+from targets.common.dataset import Split, load_split
 from targets.common.payload import as_jpeg_files
 from targets.protocols.base import Headers
 

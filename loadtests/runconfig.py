@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from analysis.defaults import DEFAULT_MAX_ERROR_RATE
 from loadtests.spec import LoadPlan
 from targets.protocols import Endpoint, Protocol, get_protocol
 
@@ -25,7 +26,7 @@ class LoadRunConfig(BaseModel):
     """Where the target listens and which protocol it speaks (from its kind)."""
     slo_p99_ms: float | None = None
     """find-max searches against this."""
-    max_error_rate: float = 0.01
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
     plan: LoadPlan
     data_dir: str | None
     out_dir: str

@@ -4,7 +4,7 @@ This is the target side of the scenario file: what to start and how. Every targe
 fields of :class:`TargetConfig`; each kind adds its own in its folder
 (``targets/<kind>/kind.py``), on top of :class:`ModelConfig` (kinds that serve a SavedModel)
 or :class:`PythonServerConfig` (servecap's own Python servers). Validating a mapping as a
-``TargetConfig`` picks the kind's model by its ``kind`` key (:mod:`targets.registry`), so a
+``KindConfig`` (:mod:`targets.registry`) picks the kind's model by its ``kind`` key, so a
 key another kind would take is refused with the keys this kind allows.
 
 The launchers (``targets.launchers``) turn a config into running processes or containers;
@@ -15,29 +15,60 @@ the servers read their runtime settings from ``SERVECAP_*`` variables derived fr
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+import re
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    ModelWrapValidatorHandler,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from targets.common.model_fetch import DEFAULT_MAX_BYTES, check_url
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PATH
 from targets.inputs import InputConfig
 
-Encoding = Literal["json", "base64", "jpeg", "binary", "png", "file"]
-"""How images travel in a request body: json (numbers), base64 (raw pixels, base64 in JSON),
-jpeg (the image files, as JPEG), png (as PNG), file (the dataset's files as they are: the
-image-upload protocol), binary (raw tensor bytes: the KServe v2 binary extension, gRPC raw
-contents). Each protocol says which it sends (``Protocol.encodings``); base64 and binary are
-the same raw pixels, so a protocol that has one sends it for the other."""
+TARGET_NAME_RULE = (
+    "a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or "
+    "digit, at most 63 characters"
+)
+_TARGET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def check_target_name(name: object, what: str = "target") -> str:
+    """``name`` when it may name a target (or a scenario: ``what``); ValueError with the rule
+    otherwise. A target's name becomes a results folder, YAML keys, container and Kubernetes
+    object names, a scenario's a results folder: nothing else is safe in all of them
+    (``../run/x`` is a path, a newline a new YAML key)."""
+    if isinstance(name, str) and _TARGET_NAME.fullmatch(name):
+        return name
+    raise ValueError(f"{what} name {name!r} is not {TARGET_NAME_RULE}")
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` when every entry can be one ``KEY=VALUE`` line of an env file (Compose's, a
+    Kubernetes Secret's...): keys are variable names, values hold no CR, LF or NUL (a line
+    break would start a second variable, e.g. a second SERVECAP_TARGET_CONFIG_B64=).
+    ValueError naming the entry otherwise."""
+    for key, value in env.items():
+        if not _ENV_NAME.fullmatch(key):
+            raise ValueError(f"env key {key!r} is not a variable name: letters, digits and '_', "
+                             "not starting with a digit")  # fmt: skip
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"env value of {key} holds a line break or NUL: one line each")
+    return env
+
+
+TargetName = Annotated[str, AfterValidator(check_target_name)]
+"""A target's name (scenario files, CLI arguments): :func:`check_target_name`."""
+ScenarioName = Annotated[str, AfterValidator(lambda name: check_target_name(name, "scenario"))]
+"""A scenario's name: the same rule (it names results folders)."""
 
 
 class StrictModel(BaseModel):
@@ -64,8 +95,9 @@ class StrictModel(BaseModel):
 class TargetConfig(StrictModel):
     """What every target has, whatever its kind: where it listens, how it runs as containers.
 
-    ``TargetConfig.model_validate(mapping)`` returns the config model of the mapping's kind
-    (a subclass of this one); :func:`target_config` does the same from keywords.
+    A mapping becomes the config model of its kind (a subclass of this one) through the
+    registry: :func:`targets.registry.target_config`, or a field typed
+    :data:`targets.registry.KindConfig`. This module knows no kind.
     """
 
     kind: str = Field(description="serving stack: a folder under targets/ (or a plugin kind)")
@@ -112,27 +144,35 @@ class TargetConfig(StrictModel):
         "check it (shape, dtype); images are resized to it",
     )
 
-    @model_validator(mode="wrap")
+    @field_validator("env")
     @classmethod
-    def _of_its_kind(cls, data: Any, handler: ModelWrapValidatorHandler[TargetConfig]) -> Any:
-        """Validate a mapping with the config model of its kind (see the class docstring)."""
-        if isinstance(data, dict) and "kind" in data:
-            from targets.registry import KindError, get_kind  # the registry imports this module
-
-            try:
-                model = get_kind(str(data["kind"])).config_model
-            except KindError as err:
-                detail = InitErrorDetails(type=PydanticCustomError("kind", str(err)),
-                                          loc=("kind",), input=data["kind"])  # fmt: skip
-                raise ValidationError.from_exception_data(cls.__name__, [detail]) from None
-            if model is not cls and issubclass(model, cls):
-                return model.model_validate(data)
-        return handler(data)
+    def _env_lines(cls, env: dict[str, str]) -> dict[str, str]:
+        return check_env(env)
 
     @property
     def base_url(self) -> str:
         """Where the load generator sends requests: always a loopback address."""
         return loopback_url(self.host, self.port)
+
+
+UPSTREAM_PORT_OFFSET = 2
+"""A target's second tier listens on ``port`` + this unless ``upstream_port`` says otherwise."""
+
+
+class UpstreamConfig(TargetConfig):
+    """A target whose front talks to a second tier on loopback: a chain's model server, the
+    job queue's Redis."""
+
+    upstream_port: int | None = Field(
+        default=None, ge=1024, le=65535,
+        description="port of the tier behind the front (a chain's model server, the job "
+        f"queue's Redis); default port+{UPSTREAM_PORT_OFFSET}",
+    )  # fmt: skip
+
+    @property
+    def model_port(self) -> int:
+        """Where the second tier listens (on 127.0.0.1)."""
+        return self.upstream_port or self.port + UPSTREAM_PORT_OFFSET
 
 
 class ModelConfig(TargetConfig):
@@ -217,11 +257,6 @@ class InferenceServerConfig(PythonServerConfig):
         description="dynamic batching: the longest a batch waits for more requests, only "
         "while others are in flight",
     )
-
-
-def target_config(**fields: Any) -> TargetConfig:
-    """A validated config of the kind ``fields["kind"]`` (as scenarios.yaml would give it)."""
-    return TargetConfig.model_validate(fields)
 
 
 def parse_cpuset(spec: str) -> list[int]:

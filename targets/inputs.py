@@ -1,4 +1,5 @@
-"""What a model takes as input, and how test images become its tensor.
+"""What a model takes as input, how test images become its tensor, and the encodings images
+travel in (:data:`Encoding`).
 
 Images travel through servecap as uint8 ``[n, height, width, channels]`` arrays (channels 1 or
 3), already at the model's size: the dataset loader resizes them (:mod:`targets.common.dataset`,
@@ -17,6 +18,13 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Encoding = Literal["json", "base64", "jpeg", "binary", "png", "file"]
+"""How images travel in a request body: json (numbers), base64 (raw pixels, base64 in JSON),
+jpeg (the image files, as JPEG), png (as PNG), file (the dataset's files as they are: the
+image-upload protocol), binary (raw tensor bytes: the KServe v2 binary extension, gRPC raw
+contents). Each protocol says which it sends (``Protocol.encodings``); base64 and binary are
+the same raw pixels, so a protocol that has one sends it for the other."""
 
 InputDtype = Literal["float32", "uint8"]
 Resize = Literal["bilinear", "bicubic", "nearest", "lanczos"]
@@ -94,6 +102,12 @@ class InputSpec(BaseModel):
 
 CIFAR_INPUT = InputSpec()
 """The paper's CNN: float32 32x32x3 pixel values in [0, 255]."""
+CNN_MODEL_NAME = "cifar10_cnn"
+"""The paper's CNN's name: its model folder, and the name TF Serving and Triton serve it by."""
+CNN_INPUT_NAME = "images"
+"""Its serving signature's input tensor (also the default input name of tensor protocols)."""
+CNN_OUTPUT_NAME = "probabilities"
+"""Its serving signature's output tensor: scores per class (the output servecap prefers)."""
 
 
 class InputConfig(BaseModel):

@@ -24,18 +24,33 @@ from typing import Any, ClassVar
 
 from targets.config import ModelConfig, TargetConfig
 from targets.inputs import InputSpec
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.launch_types import (
+    CONTAINER,
+    HOST,
+    LaunchError,
+    Placement,
+    Probe,
+    ProcessSpec,
+    resolve_model_path,
+)
 from targets.protocols.base import Endpoint
+from targets.protocols.servecap import HEALTH_PATH
 
-
-@dataclass(frozen=True)
-class Probe:
-    """A readiness check: ``url`` answers 200 (with ``needle`` in its body, when given), or
-    ``tcp_port`` on 127.0.0.1 accepts connections."""
-
-    url: str | None = None
-    needle: str | None = None
-    tcp_port: int | None = None
+# The plain types of targets.launch_types a kind uses, re-exported as part of its interface.
+__all__ = [
+    "CONTAINER",
+    "HOST",
+    "Containers",
+    "Image",
+    "Kind",
+    "LaunchError",
+    "MetricsSource",
+    "ModelKind",
+    "PaperArchitecture",
+    "Placement",
+    "Probe",
+    "ProcessSpec",
+]
 
 
 @dataclass(frozen=True)
@@ -51,10 +66,10 @@ class MetricsSource:
     """Counter: rows (images) the model ran."""
     executions: str
     """Counter: model calls (so inferences / executions is the mean batch size)."""
-    queue_time: str
-    """Counter: per-request waits before the model, summed."""
-    model_time: str
-    """Counter: per-request model time, summed."""
+    queue_time: str | None = None
+    """Counter: per-request waits before the model, summed (None: the server does not say)."""
+    model_time: str | None = None
+    """Counter: per-request model time, summed (None: the server does not say)."""
     time_unit_s: float = 1.0
     """Seconds per unit of the two time counters (Triton counts microseconds)."""
     in_flight: str | None = None
@@ -125,26 +140,6 @@ class PaperArchitecture:
     """True when the request path is the paper's (nginx -> Gunicorn -> Django -> ...)."""
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Where a process plan runs: on this host (process launcher) or inside a container.
-
-    In a container the plan is computed there (``targets.docker.entrypoint serve ROLE``), so
-    interpreter, code and model paths are the container's; servers that may run as replicas
-    share their port (SO_REUSEPORT) and private files go under the container's /tmp.
-    """
-
-    container: bool = False
-
-    @property
-    def share_port(self) -> bool:
-        return self.container
-
-
-HOST = Placement()
-CONTAINER = Placement(container=True)
-
-
 class Kind:
     """One serving stack; ``targets/<kind>/kind.py`` binds an instance of a subclass to KIND.
 
@@ -165,7 +160,7 @@ class Kind:
     """Images of others its containers run, by a short name (pulled, never built; their
     model-in-image variants, ``servecap/<name>:<tag>-model``, are built by ``servecap images
     build --model``)."""
-    health_path: ClassVar[str] = "/healthz"
+    health_path: ClassVar[str] = HEALTH_PATH
     runs_as_processes: ClassVar[bool] = True
     """False for stacks that ship only as container images (TF Serving)."""
     part_roles: ClassVar[dict[str, str]] = {}
@@ -276,7 +271,6 @@ class ModelKind(Kind):
         yet, model_in_image)."""
         from targets.common.model_files import ModelNotFoundError
         from targets.common.signature import SignatureError, read_signature
-        from targets.registry import resolve_model_path
 
         assert isinstance(config, ModelConfig)
         if config.model_url is not None or config.model_in_image:
@@ -295,8 +289,6 @@ class ModelKind(Kind):
             raise LaunchError(str(err)) from None
 
     def problems(self, name: str, config: TargetConfig) -> list[str]:
-        from targets.registry import resolve_model_path
-
         assert isinstance(config, ModelConfig)
         if config.model_url is not None or config.model_in_image:
             return []

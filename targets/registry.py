@@ -9,6 +9,10 @@ Kinds are found, once per process, in
 
 Each ``kind.py`` binds ``KIND``, an instance of a :class:`~targets.kind.Kind` subclass whose
 ``name`` is the ``kind:`` value of scenarios.yaml. Nothing else in servecap lists kinds.
+
+A target's mapping becomes the config model of its kind here (:func:`target_config`, or a
+pydantic field typed :data:`KindConfig`): ``targets.config`` defines the models and knows no
+kind, so the registry imports it and not the other way round.
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ import sys
 import types
 from functools import cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from targets.config import ModelConfig, TargetConfig
+from pydantic import TypeAdapter, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from targets.config import TargetConfig
 from targets.kind import Kind
 from targets.protocols.base import Endpoint
 
@@ -109,6 +117,27 @@ def endpoint_for(config: TargetConfig) -> Endpoint:
     return kind.endpoint(config).model_copy(update={"input": kind.input_spec(config)})
 
 
-def resolve_model_path(config: ModelConfig) -> Path:
-    path = Path(config.model_path)
-    return path if path.is_absolute() else (Path.cwd() / path).resolve()
+def _of_its_kind(data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate a mapping with the config model of its ``kind`` (an unknown kind is an error
+    at ``kind`` naming the known ones)."""
+    if isinstance(data, dict) and "kind" in data:
+        try:
+            model = get_kind(str(data["kind"])).config_model
+        except KindError as err:
+            detail = InitErrorDetails(type=PydanticCustomError("kind", str(err)),
+                                      loc=("kind",), input=data["kind"])  # fmt: skip
+            raise ValidationError.from_exception_data("TargetConfig", [detail]) from None
+        return model.model_validate(data)
+    return handler(data)
+
+
+KindConfig = Annotated[TargetConfig, WrapValidator(_of_its_kind)]
+"""A target's config as a pydantic field type: a mapping validates as its kind's model."""
+
+_KIND_CONFIG: TypeAdapter[TargetConfig] = TypeAdapter(KindConfig)
+
+
+def target_config(**fields: Any) -> TargetConfig:
+    """A validated config of the kind ``fields["kind"]`` (as scenarios.yaml would give it);
+    pydantic's ValidationError when a field is wrong."""
+    return _KIND_CONFIG.validate_python(fields)

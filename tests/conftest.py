@@ -50,6 +50,40 @@ def readable_model(tiny_model: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
+def dataset_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user data folder, the decoded-image cache in tmp_path/xdg-cache, caching on."""
+    from targets.common.dataset import ENV_VAR, NO_CACHE_ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.delenv(NO_CACHE_ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Path:
+    """A fake image-folder CIFAR-10 (tests/image_folders.py: solid-colour PNGs, 3 a class)."""
+    from tests.image_folders import make_tree
+
+    return make_tree(tmp_path / "cifar")
+
+
+@pytest.fixture
+def no_leftovers() -> Iterator[None]:
+    """A Docker test starts with no servecap container and leaves none (removed if it did)."""
+    from targets.launchers.docker import clean
+    from tests.machine import managed_containers
+
+    assert not managed_containers(), (
+        "servecap containers left by something else: run `servecap clean`"
+    )
+    yield
+    left = managed_containers()
+    if left:
+        clean()
+    assert not left, f"containers left behind: {left}"
+
+
+@pytest.fixture
 def scenarios_file(tmp_path: Path, tiny_model: Path) -> Path:
     """The repository's scenarios.yaml, every target pointed at the test model and a free
     port."""

@@ -19,7 +19,14 @@ import pyarrow.parquet as pq
 
 FIXTURE = Path(__file__).with_name("fixtures") / "smoke_contract.json"
 
-OPTIONAL_STAGE_KEYS = {"reject_p50_ms", "reject_p99_ms", "top_error", "by_name"}
+OPTIONAL_STAGE_KEYS = {
+    "reject_p50_ms",
+    "reject_p99_ms",
+    "top_error",
+    "by_name",
+    "p99_ci_note",
+    "arrival_rps",
+}
 """Stage keys present only when a stage has rejections, errors or several request types."""
 
 

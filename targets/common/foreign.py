@@ -16,8 +16,8 @@ from pydantic import Field, field_validator, model_validator
 
 from targets.config import TargetConfig
 from targets.inputs import InputSpec
-from targets.kind import Kind, Probe
-from targets.launchers.base import LaunchError
+from targets.kind import Kind
+from targets.launch_types import LaunchError, Probe
 from targets.protocols import PROTOCOLS, get_protocol
 from targets.protocols.base import Discovery, Endpoint
 

@@ -64,7 +64,7 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from targets.common.payload import JSON, PayloadError, encode_response, error_body
 from targets.common.service import AdmittingService, Reply
 from targets.common.settings import ServerSettings
-from targets.protocols import tfserving as protocol
+from targets.protocols import Endpoint, get_protocol, tfserving
 
 UpstreamProtocol = Literal["servecap", "tfserving-rest"]
 
@@ -79,7 +79,7 @@ class ForwardSettings(BaseSettings):
     upstream_timeout_s: float = Field(default=30.0, gt=0, description="read timeout")
     upstream_connect_timeout_s: float = Field(default=2.0, gt=0)
     upstream_pool_size: int = Field(default=8, ge=1, description="kept connections per worker")
-    upstream_model: str = Field(default=protocol.MODEL_NAME, description="TF Serving model name")
+    upstream_model: str = Field(default=tfserving.MODEL_NAME, description="TF Serving model name")
 
 
 class Upstream:
@@ -92,7 +92,7 @@ class Upstream:
         timeout_s: float = 30.0,
         connect_timeout_s: float = 2.0,
         pool_size: int = 8,
-        model: str = protocol.MODEL_NAME,
+        model: str = tfserving.MODEL_NAME,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname or parts.port is None:
@@ -104,13 +104,11 @@ class Upstream:
         self.url = url.rstrip("/")
         self.protocol_name: UpstreamProtocol = protocol_name
         self.model = model
+        self.protocol = get_protocol(protocol_name)
+        self.endpoint = Endpoint(protocol=protocol_name, base_url=self.url, model_name=model)
         prefix = parts.path.rstrip("/")
-        if protocol_name == "servecap":
-            self.predict_path = f"{prefix}/v1/predict"
-            self.health_path = f"{prefix}/healthz"
-        else:
-            self.predict_path = prefix + protocol.rest_predict_path(model)
-            self.health_path = prefix + protocol.rest_status_path(model)
+        self.predict_path = prefix + self.protocol.predict_path(self.endpoint)
+        self.health_path = prefix + (self.protocol.health_path(self.endpoint) or "/")
         self._pool = urllib3.HTTPConnectionPool(
             parts.hostname,
             parts.port,
@@ -136,12 +134,12 @@ class Upstream:
     # ------------------------------------------------------------------ requests
 
     def encode(self, images: np.ndarray) -> bytes:
-        """The model server's request body for float32 images [n,32,32,3] in 0..255."""
+        """The model server's request body (its protocol's JSON encoding) for float32 images
+        [n,h,w,c] in 0..255: whole numbers go as uint8 pixels, others as they are."""
         rounded = np.rint(images)
         pixels = rounded.astype(np.uint8) if np.array_equal(rounded, images) else images
-        if self.protocol_name == "servecap":
-            return orjson.dumps({"images": pixels.tolist()})
-        return protocol.rest_request(pixels)
+        body, _ = self.protocol.encode(pixels, "json", endpoint=self.endpoint)
+        return body
 
     def predict(self, images: np.ndarray) -> Reply:
         """Forward one validated batch; never raises (errors become 5xx replies)."""
@@ -163,7 +161,7 @@ class Upstream:
             doc = orjson.loads(resp.data)
         except orjson.JSONDecodeError:
             return Reply(502, error_body("model server health answer is not JSON")), None
-        if self.protocol_name == "tfserving-rest" and not protocol.rest_is_available(resp.data):
+        if self.protocol_name == "tfserving-rest" and not tfserving.rest_is_available(resp.data):
             return Reply(503, error_body("model server has no AVAILABLE model version")), doc
         return Reply(200, b""), doc
 
@@ -196,7 +194,7 @@ class Upstream:
             if self.protocol_name == "servecap":
                 return Reply(200, data)
             try:
-                return Reply(200, encode_response(protocol.rest_probabilities(data)))
+                return Reply(200, encode_response(self.protocol.probabilities(data, self.endpoint)))
             except (ValueError, orjson.JSONDecodeError) as err:
                 return Reply(502, error_body(f"model server answer is not a prediction: {err}"))
         if status == 503:

@@ -16,8 +16,8 @@ from typing import Any
 from targets.common.settings import METRICS_DIR_ENV, ServerSettings, settings_env
 from targets.common.tmp import private_dir
 from targets.config import InferenceServerConfig, PythonServerConfig
-from targets.kind import Placement
-from targets.registry import REPO_ROOT, resolve_model_path
+from targets.launch_types import Placement, resolve_model_path
+from targets.registry import REPO_ROOT
 
 PYTHON = sys.executable
 CONTAINER_METRICS = Path("/tmp/servecap/metrics")

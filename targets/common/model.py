@@ -46,8 +46,9 @@ import tensorflow as tf
 from targets.common.dataset import CLASSES, Split, load_split, resolve_data_dir
 from targets.common.model_files import ModelNotFoundError, latest_version_dir
 from targets.common.model_files import version_dir as resolve_version_dir
+from targets.common.settings import DEFAULT_MODEL_PATH
 from targets.common.signature import METADATA_FILE, SIGNATURE, load_in_process
-from targets.inputs import InputSpec
+from targets.inputs import CNN_INPUT_NAME, CNN_MODEL_NAME, CNN_OUTPUT_NAME, InputSpec
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -73,11 +74,11 @@ __all__ = [
     "train_and_export",
 ]
 
-MODEL_NAME = "cifar10_cnn"
-DEFAULT_MODEL_BASE = Path("artifacts/models/cifar10_cnn")
+MODEL_NAME = CNN_MODEL_NAME
+DEFAULT_MODEL_BASE = DEFAULT_MODEL_PATH
 """TF Serving's ``model_base_path`` (relative to the working directory)."""
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
+INPUT_NAME = CNN_INPUT_NAME
+OUTPUT_NAME = CNN_OUTPUT_NAME
 INPUT_SHAPE: tuple[int, int, int] = (32, 32, 3)
 NUM_CLASSES = len(CLASSES)
 

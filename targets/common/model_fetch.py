@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from targets.common.loopback import checked_port
 from targets.common.tmp import private_dir
 
 FETCH_DEADLINE_S = 900.0
@@ -67,6 +68,10 @@ def check_url(url: str) -> str | None:
             f"model_url must be https:// (or file:// for a local archive), not {scheme or 'a'}"
             " URL: a plain-text download can be altered on the way"
         )
+    try:
+        checked_port(url, "model_url")
+    except ValueError as err:
+        return str(err)
     return None
 
 

@@ -50,21 +50,28 @@ import re
 import threading
 import warnings
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import orjson
 from PIL import Image, UnidentifiedImageError
 
+from targets.inputs import CIFAR_INPUT, Encoding
+
 Shape = tuple[int, int, int]
-IMAGE_SHAPE: Shape = (32, 32, 3)
+IMAGE_SHAPE: Shape = CIFAR_INPUT.shape
 """The paper's CNN: 32x32 RGB (height, width, channels). A server of another model passes its
 model's shape to the decoder."""
-IMAGE_BYTES = 32 * 32 * 3
+IMAGE_BYTES = int(np.prod(IMAGE_SHAPE))
 JSON = "application/json"
 JPEG = "image/jpeg"
-EncodingName = Literal["json", "base64", "jpeg"]
-_KEYS = {"images": "json", "images_b64": "base64", "images_jpeg_b64": "jpeg"}
+BODY_KEYS: dict[Encoding, str] = {
+    "json": "images",
+    "base64": "images_b64",
+    "jpeg": "images_jpeg_b64",
+}
+"""The key of a JSON body, by the encoding of the images it holds (the table above)."""
+_KEYS = tuple(BODY_KEYS.values())
 JPEG_MAGIC = b"\xff\xd8\xff"
 SMALL_BODY_BYTES = 64 * 1024
 """JSON bodies up to this size are parsed whatever their structure (for precise errors)."""
@@ -94,23 +101,25 @@ def encode_request(
     as a request body; returns (body, content type).
 
     For ``jpeg`` the original JPEG file bytes are sent when given (as a client would upload
-    them), otherwise the images are JPEG-encoded here.
+    them), otherwise the images are JPEG-encoded here. ``json`` also takes float pixel values
+    (0..255): a forwarded request that had them (:mod:`targets.common.forward`).
     """
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[3] not in (1, 3) or images.dtype != np.uint8:
+    pixels_ok = images.dtype == np.uint8 or (encoding == "json" and images.dtype.kind == "f")
+    if images.ndim != 4 or images.shape[3] not in (1, 3) or not pixels_ok:
         raise ValueError(f"expected uint8 images [n,h,w,1|3], got {images.dtype} {images.shape}")
     if encoding == "json":
-        return orjson.dumps({"images": images.tolist()}), JSON
+        return orjson.dumps({BODY_KEYS["json"]: images.tolist()}), JSON
     if encoding == "base64":
         items = [base64.b64encode(img.tobytes()).decode("ascii") for img in images]
-        return orjson.dumps({"images_b64": items}), JSON
+        return orjson.dumps({BODY_KEYS["base64"]: items}), JSON
     if encoding == "jpeg":
         files = jpeg_files if jpeg_files is not None else [jpeg_bytes(img) for img in images]
         if len(files) != len(images):
             raise ValueError("jpeg_files must hold one file per image")
         items = [base64.b64encode(f).decode("ascii") for f in files]
-        return orjson.dumps({"images_jpeg_b64": items}), JSON
-    raise ValueError(f"unknown encoding {encoding!r}; use json, base64 or jpeg")
+        return orjson.dumps({BODY_KEYS["jpeg"]: items}), JSON
+    raise ValueError(f"unknown encoding {encoding!r}; use {', '.join(BODY_KEYS)}")
 
 
 def as_jpeg_files(files: list[bytes]) -> list[bytes]:
@@ -174,9 +183,9 @@ def decode_request(
         raise PayloadError(422, f"'{key}' must be a non-empty list of images")
     if len(items) > max_batch:
         raise PayloadError(413, f"batch of {len(items)} images exceeds the limit of {max_batch}")
-    if key == "images":
+    if key == BODY_KEYS["json"]:
         return _decode_nested(items, shape)
-    if key == "images_b64":
+    if key == BODY_KEYS["base64"]:
         return _stack([_decode_raw_b64(item, i, shape) for i, item in enumerate(items)])
     return _stack([_decode_jpeg(_b64(item, i), i, shape) for i, item in enumerate(items)])
 

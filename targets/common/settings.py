@@ -16,7 +16,9 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_MODEL_PATH = Path("artifacts/models/cifar10_cnn")
+from targets.inputs import CNN_MODEL_NAME
+
+DEFAULT_MODEL_PATH = Path("artifacts/models") / CNN_MODEL_NAME
 """Where ``servecap model train`` exports the paper's CNN (a SavedModel base)."""
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 """The largest request body a target reads (nginx, the Python servers, the forwarders)."""

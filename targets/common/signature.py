@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from targets.common.model_files import version_dir
+from targets.inputs import CNN_INPUT_NAME, CNN_OUTPUT_NAME
 
 SIGNATURE = "serving_default"
 METADATA_FILE = Path("assets.extra") / "servecap.json"
-PREFERRED_OUTPUT = "probabilities"
+PREFERRED_OUTPUT = CNN_OUTPUT_NAME
 READ_TIMEOUT_S = 180
 
 
@@ -160,11 +161,11 @@ def load_in_process(model_path: Path) -> LoadedModel:
 
         model = keras.saving.load_model(model_path, compile=False)
         layer = model.inputs[0]
-        inputs = {"images": (list(layer.shape), str(layer.dtype))}
+        inputs = {CNN_INPUT_NAME: (list(layer.shape), str(layer.dtype))}
         signature = from_specs(inputs, {PREFERRED_OUTPUT: list(model.outputs[0].shape)})
 
         def call(**kwargs: Any) -> dict[str, Any]:
-            return {PREFERRED_OUTPUT: model(kwargs["images"], training=False)}
+            return {PREFERRED_OUTPUT: model(kwargs[CNN_INPUT_NAME], training=False)}
 
         return LoadedModel(signature, tf.as_dtype(layer.dtype), call, model)
     loaded = tf.saved_model.load(str(model_path))

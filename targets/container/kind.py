@@ -42,7 +42,8 @@ from pydantic import Field, field_validator, model_validator
 
 from targets.common.foreign import ForeignConfig, ForeignKind
 from targets.config import TargetConfig
-from targets.kind import Containers, Probe
+from targets.kind import Containers
+from targets.launch_types import Probe
 
 SERVICE = "container"
 PORT_PLACEHOLDER = "{port}"

@@ -4,5 +4,5 @@ client -> nginx (``port``) -> gunicorn (``app_port``) -> Django. In embedded mod
 loaded inside each Django worker process and called as a function; in forward mode
 (``SERVECAP_UPSTREAM_URL`` set, see :mod:`targets.common.forward`) Django validates and decodes
 the request and forwards the images to a model server. See :mod:`targets.django_embedded.views`
-for the endpoints and :mod:`targets.django_embedded.launch` for how it starts.
+for the endpoints and :mod:`targets.common.django_front` for how it starts.
 """

@@ -1,23 +1,15 @@
 """The ``django-embedded`` kind: nginx -> gunicorn -> Django with the model in each worker
-(the paper's architecture (a)). Commands: :mod:`targets.django_embedded.launch`."""
+(the paper's architecture (a)). Commands: :mod:`targets.common.django_front`."""
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from targets.common.django_front import DjangoConfig, front_plan
 from targets.common.metrics import source as metrics_source
 from targets.config import TargetConfig
-from targets.django_embedded.launch import DjangoConfig, front_plan
-from targets.kind import (
-    HOST,
-    Containers,
-    Image,
-    MetricsSource,
-    ModelKind,
-    PaperArchitecture,
-    Placement,
-)
-from targets.launchers.base import ProcessSpec
+from targets.kind import Containers, Image, MetricsSource, ModelKind, PaperArchitecture
+from targets.launch_types import HOST, Placement, ProcessSpec
 
 
 class DjangoEmbeddedConfig(DjangoConfig):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.urls import path
 
 from targets.django_embedded import views
+from targets.protocols.servecap import HEALTH_PATH, INFO_PATH, PREDICT_PATH
 
 urlpatterns = [
-    path("healthz", views.healthz),
-    path("v1/info", views.info),
-    path("v1/predict", views.predict),
+    path(HEALTH_PATH.lstrip("/"), views.healthz),
+    path(INFO_PATH.lstrip("/"), views.info),
+    path(PREDICT_PATH.lstrip("/"), views.predict),
     path("metrics", views.metrics),
 ]
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from targets.common.apps import FASTAPI_APP
+from targets.common.chain import ChainConfig, ChainKind
+from targets.common.gunicorn import KEEPALIVE_S
 from targets.common.launch import server_env
+from targets.common.uvicorn import uvicorn_spec
 from targets.config import TargetConfig
-from targets.django_embedded.chain import ChainConfig, ChainKind
-from targets.fastapi.kind import APP
-from targets.fastapi.launch import uvicorn_spec
-from targets.flask.launch import KEEPALIVE_S
-from targets.kind import Containers, PaperArchitecture, Placement
-from targets.launchers.base import ProcessSpec
+from targets.kind import Containers, PaperArchitecture
+from targets.launch_types import Placement, ProcessSpec
 
 
 class DjangoToFastAPIConfig(ChainConfig):
@@ -38,8 +38,8 @@ class DjangoToFastAPIKind(ChainKind):
     part_roles: ClassVar[dict[str, str]] = {"web": "django-forward"}
 
     def model_plan(self, name: str, config: ChainConfig, placement: Placement) -> list[ProcessSpec]:
-        return [uvicorn_spec(f"{name}-fastapi", "fastapi", APP, server_env(config), "127.0.0.1",
-                             config.model_port, config.workers, placement,
+        return [uvicorn_spec(f"{name}-fastapi", "fastapi", FASTAPI_APP, server_env(config),
+                             "127.0.0.1", config.model_port, config.workers, placement,
                              keepalive_s=KEEPALIVE_S)]  # fmt: skip
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from targets.common.apps import FLASK_APP
+from targets.common.chain import ChainConfig, ChainKind
+from targets.common.gunicorn import gunicorn_spec
 from targets.common.launch import server_env
 from targets.config import TargetConfig
-from targets.django_embedded.chain import ChainConfig, ChainKind
-from targets.flask.kind import APP
-from targets.flask.launch import gunicorn_spec
-from targets.kind import Containers, PaperArchitecture, Placement
-from targets.launchers.base import ProcessSpec
+from targets.kind import Containers, PaperArchitecture
+from targets.launch_types import Placement, ProcessSpec
 
 
 class DjangoToFlaskConfig(ChainConfig):
@@ -33,7 +33,7 @@ class DjangoToFlaskKind(ChainKind):
     part_roles: ClassVar[dict[str, str]] = {"web": "django-forward"}
 
     def model_plan(self, name: str, config: ChainConfig, placement: Placement) -> list[ProcessSpec]:
-        return [gunicorn_spec(f"{name}-flask", "flask", APP, server_env(config), config,
+        return [gunicorn_spec(f"{name}-flask", "flask", FLASK_APP, server_env(config), config,
                               "127.0.0.1", config.model_port, placement)]  # fmt: skip
 
 

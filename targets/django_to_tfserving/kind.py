@@ -9,11 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from targets.config import TargetConfig, loopback_url
-from targets.django_embedded.chain import ChainConfig, ChainKind
-from targets.kind import Containers, PaperArchitecture, Placement, Probe
-from targets.launchers.base import LaunchError, ProcessSpec
-from targets.tfserving.kind import (
+from targets.common.chain import ChainConfig, ChainKind
+from targets.common.tfserving import (
     IMAGE,
     TAG,
     TFServingOptions,
@@ -21,6 +18,9 @@ from targets.tfserving.kind import (
     tfserving_env,
     tfserving_probes,
 )
+from targets.config import TargetConfig, loopback_url
+from targets.kind import Containers, PaperArchitecture
+from targets.launch_types import LaunchError, Placement, Probe, ProcessSpec
 
 
 class DjangoToTFServingConfig(ChainConfig, TFServingOptions):

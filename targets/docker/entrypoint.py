@@ -74,12 +74,10 @@ def ready_line(url: str | None, port: int | None) -> str:
 
 
 def serve(role: str, env: dict[str, str]) -> None:
-    from targets.config import TargetConfig
-    from targets.kind import CONTAINER
-    from targets.launchers.base import prepare_dirs
-    from targets.registry import get_kind
+    from targets.launch_types import CONTAINER, prepare_dirs
+    from targets.registry import get_kind, target_config
 
-    config = TargetConfig.model_validate(decode_config(env))
+    config = target_config(**decode_config(env))
     plan = get_kind(config.kind).process_plan(env.get(NAME_ENV, "target"), config, CONTAINER)
     spec = next((s for s in plan if s.role == role), None)
     if spec is None:

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from targets.common.asgi import read_limited, to_response
 from targets.common.service import InferenceService, load_service
+from targets.protocols.servecap import HEALTH_PATH, INFO_PATH, PREDICT_PATH
 
 
 def create_app(service: InferenceService | None = None) -> FastAPI:
@@ -33,11 +34,11 @@ def create_app(service: InferenceService | None = None) -> FastAPI:
 
     app = FastAPI(title="servecap FastAPI target", docs_url=None, redoc_url=None, lifespan=lifespan)
 
-    @app.get("/healthz")
+    @app.get(HEALTH_PATH)
     async def healthz() -> Response:
         return to_response(svc.health())
 
-    @app.get("/v1/info")
+    @app.get(INFO_PATH)
     async def info() -> Response:
         return to_response(svc.info())
 
@@ -45,7 +46,7 @@ def create_app(service: InferenceService | None = None) -> FastAPI:
     async def metrics() -> Response:
         return to_response(svc.metrics())
 
-    @app.post("/v1/predict")
+    @app.post(PREDICT_PATH)
     async def predict(request: Request) -> Response:
         body = await read_limited(request, svc.settings.max_body_bytes)
         if body is None:

@@ -9,22 +9,13 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from targets.common.apps import FASTAPI_APP
 from targets.common.launch import server_env
 from targets.common.metrics import source as metrics_source
+from targets.common.uvicorn import uvicorn_spec
 from targets.config import InferenceServerConfig, TargetConfig
-from targets.fastapi.launch import uvicorn_spec
-from targets.kind import (
-    HOST,
-    Containers,
-    Image,
-    MetricsSource,
-    ModelKind,
-    PaperArchitecture,
-    Placement,
-)
-from targets.launchers.base import ProcessSpec
-
-APP = "targets.fastapi.app:create_app"
+from targets.kind import Containers, Image, MetricsSource, ModelKind, PaperArchitecture
+from targets.launch_types import HOST, Placement, ProcessSpec
 
 
 class FastAPIConfig(InferenceServerConfig):
@@ -43,8 +34,8 @@ class FastAPIKind(ModelKind):
         self, name: str, config: TargetConfig, placement: Placement = HOST
     ) -> list[ProcessSpec]:
         assert isinstance(config, FastAPIConfig)
-        return [uvicorn_spec(name, "fastapi", APP, server_env(config), config.host, config.port,
-                             config.workers, placement)]  # fmt: skip
+        return [uvicorn_spec(name, "fastapi", FASTAPI_APP, server_env(config), config.host,
+                             config.port, config.workers, placement)]  # fmt: skip
 
     def metrics(self, config: TargetConfig) -> MetricsSource:
         return metrics_source(f"{config.base_url}/metrics")

@@ -5,7 +5,7 @@ Same endpoints, schema, statuses and error bodies as the FastAPI target (``GET /
 JSON ``{"error": ...}``, never as an HTML page. Answers carry ``Server-Timing: app;dur=<ms>``
 (time in the view), as the Django tier's do.
 
-Served by gunicorn, never the Flask development server (see :mod:`targets.flask.launch`)::
+Served by gunicorn, never the Flask development server (see :mod:`targets.common.gunicorn`)::
 
     gunicorn -k gthread -w 2 --threads 4 -b 127.0.0.1:8101 'targets.flask.app:create_app()'
 
@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from targets.common.payload import error_body
 from targets.common.service import InferenceService, Reply, load_service
+from targets.protocols.servecap import HEALTH_PATH, INFO_PATH, PREDICT_PATH
 
 
 def _response(reply: Reply) -> Response:
@@ -47,11 +48,11 @@ def create_app(service: InferenceService | None = None) -> Flask:
             response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.2f}"
         return response
 
-    @app.get("/healthz")
+    @app.get(HEALTH_PATH)
     def healthz() -> Response:
         return _response(svc.health())
 
-    @app.get("/v1/info")
+    @app.get(INFO_PATH)
     def info() -> Response:
         return _response(svc.info())
 
@@ -59,7 +60,7 @@ def create_app(service: InferenceService | None = None) -> Flask:
     def metrics() -> Response:
         return _response(svc.metrics())
 
-    @app.post("/v1/predict")
+    @app.post(PREDICT_PATH)
     def predict() -> Response:
         try:
             body = request.get_data(cache=False)

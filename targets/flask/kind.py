@@ -1,26 +1,17 @@
 """The ``flask`` kind: Flask under gunicorn (gthread) with the model in each worker
-(paper: (b) server). Commands and their reasons: :mod:`targets.flask.launch`."""
+(paper: (b) server). Commands and their reasons: :mod:`targets.common.gunicorn`."""
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from targets.common.apps import FLASK_APP
+from targets.common.gunicorn import gunicorn_spec
 from targets.common.launch import server_env
 from targets.common.metrics import source as metrics_source
 from targets.config import InferenceServerConfig, TargetConfig
-from targets.flask.launch import gunicorn_spec
-from targets.kind import (
-    HOST,
-    Containers,
-    Image,
-    MetricsSource,
-    ModelKind,
-    PaperArchitecture,
-    Placement,
-)
-from targets.launchers.base import ProcessSpec
-
-APP = "targets.flask.app:create_app()"
+from targets.kind import Containers, Image, MetricsSource, ModelKind, PaperArchitecture
+from targets.launch_types import HOST, Placement, ProcessSpec
 
 
 class FlaskConfig(InferenceServerConfig):
@@ -39,7 +30,7 @@ class FlaskKind(ModelKind):
         self, name: str, config: TargetConfig, placement: Placement = HOST
     ) -> list[ProcessSpec]:
         assert isinstance(config, FlaskConfig)
-        return [gunicorn_spec(name, "flask", APP, server_env(config), config, config.host,
+        return [gunicorn_spec(name, "flask", FLASK_APP, server_env(config), config, config.host,
                               config.port, placement)]  # fmt: skip
 
     def metrics(self, config: TargetConfig) -> MetricsSource:

@@ -12,9 +12,10 @@ from targets.jobqueue.launch import (
     JobQueueConfig,
     launch_env,
     process_plan,
+    ready_path,
 )
-from targets.kind import HOST, Containers, Image, ModelKind, Placement, Probe, Tier, deployed_name
-from targets.launchers.base import ProcessSpec
+from targets.kind import Containers, Image, ModelKind, Tier, deployed_name
+from targets.launch_types import HOST, Placement, Probe, ProcessSpec
 from targets.protocols.base import Endpoint
 
 
@@ -45,7 +46,7 @@ class JobQueueKind(ModelKind):
 
     def readiness(self, config: TargetConfig) -> list[Probe]:
         assert isinstance(config, JobQueueConfig)
-        return [Probe(url=f"{config.base_url}/healthz?min_workers={config.queue_workers}")]
+        return [Probe(url=f"{config.base_url}{ready_path(config)}")]
 
     def problems(self, name: str, config: TargetConfig) -> list[str]:
         assert isinstance(config, JobQueueConfig)

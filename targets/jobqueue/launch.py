@@ -1,9 +1,9 @@
 """How the job-queue target starts: Redis, the workers, then the web.
 
-* ``<name>-redis``: ``redis-server`` on ``127.0.0.1:<model_port>`` (port + 2 unless
-  ``upstream_port``) with the launch's password, a memory cap and an append-only file
-  (``redis_persistence``; :mod:`targets.jobqueue.redis_server`): a restarted Redis comes back
-  with every accepted job; ready when the port accepts connections.
+* ``<name>-redis``: ``redis-server`` on ``127.0.0.1:<model_port>``
+  (:class:`targets.config.UpstreamConfig`) with the launch's password, a memory cap and an
+  append-only file (``redis_persistence``; :mod:`targets.jobqueue.redis_server`): a restarted
+  Redis comes back with every accepted job; ready when the port accepts connections.
 * ``<name>-worker-<i>``, ``queue_workers`` of them: no readiness of their own (a worker's
   model load must never block the launch forever); the web's readiness covers them.
 * ``<name>``: uvicorn with ``workers`` processes; ready when
@@ -24,8 +24,8 @@ from pydantic import Field
 
 from targets.common.launch import PYTHON, server_env
 from targets.common.settings import settings_env
-from targets.config import PythonServerConfig
-from targets.fastapi.launch import uvicorn_spec
+from targets.common.uvicorn import uvicorn_spec
+from targets.config import PythonServerConfig, UpstreamConfig
 from targets.jobqueue.common import JobQueueSettings
 from targets.jobqueue.redis_server import (
     DEFAULT_PERSISTENCE,
@@ -33,8 +33,8 @@ from targets.jobqueue.redis_server import (
     REDIS_SERVER,
     Persistence,
 )
-from targets.kind import HOST, Placement
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.launch_types import HOST, LaunchError, Placement, ProcessSpec
+from targets.protocols.servecap import HEALTH_PATH
 
 WEB_APP = "targets.jobqueue.web:create_app"
 CONTAINER_REDIS_DATA = "/home/app/redis-data"
@@ -43,11 +43,10 @@ there takes the image folder's owner, the app user), so a restarted container ke
 LOOPBACK = "127.0.0.1"
 
 
-class JobQueueConfig(PythonServerConfig):
+class JobQueueConfig(PythonServerConfig, UpstreamConfig):
+    """The web on ``port``, Redis on ``model_port``."""
+
     kind: Literal["jobqueue"] = "jobqueue"
-    upstream_port: int | None = Field(
-        default=None, ge=1024, le=65535, description="Redis port; default port+2"
-    )
     queue_workers: int = Field(default=2, ge=1, le=64, description="worker processes")
     job_batch_max: int = Field(
         default=8, ge=1, le=256, description="queued jobs a worker runs as one batch"
@@ -66,10 +65,6 @@ class JobQueueConfig(PythonServerConfig):
         description="where the web and the workers reach Redis: 127.0.0.1, Redis runs beside "
         "them (`servecap plan --kubernetes` sets its Service's name)",
     )  # fmt: skip
-
-    @property
-    def model_port(self) -> int:
-        return self.upstream_port or self.port + 2
 
 
 def launch_env() -> dict[str, str]:
@@ -113,11 +108,16 @@ def redis_spec(name: str, config: JobQueueConfig, placement: Placement = HOST) -
     return ProcessSpec(name=f"{name}-redis", role="redis", argv=argv, ready_port=port)
 
 
+def ready_path(config: JobQueueConfig) -> str:
+    """Ready when every queue worker has loaded the model and registered."""
+    return f"{HEALTH_PATH}?min_workers={config.queue_workers}"
+
+
 def process_plan(
     name: str, config: JobQueueConfig, placement: Placement = HOST
 ) -> list[ProcessSpec]:
     workers = [worker_spec(name, config, i) for i in range(1, config.queue_workers + 1)]
     web = uvicorn_spec(name, "jobqueue-web", WEB_APP, queue_env(config), config.host, config.port,
                        config.workers, placement,
-                       health_path=f"/healthz?min_workers={config.queue_workers}")  # fmt: skip
+                       health_path=ready_path(config))  # fmt: skip
     return [redis_spec(name, config, placement), *workers, web]

@@ -45,6 +45,8 @@ from targets.jobqueue.common import (
     pack_images,
     password,
 )
+from targets.protocols.jobs import JOBS_PATH
+from targets.protocols.servecap import HEALTH_PATH, INFO_PATH
 
 RECHECK_S = 1.0
 """A waiting GET re-reads its job's status at least this often, announcement or not."""
@@ -94,7 +96,7 @@ class JobService:
             return self.busy(full.reason)
         except redis.exceptions.RedisError as err:
             return self.unavailable(err)
-        location = f"/v1/jobs/{job.id}"
+        location = f"{JOBS_PATH}/{job.id}"
         return _json(202, {"job_id": job.id, "status": "queued"}, {"Location": location})
 
     def job_reply(self, job_id: str) -> Reply:
@@ -256,15 +258,15 @@ def create_app(
     app.state.service = svc
     app.state.waiters = waiters
 
-    @app.get("/healthz")
+    @app.get(HEALTH_PATH)
     async def healthz(min_workers: int = Query(1, ge=0, le=1024)) -> Response:
         return to_response(await run_in_threadpool(svc.health, min_workers))
 
-    @app.get("/v1/info")
+    @app.get(INFO_PATH)
     async def info() -> Response:
         return to_response(await run_in_threadpool(svc.info))
 
-    @app.post("/v1/jobs")
+    @app.post(JOBS_PATH)
     async def submit(request: Request) -> Response:
         body = await read_limited(request, svc.settings.max_body_bytes)
         if body is None:
@@ -272,7 +274,7 @@ def create_app(
         ctype = request.headers.get("content-type")
         return to_response(await run_in_threadpool(svc.submit, body, ctype))
 
-    @app.get("/v1/jobs/{job_id}")
+    @app.get(JOBS_PATH + "/{job_id}")
     async def job(job_id: str, wait_s: float = Query(0.0, ge=0.0)) -> Response:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(wait_s, svc.settings.long_poll_max_s)

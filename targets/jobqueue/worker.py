@@ -33,7 +33,8 @@ list and is handled the same way after at least a minute. With RQ defaults, acce
 lost (failed) after about 1.5-10 minutes.
 
 Here: jobs are enqueued with ``Retry(max=job_retries, enqueue_at_front=True)``, and every live
-worker runs :func:`recover_abandoned` with RQ's maintenance, at its start and then every
+worker runs :func:`~targets.jobqueue.recovery.recover_abandoned` with RQ's maintenance, at its
+start and then every
 :data:`MAINTENANCE_INTERVAL_S` seconds at its next pause between batches or dequeue waits
 (so within about 10 s). A worker is dead when no Redis connection carries its name (the kernel
 closes the sockets of a killed process at once), so its claimed jobs are found within seconds,
@@ -46,11 +47,12 @@ every worker that takes it fails after ``1 + job_retries`` attempts.
 
 **A full Redis** (``maxmemory``, ``noeviction``: Redis refuses writes that need memory).
 RQ's loop took that refusal for a fatal error and the worker exited. Here a worker rides it
-out, pausing with a backoff (:data:`OOM_BACKOFF_S`) and losing no job: a dequeue that is
-refused is tried again (the job stays queued); a claim that is refused gives the batch back to
-the head of the queue in one script that runs even when Redis is full (:data:`GIVE_BACK`);
+out, pausing with a backoff and losing no job: a dequeue that is refused is tried again (the
+job stays queued); a claim that is refused gives the batch back to the head of the queue in
+one script that runs even when Redis is full (:func:`~targets.jobqueue.recovery.give_back`);
 once a batch is claimed, every write that completes it (RQ's bookkeeping, the results) is sent
-again until Redis takes it (:class:`OutOfMemoryRetry`: a refused command or transaction
+again until Redis takes it (:class:`~targets.jobqueue.recovery.OutOfMemoryRetry`: a refused
+command or transaction
 changes nothing, so sending it again is safe). Admission keeps the last tenth of ``maxmemory``
 for this (:data:`targets.jobqueue.admission.ADMISSION_MEMORY_SHARE`) and answers 503 meanwhile.
 """
@@ -62,14 +64,11 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 from rq import Queue, SimpleWorker, worker_registration
 from rq.executions import Execution
 from rq.job import Job, JobStatus
@@ -88,11 +87,16 @@ from targets.jobqueue.common import (
     connect,
     done_channel,
     input_key,
-    live_client_names,
-    recovery_lock_key,
-    registered_worker_names,
     result_dict,
     unpack_images,
+)
+from targets.jobqueue.recovery import (
+    STRANDED_AFTER_S,
+    OutOfMemoryRetry,
+    backoff_s,
+    give_back,
+    recover_abandoned,
+    requeue_stranded,
 )
 
 WORKER_TTL_S = 20
@@ -100,108 +104,11 @@ WORKER_TTL_S = 20
 MAINTENANCE_INTERVAL_S = 5
 STOP_CHECK_S = 1
 """Longest single wait for a job: a stop request is honoured between waits."""
-STRANDED_AFTER_S = 5.0
-"""A job dequeued but unclaimed this long belonged to a worker that died (requeue_stranded)."""
-OOM_BACKOFF_S = (0.05, 1.0)
-"""First and longest pause before a write Redis refused for want of memory is sent again."""
-GIVE_BACK = """#!lua flags=allow-oom
--- Jobs taken from the queue (into its intermediate list) put back at its head, in one step:
--- one LREM and one LPUSH each, no memory gained, so it runs when Redis is full (allow-oom).
-local moved = {}
-for i = 1, #ARGV do
-  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
-    redis.call('LPUSH', KEYS[2], ARGV[i])
-    table.insert(moved, ARGV[i])
-  end
-end
-return moved
-"""
-"""KEYS: the intermediate list, the queue; ARGV: job ids, the last to be put at the head first."""
-
 log = logging.getLogger("servecap.jobqueue.worker")
-T = TypeVar("T")
-
-
-def backoff_s(failures: int) -> float:
-    """The pause after ``failures`` refusals in a row (exponential, capped)."""
-    first, longest = OOM_BACKOFF_S
-    return float(min(longest, first * 2 ** max(0, failures - 1)))
-
-
-class OutOfMemoryRetry(Retry):
-    """redis-py's retry of a worker's connection (connection errors, as before) and, while
-    :attr:`riding_out`, of commands Redis refused for want of memory: sent again after
-    :func:`backoff_s` until taken. Redis applies nothing of a refused command (nor of a
-    transaction holding one), so sending it again is safe. One object for all connections of
-    the pool (redis-py copies a connection's retry: this one is shared on purpose)."""
-
-    def __init__(self, base: Retry | None = None) -> None:
-        if base is None:
-            super().__init__(ExponentialBackoff(), 3)
-        else:
-            super().__init__(base._backoff, base._retries, base._supported_errors)
-        self.riding_out = False
-        self.refused = 0
-        """Refusals in a row (reset by the next command Redis takes)."""
-        self.refusals = 0
-        """Writes refused for want of memory, in all (for logs and tests)."""
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> OutOfMemoryRetry:
-        return self
-
-    def call_with_retry(
-        self, do: Callable[[], T], fail: Callable[..., Any],
-        is_retryable: Callable[[Exception], bool] | None = None, with_failure_count: bool = False,
-    ) -> T:  # fmt: skip
-        while True:
-            try:
-                result = super().call_with_retry(do, fail, is_retryable, with_failure_count)
-            except redis.exceptions.OutOfMemoryError as err:
-                if not self.riding_out:
-                    raise
-                self.refused += 1
-                self.refusals += 1
-                if self.refused == 1:
-                    log.warning("Redis is full (maxmemory): waiting to complete the batch")
-                time.sleep(backoff_s(self.refused))
-                # a WATCHed transaction raises WatchError here: its caller (RQ) redoes it
-                fail(err, 1) if with_failure_count else fail(err)
-                continue
-            self.refused = 0
-            return result
-
-
-def give_back(queue: Queue, job_ids: Sequence[str]) -> list[str]:
-    """Jobs taken into the queue's intermediate list and not claimed, back at the head of the
-    queue in their order (:data:`GIVE_BACK`); returns those that were still there."""
-    script = queue.connection.register_script(GIVE_BACK)
-    moved = script(keys=[queue.intermediate_queue_key, queue.key], args=list(reversed(job_ids)))
-    return [_text(m) for m in moved or []]
 
 
 def worker_name() -> str:
     return f"{WORKER_NAME_PREFIX}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def requeue_stranded(queue: Queue, after_s: float) -> list[str]:
-    """Put back at the head of the queue the jobs that sat in its intermediate list, never
-    claimed, for ``after_s`` seconds: a worker died between dequeuing and claiming them (a
-    claim takes milliseconds). RQ itself fails such jobs after a minute, by when every client
-    waiting on them has given up (seen: one job lost when a worker was SIGKILLed under load).
-    Returns the ids put back; of two maintainers, only the one whose LREM removes a job
-    re-queues it."""
-    inter = queue.intermediate_queue
-    started = queue.started_job_registry
-    moved: list[str] = []
-    for job_id in inter.get_job_ids():
-        if job_id in started:
-            continue
-        inter.set_first_seen(job_id)
-        first = inter.get_first_seen(job_id)
-        if first is None or (datetime.now(UTC) - first).total_seconds() < after_s:
-            continue
-        moved += give_back(queue, [job_id])  # one step: a job is never out of both lists
-    return moved
 
 
 class BatchWorker(SimpleWorker):
@@ -461,65 +368,6 @@ def _is_classify(job: Job) -> bool:
         return job.func_name == TASK
     except Exception:  # undecodable job data (not JSON): RQ's own path fails the job
         return False
-
-
-def recover_abandoned(queue: Queue) -> list[str]:
-    """Hand the jobs claimed by dead workers to RQ's abandoned-job handling; unregister the dead.
-
-    A job in the started-job registry whose execution belongs to a worker with no Redis
-    connection left is marked expired and passed to ``StartedJobRegistry.cleanup``: RQ then
-    re-enqueues it (``Retry``, at the front) or, with no retry left, fails it with
-    ``AbandonedJobError``. One worker at a time (a short lock). Returns the job ids handled.
-    """
-    conn = queue.connection
-    lock = recovery_lock_key(queue.name)
-    token = uuid.uuid4().hex
-    if not conn.set(lock, token, nx=True, px=10_000):
-        return []
-    try:
-        # Read who is registered and who owns what first, who is connected last: a worker that
-        # registered or claimed a job before the client list was taken is in it if alive.
-        registered = registered_worker_names(queue)
-        registry = queue.started_job_registry
-        owned: list[tuple[str, str]] = []
-        for raw in conn.zrange(registry.key, 0, -1):
-            member = _text(raw)
-            owner = conn.hget(f"rq:execution:{member}", "worker_name")
-            if ":" in member and owner is not None:  # else expired: RQ's TTL cleanup handles it
-                owned.append((member, _text(owner)))
-        live = live_client_names(conn)
-        orphans = [member for member, owner in owned if owner not in live]
-        recovered: list[str] = []
-        if orphans:
-            job_ids = [m.partition(":")[0] for m in orphans]
-            with conn.pipeline() as pipe:
-                for job_id in job_ids:
-                    pipe.lrem(queue.intermediate_queue_key, 0, job_id)
-                pipe.zadd(registry.key, dict.fromkeys(orphans, 1), xx=True)
-                pipe.execute()
-            registry.cleanup(timestamp=1)  # only the entries just marked have score <= 1
-            recovered = job_ids
-        for name in registered - live:
-            _unregister(conn, name, queue.name)
-        return recovered
-    finally:
-        if conn.get(lock) == token.encode():
-            conn.delete(lock)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _unregister(conn: redis.Redis, name: str, queue_name: str) -> None:
-    """RQ's register_death for a worker that could not do it itself."""
-    key = SimpleWorker.redis_worker_namespace_prefix + name
-    with conn.pipeline() as pipe:
-        pipe.srem(SimpleWorker.redis_workers_keys, key)
-        pipe.srem(f"rq:workers:{queue_name}", key)
-        pipe.hset(key, "death", "unregistered by a live worker: no connection left")
-        pipe.expire(key, 60)
-        pipe.execute()
 
 
 def main() -> None:

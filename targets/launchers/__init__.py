@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from targets.launchers.base import Launcher, LaunchError, RunningTarget
+from targets.launch_types import LaunchError
+from targets.launchers.base import Launcher, RunningTarget
 
 if TYPE_CHECKING:
     from targets.kind import Kind

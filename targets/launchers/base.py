@@ -1,55 +1,44 @@
-"""The launcher interface and the plan a target kind gives for starting itself."""
+"""The launcher interface: what a started target is, what faults may do to it, and the helpers
+every launcher uses (model fetch, held signals, port and readiness probes).
+
+The plain types a kind declares (``ProcessSpec``, ``Probe``...) and ``LaunchError`` live in
+:mod:`targets.launch_types`; they are re-exported here for the modules that import them from
+the launchers.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import shutil
+import random
 import signal
 import socket
 import threading
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from targets.common import loopback
 from targets.config import ModelConfig, TargetConfig
+from targets.launch_types import LaunchError, PartRef, ProcessSpec, prepare_dirs
 
-
-class LaunchError(RuntimeError):
-    """A target could not be started (or stopped); the message names the target and the cause."""
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    """One process of a target (a server, nginx, redis, a queue worker...)."""
-
-    name: str
-    argv: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)
-    role: str = ""
-    """The docker-compose.yml service that runs this process in containers (its ``serve``
-    command picks the process of this role from the kind's plan)."""
-    cwd: Path | None = None
-    ready_url: str | None = None
-    """GET this URL until it answers 200; None = ready once started."""
-    ready_port: int | None = None
-    """Or: wait until this TCP port on 127.0.0.1 accepts connections."""
-    fresh_dirs: tuple[Path, ...] = ()
-    """Folders emptied and made (mode 0700) just before the process starts."""
-
-
-@dataclass(frozen=True)
-class PartRef:
-    """One part of a running target that a fault acts on: a process tree or a container."""
-
-    label: str
-    pid: int | None = None
-    container: str | None = None
-    started: float | None = None
-    """The process's start time (psutil's ``create_time``): with ``pid``, which process it is
-    (a reused pid belongs to a process started later)."""
+__all__ = [
+    "LaunchError",
+    "Launcher",
+    "PartRef",
+    "ProcessSpec",
+    "RunningTarget",
+    "TargetControl",
+    "free_port",
+    "held_signals",
+    "port_is_free",
+    "prepare_dirs",
+    "probe_http",
+    "probe_tcp",
+    "tail",
+    "with_fetched_model",
+]
 
 
 class TargetControl(Protocol):
@@ -153,13 +142,6 @@ def held_signals() -> Iterator[None]:
         signal.raise_signal(signum)
 
 
-def prepare_dirs(spec: ProcessSpec) -> None:
-    """Empty and make the spec's fresh folders (mode 0700) before its process starts."""
-    for folder in spec.fresh_dirs:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True, mode=0o700)
-
-
 def port_is_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -171,10 +153,30 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+FREE_PORT_BLOCK = 4
+"""A target uses its port and the three after it (app server, model server or Redis, gRPC)."""
+FREE_PORT_RANGE = (20_000, 32_000)
+"""Below Linux's default ephemeral range (32768-60999): client sockets of the load generator
+come from there and would otherwise take a target's second or third port between the check
+and the launch."""
+
+
+def free_port(block: int = FREE_PORT_BLOCK) -> int:
+    """The first of ``block`` consecutive free loopback ports, drawn from
+    :data:`FREE_PORT_RANGE` (for servers started on any free port: tests, benchmarks)."""
+    low, high = FREE_PORT_RANGE
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(low, high - block)
+        if all(port_is_free("127.0.0.1", port + i) for i in range(block)):
+            return port
+    raise RuntimeError(f"no {block} consecutive free ports in {low}-{high}")
+
+
 def probe_http(url: str, timeout_s: float = 2.0) -> bool:
     """True when ``url`` answers 200 (only ever called with loopback URLs)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with loopback.urlopen(url, timeout_s) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False

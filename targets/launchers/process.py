@@ -22,12 +22,10 @@ from pathlib import Path
 import psutil
 
 from targets.config import TargetConfig, parse_cpuset
+from targets.launch_types import LaunchError, ProcessSpec, prepare_dirs
 from targets.launchers.base import (
-    LaunchError,
-    ProcessSpec,
     RunningTarget,
     port_is_free,
-    prepare_dirs,
     probe_http,
     probe_tcp,
     tail,

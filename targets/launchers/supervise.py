@@ -40,7 +40,8 @@ import psutil
 
 from targets.common.settings import ServerSettings, env_name
 from targets.kind import Kind
-from targets.launchers.base import LaunchError, PartRef, ProcessSpec, probe_http, tail
+from targets.launch_types import LaunchError, PartRef, ProcessSpec
+from targets.launchers.base import probe_http, tail
 
 MODEL_PATH_ENV = env_name(ServerSettings, "model_path")
 """The servers' setting for their model (job-queue workers read the same)."""

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from targets.protocols.base import Endpoint, Headers, ProtocolError, http_get, http_post
+from analysis.contract import JOB_REQUEST
+from targets.common.loopback import http_get, http_post
+from targets.protocols.base import Endpoint, Headers, ProtocolError
 from targets.protocols.servecap import ServecapProtocol
 
 JOBS_PATH = "/v1/jobs"
@@ -25,8 +27,8 @@ POLL_WAIT_S = 10.0
 class JobsProtocol(ServecapProtocol):
     name = "servecap-jobs"
     transport = "jobs"
-    modes = frozenset({"ramp"})
-    primary_request = "job"
+    modes = frozenset({"ramp", "rate", "find-max"})
+    primary_request = JOB_REQUEST
 
     def predict_path(self, endpoint: Endpoint) -> str:
         return JOBS_PATH

@@ -19,21 +19,21 @@ from typing import Any
 import numpy as np
 import orjson
 
-from targets.inputs import CIFAR_INPUT, InputSpec
+from targets.common.loopback import RefusedAnswer, http_get
+from targets.inputs import CIFAR_INPUT, CNN_INPUT_NAME, CNN_MODEL_NAME, CNN_OUTPUT_NAME, InputSpec
 from targets.protocols.base import (
     Discovery,
     Endpoint,
     Headers,
     Protocol,
     grpc_unary,
-    http_get,
     image_shape,
 )
 
-MODEL_NAME = "cifar10_cnn"
+MODEL_NAME = CNN_MODEL_NAME
 SIGNATURE = "serving_default"
-INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
+INPUT_NAME = CNN_INPUT_NAME
+OUTPUT_NAME = CNN_OUTPUT_NAME
 GRPC_METHOD = "/tensorflow.serving.PredictionService/Predict"
 
 
@@ -53,6 +53,8 @@ def discover(endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
         doc: Any = orjson.loads(body) if status == 200 else {}
         signature = doc["metadata"]["signature_def"]["signature_def"][SIGNATURE]
         inputs, outputs = signature["inputs"], signature["outputs"]
+    except RefusedAnswer:
+        raise  # a redirect, or metadata past the cap: said, not taken as silence
     except (OSError, ValueError, KeyError, TypeError):
         return Discovery()
     if len(inputs) != 1 or not outputs:

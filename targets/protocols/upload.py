@@ -23,9 +23,11 @@ from PIL import Image
 from urllib3 import encode_multipart_formdata
 
 from targets.common.payload import JPEG_MAGIC, as_jpeg_files
+from targets.inputs import CNN_OUTPUT_NAME
 from targets.protocols.base import Endpoint, Headers, Protocol
+from targets.protocols.servecap import PREDICT_PATH
 
-DEFAULT_PATH = "/v1/predict"
+DEFAULT_PATH = PREDICT_PATH
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -96,7 +98,7 @@ class ImageUpload(Protocol):
             doc: Any = orjson.loads(answer)
         except orjson.JSONDecodeError as err:
             raise ValueError(f"answer is not JSON: {answer[:200]!r}") from err
-        name = endpoint.output_name if endpoint is not None else "probabilities"
+        name = endpoint.output_name if endpoint is not None else CNN_OUTPUT_NAME
         values = np.asarray(field(doc, name), dtype=np.float32)
         if endpoint is not None and endpoint.output_kind == "class_id":
             return values.reshape(-1)

@@ -22,19 +22,19 @@ range, or UINT8 pixels), shape ``[n, h, w, c]``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
 
-from targets.inputs import CIFAR_INPUT, InputSpec
+from targets.common.loopback import RefusedAnswer, http_get
+from targets.inputs import CIFAR_INPUT, CNN_INPUT_NAME, CNN_OUTPUT_NAME, InputSpec
 from targets.protocols.base import (
     Discovery,
     Endpoint,
     Headers,
     Protocol,
     grpc_unary,
-    http_get,
     image_shape,
 )
 
@@ -46,6 +46,11 @@ DATATYPES = {"FP32": "<f4", "FP64": "<f8", "UINT8": "u1", "INT32": "<i4", "INT64
 
 def infer_path(model: str) -> str:
     return f"/v2/models/{model}/infer"
+
+
+def model_ready_path(model: str) -> str:
+    """Answers 200 once ``model`` is loaded (the server's own ready path may answer before)."""
+    return f"/v2/models/{model}/ready"
 
 
 def metadata_path(model: str) -> str:
@@ -60,6 +65,8 @@ def discover(endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
         status, body = http_get(endpoint.base_url + metadata_path(endpoint.model_name or
                                                                    "model"), timeout_s)  # fmt: skip
         doc: Any = orjson.loads(body) if status == 200 else {}
+    except RefusedAnswer:
+        raise  # a redirect, or metadata past the cap: said, not taken as silence
     except (OSError, ValueError):
         return Discovery()
     inputs, outputs = doc.get("inputs") or [], doc.get("outputs") or []
@@ -80,7 +87,7 @@ def discover(endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
 
 def _names(endpoint: Endpoint | None) -> tuple[str, str]:
     if endpoint is None:
-        return "images", "probabilities"
+        return CNN_INPUT_NAME, CNN_OUTPUT_NAME
     return endpoint.input_name, endpoint.output_name
 
 
@@ -91,8 +98,8 @@ def _tensor(images: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, str]:
 
 
 def rest_request(
-    images: np.ndarray, binary: bool, input_name: str = "images", output: str = "probabilities",
-    spec: InputSpec = CIFAR_INPUT,
+    images: np.ndarray, binary: bool, input_name: str = CNN_INPUT_NAME,
+    output: str = CNN_OUTPUT_NAME, spec: InputSpec = CIFAR_INPUT,
 ) -> tuple[bytes, Headers]:  # fmt: skip
     """A v2 HTTP request for ``images`` (JSON tensor, or the binary extension)."""
     tensor, datatype = _tensor(images, spec)
@@ -112,7 +119,7 @@ def rest_request(
     return header + raw, headers
 
 
-def rest_output(answer: bytes, name: str = "probabilities") -> np.ndarray:
+def rest_output(answer: bytes, name: str = CNN_OUTPUT_NAME) -> np.ndarray:
     """The named output of a v2 HTTP answer, JSON or binary (the JSON part is read up to its
     end, so the ``Inference-Header-Content-Length`` header is not needed); ValueError when the
     answer is not an inference answer."""
@@ -151,7 +158,7 @@ class V2Rest(Protocol):
     (``binary``, or ``base64``: the same raw pixels)."""
 
     name = "v2-rest"
-    encodings = ("json", "binary", "base64")
+    encodings: ClassVar[tuple[str, ...]] = ("json", "binary", "base64")
 
     def predict_path(self, endpoint: Endpoint) -> str:
         return infer_path(endpoint.model_name or "model")
@@ -177,8 +184,16 @@ class V2Rest(Protocol):
         return _probabilities(rest_output(answer, _names(endpoint)[1]), endpoint)
 
 
+class V2RestJson(V2Rest):
+    """KServe v2 over HTTP with JSON tensors only, for servers without the binary tensor
+    extension (MLServer): a run asking for another encoding is refused before it starts."""
+
+    name = "v2-rest-json"
+    encodings = ("json",)
+
+
 def grpc_request(
-    images: np.ndarray, model: str, input_name: str = "images", output: str = "probabilities",
+    images: np.ndarray, model: str, input_name: str = CNN_INPUT_NAME, output: str = CNN_OUTPUT_NAME,
     spec: InputSpec = CIFAR_INPUT,
 ) -> bytes:  # fmt: skip
     from tritonclient.grpc import service_pb2
@@ -193,7 +208,7 @@ def grpc_request(
     return bytes(request.SerializeToString())
 
 
-def grpc_output(answer: bytes, name: str = "probabilities") -> np.ndarray:
+def grpc_output(answer: bytes, name: str = CNN_OUTPUT_NAME) -> np.ndarray:
     from tritonclient.grpc import service_pb2
 
     response = service_pb2.ModelInferResponse.FromString(answer)

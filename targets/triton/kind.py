@@ -24,20 +24,18 @@ from targets.common.launch import PYTHON, base_env
 from targets.common.model_files import ModelNotFoundError, version_dir
 from targets.common.tmp import private_dir
 from targets.config import ModelConfig, TargetConfig, loopback_url
-from targets.kind import (
+from targets.inputs import CNN_MODEL_NAME
+from targets.kind import Containers, Image, MetricsSource, ModelKind, PaperArchitecture
+from targets.launch_types import (
     HOST,
-    Containers,
-    Image,
-    MetricsSource,
-    ModelKind,
-    PaperArchitecture,
+    LaunchError,
     Placement,
     Probe,
+    ProcessSpec,
+    resolve_model_path,
 )
-from targets.launchers.base import LaunchError, ProcessSpec
 from targets.protocols.base import Endpoint
 from targets.protocols.v2 import HEALTH_PATH
-from targets.registry import resolve_model_path
 
 BACKEND_ENV = "triton-backend"
 """The Python backend's environment, inside the project venv (targets/triton/setup.sh)."""
@@ -56,7 +54,7 @@ class TritonConfig(ModelConfig):
     metrics_port: int | None = Field(
         default=None, ge=1024, le=65535, description="Prometheus metrics port; default port+2"
     )
-    model_name: str = Field(default="cifar10_cnn", pattern=r"^[A-Za-z0-9_.-]+$")
+    model_name: str = Field(default=CNN_MODEL_NAME, pattern=r"^[A-Za-z0-9_.-]+$")
     max_batch_size: int = Field(
         default=64, ge=1, le=1024, description="largest batch the dynamic batcher forms"
     )
@@ -115,6 +113,7 @@ class TritonKind(ModelKind):
             base_url=config.base_url,
             grpc_target=f"127.0.0.1:{config.triton_grpc_port}",
             model_name=config.model_name,
+            max_images=config.max_batch_size,  # Triton refuses a request of more (HTTP 400)
         )
 
     def process_plan(
@@ -128,7 +127,8 @@ class TritonKind(ModelKind):
             model = version_dir(resolve_model_path(config))
         except ModelNotFoundError as err:
             raise LaunchError(f"target '{name}': {err}") from None
-        prefix = CONTAINER_PREFIX if placement.container else private_dir("triton", name)
+        own = f"{name}-{config.port}"  # one folder per target and port, as nginx's
+        prefix = CONTAINER_PREFIX if placement.container else private_dir("triton", own)
         argv = (
             PYTHON, "-m", "targets.triton.launch", "--prefix", str(prefix),
             "--model", str(model), "--model-name", config.model_name,
@@ -180,7 +180,7 @@ class TritonKind(ModelKind):
 
     def metrics(self, config: TargetConfig) -> MetricsSource:
         assert isinstance(config, TritonConfig)
-        from targets.triton.metrics import source
+        from targets.common.triton_metrics import source
 
         return source(f"{loopback_url('127.0.0.1', config.triton_metrics_port)}/metrics")
 

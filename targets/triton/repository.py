@@ -18,6 +18,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from targets.inputs import CNN_INPUT_NAME, CNN_OUTPUT_NAME
+
 BACKEND_MODEL = Path(__file__).with_name("backend") / "model.py"
 STUB = "triton_python_backend_stub"
 
@@ -33,15 +35,15 @@ class ModelSettings:
     preferred_batch_sizes: tuple[int, ...]
     instances: int
     backend_env: Path | None
-    input_name: str = "images"
+    input_name: str = CNN_INPUT_NAME
     """Triton's name for the input (clients use it), whatever the signature calls it."""
     input_dims: tuple[int, ...] = (32, 32, 3)
     input_dtype: str = "TYPE_FP32"
-    output_name: str = "probabilities"
+    output_name: str = CNN_OUTPUT_NAME
     output_dims: tuple[int, ...] = (10,)
-    signature_input: str = "images"
+    signature_input: str = CNN_INPUT_NAME
     """The SavedModel signature's input and output names (the backend maps them)."""
-    signature_output: str = "probabilities"
+    signature_output: str = CNN_OUTPUT_NAME
 
 
 def _dims(dims: tuple[int, ...]) -> str:

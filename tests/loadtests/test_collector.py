@@ -15,8 +15,8 @@ import pytest
 from loadtests.collectors import SAMPLE_COLUMNS
 from loadtests.collectors.process import ProcessTreeSampler
 from loadtests.monitor import TargetFailure, Watchdog
-from targets.config import target_config
 from targets.launchers.base import RunningTarget
+from targets.registry import target_config
 
 BURN = "import time\nend=time.time()+{s}\nwhile time.time()<end: pass\ntime.sleep(30)"
 PARENT = (

@@ -23,8 +23,8 @@ import yaml
 
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
-from tests.loadtests.test_faults import server_pids
 from tests.ports import free_port
+from tests.procs import server_pids
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ container really did. Skipped without a Docker engine or the servecap base image
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -29,9 +28,9 @@ from loadtests.collectors.docker_stats import (
     network_bytes,
     stats_row,
 )
+from tests.machine import BASE_IMAGE, needs_docker
 
 MB = 1024 * 1024
-BASE_IMAGE = "servecap/base:bookworm-py311"
 
 
 def frame(total: int, system: int, online: int | None = 2, **extra: Any) -> dict[str, Any]:
@@ -157,15 +156,6 @@ def test_sampler_survives_a_missing_container(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ a real container
 
 
-def _docker_ok() -> bool:
-    try:
-        info = subprocess.run(["docker", "image", "inspect", BASE_IMAGE], capture_output=True,
-                              timeout=30, check=False)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return info.returncode == 0
-
-
 BURN = (
     "import time\n"
     "x = bytearray(150 * 1024 * 1024)\n"  # 150 MB resident
@@ -176,7 +166,7 @@ BURN = (
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not _docker_ok(), reason=f"no Docker engine or no {BASE_IMAGE} image")
+@needs_docker(BASE_IMAGE)
 def test_real_container_cpu_and_memory_from_the_docker_api(tmp_path: Path) -> None:
     import docker
 

@@ -20,17 +20,9 @@ import pytest
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
 from tests.ports import free_port
+from tests.procs import server_pids
 
 pytestmark = pytest.mark.integration
-
-
-def server_pids(port: int) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        args = proc.info["cmdline"] or []
-        if "targets.fastapi.app:create_app" in args and str(port) in args:
-            found.append(proc)
-    return found
 
 
 def run_with(

@@ -21,9 +21,9 @@ from loadtests.bodies import build_bodies
 from loadtests.generator import start_locust, warm_up
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import LoadPlan, Stage
-from targets.config import target_config
 from targets.launchers.process import ProcessLauncher, stop_process_group
 from targets.protocols import Endpoint
+from targets.registry import target_config
 from tests.ports import free_port
 
 pytestmark = [

@@ -13,8 +13,7 @@ import pytest
 from analysis.load import read_server_metrics
 from loadtests.collectors.prometheus import PrometheusSampler, parse, row
 from targets.common.metrics import source as servecap_source
-from targets.config import target_config
-from targets.registry import get_kind
+from targets.registry import get_kind, target_config
 
 TRITON_TEXT = """# HELP nv_inference_request_success Number of successful inference requests
 # TYPE nv_inference_request_success counter

@@ -97,7 +97,8 @@ def test_interrupted_run_keeps_data_and_leaves_nothing(
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (out / "fastapi" / "timeline.json").exists():
+    target = out / "fastapi-cpu0"  # quickstart's target
+    while time.monotonic() < deadline and not (target / "timeline.json").exists():
         time.sleep(0.5)
     time.sleep(4)  # some load, then Ctrl-C
     proc.send_signal(signal.SIGINT)
@@ -109,7 +110,7 @@ def test_interrupted_run_keeps_data_and_leaves_nothing(
     (entry,) = summary["runs"]
     assert entry["status"] == "interrupted"
     assert entry["requests"] > 0  # what was measured before the interrupt is kept
-    assert len(pd.read_parquet(out / "fastapi" / "requests.parquet")) == entry["requests"]
+    assert len(pd.read_parquet(target / "requests.parquet")) == entry["requests"]
 
 
 MODES = {

@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from targets.config import target_config
 from targets.docker import compose, entrypoint
 from targets.docker.entrypoint import bind_reuse_port, decode_config, expand
 from targets.docker.healthcheck import own_listener, probe, ready
-from targets.kind import CONTAINER
+from targets.launch_types import CONTAINER
 from targets.launchers.docker import ContainerOptions, compose_env, container_env
 from targets.launchers.docker.environment import options_for
-from targets.registry import get_kind, kinds
+from targets.registry import get_kind, kinds, target_config
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,6 +121,35 @@ def test_container_env_carries_the_config_with_container_paths(tmp_path: Path) -
     doc = decode_config(env)
     assert doc["model_path"] == "/models/cifar10_cnn" and doc["max_works"] == 3
     assert env["SERVECAP_TARGET"] == "jq"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({"A\nSERVECAP_TARGET_CONFIG_B64": "e30="}, "env key 'A\\\\nSERVECAP.* not a variable name"),
+     ({"A": "x\nSERVECAP_TARGET_CONFIG_B64=e30="}, "env value of A holds a line break"),
+     ({"A": "x\rB=1"}, "env value of A holds a line break"), ({"9LIVES": "1"}, "not a variable"),
+     ({"A=B": "1"}, "not a variable name"), ({"": "1"}, "not a variable name")],
+)  # fmt: skip
+def test_env_entries_that_would_not_be_one_env_file_line_are_refused(
+    env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    from pydantic import ValidationError
+
+    from targets.launchers.base import LaunchError
+    from targets.launchers.docker.environment import write_env_file
+
+    with pytest.raises(ValidationError, match=message):
+        target_config(kind="fastapi", env=env)
+    with pytest.raises(LaunchError, match=message):  # the writer refuses it too
+        write_env_file(tmp_path / "container.env", {"SERVECAP_TARGET": "t", **env})
+    assert not (tmp_path / "container.env").exists()
+    good = {"OMP_NUM_THREADS": "2", "_X1": "a=b c"}
+    path = write_env_file(
+        tmp_path / "ok.env", container_env("t", target_config(kind="fastapi", env=good))
+    )
+    lines = path.read_text().splitlines()
+    assert "OMP_NUM_THREADS=2" in lines and "_X1=a=b c" in lines
+    assert sum(line.startswith("SERVECAP_TARGET_CONFIG_B64=") for line in lines) == 1
 
 
 # ------------------------------------------------------------------ one command definition

@@ -19,13 +19,14 @@ import pytest
 
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
-from targets.launchers.base import LaunchError
+from targets.launch_types import LaunchError
 from targets.launchers.docker import DockerLauncher, clean
 from targets.launchers.docker.engine import managed_containers
+from tests.machine import BASE_IMAGE, docker_missing
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
-BASE = "servecap/base:bookworm-py311"
+BASE = BASE_IMAGE
 USER_IMAGE = "servecap-test/their-classifier:1"
 
 SERVER = textwrap.dedent('''
@@ -56,18 +57,9 @@ SERVER = textwrap.dedent('''
 ''')
 
 
-def _engine_missing() -> str | None:
-    try:
-        subprocess.run(["docker", "image", "inspect", BASE], check=True, capture_output=True,
-                       timeout=20)  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return f"no Docker engine or no {BASE} (servecap images build --offline)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def user_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    missing = _engine_missing()
+    missing = docker_missing(BASE)
     if missing:
         pytest.skip(missing)
     folder = tmp_path_factory.mktemp("their-image")

@@ -9,7 +9,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from targets.config import target_config
 from targets.deploy import (
     DeployError,
     Sizing,
@@ -19,6 +18,7 @@ from targets.deploy import (
     kubernetes_secret,
 )
 from targets.docker.entrypoint import CONFIG_ENV, decode_config
+from targets.registry import target_config
 
 K8S_VERSION = "1.33.0"
 SIZING = Sizing(replicas=3, cpu_cores=0.85, mem_mb=612.4, headroom=0.3, capacity_rps=120.0,
@@ -180,7 +180,7 @@ def test_plan_writes_one_file_per_target_without_yaml_anchors(
              "error_rate": 0.0, "reject_rate": 0.0, "cpu_pct": 80.0, "mem_mb": 300.0,
              "mem_max_mb": 320.0}  # fmt: skip
     summary = {"runs": [{"target": "api", "kind": "fastapi", "status": "ok", "stages": [stage]}]}
-    plans = plan_targets(summary, 100.0, 150.0)
+    plans = plan_targets(summary, 100.0, 150.0, allow_closed_loop=True)
     written = write_artefacts(results, plans, tmp_path / "k8s", tmp_path / "plan.yml",
                               echo=lambda _: None)  # fmt: skip
     assert [p.name for p in written] == ["api.yaml", "api.secret.yaml", "plan.yml"]

@@ -23,11 +23,10 @@ from django.test import Client, override_settings
 from targets.common.payload import encode_request
 from targets.common.service import InferenceService
 from targets.common.settings import ServerSettings
-from targets.config import target_config
 from targets.django_embedded.conf import configure, django_settings
 from targets.django_embedded.wsgi import create_app
-from targets.launchers.base import LaunchError
-from targets.registry import get_kind
+from targets.launch_types import LaunchError
+from targets.registry import get_kind, target_config
 from tests.fakes import FakeModel
 from tests.ports import free_port
 
@@ -205,7 +204,7 @@ def test_launch_plan_django_behind_nginx() -> None:
     assert argv[-1] == "targets.django_embedded.wsgi:create_app()"
     assert argv[argv.index("--bind") + 1] == "127.0.0.1:18302"  # app_port, loopback
     assert argv[argv.index("--workers") + 1] == "2"
-    assert argv[argv.index("--threads") + 1] == "5"  # above max_works, see flask.launch
+    assert argv[argv.index("--threads") + 1] == "5"  # above max_works, see common.gunicorn
     assert "SERVECAP_UPSTREAM_URL" not in django.env  # embedded mode
     assert django.ready_url == "http://127.0.0.1:18302/healthz"
     assert nginx.argv[1:3] == ("-m", "targets.common.nginx")  # writes its conf, execs nginx

@@ -19,7 +19,6 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +26,9 @@ import pandas as pd
 import pytest
 
 from loadtests.collectors.docker_stats import DockerStatsSampler
-from targets.config import TargetConfig, target_config
+from targets.config import TargetConfig
 from targets.kind import Containers
-from targets.launchers.base import LaunchError
+from targets.launch_types import LaunchError
 from targets.launchers.docker import MANAGED_LABEL, ContainerOptions, DockerLauncher, clean
 from targets.launchers.docker.environment import (
     NO_MODEL_DIR,
@@ -38,11 +37,11 @@ from targets.launchers.docker.environment import (
     project_name,
 )
 from targets.launchers.docker.launcher import layout_of, scales
-from targets.registry import get_kind
+from targets.registry import get_kind, target_config
+from tests.machine import FASTAPI_IMAGE, managed_containers, needs_docker
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = "servecap/fastapi:latest"
 
 
 # ------------------------------------------------------------------ no engine needed
@@ -107,45 +106,12 @@ def test_project_names_are_compose_safe() -> None:
 # ------------------------------------------------------------------ a real engine
 
 
-def _docker_ready() -> str | None:
-    if shutil.which("docker") is None:
-        return "no docker CLI"
-    try:
-        if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode:
-            return "docker info fails (no engine)"
-        if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True,
-                          timeout=20).returncode:  # fmt: skip
-            return f"{IMAGE} not built (servecap images build --offline fastapi)"
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return str(err)
-    return None
-
-
-SKIP = _docker_ready()
-needs_engine = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
-
-
-def managed() -> list[str]:
-    out = subprocess.run(
-        ["docker", "ps", "-a", "-q", "--filter", f"label={MANAGED_LABEL}"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
-    return out.split()
+needs_engine = needs_docker(FASTAPI_IMAGE)
 
 
 @pytest.fixture(scope="module")
 def model_dir(readable_model: Path) -> Path:
     return readable_model
-
-
-@pytest.fixture
-def no_leftovers() -> Iterator[None]:
-    assert not managed(), "servecap containers left by something else: run `servecap clean`"
-    yield
-    left = managed()
-    if left:
-        clean()
-    assert not left, f"containers left behind: {left}"
 
 
 def fastapi_config(model_dir: Path, **kw: object) -> TargetConfig:
@@ -281,7 +247,7 @@ def test_keyboard_interrupt_inside_the_run_tears_down(
         pytest.raises(KeyboardInterrupt),
         DockerLauncher().launch("kbd", cfg, tmp_path / "logs") as running,
     ):
-        assert managed() and running.containers
+        assert managed_containers() and running.containers
         assert running.health() is None
         import docker
 
@@ -289,7 +255,7 @@ def test_keyboard_interrupt_inside_the_run_tears_down(
         problem = running.health()
         assert problem is not None and "exit code" in problem  # the watchdog's message
         raise KeyboardInterrupt
-    assert not managed()
+    assert not managed_containers()
 
 
 @pytest.mark.integration
@@ -299,11 +265,11 @@ def test_killed_harness_leaves_containers_that_clean_removes(
 ) -> None:
     cfg = fastapi_config(model_dir)
     script = textwrap.dedent(f"""
-        import sys, time
+        import json, sys, time
         from pathlib import Path
-        from targets.config import TargetConfig
         from targets.launchers.docker import DockerLauncher
-        cfg = TargetConfig.model_validate_json({cfg.model_dump_json()!r})
+        from targets.registry import target_config
+        cfg = target_config(**json.loads({cfg.model_dump_json()!r}))
         with DockerLauncher().launch("killed", cfg, Path({str(tmp_path / "logs")!r})):
             print("READY", flush=True)
             time.sleep(300)
@@ -315,14 +281,14 @@ def test_killed_harness_leaves_containers_that_clean_removes(
         assert proc.stdout.readline().strip() == "READY"
         os.killpg(proc.pid, signal.SIGKILL)  # no finally, no teardown
         proc.wait(timeout=10)
-        assert len(managed()) == 1
+        assert len(managed_containers()) == 1
         # The next launch on that port says what to do.
         with pytest.raises(LaunchError, match="servecap clean"), \
                 DockerLauncher().launch("again", cfg, tmp_path / "logs2"):  # fmt: skip
             pass
         removed = clean()
         assert len(removed) == 1 and "killed" in removed[0]
-        assert not managed()
+        assert not managed_containers()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -376,7 +342,7 @@ def test_model_in_image_variant(model_dir: Path, tmp_path: Path, no_leftovers: N
     from targets.docker.images import build_model_images
 
     try:
-        subprocess.run(["docker", "tag", IMAGE, "servecap/fastapi:citest"], check=True,
+        subprocess.run(["docker", "tag", FASTAPI_IMAGE, "servecap/fastapi:citest"], check=True,
                        timeout=30)  # fmt: skip
         refs = build_model_images(["fastapi"], model_dir, tag="citest", echo=lambda line: None)
         assert refs == ["servecap/fastapi:citest-model"]
@@ -435,7 +401,7 @@ def test_run_with_a_docker_fault_names_target_and_stage(
         assert entry["stages"][0]["requests"] > 0  # stage 1's data kept
     else:
         assert "memory" in entry["error"].lower() or "oom" in entry["error"].lower()
-    assert not managed()
+    assert not managed_containers()
 
 
 @pytest.mark.integration

@@ -20,10 +20,11 @@ from pydantic import ValidationError
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
 from loadtests.verify import verify
-from targets.config import target_config
 from targets.launchers import LaunchError, get_launcher
 from targets.launchers.process import ProcessLauncher
-from targets.registry import endpoint_for, get_kind
+from targets.registry import endpoint_for, get_kind, target_config
+from tests.machine import triton_missing
+from tests.models import gray_classifier
 from tests.ports import free_port
 
 LOAD = {"warmup_requests": 5, "settle_s": 1, "stages": [{"users": 2, "duration_s": 5}]}
@@ -49,6 +50,29 @@ def test_only_loopback_unless_the_target_allows_remote() -> None:
     assert remote.base_url == "https://models.example.com"
     for url in ("http://localhost:8000", "http://127.0.0.2:8000", "http://[::1]:8000"):
         assert external(url=url, protocol="servecap").base_url == url
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"url": "http://127.0.0.1:99999"}, "url"), ({"url": "http://127.0.0.1:0/"}, "url"),
+     ({"url": "http://localhost:80a"}, "url"),
+     ({"health_url": "http://127.0.0.1:70000/ready"}, "health_url"),
+     ({"resources": {"prometheus_url": "http://[::1]:123456/metrics"}},
+      "resources.prometheus_url"),
+     ({"protocol": "v2-grpc", "model_name": "m", "grpc_target": "127.0.0.1:99999"},
+      "grpc_target")],
+)  # fmt: skip
+def test_a_port_out_of_range_is_refused_naming_the_field(
+    fields: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValidationError, match=f"{field} \\S+: port '\\w*' is not a number from 1"):
+        external(**{"protocol": "servecap", **fields})
+
+
+def test_a_model_url_port_out_of_range_is_refused() -> None:
+    with pytest.raises(ValidationError, match="model_url .*port '99999' is not a number"):
+        target_config(kind="fastapi", model_url="https://models.example.com:99999/m.tar.gz",
+                      model_sha256="0" * 64)  # fmt: skip
 
 
 def test_protocol_fields_are_checked_with_the_fix_named() -> None:
@@ -163,10 +187,7 @@ def png_folder(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Pat
 @pytest.fixture(scope="module")
 def grey_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, Path]]:
     """Triton serving a model servecap did not export: (HTTP port, gRPC port, model)."""
-    from tests.targets.test_inputs import gray_classifier
-    from tests.targets.test_triton import _triton_missing
-
-    missing = _triton_missing()
+    missing = triton_missing()
     if missing:
         pytest.skip(missing)
     folder = tmp_path_factory.mktemp("grey")

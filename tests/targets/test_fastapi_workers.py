@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from targets.common.payload import encode_request
-from targets.config import target_config
 from targets.launchers.process import ProcessLauncher
+from targets.registry import target_config
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration

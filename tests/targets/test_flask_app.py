@@ -15,14 +15,13 @@ import numpy as np
 import orjson
 import pytest
 
+from targets.common.gunicorn import effective_threads
 from targets.common.payload import encode_request
 from targets.common.service import InferenceService
 from targets.common.settings import ServerSettings
-from targets.config import target_config
 from targets.flask.app import create_app
-from targets.flask.launch import effective_threads
-from targets.kind import CONTAINER
-from targets.registry import get_kind
+from targets.launch_types import CONTAINER
+from targets.registry import get_kind, target_config
 from tests.fakes import FakeModel
 
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)

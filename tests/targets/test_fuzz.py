@@ -7,6 +7,15 @@ multipart forms) and sends them to each running target through its real stack (u
 gunicorn, nginx, Redis + RQ, the Django chains' forwarding). Every answer must be 2xx or 4xx,
 never 5xx or a dropped connection, and the target must keep serving afterwards; the job queue's
 ``GET /v1/jobs/{id}`` is fuzzed too. The number of inputs tried per target is printed (``-s``).
+
+The frameworks' own v2 servers (MLServer, KServe: their environments from ``make setup``) get
+the same bodies plus v2 tensors of any name, datatype and shape and broken binary-extension
+requests, on ``/v2/models/<model>/infer`` (:data:`V2_EXAMPLES` each: they start slowly).
+
+Then in-process validation fuzzers, no server (fast, not marked integration): target names,
+trace files and env entries, whatever their bytes, are either accepted and safe where they go
+(a folder name, a YAML key, one env-file line, a plan within its limits) or refused with the
+module's own error, never another exception.
 """
 
 from __future__ import annotations
@@ -26,14 +35,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
+from targets.common.framework import framework_python
 from targets.common.payload import encode_request, jpeg_bytes
-from targets.config import TargetConfig
 from targets.launchers.process import ProcessLauncher
-from targets.registry import get_kind
-from tests.bodies import deep_json, jpeg_declaring, zeros_list
+from targets.registry import get_kind, target_config
 from tests.ports import free_port
 
-pytestmark = pytest.mark.integration
+live = pytest.mark.integration
+"""The tests that start real servers."""
 MAX_BODY = 64 * 1024
 EXAMPLES = 1000
 TARGETS = {
@@ -45,6 +55,10 @@ TARGETS = {
     "jobqueue": ("jobqueue", "/v1/jobs"),
 }
 TRIED: Counter[str] = Counter()
+V2_EXAMPLES = 100
+V2_TARGETS = {"mlserver": {"max_batch_size": 4, "max_batch_time_s": 0.002}, "kserve": {}}
+"""Kind -> knobs: MLServer with its adaptive batcher (its runtime's path and the batcher's)."""
+V2_PATH = "/v2/models/cifar10_cnn/infer"
 
 pixels = st.one_of(st.integers(-300, 600), st.floats(allow_nan=False), st.booleans(),
                    st.text(max_size=3), st.none())  # fmt: skip
@@ -161,7 +175,7 @@ def running(
     fields = {"kind": kind, "port": free_port(4), "model_path": str(tiny_model),
               "max_body_bytes": MAX_BODY, "queue_workers": 1, "threads": 4}  # fmt: skip
     own = get_kind(kind).config_model.model_fields
-    config = TargetConfig.model_validate({k: v for k, v in fields.items() if k in own})
+    config = target_config(**{k: v for k, v in fields.items() if k in own})
     logs = tmp_path_factory.mktemp(f"fuzz-{name}")
     with ProcessLauncher(stop_grace_s=5).launch(name, config, logs) as target:
         yield name, target.config.port, path
@@ -169,6 +183,7 @@ def running(
     print(f"\nfuzz: {name}: {TRIED[name]} inputs sent{extra}")
 
 
+@live
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])  # fmt: skip
@@ -180,6 +195,7 @@ def test_no_input_gets_a_5xx(running: tuple[str, int, str], body: bytes, ctype: 
     assert status < 500, f"{name}: HTTP {status} for {ctype!r} body {body[:120]!r}"
 
 
+@live
 def test_still_serving_after_fuzzing(running: tuple[str, int, str]) -> None:
     _, port, path = running
     body, ctype = encode_request(np.zeros((1, 32, 32, 3), np.uint8), "json")
@@ -195,6 +211,7 @@ job_ids = st.one_of(
 waits = st.one_of(st.none(), st.sampled_from(["0", "-1", "nan", "inf", "1e309", "abc", "0.01"]))
 
 
+@live
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow,
                                  HealthCheck.function_scoped_fixture])  # fmt: skip
@@ -214,3 +231,204 @@ def test_job_status_never_gets_a_5xx(
     finally:
         conn.close()
     assert status < 500, f"GET {job_id!r} wait {wait!r}: HTTP {status}"
+
+
+datatypes = st.sampled_from(["FP32", "UINT8", "BYTES", "INT64", "FP16", "BOOL", "nope", ""])
+shapes = st.one_of(
+    st.lists(st.integers(-2, 40), max_size=5),
+    st.sampled_from([[1, 32, 32, 3], [], [0, 32, 32, 3]]),
+    st.lists(st.integers(0, 2**40), min_size=4, max_size=4),
+)
+
+
+@st.composite
+def v2_tensors(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """A v2 JSON request around the model's input: wrong names, datatypes, shapes, values."""
+    shape = draw(shapes)
+    count = draw(st.integers(0, 4000))
+    data: object = draw(st.one_of(st.just([draw(pixels)] * count), json_values))
+    tensor = {"name": draw(st.sampled_from(["images", "x", ""])), "shape": shape,
+              "datatype": draw(datatypes), "data": data}  # fmt: skip
+    doc: dict[str, object] = {"inputs": [tensor] * draw(st.integers(0, 2))}
+    if draw(st.booleans()):
+        doc["outputs"] = [{"name": draw(st.sampled_from(["probabilities", "y"]))}]
+    return json.dumps(doc).encode(), {"Content-Type": "application/json"}
+
+
+@st.composite
+def v2_binary(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """The binary tensor extension with sizes and header lengths that do not add up."""
+    raw = draw(st.sampled_from([b"", b"\x00" * 3, b"\xff\xfe\x80\x81", b"\x00" * 12289,
+                                np.full(3072, 200.5, "<f4").tobytes()]))  # fmt: skip
+    size = draw(st.one_of(st.just(len(raw)), st.integers(-5, 20000)))
+    tensor = {"name": "images", "shape": draw(shapes), "datatype": draw(datatypes),
+              "parameters": {"binary_data_size": size}}  # fmt: skip
+    header = json.dumps({"inputs": [tensor]}).encode()
+    length = draw(st.one_of(st.just(len(header)), st.integers(-3, len(header) + 50),
+                            st.text("abc -+.", max_size=4)))  # fmt: skip
+    headers = {"Content-Type": "application/octet-stream",
+               "Inference-Header-Content-Length": str(length)}  # fmt: skip
+    return header + raw, headers
+
+
+v2_requests = st.one_of(
+    st.tuples(bodies, content_types.map(lambda c: {"Content-Type": c} if c else {})),
+    v2_tensors(),
+    v2_binary(),
+)
+
+
+@pytest.fixture(scope="module", params=sorted(V2_TARGETS))
+def running_v2(
+    request: pytest.FixtureRequest, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
+    kind = request.param
+    if not framework_python(kind).exists():
+        pytest.skip(f"{kind}'s environment is missing (make setup: targets/{kind}/setup.sh)")
+    config = target_config(kind=kind, port=free_port(), model_path=str(tiny_model),
+                           max_body_bytes=MAX_BODY, **V2_TARGETS[kind])  # fmt: skip
+    logs = tmp_path_factory.mktemp(f"fuzz-{kind}")
+    with ProcessLauncher(stop_grace_s=5).launch(kind, config, logs) as target:
+        yield kind, target.config.port
+    print(f"\nfuzz: {kind}: {TRIED[kind]} inputs sent")
+
+
+@live
+@settings(max_examples=V2_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(sent=v2_requests)
+def test_no_v2_input_gets_a_5xx(running_v2: tuple[str, int], sent: tuple[bytes, dict]) -> None:
+    name, port = running_v2
+    body, headers = sent
+    TRIED[name] += 1
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", V2_PATH, body=body, headers=headers)
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+    assert status < 500, f"{name}: HTTP {status} for {headers} body {body[:160]!r}"
+
+
+@live
+def test_v2_still_serving_after_fuzzing(running_v2: tuple[str, int]) -> None:
+    _, port = running_v2
+    image = {"name": "images", "shape": [1, 32, 32, 3], "datatype": "FP32", "data": [0] * 3072}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", V2_PATH, body=json.dumps({"inputs": [image]}),
+                 headers={"Content-Type": "application/json"})  # fmt: skip
+    assert conn.getresponse().status == 200
+
+
+# ------------------------------------------------------------------ validation fuzzers
+
+VALIDATION_EXAMPLES = 300
+DNS_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+names = st.one_of(st.text(max_size=80), st.from_regex(DNS_LABEL, fullmatch=True),
+                  st.text(alphabet="abc-/.\n\r: _A0", max_size=70))  # fmt: skip
+
+
+def is_dns_label(name: str) -> bool:
+    """The rule, written out independently of the code under test."""
+    allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+    return (0 < len(name) <= 63 and set(name) <= allowed and name[0] != "-"
+            and name[-1] != "-")  # fmt: skip
+
+
+@settings(max_examples=VALIDATION_EXAMPLES, deadline=None, derandomize=True)
+@given(name=names)
+def test_a_target_name_is_accepted_only_when_it_is_safe_everywhere(name: str) -> None:
+    import yaml
+
+    from loadtests.spec import SpecError, parse_scenarios
+    from targets.config import check_target_name
+
+    doc = {
+        "targets": {name: {"kind": "fastapi"}},
+        "scenarios": {
+            "s": {"targets": [name], "load": {"stages": [{"users": 1, "duration_s": 5}]}}
+        },
+    }
+    if not is_dns_label(name):
+        with pytest.raises(ValueError, match="is not a DNS-1123 label"):
+            check_target_name(name)
+        with pytest.raises(SpecError, match="is not a DNS-1123 label"):
+            parse_scenarios(doc)
+        return
+    assert check_target_name(name) == name and list(parse_scenarios(doc).targets) == [name]
+    assert Path("results", name).parent == Path("results")  # one folder, inside results
+    assert yaml.safe_load(yaml.safe_dump({name: 1})) == {name: 1}  # one YAML key
+
+
+trace_cells = st.one_of(
+    st.from_regex(r"-?[0-9]{1,4}(\.[0-9]{1,3})?", fullmatch=True),
+    st.sampled_from(["1e300", "-1", "nan", "inf", "", "0", "1e-300", "5000000", "x"]),
+    st.text(max_size=5),
+    st.integers(130_000, 140_000).map(lambda n: "9" * n),
+)
+trace_rows = st.lists(st.lists(trace_cells, min_size=1, max_size=3), max_size=30)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz-validation")
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+@given(form=st.sampled_from(["rates", "timestamps"]),
+       header=st.sampled_from(["rps", "rps,duration_s", "timestamp_s", "\ufefftimestamp_s",
+                               "\ufeffrps", "rate", ""]),
+       rows=trace_rows, tail=st.binary(max_size=8),
+       interval_s=st.sampled_from([0.001, 1.0, 60.0]),
+       scale=st.sampled_from([1e-6, 1.0, 1e6]))  # fmt: skip
+def test_a_trace_file_becomes_a_plan_within_limits_or_a_trace_error(
+    scratch: Path, form: str, header: str, rows: list[list[str]], tail: bytes,
+    interval_s: float, scale: float,
+) -> None:  # fmt: skip
+    from loadtests.spec import MAX_RPS
+    from loadtests.trace import MAX_INTERVALS, MAX_STAGE_S, TraceError, trace_stages
+
+    text = "\n".join([header, *(",".join(r) for r in rows)]) + "\n"
+    path = scratch / "trace.csv"
+    path.write_bytes(text.encode() + tail)
+    try:
+        stages = trace_stages(path, form, interval_s, scale, scale)
+    except TraceError as err:
+        assert str(err).startswith(("trace ", "cannot read trace ")), err
+        return
+    assert 0 < len(stages) <= MAX_INTERVALS
+    assert all(0 <= s["rps"] <= MAX_RPS and 0 < s["duration_s"] <= MAX_STAGE_S for s in stages)
+
+
+@settings(max_examples=VALIDATION_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+@given(env=st.dictionaries(st.one_of(st.text(max_size=12), st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}",
+                                                                          fullmatch=True)),
+                           st.text(max_size=12), max_size=4))  # fmt: skip
+def test_env_entries_are_accepted_only_as_one_env_file_line_each(
+    scratch: Path, env: dict[str, str]
+) -> None:
+    import re
+
+    from pydantic import ValidationError
+
+    from targets.launchers.docker.environment import write_env_file
+    from targets.registry import target_config
+
+    try:
+        config = target_config(kind="fastapi", env=env)
+    except ValidationError as err:
+        assert "env" in str(err)
+        bad = [
+            k
+            for k, v in env.items()
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) or set("\r\n\0") & set(v)
+        ]
+        assert bad, env  # refused only for a reason
+        return
+    text = write_env_file(scratch / "x.env", config.env).read_text()
+    lines = text.removesuffix("\n").split("\n") if env else []
+    assert len(lines) == len(env)  # one line per entry, no more
+    assert dict(line.split("=", 1) for line in lines) == env

@@ -17,23 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.machine import BASE_IMAGE, needs_docker
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO / "targets" / "docker"
 BUILD_BASE = DOCKER_DIR / "build_base.sh"
 BUILD_WHEELHOUSE = DOCKER_DIR / "build_wheelhouse.sh"
-BASE_IMAGE = "servecap/base:bookworm-py311"
 APP_UID = 10001
-
-
-def _docker_available() -> bool:
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    try:
-        proc = subprocess.run([docker, "info"], capture_output=True, timeout=20, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
 
 
 def _image_exists(image: str) -> bool:
@@ -67,7 +57,7 @@ def test_scripts_are_valid_bash(script: Path) -> None:
     assert "Usage" in help_out
 
 
-needs_docker = pytest.mark.skipif(not _docker_available(), reason="docker engine not available")
+needs_engine = needs_docker()
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +75,7 @@ def base_image() -> str:
 
 
 @pytest.mark.integration
-@needs_docker
+@needs_engine
 def test_build_base_is_idempotent(base_image: str) -> None:
     t0 = time.monotonic()
     proc = subprocess.run(
@@ -96,7 +86,7 @@ def test_build_base_is_idempotent(base_image: str) -> None:
 
 
 @pytest.mark.integration
-@needs_docker
+@needs_engine
 def test_base_image_python_user_and_venv(base_image: str) -> None:
     probe = (
         "import json, os, pwd, shutil, ssl, sys, sysconfig, venv, ensurepip\n"
@@ -120,7 +110,7 @@ def test_base_image_python_user_and_venv(base_image: str) -> None:
 
 
 @pytest.mark.integration
-@needs_docker
+@needs_engine
 def test_base_image_runs_as_app_and_pip_works_offline(base_image: str) -> None:
     out = _docker_run(base_image, "sh", "-c", "id -u; pip --version", user="app")
     uid, pip_version = out.strip().splitlines()
@@ -204,7 +194,7 @@ RUNTIME_IMAGE = "servecap/runtime:latest"
 
 
 @pytest.mark.integration
-@needs_docker
+@needs_engine
 def test_runtime_image_contents() -> None:
     if not _image_exists(RUNTIME_IMAGE):
         pytest.skip(f"{RUNTIME_IMAGE} not built")

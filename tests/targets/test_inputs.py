@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from targets.inputs import CIFAR_INPUT, InputConfig, InputSpec
+from tests.models import gray_classifier
 
 
 def test_input_config_fills_in_and_checks_what_the_model_says() -> None:
@@ -33,32 +34,6 @@ def test_tensor_scales_float_inputs_to_their_range_and_keeps_uint8() -> None:
     assert signed.ravel().tolist() == [-1.0, 1.0]
     raw = InputSpec(shape=(1, 2, 1), dtype="uint8").tensor(pixels)
     assert raw.dtype == np.uint8 and raw.ravel().tolist() == [0, 255]
-
-
-def gray_classifier(folder: Path, classes: int = 5) -> Path:
-    """A small real image classifier of another input: 64x64x1 uint8 -> ``scores``; exported
-    as a SavedModel (serving signature ``pixels`` -> ``scores``) without servecap metadata."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(1)
-    inputs = keras.Input(shape=(64, 64, 1), dtype="uint8", name="pixels")
-    x = keras.layers.Rescaling(1.0 / 255.0)(keras.ops.cast(inputs, "float32"))
-    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
-    x = keras.layers.MaxPooling2D(4)(x)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(classes, activation="softmax", name="scores")(x)
-    model = keras.Model(inputs, outputs)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        name="serving_default",
-        fn=lambda pixels: {"scores": model(pixels, training=False)},
-        input_signature=[tf.TensorSpec([None, 64, 64, 1], tf.uint8, name="pixels")],
-    )
-    path = folder / "gray" / "1"
-    archive.write_out(str(path))
-    return path
 
 
 @pytest.fixture(scope="module")

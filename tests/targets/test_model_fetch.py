@@ -30,8 +30,9 @@ from targets.common.model_fetch import (
     fetch_model,
     model_root,
 )
-from targets.config import target_config
-from targets.launchers.base import LaunchError, with_fetched_model
+from targets.launch_types import LaunchError
+from targets.launchers.base import with_fetched_model
+from targets.registry import target_config
 
 
 def sha256_of(path: Path) -> str:

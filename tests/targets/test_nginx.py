@@ -23,11 +23,12 @@ import psutil
 import pytest
 
 from targets.common import nginx
-from targets.config import TargetConfig, target_config
-from targets.django_embedded.launch import DjangoConfig
-from targets.kind import HOST, Kind, Placement
-from targets.launchers.base import ProcessSpec
+from targets.common.django_front import DjangoConfig
+from targets.config import TargetConfig
+from targets.kind import Kind
+from targets.launch_types import HOST, Placement, ProcessSpec
 from targets.launchers.process import ProcessLauncher
+from targets.registry import target_config
 from tests.ports import free_port
 
 pytestmark = pytest.mark.skipif(

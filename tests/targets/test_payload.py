@@ -9,8 +9,8 @@ import numpy as np
 import orjson
 import pytest
 
+from benchmarks.bodies import deep_json, jpeg_declaring, zeros_list
 from targets.common.payload import PayloadError, decode_request, encode_request, encode_response
-from tests.bodies import deep_json, jpeg_declaring, zeros_list
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
@@ -101,8 +101,15 @@ def test_response_has_classes_and_probabilities() -> None:
 
 
 def test_client_refuses_wrong_arrays() -> None:
+    for encoding in ("base64", "jpeg"):  # raw bytes and image files are uint8 pixels only
+        with pytest.raises(ValueError, match="uint8"):
+            encode_request(IMAGES.astype(np.float32), encoding)
     with pytest.raises(ValueError, match="uint8"):
-        encode_request(IMAGES.astype(np.float32))
+        encode_request(IMAGES[0])  # not a batch
+    # json carries numbers: float pixel values (a request the Django tier forwards) stay floats
+    floats = IMAGES[:1].astype(np.float32) * 0.5 + 0.25
+    body, _ = encode_request(floats)
+    assert np.array_equal(decode_request(body, "application/json"), floats)
     with pytest.raises(ValueError, match="unknown encoding"):
         encode_request(IMAGES, "xml")
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from targets.config import TargetConfig, target_config
-from targets.kind import HOST, Kind, Placement
+from targets.config import TargetConfig
+from targets.kind import Kind
+from targets.launch_types import HOST, Placement, ProcessSpec
 from targets.launchers import LaunchError, get_launcher
-from targets.launchers.base import ProcessSpec
 from targets.launchers.process import ProcessLauncher
+from targets.registry import target_config
 from tests.ports import free_port
 
 

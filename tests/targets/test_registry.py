@@ -18,9 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from targets.config import TargetConfig, target_config
 from targets.kind import Kind
-from targets.registry import KIND_PATH_ENV, KindError, get_kind, kinds
+from targets.registry import KIND_PATH_ENV, KindError, get_kind, kinds, target_config
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,10 +128,10 @@ def test_unknown_kinds_say_which_exist() -> None:
 def test_a_kind_outside_the_repository_is_found_with_its_own_fields(echo_kind: Path) -> None:
     kind = get_kind("echo")
     assert isinstance(kind, Kind) and kind.folder == echo_kind / "echo"
-    config = TargetConfig.model_validate({"kind": "echo", "port": 9999, "greeting": "hi"})
+    config = target_config(kind="echo", port=9999, greeting="hi")
     assert type(config).__name__ == "EchoConfig"
     with pytest.raises(ValueError, match="model_path"):  # not a key this kind takes
-        TargetConfig.model_validate({"kind": "echo", "model_path": "x"})
+        target_config(kind="echo", model_path="x")
 
 
 def test_a_kind_path_that_is_not_a_folder_is_an_error(

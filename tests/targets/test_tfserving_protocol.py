@@ -79,9 +79,8 @@ def test_batching_files_are_complete() -> None:
 
 
 def test_process_launcher_explains_tfserving_needs_docker() -> None:
-    from targets.config import target_config
     from targets.launchers import LaunchError
-    from targets.registry import get_kind
+    from targets.registry import get_kind, target_config
 
     with pytest.raises(LaunchError, match="--launcher docker"):
         get_kind("tfserving").process_plan("tfs", target_config(kind="tfserving"))

@@ -18,11 +18,10 @@ import psutil
 import pytest
 
 from loadtests.collectors.prometheus import parse
-from targets.config import target_config
-from targets.launchers.base import LaunchError
 from targets.protocols import get_protocol
-from targets.registry import get_kind
+from targets.registry import get_kind, target_config
 from targets.triton.repository import ModelSettings, config_pbtxt
+from tests.machine import TRITON_IMAGE, docker_missing, triton_missing
 from tests.ports import free_port
 
 KIND = get_kind("triton")
@@ -49,17 +48,7 @@ def test_endpoints_ports_and_plan() -> None:
     assert KIND.endpoint(target_config(kind="triton")).protocol == "v2-rest"
 
 
-def _triton_missing() -> str | None:
-    try:
-        target = target_config(kind="triton", model_path="/nonexistent")
-        KIND.process_plan("probe", target)
-    except LaunchError as err:
-        if "model" not in str(err):
-            return str(err)
-    return None
-
-
-SKIP = _triton_missing()
+SKIP = triton_missing()
 needs_triton = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
 
 
@@ -128,24 +117,7 @@ def test_real_triton_batches_answers_right_and_leaves_nothing(
     assert not ours(port), "tritonserver or its backend stubs left running"
 
 
-def _triton_image_missing() -> str | None:
-    import shutil
-    import subprocess
-
-    if shutil.which("docker") is None:
-        return "no docker CLI"
-    try:
-        if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode:
-            return "no Docker engine"
-        image = ["docker", "image", "inspect", "servecap/triton:latest"]
-        if subprocess.run(image, capture_output=True, timeout=20).returncode:
-            return "servecap/triton not built (servecap images build --offline triton)"
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return str(err)
-    return None
-
-
-NO_IMAGE = _triton_image_missing()
+NO_IMAGE = docker_missing(TRITON_IMAGE)
 
 
 @pytest.mark.integration

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from targets.kind import Kind
-from targets.launchers.base import LaunchError, PartRef
+from targets.launch_types import LaunchError, PartRef
 from targets.launchers.docker.engine import SERVICE_LABEL, containers_health
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from targets.launchers.base import LaunchError
+from targets.launch_types import LaunchError
 
 MANAGED_LABEL = "io.servecap.managed"
 TARGET_LABEL = "io.servecap.target"

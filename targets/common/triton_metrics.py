@@ -1,5 +1,6 @@
 """How the harness reads Triton's Prometheus metrics (``/metrics`` on its metrics port): the
-one definition, used by the ``triton`` kind and by ``external`` targets that are Tritons."""
+one definition, used by the ``triton`` kind and by ``external`` targets that are Tritons
+(``prometheus_format: triton``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""How the FastAPI target starts: uvicorn serving the app factory, on a pre-bound socket.
+"""How servecap's ASGI servers start (FastAPI, the job queue's web, a chain's FastAPI model
+server): uvicorn serving an app factory, on a pre-bound socket.
 
 With several workers uvicorn hands each one the listening socket in a form asyncio does not
 take for TCP, so TCP_NODELAY is never set on accepted connections and Nagle + delayed ACKs add
@@ -15,8 +16,8 @@ from collections.abc import Mapping
 from targets.common.launch import PYTHON, with_metrics
 from targets.config import loopback_url
 from targets.docker.entrypoint import LISTEN_HOST_ENV, LISTEN_PORT_ENV
-from targets.kind import HOST, Placement
-from targets.launchers.base import ProcessSpec
+from targets.launch_types import HOST, Placement, ProcessSpec
+from targets.protocols.servecap import HEALTH_PATH
 
 UVICORN_FLAGS = ("--no-access-log", "--log-level", "warning")
 KEEPALIVE_S = 5
@@ -33,7 +34,7 @@ def uvicorn_spec(
     workers: int,
     placement: Placement = HOST,
     keepalive_s: int = KEEPALIVE_S,
-    health_path: str = "/healthz",
+    health_path: str = HEALTH_PATH,
 ) -> ProcessSpec:
     """uvicorn serving the ASGI app factory ``app`` (``module:function``) on host:port, its
     worker processes' metrics summed (:func:`targets.common.launch.with_metrics`)."""

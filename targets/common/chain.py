@@ -3,32 +3,22 @@
 ``django-to-flask``, ``django-to-fastapi`` and ``django-to-tfserving`` differ only in the
 model server at the end of the chain (``127.0.0.1:model_port``) and the protocol Django
 forwards in; :class:`ChainKind` is the rest. The model server starts first, then Django in
-forward mode, then nginx (:mod:`targets.django_embedded.launch`).
+forward mode, then nginx (:mod:`targets.common.django_front`).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
-
+from targets.common.django_front import DjangoConfig, front_plan, upstream_url
 from targets.common.metrics import source as metrics_source
-from targets.config import TargetConfig
-from targets.django_embedded.launch import DjangoConfig, front_plan, upstream_url
-from targets.kind import HOST, MetricsSource, ModelKind, Placement
-from targets.launchers.base import LaunchError, ProcessSpec
+from targets.config import TargetConfig, UpstreamConfig
+from targets.kind import MetricsSource, ModelKind
+from targets.launch_types import HOST, LaunchError, Placement, ProcessSpec
 
 
-class ChainConfig(DjangoConfig):
-    """Django forwarding to a model server on a third port."""
-
-    upstream_port: int | None = Field(
-        default=None, ge=1024, le=65535, description="the model server's port; default port+2"
-    )
-
-    @property
-    def model_port(self) -> int:
-        return self.upstream_port or self.port + 2
+class ChainConfig(DjangoConfig, UpstreamConfig):
+    """Django forwarding to a model server on a third port (``model_port``)."""
 
 
 class ChainKind(ModelKind):

@@ -1,10 +1,9 @@
-"""How the Flask target starts as local processes: gunicorn, gthread workers, no ``--preload``.
+"""How servecap's WSGI servers start (Flask, Django, a chain's Flask model server): gunicorn,
+gthread workers, no ``--preload``.
 
 ::
 
     gunicorn -k gthread -w WORKERS --threads THREADS -b HOST:PORT 'targets.flask.app:create_app()'
-
-:func:`gunicorn_spec` is shared by every gunicorn-served target (the Django tier too).
 
 * No ``--preload``: TensorFlow is not fork-safe, so each worker imports TensorFlow and loads its
   own model after the fork (``create_app()`` runs in the worker). Readiness is ``/healthz``
@@ -32,8 +31,8 @@ from collections.abc import Mapping
 
 from targets.common.launch import PYTHON, with_metrics
 from targets.config import InferenceServerConfig, PythonServerConfig, loopback_url
-from targets.kind import HOST, Placement
-from targets.launchers.base import ProcessSpec
+from targets.launch_types import HOST, Placement, ProcessSpec
+from targets.protocols.servecap import HEALTH_PATH
 
 KEEPALIVE_S = 75
 WORKER_TIMEOUT_S = 120
@@ -85,6 +84,6 @@ def gunicorn_spec(
         role=role,
         argv=gunicorn_argv(app, host, port, config, placement),
         env=environment,
-        ready_url=f"{loopback_url(host, port)}/healthz",
+        ready_url=f"{loopback_url(host, port)}{HEALTH_PATH}",
         fresh_dirs=fresh,
     )

@@ -1,8 +1,7 @@
-# ruff: noqa: F811  (the Redis fixtures of test_jobqueue, imported by name, are parameters here)
 """The job queue when Redis is full (``maxmemory``, ``noeviction``): admission refuses (503)
 before the workers run short, and a worker rides out a full Redis, losing no job.
 
-Runs on a real Redis (the fixtures of :mod:`tests.targets.test_jobqueue`) whose ``maxmemory``
+Runs on a real Redis (the fixtures of this folder's conftest) whose ``maxmemory``
 is set, for one test, to what it already uses: every write that needs memory is refused.
 """
 
@@ -23,16 +22,7 @@ from targets.jobqueue.admission import ADMISSION_MEMORY_SHARE
 from targets.jobqueue.common import JobQueueSettings
 from targets.jobqueue.web import create_app
 from targets.jobqueue.worker import BatchWorker
-from tests.targets.test_jobqueue import (  # noqa: F401
-    IMAGES,
-    ConstantModel,
-    client,
-    enqueue_raw,
-    make_worker,
-    queue,
-    redis_port,
-    settings,
-)
+from tests.targets.jobqueue.helpers import IMAGES, ConstantModel, enqueue_raw, make_worker
 
 
 @pytest.fixture

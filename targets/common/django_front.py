@@ -1,4 +1,4 @@
-"""How the Django targets start: gunicorn + Django, nginx in front.
+"""How the Django front starts, for every kind that has one: gunicorn + Django, nginx in front.
 
 Embedded (the paper's architecture a)::
 
@@ -11,11 +11,11 @@ before the next: model server, Django (its ``/healthz`` checks the model server 
 mode), nginx (ready once ``/healthz`` answers through it).
 
 Sizes, kept simple: Django runs ``config.workers`` gunicorn workers of
-:func:`targets.flask.launch.effective_threads` threads each; a chain's model server runs
+:func:`targets.common.gunicorn.effective_threads` threads each; a chain's model server runs
 ``config.workers`` workers too (same threads rule for Flask); nginx runs one worker
 (:mod:`targets.common.nginx`).
 
-max_works (per worker process, see :mod:`targets.flask.launch`) applies in every tier that runs
+max_works (per worker process, see :mod:`targets.common.gunicorn`) applies in every tier that runs
 Python: Django refuses over its limit before decoding anything, and a chain's model server
 applies the same limit to itself; its 503 reaches the client as 503 with its Retry-After.
 """
@@ -24,16 +24,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from targets.common.apps import DJANGO_APP
 from targets.common.forward import ForwardSettings
+from targets.common.gunicorn import effective_threads, gunicorn_spec
 from targets.common.launch import server_env
 from targets.common.nginx import nginx_spec
 from targets.common.settings import settings_env
 from targets.config import InferenceServerConfig, loopback_url
-from targets.flask.launch import effective_threads, gunicorn_spec
-from targets.kind import HOST, Placement
-from targets.launchers.base import ProcessSpec
-
-DJANGO_APP = "targets.django_embedded.wsgi:create_app()"
+from targets.launch_types import HOST, Placement, ProcessSpec
 
 
 class DjangoConfig(InferenceServerConfig):

@@ -1,4 +1,5 @@
-"""Hostile request bodies shared by the codec tests and the live fuzzing."""
+"""Hostile request bodies: the memory benchmark measures what they cost a target; the codec
+tests and the live fuzzing send them too."""
 
 from __future__ import annotations
 

@@ -1,0 +1,78 @@
+"""What this machine has that some tests need: a Docker engine (and servecap's images on it),
+Triton. Each check runs once per test session; tests that need one skip with the reason.
+
+Test modules never import one another: what several of them share lives here, in
+``tests/conftest.py`` (fixtures) or in the other helper modules beside it.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+
+import pytest
+
+from targets.docker.images import OFFLINE_BASE
+
+BASE_IMAGE = OFFLINE_BASE
+FASTAPI_IMAGE = "servecap/fastapi:latest"
+TRITON_IMAGE = "servecap/triton:latest"
+
+
+@functools.cache
+def docker_missing(image: str | None = None) -> str | None:
+    """Why Docker tests cannot run here (no CLI, no engine, ``image`` not built), or None."""
+    if shutil.which("docker") is None:
+        return "no docker CLI"
+    try:
+        if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode:
+            return "docker info fails (no engine)"
+        if (
+            image is not None
+            and subprocess.run(
+                ["docker", "image", "inspect", image], capture_output=True, timeout=20
+            ).returncode
+        ):
+            return f"{image} not built (servecap images build --offline)"
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return str(err)
+    return None
+
+
+def needs_docker(image: str | None = None) -> pytest.MarkDecorator:
+    """Skip unless a Docker engine answers and ``image`` (when given) is built."""
+    reason = docker_missing(image)
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
+
+
+def managed_containers() -> list[str]:
+    """Ids of the servecap-managed containers on the engine, running or not."""
+    from targets.launchers.docker import MANAGED_LABEL
+
+    out = subprocess.run(
+        ["docker", "ps", "-a", "-q", "--filter", f"label={MANAGED_LABEL}"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    return out.split()
+
+
+def needs_redis() -> pytest.MarkDecorator:
+    """Skip unless ``redis-server`` is installed (``make setup`` installs it)."""
+    missing = shutil.which("redis-server") is None
+    return pytest.mark.skipif(missing, reason="redis-server is not installed (make setup)")
+
+
+@functools.cache
+def triton_missing() -> str | None:
+    """Why a Triton target cannot start as processes here (no tritonserver), or None."""
+    from targets.launch_types import LaunchError
+    from targets.registry import get_kind, target_config
+
+    try:
+        target = target_config(kind="triton", model_path="/nonexistent")
+        get_kind("triton").process_plan("probe", target)
+    except LaunchError as err:
+        if "model" not in str(err):
+            return str(err)
+    return None
