@@ -63,15 +63,14 @@ def test_the_independent_grpc_client_drives_a_v2_server_and_is_read_back(
 ) -> None:
     """benchmarks.threaded_grpc (tritonclient.grpc threads) against a FakeV2Grpc server:
     it sends servecap's request as its own tritonclient request and every answer counts."""
-    from concurrent import futures
+    import functools
 
-    import grpc
     import numpy as np
     from tritonclient.grpc import service_pb2, service_pb2_grpc
 
     from benchmarks.fidelity import run_threaded_grpc
     from targets.protocols import Endpoint, get_protocol
-    from tests.ports import free_port
+    from tests.fakes import serving_grpc
 
     seen: list[tuple[str, tuple[int, ...]]] = []
 
@@ -89,12 +88,9 @@ def test_the_independent_grpc_client_drives_a_v2_server_and_is_read_back(
             assert out.name == "probabilities"
             return answer
 
-    port = free_port()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(FakeV2Grpc(), server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    try:
+    add = functools.partial(service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
+                            FakeV2Grpc())  # fmt: skip
+    with serving_grpc(add) as port:
         endpoint = Endpoint(protocol="v2-grpc", base_url="http://127.0.0.1:1",
                             grpc_target=f"127.0.0.1:{port}", model_name="cifar10_cnn",
                             input_name="images", output_name="probabilities")  # fmt: skip
@@ -103,7 +99,5 @@ def test_the_independent_grpc_client_drives_a_v2_server_and_is_read_back(
         (tmp_path / "body").write_bytes(body)
         result = run_threaded_grpc(f"127.0.0.1:{port}", "cifar10_cnn", tmp_path / "body",
                                    users=2, duration_s=2.5, cpus=None)  # fmt: skip
-    finally:
-        server.stop(0)
     assert result["errors"] == 0 and result["rps"] > 0 and result["p50_ms"] > 0
     assert set(seen) == {("cifar10_cnn", (2, 32, 32, 3))}

@@ -33,6 +33,7 @@ from targets.common.model_fetch import (
 from targets.launch_types import LaunchError
 from targets.launchers.base import with_fetched_model
 from targets.registry import target_config
+from tests.fakes import serving
 
 
 def sha256_of(path: Path) -> str:
@@ -177,12 +178,8 @@ class _Drip(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def drip_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/model.tar.gz"
-    server.shutdown()
-    server.server_close()
+    with serving(_Drip) as base:
+        yield f"{base}/model.tar.gz"
 
 
 def test_a_server_that_drips_cannot_stall_a_launch(drip_url: str, tmp_path: Path) -> None:

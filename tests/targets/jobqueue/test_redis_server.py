@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import redis
 
 from targets.jobqueue.redis_server import PASSWORD_ENV, config_text, launch_data_dir
 from tests.ports import free_port
+from tests.targets.jobqueue.helpers import wait_for_redis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed (make setup)")  # fmt: skip
@@ -58,15 +58,8 @@ def start(port: int, password: str, persistence: str) -> subprocess.Popen[bytes]
          "--maxmemory-mb", "16", "--persistence", persistence],
         env={**os.environ, PASSWORD_ENV: password}, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    client = redis.Redis(port=port, password=password)
-    for _ in range(100):
-        try:
-            client.ping()
-            return proc
-        except redis.exceptions.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis did not start")
+    wait_for_redis(proc, port, password)
+    return proc
 
 
 def test_a_killed_redis_comes_back_with_every_acknowledged_write(port: int) -> None:
