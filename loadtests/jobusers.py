@@ -4,7 +4,11 @@ One job (:meth:`JobPredict.send_predict`) is:
 
 1. ``POST predict_path`` (the servecap predict body) -> 202 + job id; recorded as ``submit``.
 2. ``GET /v1/jobs/<id>?wait_s=...`` long polls until the job is finished or failed, or
-   ``timeout_s`` after the submit started; each poll is recorded as ``poll``.
+   ``timeout_s`` after the submit started; each poll is recorded as ``poll``. A poll answered
+   502 or 503 (the queue's store unavailable: Redis restarting) or not answered at all is
+   retried after :data:`POLL_RETRY_S`, as a client of a job queue would (a poll changes
+   nothing), and recorded as a failed poll; a job is lost only when the server says it is
+   gone (404), failed, or not done within ``timeout_s``.
 3. One extra request event ``job`` (request type ``JOB``) per attempt: its response time is
    the end-to-end latency from the start of the submit to the result; status 200 when
    finished; 503 when the submit was refused (max_works: a rejection, with the submit's
@@ -36,6 +40,9 @@ from targets.protocols.servecap import MODEL_VERSION_HEADER
 
 POLL_WAIT_MAX_S = 10.0
 """Longest single long poll (the server caps it at 30 s)."""
+POLL_RETRY_S = 0.2
+"""Pause before polling again after a poll the server could not answer (502, 503, no answer)."""
+TRANSIENT_POLL_STATUSES = (0, 502, 503)
 
 
 class JobFailed(Exception):
@@ -131,6 +138,10 @@ class JobPredict(_Protocol, _BodyCycle, FastHttpUser):
                 content = resp.content or b""
                 if resp.status_code == 202:
                     resp.success()
+                    continue
+                if resp.status_code in TRANSIENT_POLL_STATUSES:
+                    resp.failure(f"HTTP {resp.status_code}")
+                    time.sleep(min(POLL_RETRY_S, max(0.0, remaining)))
                     continue
                 if resp.status_code != 200:
                     resp.failure(answer_error(resp))

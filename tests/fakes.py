@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import numpy as np
+
+from tests.ports import free_port
 
 
 def reply(
@@ -34,6 +37,24 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def serving_grpc(add: Callable[[Any], None]) -> Iterator[int]:
+    """A gRPC server on a free loopback port, its services added by ``add(server)``: its port."""
+    from concurrent import futures
+
+    import grpc
+
+    port = free_port()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    add(server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(0)
 
 
 class FakeModel:

@@ -179,6 +179,10 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
     click.echo(format_plan(plans))
     if not any(p.plan for p in plans):
         sys.exit(1)
+    from loadtests.artefacts import deployment_text
+
+    for line in deployment_text(results_dir, plans):
+        click.echo(line)
     from analysis.cost import Prices, format_costs
 
     try:

@@ -203,6 +203,25 @@ def test_a_user_image_runs_with_its_command_as_written_and_the_target_limits(
         is None  # fmt: skip
 
 
+def test_a_user_image_gets_no_capability_unless_its_target_gives_some_back(
+    tmp_path: Path,
+) -> None:
+    from pydantic import ValidationError
+
+    from targets.launchers.docker.launcher import write_overrides
+
+    cfg = config_for("container", tmp_path, capabilities=["cap_setuid", "SETGID"])
+    env = compose_env("t", cfg, options_for(cfg), "abcd1234", tmp_path / "c.env")
+    (spec,) = compose.services(env, "container").values()
+    assert spec["cap_drop"] == ["ALL"] and spec["security_opt"] == ["no-new-privileges:true"]
+    override = write_overrides(get_kind("container"), cfg, tmp_path)
+    assert override is not None
+    assert yaml.safe_load(override.read_text())["services"]["container"]["cap_add"] == [
+        "SETUID", "SETGID"]  # fmt: skip
+    with pytest.raises(ValidationError, match="SYS_ADMIN cannot be given back"):
+        config_for("container", tmp_path, capabilities=["SYS_ADMIN"])
+
+
 def test_serve_execs_the_process_of_its_role_with_its_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
