@@ -16,6 +16,7 @@ Prometheus endpoint with a ``ray_`` prefix).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any, cast
 
@@ -32,6 +33,7 @@ from targets.common.runner import ModelRunner
 from targets.common.service import Reply
 from targets.common.settings import ServerSettings
 from targets.protocols.servecap import HEALTH_PATH, PREDICT_PATH
+from targets.ray_serve.settings import LOOPBACK_ENV
 
 Item = tuple[np.ndarray, float]
 
@@ -62,6 +64,27 @@ class RayRecorder:
         self.requests.inc()
         self.queue_s.inc(queue_s)
         self.model_s.inc(model_s)
+
+
+def _replica_grpc_on_loopback() -> None:
+    """Ray Serve 2.60 binds each replica's inter-deployment gRPC server to ``[::]:0``, every
+    interface, whatever the node's address (``serve/_private/replica.py``). On a local cluster
+    kept on loopback (:data:`LOOPBACK_ENV` = 0) bind it to 127.0.0.1 instead, where the proxy
+    reaches it; on a cluster of several nodes it stays as Ray has it. Imported by the replica
+    before it starts that server (the deployment class is defined here)."""
+    if os.environ.get(LOOPBACK_ENV) != "0":
+        return
+    from ray.serve._private import replica
+
+    bind = replica.add_port_to_grpc_server
+
+    def on_loopback(server: Any, address: str) -> Any:
+        return bind(server, address.replace("[::]", "127.0.0.1", 1))
+
+    replica.add_port_to_grpc_server = on_loopback
+
+
+_replica_grpc_on_loopback()
 
 
 @serve.deployment

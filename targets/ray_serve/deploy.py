@@ -21,9 +21,9 @@ import ray
 from ray import serve
 
 from targets.common.settings import ServerSettings
-from targets.ray_serve.settings import APP_NAME, RayServeSettings
+from targets.ray_serve.settings import APP_NAME, LOOPBACK_ENV, RayServeSettings
 
-WORKER_ENV = ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "PYTHONUNBUFFERED")
+WORKER_ENV = ("PYTHONPATH", "TF_CPP_MIN_LOG_LEVEL", "PYTHONUNBUFFERED", LOOPBACK_ENV)
 """Variables the replicas get from this process (a cluster's workers do not inherit ours)."""
 
 

@@ -15,9 +15,12 @@ with its GCS on ``ray_port``, its metrics on ``metrics_port`` and its client ser
 ``client_port`` (port+1..3 by default), no dashboard, usage stats off, files under a private
 folder; it stops with the target (the process launcher's group stop, ``ray start --block``
 taking its processes down). Ray 2.60 binds its own gRPC servers (GCS, raylet, workers) to every
-interface whatever ``--node-ip-address`` says, so the cluster runs with Ray's token
-authentication on, a fresh token per launch (:meth:`RayServeKind.launch_env`): no Ray control
-port answers a caller without it. Serve's HTTP proxy binds the target's host (loopback).
+interface whatever ``--node-ip-address`` says, and turns 127.0.0.1 into the host's network
+address; with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (:data:`LOOPBACK_ENV`) it keeps the node on
+127.0.0.1, and every GCS, raylet and worker socket listens and connects on loopback only
+(checked with ``ss``). The cluster also runs with Ray's token authentication on, a fresh token
+per launch (:meth:`RayServeKind.launch_env`): no Ray control port answers a caller without it.
+Serve's HTTP proxy binds the target's host (loopback).
 
 **An existing cluster** (``ray_address``, multi-node): the application is deployed there
 (replicas on any node; the repository and model at the same paths on each node, and the
@@ -43,7 +46,7 @@ from targets.kind import MetricsSource, ModelKind
 from targets.launch_types import HOST, Placement, ProcessSpec
 from targets.protocols.base import Endpoint
 from targets.protocols.servecap import HEALTH_PATH
-from targets.ray_serve.settings import RayServeSettings
+from targets.ray_serve.settings import LOOPBACK_ENV, RayServeSettings
 
 METRICS_PREFIX = "ray_"
 AUTH_ENV = {"mode": "RAY_AUTH_MODE", "token": "RAY_AUTH_TOKEN"}
@@ -136,6 +139,8 @@ class RayServeKind(ModelKind):
             **framework_server_env(config, RayServeSettings, knobs),
             "RAY_USAGE_STATS_ENABLED": "0",
         }
+        if local:  # every Ray server and connection on 127.0.0.1 (see the module docstring)
+            env[LOOPBACK_ENV] = "0"
         deploy = ProcessSpec(name=name, role="ray-serve", env=env,
                              argv=(PYTHON, "-m", "targets.ray_serve.deploy"),
                              ready_url=f"{config.base_url}{HEALTH_PATH}")  # fmt: skip
@@ -164,8 +169,8 @@ class RayServeKind(ModelKind):
         assert isinstance(config, RayServeConfig)
         ports = {"port": (config.host, config.port)}
         if config.ray_address is None:
-            ports |= {"ray_port": ("0.0.0.0", config.gcs_port),
-                      "metrics_port": ("0.0.0.0", config.ray_metrics_port or 0),
+            ports |= {"ray_port": ("127.0.0.1", config.gcs_port),
+                      "metrics_port": ("127.0.0.1", config.ray_metrics_port or 0),
                       "client_port": ("127.0.0.1", config.ray_client_port)}  # fmt: skip
         return ports
 

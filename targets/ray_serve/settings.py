@@ -27,3 +27,9 @@ class RayServeSettings(BaseSettings):
     """Serve's HTTP request timeout."""
     shutdown_serve: bool = True
     """Shut Serve down after the run (a cluster servecap started); else only delete the app."""
+
+
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Set to 0, Ray takes the node's address to be 127.0.0.1 (as it does on a laptop): its GCS,
+raylet and workers listen and connect on loopback only. Without it ``ray start`` replaces a
+``--node-ip-address`` of 127.0.0.1 by the host's network address and binds every interface."""

@@ -237,6 +237,26 @@ def _assert_gcs_refuses_strangers(port: int) -> None:
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, err.value
 
 
+def _assert_loopback_only(tree: list[psutil.Process]) -> None:
+    """Every socket of the target's processes listens and talks on loopback only."""
+    import ipaddress
+
+    procs = {p for top in tree for p in [top, *top.children(recursive=True)]}
+    seen = []
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        for c in conns:
+            addrs = [c.laddr.ip] + ([c.raddr.ip] if c.raddr else [])
+            seen.append(c)
+            bad = [a for a in addrs if not ipaddress.ip_address(a.removeprefix("::ffff:"))
+                   .is_loopback]  # fmt: skip
+            assert not bad, (proc.cmdline()[:3], c)
+    assert seen  # the check looked at the cluster's sockets
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("kind", FRAMEWORKS)
 def test_real_framework_answers_batches_refuses_and_leaves_nothing_on_ctrl_c(
@@ -272,6 +292,7 @@ def test_real_framework_answers_batches_refuses_and_leaves_nothing_on_ctrl_c(
             assert protocol.classes(answer, endpoint) == expected[:8], encoding
         if kind == "ray-serve":
             _assert_gcs_refuses_strangers(config.gcs_port)  # type: ignore[attr-defined]
+            _assert_loopback_only(tree)
         url = endpoint.base_url + protocol.predict_path(endpoint)
         statuses = {bad: post_status(url, bad) for bad in MALFORMED}
         assert all(400 <= s < 500 for s in statuses.values()), statuses
