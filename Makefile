@@ -18,7 +18,7 @@ setup: $(VENV)/.installed
 	@scripts/system-deps.sh
 
 # System packages, the project, then each kind's own install step (targets/<kind>/setup.sh).
-$(VENV)/.installed: pyproject.toml $(wildcard targets/*/setup.sh targets/*/requirements-*.txt)
+$(VENV)/.installed: pyproject.toml $(wildcard targets/*/setup.sh targets/*/requirements-*.txt targets/common/*.sh)
 	@scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
+from analysis.contract import stage_number
 from analysis.defaults import DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE, DEFAULT_SLO_P99_MS
 from analysis.knee import Knee, find_knee
 from analysis.littles import littles_law_check
+from analysis.openloop import Basis, RatePoint, basis_of, open_loop_capacity, rate_points
 from analysis.slo import MaxRps, max_rps_under_slo
 from analysis.stages import json_safe
 from analysis.tables import (
@@ -57,6 +59,12 @@ class RunCapacity:
     """Per replica: the highest single RSS sample of any stage (limits are set from it)."""
     find_max: dict[str, Any] | None = None
     """The run's own find-max search result (``find-max`` mode), when it has one."""
+    basis: Basis = "closed-loop"
+    """open-loop: the capacity is the highest Poisson arrival rate shown to meet the SLO
+    (:mod:`analysis.openloop`); closed-loop: read off a ramp of users, optimistic for open
+    traffic (no queue builds beyond the users); none: no load curve (sequential)."""
+    curve: tuple[RatePoint, ...] = ()
+    """Open loop: the measured rates, what :mod:`analysis.replicas` models N replicas from."""
     estimate: dict[str, Any] | None = None
     """Beyond the measurement, only when a model supports it, labelled with the model: the
     ramp ended below the SLO (a lower bound) and a well-fitting USL levels off higher."""
@@ -79,7 +87,8 @@ class RunCapacity:
                         "max_error_rate": m.max_error_rate,
                         "max_reject_rate": m.max_reject_rate,
                     },
-                    "throughput": "goodput_rps",
+                    "basis": self.basis,
+                    "throughput": "arrival_rps" if self.basis == "open-loop" else "goodput_rps",
                     "max_rps": _round(m.max_rps),
                     "capacity_rps": _round(m.capacity_rps),
                     "method": m.method,
@@ -206,7 +215,14 @@ def run_capacity(
     """The capacity model applied to one run of ``summary.json`` (see the module docstring)."""
     table = stage_table({"runs": [run]}, name=name, replicas=replicas)
     points = curve(table)
-    m = max_rps_under_slo(points, slo_p99_ms, max_error_rate, max_reject_rate)
+    basis = basis_of(run)
+    measured: list[RatePoint] = []
+    if basis == "open-loop":
+        measured, left_out = rate_points(_stages_of(run, name))
+        m = open_loop_capacity(measured, slo_p99_ms, max_error_rate, max_reject_rate)
+        m = replace(m, warnings=[*left_out, *m.warnings])
+    else:
+        m = max_rps_under_slo(points, slo_p99_ms, max_error_rate, max_reject_rate)
     knee = find_knee(points)
     usl = fit_usl_stages(points)
     littles = littles_law_check(table, think_time_s)
@@ -221,10 +237,14 @@ def run_capacity(
     pss = _max(points, "pss_mb")
     if usl.poor_fit:
         warnings.append(f"USL: {usl.reason}")
-    for _, row in littles[littles["suspect"]].iterrows():
-        warnings.append(f"stage {as_int(row.get('index'))}: Little's law check: {row['note']}")
+    if basis == "closed-loop":  # open loop has no users to check the law against
+        for _, row in littles[littles["suspect"]].iterrows():
+            warnings.append(f"stage {stage_number(as_int(row.get('index')))}: Little's law "
+                            f"check: {row['note']}")  # fmt: skip
     find_max = _find_max_info(run.get("find_max"), m, warnings)
     return RunCapacity(
+        basis=basis,
+        curve=tuple(measured),
         find_max=find_max,
         estimate=usl_estimate(m, usl),
         target=run.get("target"),
@@ -242,6 +262,15 @@ def run_capacity(
         warnings=warnings,
         mem_peak_mb=float(memory_per_replica(_max(table, "mem_max_mb"), replicas)),
     )
+
+
+def _stages_of(run: Mapping[str, Any], name: str | None) -> list[dict[str, Any]]:
+    """The run's stages, with a request type's figures (``by_name``) where one is named."""
+    out = []
+    for stage in run.get("stages") or []:
+        by_name = (stage.get("by_name") or {}).get(name) if name else None
+        out.append({**stage, **by_name} if by_name else dict(stage))
+    return out
 
 
 def capacity_section(

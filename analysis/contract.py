@@ -154,6 +154,8 @@ class WindowStats(TypedDict, total=False):
     error_rate: float | None
     reject_rate: float | None
     mean_ms: float | None
+    latency_cv: float | None
+    """std / mean of successful latencies (the replica model's service variability)."""
     max_ms: float | None
     bytes_per_request: float | None
     p50_ms: float | None
@@ -174,9 +176,20 @@ class WindowStats(TypedDict, total=False):
     late_share: float
 
 
+def stage_number(index: Any) -> Any:
+    """The number a person reads for the stage at ``index`` (an int or a pandas Series):
+    stages are numbered from 1 wherever they are shown (console, reports, plans), while
+    files keep the 0-based ``index`` (summary.json, timeline.json, the ``stage`` column of
+    the records)."""
+    return index + 1
+
+
 class StageSummary(WindowStats, total=False):
     index: int
+    """0-based, as every file holds it; shown as :func:`stage_number`."""
     users: int
+    arrival_rps: float
+    """Open loop (rate, trace, find-max): the arrival rate the stage offered."""
     duration_s: float
     start_ts: float
     window_s: float
@@ -206,6 +219,8 @@ class CapacitySummary(TypedDict, total=False):
     """A run's ``capacity`` section (analysis.capacity.RunCapacity.to_dict)."""
 
     slo: dict[str, float]
+    basis: str
+    """open-loop (arrival rates offered on a schedule), closed-loop (users) or none."""
     throughput: str
     max_rps: float | None
     capacity_rps: float | None
@@ -230,6 +245,8 @@ class RunSummary(TypedDict, total=False):
 
     target: str
     kind: str
+    mode: str
+    """The load mode (ramp, rate, find-max, sequential; a trace runs as rate)."""
     launcher: str
     status: RunStatus
     error: str | None

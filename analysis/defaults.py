@@ -25,3 +25,5 @@ LATE_SHARE_LIMIT = 0.01
 GENERATOR_CPU_LIMIT_PCT = 90.0
 """A generator process above this CPU % (100 = one core: Locust is single-threaded per
 process), or a host above it per core, may not send or time requests as planned."""
+DEFAULT_VERIFY_TOLERANCE = 0.15
+"""``plan --verify``: how far a measured capacity may fall below the model's prediction."""

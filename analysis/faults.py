@@ -13,7 +13,11 @@ Pure functions: the per-request records and the fault events in, one impact per 
                  and how long two versions answered side by side (mixed_s)
     jobs         (job queue) accepted = submits answered 202; finished = job rows that ended
                  well; lost = accepted jobs that failed or timed out; unresolved = accepted
-                 jobs still waiting when the load ended
+                 jobs still waiting when the load ended: once for the run
+    jobs_lost    (job queue, per fault) the lost jobs this fault is charged with: a lost job
+                 counts against the first fault that hit while it was in flight, else the last
+                 one before it was submitted (its window: not yet recovered); one lost before
+                 any fault counts against none. So each lost job is counted once, by one fault
 
 Windows are by request start (open loop: scheduled send time). Each fault is measured until
 the next fault hits or the load ends (``measured_until_s``): a fault in the last seconds may
@@ -118,16 +122,37 @@ def version_spans(records: pd.DataFrame, t0: float) -> dict[str, Any]:
     return {"versions": spans, "mixed_s": round(mixed, 3) if len(ordered) > 1 else None}
 
 
+def lost_jobs(records: pd.DataFrame) -> pd.DataFrame:
+    """The job rows of accepted jobs that failed or timed out (not the refused submits)."""
+    jobs = records[(records["name"] == JOB_REQUEST) & (records["outcome"] == "error")]
+    return jobs[~jobs["error"].astype(str).str.contains("submit answered", regex=False)]
+
+
 def job_accounting(records: pd.DataFrame) -> dict[str, int]:
     """The job queue's jobs over the run: accepted, finished, lost, unresolved."""
     submits = records[records["name"] == JOB_SUBMIT_REQUEST]
-    jobs = records[records["name"] == JOB_REQUEST]
     accepted = int((submits["outcome"] == "ok").sum())
-    finished = int((jobs["outcome"] == "ok").sum())
-    errors = jobs[jobs["outcome"] == "error"]["error"].astype(str)
-    lost = int((~errors.str.contains("submit answered", regex=False)).sum())
+    finished = int(((records["name"] == JOB_REQUEST) & (records["outcome"] == "ok")).sum())
+    lost = len(lost_jobs(records))
     return {"accepted": accepted, "finished": finished, "lost": lost,
             "unresolved": max(0, accepted - finished - lost)}  # fmt: skip
+
+
+def charge_lost_jobs(records: pd.DataFrame, fault_starts: Sequence[float]) -> list[int]:
+    """Lost jobs per fault (sorted starts; the rule in the module docstring)."""
+    starts = np.sort(np.asarray(fault_starts, dtype=float))
+    counts = [0] * len(starts)
+    lost = lost_jobs(records)
+    begin = lost["ts"].to_numpy(dtype=float)
+    end = begin + lost["latency_ms"].to_numpy(dtype=float) / 1000.0
+    for b, e in zip(begin, end, strict=True):
+        hit = np.flatnonzero((starts >= b) & (starts <= e))
+        before = np.flatnonzero(starts < b)
+        if len(hit):
+            counts[int(hit[0])] += 1
+        elif len(before):
+            counts[int(before[-1])] += 1
+    return counts
 
 
 def impacts(
@@ -137,6 +162,9 @@ def impacts(
     """Every injected fault with its impact (faults that failed to inject: as recorded)."""
     starts = sorted(float(e["start_ts"]) for e in events
                     if e.get("start_ts") is not None and not e.get("error"))  # fmt: skip
+    jobs = "name" in records and bool((records["name"] == JOB_SUBMIT_REQUEST).any())
+    charged = charge_lost_jobs(records, starts) if jobs else []
+    slot = {start: starts.index(start) for start in starts}  # equal starts: taken in turn
     out = []
     for event in events:
         entry = dict(event)
@@ -146,6 +174,9 @@ def impacts(
             until = min([s for s in starts if s > start] + [end_ts])
             entry["impact"] = fault_impact(records, start, until, slo_p99_ms, request_name)
             entry["impact"]["measured_until_s"] = round(until - start, 3)
+            if jobs:
+                entry["impact"]["jobs_lost"] = charged[slot[start]]
+                slot[start] += 1
             if event.get("action") == "model_update":
                 entry["model_versions"] = version_spans(records, start)
         out.append(entry)

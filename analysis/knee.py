@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from analysis.contract import stage_number
 from analysis.stages import json_safe
 from analysis.tables import StagesLike, as_int, curve
 
@@ -92,9 +93,9 @@ def find_knee(
         p99_ms=float(y[k]),
         score=score,
         reason=(
-            f"stage {as_int(row['index'])} ({as_int(row['users'])} users, {x[k]:.1f} rps, "
-            f"p99 {y[k]:.1f} ms) is furthest below the normalised chord (score {score:.2f}); "
-            "beyond it p99 grows faster than throughput"
+            f"stage {stage_number(as_int(row['index']))} ({as_int(row['users'])} users, "
+            f"{x[k]:.1f} rps, p99 {y[k]:.1f} ms) is furthest below the normalised chord "
+            f"(score {score:.2f}); beyond it p99 grows faster than throughput"
         ),
         evidence=evidence,
     )

@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from analysis.contract import JOB_REQUEST
+from analysis.contract import stage_number
 from analysis.load import read_requests, read_summary
+from analysis.stages import primary_request
 
 Verdict = Literal["better", "same", "worse", "no data"]
 DEFAULT_THRESHOLD = 0.10
@@ -163,7 +164,7 @@ def compare_stage(
 def _stage_label(stage: dict[str, Any]) -> str:
     if stage.get("users"):
         return f"users={stage['users']}"
-    return f"stage {stage.get('index', 0) + 1}"
+    return f"stage {stage_number(stage.get('index', 0))}"
 
 
 def compare_folders(
@@ -177,7 +178,7 @@ def compare_folders(
     for target in [t for t in base_runs if t in cand_runs]:
         b_rec = read_requests(Path(baseline) / target)
         c_rec = read_requests(Path(candidate) / target)
-        primary = _primary(base_runs[target])
+        primary = primary_request(base_runs[target])
         if primary is not None:
             b_rec, c_rec = b_rec[b_rec["name"] == primary], c_rec[c_rec["name"] == primary]
         cand_stages = {s["index"]: s for s in cand_runs[target].get("stages", [])}
@@ -189,12 +190,6 @@ def compare_folders(
                                     alpha, seed=index)  # fmt: skip
             out.append(StageComparison(target, index, _stage_label(stage), figures))
     return out
-
-
-def _primary(run: dict[str, Any]) -> str | None:
-    """The request type the headline figures describe, for runs with several (job queue)."""
-    names = {n for s in run.get("stages", []) for n in (s.get("by_name") or {})}
-    return JOB_REQUEST if JOB_REQUEST in names else None
 
 
 def table(comparisons: list[StageComparison]) -> pd.DataFrame:

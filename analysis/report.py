@@ -13,9 +13,14 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from analysis.capacity import RunCapacity
+from analysis.contract import JOB_REQUEST, stage_number
+from analysis.cost import Prices
 from analysis.defaults import DEFAULT_HEADROOM
 from analysis.display import DASH
+from analysis.frameworks import configs_of, framework_table
 from analysis.results import Results, unique_names
+from analysis.stages import primary_request
+from analysis.usl import UslFit
 
 
 def run_overview(results: Results) -> str:
@@ -108,14 +113,21 @@ def capacity_overview(caps: Mapping[str, RunCapacity]) -> pd.DataFrame:
             "run": label, "SLO p99 ms": m.slo_p99_ms, "max RPS": m.max_rps,
             "capacity RPS (sized)": c.capacity_rps, "method": m.method,
             "limited by": m.limited_by or DASH,
-            "evidence stages": ", ".join(map(str, m.evidence_stages)) or DASH,
+            "evidence stages": ", ".join(str(stage_number(s)) for s in m.evidence_stages) or DASH,
             "knee RPS": c.knee.throughput_rps, "knee users": c.knee.users,
             "USL λ": c.usl.lam, "USL \u03c3": c.usl.sigma, "USL κ": c.usl.kappa, "USL R²": c.usl.r2,
             "USL N*": c.usl.n_star, "USL Xmax": c.usl.x_max,
-            "USL fit": "poor" if c.usl.poor_fit else "ok",
+            "USL fit": usl_verdict(c.usl),
             "CPU cores/replica": c.cpu_cores, "RSS MB/replica": c.mem_mb,
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def usl_verdict(usl: UslFit) -> str:
+    """ok, poor, or not fitted (too few levels: the reason says)."""
+    if math.isnan(usl.lam):
+        return "not fitted"
+    return "poor" if usl.poor_fit else "ok"
 
 
 def littles_law_overview(caps: Mapping[str, RunCapacity]) -> pd.DataFrame:
@@ -123,6 +135,7 @@ def littles_law_overview(caps: Mapping[str, RunCapacity]) -> pd.DataFrame:
     frames = []
     for label, c in caps.items():
         f = c.littles_law.assign(run=label)
+        f["index"] = stage_number(f["index"])  # shown as "stage", from 1
         frames.append(f[["run", "index", "users", "rps", "mean_ms", "expected_users", "ratio",
                          "generator_cpu_pct", "suspect", "note"]])  # fmt: skip
     if not frames:
@@ -146,7 +159,9 @@ def warnings_markdown(caps: Mapping[str, RunCapacity]) -> str:
 
 
 def slo_goodput_table(results: Results, slo_p99_ms: float) -> pd.DataFrame:
-    """Per target and stage, the share of requests served within the SLO (raw records)."""
+    """Per target and stage, the share of its work done within the SLO (raw records): of its
+    requests, or for a job queue of its jobs (end to end, submit to result; the submits and
+    polls that make a job are not counted again). ``counted`` says which."""
     from analysis.tables import slo_goodput
 
     frames = []
@@ -156,14 +171,17 @@ def slo_goodput_table(results: Results, slo_p99_ms: float) -> pd.DataFrame:
         if requests.empty or "stage" not in requests:
             continue
         windows = {s["index"]: s["window_s"] for s in run.get("stages") or []}
-        frames.append(slo_goodput(requests, slo_p99_ms, windows).assign(target=target))
+        name = primary_request(run)
+        frames.append(slo_goodput(requests, slo_p99_ms, windows, name=name).assign(
+            target=target, counted="jobs" if name == JOB_REQUEST else "requests"))  # fmt: skip
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
-    return out[["target", "stage", "measured", "ok", "ok_within_slo", "share_of_ok",
+    out["stage"] = stage_number(out["stage"])
+    return out[["target", "stage", "counted", "measured", "ok", "ok_within_slo", "share_of_ok",
                 "share_of_all", "slo_goodput_rps"]].rename(
         columns={"ok_within_slo": "ok within SLO", "share_of_ok": "within SLO / ok",
-                 "share_of_all": "within SLO / all", "slo_goodput_rps": "SLO goodput (rps)"}
+                 "share_of_all": "within SLO / all", "slo_goodput_rps": "SLO goodput (/s)"}
     )  # fmt: skip
 
 
@@ -190,20 +208,23 @@ def plans_overview(
     headroom: float = DEFAULT_HEADROOM,
     peak_rps: float | None = None,
 ) -> pd.DataFrame:
-    """``sizing.plan_table`` of every folder, one row per run, with readable columns."""
-    from analysis.sizing import plan_targets, plans_frame
+    """The plans of every folder, one row per run, with readable columns. Closed-loop
+    capacities are planned too, with their basis shown (``servecap plan`` refuses them)."""
+    from analysis.plans import plans_frame
+    from analysis.sizing import plan_targets
 
     frames = []
     for name, r in zip(unique_names(results), results, strict=True):
         plans = plan_targets(r.summary, slo_p99_ms, peak_rps, daily_requests=daily_requests,
                              peak_factor=peak_factor, headroom=headroom,
-                             think_time_s=r.think_time_s)  # fmt: skip
+                             think_time_s=r.think_time_s, allow_closed_loop=True)  # fmt: skip
         frames.append(plans_frame(plans).assign(folder=name))
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
     view = {"folder": "folder", "target": "target", "kind": "kind",
-            "capacity_rps": "RPS/replica", "method": "method", "peak_rps": "peak RPS",
+            "capacity_rps": "RPS/replica", "basis": "measured with", "method": "method",
+            "peak_rps": "peak RPS",
             "replicas": "replicas", "utilisation_at_peak": "utilisation at peak",
             "total_cpu_cores": "CPU cores", "total_mem_gb": "memory GB",
             "note": "note"}  # fmt: skip
@@ -212,12 +233,12 @@ def plans_overview(
 
 def faults_overview(results: Sequence[Results]) -> pd.DataFrame:
     """One row per injected fault of every run: what it hit and what it cost (summary.json
-    ``faults``, :mod:`analysis.faults`); the job queue's jobs beside."""
+    ``faults``, :mod:`analysis.faults`); for a job queue the lost jobs charged to that fault
+    (each lost job once; the run's totals: :func:`jobs_overview`)."""
     rows = []
     for name, r in zip(unique_names(results), results, strict=True):
         for run in r.summary.get("runs", []):
             section = run.get("faults") or {}
-            jobs = section.get("jobs") or {}
             for f in section.get("injected", []):
                 impact = f.get("impact") or {}
                 rows.append({
@@ -228,6 +249,38 @@ def faults_overview(results: Sequence[Results]) -> pd.DataFrame:
                     "errors for (s)": impact.get("error_duration_s"),
                     "p99 back within (s)": impact.get("p99_recovery_s"),
                     "goodput dip": impact.get("goodput_dip"),
-                    "jobs lost": jobs.get("lost"), "jobs accepted": jobs.get("accepted"),
+                    "jobs lost": impact.get("jobs_lost"),
                 })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def jobs_overview(results: Sequence[Results]) -> pd.DataFrame:
+    """One row per job-queue run with faults: its jobs once, accepted, finished, lost (failed
+    or timed out) and unresolved (still waiting when the load ended)."""
+    rows = []
+    for name, r in zip(unique_names(results), results, strict=True):
+        for run in r.summary.get("runs", []):
+            jobs = (run.get("faults") or {}).get("jobs")
+            if jobs:
+                rows.append(
+                    {
+                        "folder": name,
+                        "target": run.get("target"),
+                        **{
+                            f"jobs {k}": jobs.get(k)
+                            for k in ("accepted", "finished", "lost", "unresolved")
+                        },
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def frameworks_overview(
+    results: Sequence[Results], table: pd.DataFrame, slo_p99_ms: float, prices: Prices
+) -> pd.DataFrame:
+    """Every run, batching off and on (its target's config): capacity under the SLO, p50 at
+    light load, CPU and RAM per 1,000 rps, cost per million (:mod:`analysis.frameworks`).
+    ``table`` is :func:`analysis.results.combined_table` of ``results``."""
+    scenarios = [(name, r.scenario) for name, r in zip(unique_names(results), results,
+                                                       strict=True)]  # fmt: skip
+    return framework_table(table, configs_of(scenarios), slo_p99_ms, prices)

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
-
-import pandas as pd
 
 from analysis.capacity import RunCapacity, run_capacity
 from analysis.defaults import DEFAULT_HEADROOM, DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE
+from analysis.limits import CpuLimit, limit_line, quota_cost_line
+from analysis.openloop import RatePoint
+from analysis.replicas import Balancer, ReplicaModel
 from analysis.stages import json_safe
 
 SECONDS_PER_DAY = 86_400
@@ -67,7 +68,7 @@ def resolve_peak(
     return peak_rps_from_daily(daily_requests, peak_factor)
 
 
-def _n(value: float, digits: int = 1) -> str:
+def fmt_number(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
@@ -81,7 +82,7 @@ class Plan:
     replicas: int
     usable_rps_per_replica: float
     utilisation_at_peak: float
-    """Peak load / (replicas x capacity): how busy replicas are at peak (<= 1 - headroom)."""
+    """Peak load / the capacity of the planned replicas: how busy they are at peak."""
     cpu_cores_per_replica: float | None
     mem_mb_per_replica: float | None
     gpus_per_replica: float
@@ -98,6 +99,15 @@ class Plan:
     hosts: int | None = None
     mem_peak_mb_per_replica: float | None = None
     """The highest RSS sample of a replica (memory limits are set from it)."""
+    basis: str = "given"
+    """What the capacity was measured with: open-loop arrivals, a closed-loop ramp, or given."""
+    model: str | None = None
+    """The model of N replicas (analysis.replicas) when the plan rests on one; None: linear."""
+    balancer: str | None = None
+    predicted_capacity_rps: float | None = None
+    """What the planned replicas together can take under the SLO (model or linear)."""
+    predicted_p99_at_peak_ms: float | None = None
+    """The model's p99 at the peak over the planned replicas (None without a model)."""
 
     @property
     def total_mem_gb(self) -> float | None:
@@ -112,6 +122,52 @@ class Plan:
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+@dataclass(frozen=True)
+class _Replicas:
+    count: int
+    capacity_rps: float
+    """What ``count`` replicas take under the SLO."""
+    p99_at_peak_ms: float | None
+    lines: list[str]
+
+
+def _linear(capacity: float, peak: float, headroom: float, min_replicas: int) -> _Replicas:
+    usable = capacity * (1.0 - headroom)
+    # A hair of tolerance so that 10.0000000001 (float noise) does not become 11.
+    count = max(min_replicas, math.ceil(peak / usable - 1e-9))
+    lines = [
+        f"Headroom: {headroom:.0%} of each replica's capacity kept free at peak, so each is "
+        f"planned at {fmt_number(usable)} requests/s ({1 - headroom:.0%} of capacity).",
+        f"Replicas: ceil({fmt_number(peak)} / {fmt_number(usable)}) = {count}"
+        + (f" (at least {min_replicas})" if min_replicas > 1 else "")
+        + f"; at peak they run at {peak / (count * capacity):.0%} of capacity.",
+        "Replicas scale linearly (no model of N replicas: the capacity was not measured with "
+        "open arrivals): no shared bottleneck (database, network, load balancer) limits them, "
+        "and each gets the hardware the measurement ran on.",
+    ]
+    return _Replicas(count, count * capacity, None, lines)
+
+
+def _modelled(model: ReplicaModel, peak: float, headroom: float, min_replicas: int) -> _Replicas:
+    grown = peak / (1.0 - headroom)
+    count = max(min_replicas, model.replicas_for(grown))
+    capacity = model.capacity_rps(count) or 0.0
+    p99 = model.p99_ms(peak, count)
+    fewer = model.capacity_rps(count - 1) if count > 1 else None
+    lines = [
+        *model.assumptions(),
+        f"Headroom: {headroom:.0%} for growth: the replicas must hold the SLO at peak / "
+        f"(1 - {headroom:g}) = {fmt_number(grown)} requests/s.",
+        f"Replicas: {count}, the fewest whose predicted capacity reaches {fmt_number(grown)} "
+        f"requests/s: {count} x {fmt_number(capacity / count)} = {fmt_number(capacity)} requests/s"
+        + (f" ({count - 1} would take {fmt_number(fewer)})" if fewer is not None else "")
+        + (f"; at least {min_replicas}" if min_replicas > 1 else "")
+        + f". At peak they run at {peak / capacity:.0%} of it, predicted p99 "
+        + (f"{p99:.1f} ms." if p99 is not None else "beyond the measurement."),
+    ]
+    return _Replicas(count, capacity, p99, lines)
 
 
 def plan(
@@ -129,12 +185,16 @@ def plan(
     label: str = "",
     host_cores: float | None = None,
     host_mem_gb: float | None = None,
+    model: ReplicaModel | None = None,
+    basis: str | None = None,
 ) -> Plan:
     """Replicas and totals for a peak load (``peak_rps``, or ``daily_requests`` x factor).
 
-    "100 million requests a day, peak factor 3, p99 under 200 ms" is
-    ``plan(capacity, daily_requests=100e6, peak_factor=3, slo_p99_ms=200)`` with the
-    capacity measured under that SLO (:func:`plan_targets` does both from a summary).
+    With a ``model`` (an open-loop curve, :mod:`analysis.replicas`) the replicas are the
+    fewest whose predicted p99 at peak / (1 - headroom) meets the SLO; without one, capacity
+    per replica x replicas (linear). "100 million requests a day, peak factor 3, p99 under
+    200 ms" is ``plan(capacity, daily_requests=100e6, peak_factor=3, slo_p99_ms=200)``
+    (:func:`plan_targets` does it from a summary).
     """
     if not capacity_per_replica_rps > 0 or not math.isfinite(capacity_per_replica_rps):
         raise ValueError(f"capacity per replica must be positive, got {capacity_per_replica_rps}")
@@ -146,35 +206,20 @@ def plan(
         if size is not None and not size > 0:
             raise ValueError(f"{name} must be positive, got {size}")
     peak = resolve_peak(peak_rps, daily_requests, peak_factor)
-    usable = capacity_per_replica_rps * (1.0 - headroom)
-    # A hair of tolerance so that 10.0000000001 (float noise) does not become 11.
-    replicas = max(min_replicas, math.ceil(peak / usable - 1e-9))
-    cpu = _finite(cpu_cores_per_replica)
-    mem = _finite(mem_mb_per_replica)
+    sized = (_linear(capacity_per_replica_rps, peak, headroom, min_replicas) if model is None
+             else _modelled(model, peak, headroom, min_replicas))  # fmt: skip
+    replicas = sized.count
+    cpu, mem = _finite(cpu_cores_per_replica), _finite(mem_mb_per_replica)
     total_cpu = None if cpu is None else replicas * cpu
     total_mem = None if mem is None else replicas * mem
-    utilisation = peak / (replicas * capacity_per_replica_rps)
-
-    lines = []
-    if peak_rps is None:
-        lines.append(
-            f"Peak load: {_n(daily_requests or 0, 0)} requests/day / {SECONDS_PER_DAY:,} s x "
-            f"peak factor {peak_factor:g} = {_n(peak)} requests/s (mean "
-            f"{_n((daily_requests or 0) / SECONDS_PER_DAY)} requests/s)."
-        )
-    else:
-        lines.append(f"Peak load: {_n(peak)} requests/s (given).")
     slo = f" with p99 <= {slo_p99_ms:g} ms" if slo_p99_ms is not None else ""
-    lines.append(f"Capacity: {_n(capacity_per_replica_rps)} requests/s per replica{slo}.")
-    lines.append(
-        f"Headroom: {headroom:.0%} of each replica's capacity kept free at peak, so each is "
-        f"planned at {_n(usable)} requests/s ({1 - headroom:.0%} of capacity)."
-    )
-    lines.append(
-        f"Replicas: ceil({_n(peak)} / {_n(usable)}) = {replicas}"
-        + (f" (at least {min_replicas})" if min_replicas > 1 else "")
-        + f"; at peak they run at {utilisation:.0%} of capacity."
-    )
+    basis = "open-loop" if model is not None else basis
+    lines = [
+        _demand_line(peak, peak_rps, daily_requests, peak_factor),
+        f"Capacity: {fmt_number(capacity_per_replica_rps)} requests/s per replica{slo}"
+        + (f" ({basis})." if basis else "."),
+        *sized.lines,
+    ]
     per = []
     if cpu is not None and total_cpu is not None:
         per.append(f"{cpu:.2f} CPU cores (used at capacity) -> {total_cpu:,.1f} cores")
@@ -185,32 +230,34 @@ def plan(
     if per:
         lines.append("Per replica: " + "; ".join(per) + " in total.")
     per_host, hosts = _pack(replicas, cpu, mem, host_cores, host_mem_gb, lines)
-    lines.append(
-        "Replicas scale linearly: no shared bottleneck (database, network, load balancer) "
-        "limits them, and each gets the hardware the measurement ran on."
-    )
     lines.append(NOT_INCLUDED)
     return Plan(
-        capacity_per_replica_rps=float(capacity_per_replica_rps),
-        peak_rps=peak,
-        headroom=float(headroom),
-        replicas=replicas,
-        usable_rps_per_replica=usable,
-        utilisation_at_peak=utilisation,
-        cpu_cores_per_replica=cpu,
-        mem_mb_per_replica=mem,
-        gpus_per_replica=float(gpus_per_replica),
-        total_cpu_cores=total_cpu,
-        total_mem_mb=total_mem,
-        total_gpus=replicas * float(gpus_per_replica),
-        daily_requests=daily_requests,
-        peak_factor=peak_factor,
-        slo_p99_ms=slo_p99_ms,
-        label=label,
-        assumptions=tuple(lines),
-        replicas_per_host=per_host,
-        hosts=hosts,
-    )
+        capacity_per_replica_rps=float(capacity_per_replica_rps), peak_rps=peak,
+        headroom=float(headroom), replicas=replicas,
+        usable_rps_per_replica=sized.capacity_rps * (1.0 - headroom) / replicas,
+        utilisation_at_peak=peak / sized.capacity_rps, cpu_cores_per_replica=cpu,
+        mem_mb_per_replica=mem, gpus_per_replica=float(gpus_per_replica),
+        total_cpu_cores=total_cpu, total_mem_mb=total_mem,
+        total_gpus=replicas * float(gpus_per_replica), daily_requests=daily_requests,
+        peak_factor=peak_factor, slo_p99_ms=slo_p99_ms, label=label,
+        assumptions=tuple(lines), replicas_per_host=per_host, hosts=hosts,
+        basis=basis or "given",
+        model=None if model is None else model.name,
+        balancer=None if model is None else model.balancer,
+        predicted_capacity_rps=sized.capacity_rps,
+        predicted_p99_at_peak_ms=sized.p99_at_peak_ms,
+    )  # fmt: skip
+
+
+def _demand_line(
+    peak: float, peak_rps: float | None, daily: float | None, factor: float | None
+) -> str:
+    if peak_rps is not None:
+        return f"Peak load: {fmt_number(peak)} requests/s (given)."
+    daily = daily or 0.0
+    return (f"Peak load: {fmt_number(daily, 0)} requests/day / {SECONDS_PER_DAY:,} s x peak "
+            f"factor {factor:g} = {fmt_number(peak)} requests/s (mean "
+            f"{fmt_number(daily / SECONDS_PER_DAY)} requests/s).")  # fmt: skip
 
 
 def _pack(
@@ -264,6 +311,19 @@ class TargetPlan:
         return self.capacity.warnings
 
 
+CLOSED_LOOP_REFUSAL = (
+    "capacity read off a closed-loop ramp (users wait for answers, so no queue builds beyond "
+    "them): optimistic for open traffic, a plan from it breaks under Poisson arrivals. "
+    "Measure open-loop (load.mode find-max or rate, e.g. `servecap run plan-proof`), or "
+    "pass --allow-closed-loop to plan from it anyway"
+)
+CLOSED_LOOP_WARNING = (
+    "OPTIMISTIC: the capacity comes from a closed-loop ramp, which never queues more "
+    "requests than it has users; open arrivals at this rate queue more and break the p99 "
+    "sooner. Measure open-loop (find-max) before you act on this plan."
+)
+
+
 def plan_targets(
     summary: Mapping[str, Any],
     slo_p99_ms: float,
@@ -279,37 +339,75 @@ def plan_targets(
     think_time_s: float = 0.0,
     host_cores: float | None = None,
     host_mem_gb: float | None = None,
+    balancer: Balancer = "reuseport",
+    allow_closed_loop: bool = False,
+    cpu_limits: Mapping[str, CpuLimit] | None = None,
 ) -> list[TargetPlan]:
-    """A :class:`Plan` for every run of a summary, from its capacity under the SLO."""
+    """A :class:`Plan` for every run of a summary, from its capacity under the SLO: with the
+    model of N replicas behind ``balancer`` on an open-loop curve; a closed-loop capacity is
+    refused (no plan, the reason says why) unless ``allow_closed_loop``, then planned
+    linearly with a warning first in its text. ``cpu_limits`` (per target: how its CPU was
+    limited when measured) adds the limit the plan assumes, and a quota's measured cost when
+    the summary has the same kind on whole pinned CPUs (:mod:`analysis.limits`)."""
     resolve_peak(peak_rps, daily_requests, peak_factor)  # validate before any work
     out = []
-    for run in summary.get("runs", []):
+    runs = summary.get("runs", [])
+    capacities = {str(r.get("target")): run_capacity(r, slo_p99_ms, max_error_rate,
+                  max_reject_rate, think_time_s).capacity_rps
+                  for r in runs} if cpu_limits else {}  # fmt: skip
+    for run in runs:
         cap = run_capacity(run, slo_p99_ms, max_error_rate, max_reject_rate, think_time_s,
                            replicas_measured)  # fmt: skip
         per_replica = cap.capacity_rps
         made: Plan | None = None
         reason = ""
         if per_replica is None or not per_replica > 0:
-            reason = cap.max_rps.warnings[0] if cap.max_rps.warnings else "no capacity measured"
+            reason = cap.max_rps.warnings[-1] if cap.max_rps.warnings else "no capacity measured"
+        elif cap.basis == "closed-loop" and not allow_closed_loop:
+            reason = CLOSED_LOOP_REFUSAL
         else:
+            model = None
+            if cap.basis == "open-loop":
+                model = ReplicaModel(_per_replica(cap.curve, cap.replicas), slo_p99_ms, balancer,
+                                     max_error_rate, max_reject_rate)  # fmt: skip
             made = plan(
                 per_replica, peak_rps, daily_requests=daily_requests, peak_factor=peak_factor,
                 headroom=headroom, cpu_cores_per_replica=cap.cpu_cores,
                 mem_mb_per_replica=cap.mem_mb, gpus_per_replica=gpus_per_replica,
                 slo_p99_ms=slo_p99_ms, label=str(run.get("target")), host_cores=host_cores,
-                host_mem_gb=host_mem_gb,
+                host_mem_gb=host_mem_gb, model=model, basis=cap.basis,
             )  # fmt: skip
-            made = _with_note(made, _capacity_note(cap))
+            note = _capacity_note(cap)
+            if cap.basis == "closed-loop":
+                note = f"{CLOSED_LOOP_WARNING} {note}"
+            made = _with_note(made, note)
+            limit = (cpu_limits or {}).get(str(run.get("target")))
+            if limit is not None:
+                cost = quota_cost_line(runs, cpu_limits or {}, capacities, str(run.get("target")))
+                made = _with_lines(made, [limit_line(limit), *([cost] if cost else [])])
             made = Plan(**{**asdict(made), "mem_peak_mb_per_replica": _finite(cap.mem_peak_mb)})
         out.append(TargetPlan(run.get("target"), run.get("kind"), run.get("status"), cap, made,
                               reason))  # fmt: skip
     return out
 
 
+def _per_replica(points: Sequence[RatePoint], replicas: int) -> tuple[RatePoint, ...]:
+    """A curve measured over ``replicas`` as one replica's (a random split: rate / replicas)."""
+    if replicas == 1:
+        return tuple(points)
+    return tuple(replace(p, arrival_rps=p.arrival_rps / replicas) for p in points)
+
+
 def _capacity_note(cap: RunCapacity) -> str:
+    """Where the capacity was read, stages numbered from 1 as the console shows them."""
     m = cap.max_rps
     per = f" over {cap.replicas} replicas" if cap.replicas > 1 else ""
-    lower, upper = m.lower_stage, m.upper_stage
+    lower = None if m.lower_stage is None else m.lower_stage + 1
+    upper = None if m.upper_stage is None else m.upper_stage + 1
+    if m.method == "highest_passing_rate":
+        return (f"Measured{per} with Poisson arrivals: the highest rate whose p99 (upper 95% "
+                f"bound) met the SLO (stage {lower}); the next rate, stage {upper}, broke it on "
+                f"{m.limited_by}.")  # fmt: skip
     if m.method == "interpolated":
         return f"Measured{per}: interpolated on {m.limited_by} between stages {lower} and {upper}."
     if m.method == "saturated":
@@ -321,127 +419,13 @@ def _capacity_note(cap: RunCapacity) -> str:
     return f"Measured{per}: {m.method}."
 
 
+def _with_lines(p: Plan, added: list[str]) -> Plan:
+    """``added`` before the plan's last line (what it does not include)."""
+    lines = list(p.assumptions)
+    return Plan(**{**asdict(p), "assumptions": (*lines[:-1], *added, *lines[-1:])})
+
+
 def _with_note(p: Plan, note: str) -> Plan:
     lines = list(p.assumptions)
     lines.insert(2, note)
     return Plan(**{**asdict(p), "assumptions": tuple(lines)})
-
-
-PLAN_COLUMNS = (
-    "target", "kind", "status", "capacity_rps", "method", "limited_by", "slo_p99_ms",
-    "peak_rps", "headroom", "replicas", "utilisation_at_peak", "cpu_cores_per_replica",
-    "mem_mb_per_replica", "total_cpu_cores", "total_mem_gb", "total_gpus", "replicas_per_host",
-    "hosts", "note",
-)  # fmt: skip
-
-
-def plans_frame(plans: Sequence[TargetPlan]) -> pd.DataFrame:
-    """One row per target of :func:`plan_targets`."""
-    rows = []
-    for tp in plans:
-        p, m = tp.plan, tp.capacity.max_rps
-        rows.append(
-            {
-                "target": tp.target, "kind": tp.kind, "status": tp.status,
-                "capacity_rps": tp.capacity.capacity_rps, "method": m.method,
-                "limited_by": m.limited_by, "slo_p99_ms": m.slo_p99_ms,
-                "peak_rps": p.peak_rps if p else math.nan,
-                "headroom": p.headroom if p else math.nan,
-                "replicas": p.replicas if p else pd.NA,
-                "utilisation_at_peak": p.utilisation_at_peak if p else math.nan,
-                "cpu_cores_per_replica": p.cpu_cores_per_replica if p else math.nan,
-                "mem_mb_per_replica": p.mem_mb_per_replica if p else math.nan,
-                "total_cpu_cores": p.total_cpu_cores if p else math.nan,
-                "total_mem_gb": p.total_mem_gb if p else math.nan,
-                "total_gpus": p.total_gpus if p else math.nan,
-                "replicas_per_host": p.replicas_per_host if p else pd.NA,
-                "hosts": p.hosts if p else pd.NA,
-                "note": tp.reason or ("; ".join(tp.warnings[:1])),
-            }
-        )  # fmt: skip
-    frame = pd.DataFrame(rows, columns=list(PLAN_COLUMNS))
-    for col in ("replicas", "replicas_per_host", "hosts"):
-        frame[col] = frame[col].astype("Int64")
-    for col in ("capacity_rps", "cpu_cores_per_replica", "mem_mb_per_replica",
-                "total_cpu_cores", "total_mem_gb"):  # fmt: skip
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-    return frame
-
-
-def plan_table(
-    summary: Mapping[str, Any],
-    slo_p99_ms: float,
-    peak_rps: float | None = None,
-    *,
-    daily_requests: float | None = None,
-    peak_factor: float | None = None,
-    headroom: float = DEFAULT_HEADROOM,
-    max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
-    gpus_per_replica: float = 0.0,
-) -> pd.DataFrame:
-    """One row per target of a summary: capacity used under the SLO, replicas and totals."""
-    return plans_frame(
-        plan_targets(
-            summary, slo_p99_ms, peak_rps, daily_requests=daily_requests,
-            peak_factor=peak_factor, headroom=headroom, max_error_rate=max_error_rate,
-            gpus_per_replica=gpus_per_replica,
-        )
-    )  # fmt: skip
-
-
-def _cell(value: Any, fmt: str) -> str:
-    width = int("".join(ch for ch in fmt.split(".")[0] if ch.isdigit()) or 0)
-    missing = value is None or (isinstance(value, float) and not math.isfinite(value))
-    if not missing:
-        try:
-            missing = bool(pd.isna(value))
-        except (TypeError, ValueError):
-            missing = False
-    return "-".rjust(width) if missing else format(value, fmt)
-
-
-def format_plan(plans: Plan | Sequence[TargetPlan], show_warnings: bool = True) -> str:
-    """Plain-text rendering for the CLI: a table per target, then assumptions and warnings."""
-    if isinstance(plans, Plan):
-        head = f"Capacity plan{f' for {plans.label}' if plans.label else ''}"
-        body = [
-            f"{head}: {plans.replicas} replica(s)",
-            *(f"  - {line}" for line in plans.assumptions),
-        ]
-        return "\n".join(body)
-    lines: list[str] = []
-    first = next((tp.plan for tp in plans if tp.plan is not None), None)
-    if first is not None:
-        demand = f"peak {_n(first.peak_rps)} requests/s"
-        if first.daily_requests is not None:
-            demand += f" ({_n(first.daily_requests, 0)}/day x peak factor {first.peak_factor:g})"
-        lines.append(
-            f"Capacity plan: {demand}, p99 <= {first.slo_p99_ms:g} ms, "
-            f"headroom {first.headroom:.0%}"
-        )
-    elif plans:
-        lines.append(f"Capacity plan: p99 <= {plans[0].capacity.max_rps.slo_p99_ms:g} ms")
-    packed = any(tp.plan is not None and tp.plan.replicas_per_host is not None for tp in plans)
-    header = (f"{'target':<22} {'rps/replica':>11}  {'method':<12} {'replicas':>8} "
-              f"{'CPU cores':>9} {'memory GB':>9}")  # fmt: skip
-    header += f" {'hosts':>5}" if packed else ""
-    lines += ["", header, "-" * len(header)]
-    for tp in plans:
-        p = tp.plan
-        lines.append(
-            f"{str(tp.target)[:22]:<22} {_cell(tp.capacity.capacity_rps, '11.1f')} "
-            f" {tp.capacity.max_rps.method:<12} {_cell(p.replicas if p else None, '8d')} "
-            f"{_cell(p.total_cpu_cores if p else None, '9.1f')} "
-            f"{_cell(p.total_mem_gb if p else None, '9.1f')}"
-            + (f" {_cell(p.hosts if p else None, '5d')}" if packed else "")
-        )
-    for tp in plans:
-        lines += ["", f"{tp.target}:"]
-        if tp.plan is None:
-            lines.append(f"  no plan: {tp.reason}")
-        else:
-            lines += [f"  - {line}" for line in tp.plan.assumptions]
-        if show_warnings:
-            shown = [w for w in tp.warnings if w != tp.reason]
-            lines += [f"  ! {w}" for w in shown]
-    return "\n".join(lines)

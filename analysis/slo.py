@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.contract import stage_number
 from analysis.defaults import DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE
 from analysis.stages import json_safe
 from analysis.tables import StagesLike, as_float, as_int, curve
@@ -112,18 +113,11 @@ def max_rps_under_slo(
         }
         for (_, r), v in zip(points.iterrows(), broken, strict=True)
     ]
-    warnings: list[str] = []
     first = next((i for i, v in enumerate(broken) if v), None)
-    x = points["throughput"].to_numpy(dtype=float)
-
-    def describe(i: int) -> str:
-        r = points.iloc[i]
-        return f"stage {as_int(r['index'])} ({as_int(r['users'])} users)"
-
     if first == 0:
         r = points.iloc[0]
-        warnings.append(
-            f"no stage meets the SLO: already {describe(0)} breaks it on "
+        warning = (
+            f"no stage meets the SLO: already {_describe(points, 0)} breaks it on "
             f"{', '.join(broken[0])} (p99 {as_float(r['p99_ms']):.1f} ms, errors "
             f"{as_float(r['error_rate']):.1%}, rejected {as_float(r['reject_rate']):.1%}); "
             "start the ramp lower or relax the SLO"
@@ -131,43 +125,68 @@ def max_rps_under_slo(
         return MaxRps(**base, max_rps=None, capacity_rps=None, method="none",
                       limited_by=broken[0][0], lower_stage=None,
                       upper_stage=as_int(r["index"]), evidence=evidence,
-                      warnings=warnings)  # fmt: skip
+                      warnings=[warning])  # fmt: skip
+    if first is None:
+        return _unbroken(points, base, evidence)
+    return _crossing(points, broken, first, limits, base, evidence)
 
-    last_ok = (len(points) if first is None else first) - 1
-    lower = points.iloc[last_ok]
-    peak = int(np.nanargmax(x[: last_ok + 1]))
+
+def _describe(points: pd.DataFrame, i: int) -> str:
+    r = points.iloc[i]
+    return f"stage {stage_number(as_int(r['index']))} ({as_int(r['users'])} users)"
+
+
+def _unbroken(points: pd.DataFrame, base: dict[str, Any], evidence: list[dict[str, Any]]
+              ) -> MaxRps:  # fmt: skip
+    """Every stage met the SLO: throughput saturated before it, or the ramp stopped short."""
+    x = points["throughput"].to_numpy(dtype=float)
+    peak = int(np.nanargmax(x))
     bound = float(x[peak])
     peak_stage = as_int(points.iloc[peak]["index"])
-    if first is None and peak < last_ok:
+    if peak < len(points) - 1:
         # Every stage meets the SLO, but adding users stopped adding throughput.
-        warnings.append(
-            f"every stage meets the SLO but throughput peaked at {describe(peak)} "
+        warning = (
+            f"every stage meets the SLO but throughput peaked at {_describe(points, peak)} "
             f"({bound:.1f} rps) and did not grow with more users: the replica saturates before "
             "the SLO is reached; capacity is that peak"
         )
         return MaxRps(**base, max_rps=bound, capacity_rps=bound, method="saturated",
                       limited_by="throughput", lower_stage=peak_stage, upper_stage=None,
-                      evidence=evidence, warnings=warnings)  # fmt: skip
-    if first is None:
-        # Nothing broke and throughput still grew: the ramp stopped short of capacity. Closed
-        # loop p99 rises with queueing, not along a line in throughput: no extrapolation.
-        warnings.append(
-            "no stage breaks the SLO: the ramp stopped before capacity; the capacity is the "
-            f"highest measured throughput meeting it ({bound:.1f} rps), a lower bound: extend "
-            "the ramp to measure it"
-        )
-        return MaxRps(**base, max_rps=bound, capacity_rps=bound, method="lower_bound",
-                      limited_by=None, lower_stage=peak_stage, upper_stage=None,
-                      evidence=evidence, warnings=warnings)  # fmt: skip
+                      evidence=evidence, warnings=[warning])  # fmt: skip
+    # Nothing broke and throughput still grew: the ramp stopped short of capacity. Closed
+    # loop p99 rises with queueing, not along a line in throughput: no extrapolation.
+    warning = (
+        "no stage breaks the SLO: the ramp stopped before capacity; the capacity is the "
+        f"highest measured throughput meeting it ({bound:.1f} rps), a lower bound: extend "
+        "the ramp to measure it"
+    )
+    return MaxRps(**base, max_rps=bound, capacity_rps=bound, method="lower_bound",
+                  limited_by=None, lower_stage=peak_stage, upper_stage=None,
+                  evidence=evidence, warnings=[warning])  # fmt: skip
 
+
+def _crossing(
+    points: pd.DataFrame, broken: list[list[str]], first: int, limits: dict[str, float],
+    base: dict[str, Any], evidence: list[dict[str, Any]],
+) -> MaxRps:  # fmt: skip
+    """Stage ``first`` broke the SLO: interpolate each broken criterion between the stage
+    before it and it, the lowest crossing wins (or the peak, when throughput did not grow)."""
+    warnings: list[str] = []
+    x = points["throughput"].to_numpy(dtype=float)
+    last_ok = first - 1
+    lower = points.iloc[last_ok]
+    peak = int(np.nanargmax(x[:first]))
+    bound = float(x[peak])
+    peak_stage = as_int(points.iloc[peak]["index"])
     upper = points.iloc[first]
     lower_stage = as_int(lower["index"])
     x_lo, x_hi = as_float(lower["throughput"]), as_float(upper["throughput"])
     if not x_hi > x_lo:
         estimate, method, limited = bound, "saturated", "throughput"
         warnings.append(
-            f"throughput did not grow from {describe(last_ok)} to {describe(first)} "
-            f"({x_lo:.1f} -> {x_hi:.1f} rps) while it broke the SLO ({', '.join(broken[first])}): "
+            f"throughput did not grow from {_describe(points, last_ok)} to "
+            f"{_describe(points, first)} ({x_lo:.1f} -> {x_hi:.1f} rps) while it broke the SLO "
+            f"({', '.join(broken[first])}): "
             "the replica saturated; capacity is the highest throughput that met the SLO"
         )
         lower_stage = peak_stage
@@ -186,16 +205,16 @@ def max_rps_under_slo(
         if bound > estimate:  # an earlier stage did better than the crossing
             estimate, method, limited, lower_stage = bound, "saturated", "throughput", peak_stage
             warnings.append(
-                f"{describe(peak)} reached {bound:.1f} rps within the SLO, more than the "
-                f"crossing before {describe(first)}: throughput fell as users were added"
+                f"{_describe(points, peak)} reached {bound:.1f} rps within the SLO, more than the "
+                f"crossing before {_describe(points, first)}: throughput fell as users were added"
             )
     later = [
         i for i in range(first + 1, len(points)) if not broken[i] and x[i] > estimate
     ]  # fmt: skip
     if later:
         warnings.append(
-            f"{describe(later[0])} meets the SLO again at {x[later[0]]:.1f} rps after "
-            f"{describe(first)} broke it: noisy stages? the estimate uses the first break"
+            f"{_describe(points, later[0])} meets the SLO again at {x[later[0]]:.1f} rps after "
+            f"{_describe(points, first)} broke it: noisy stages? the estimate uses the first break"
         )
     return MaxRps(**base, max_rps=estimate, capacity_rps=estimate, method=method,
                   limited_by=limited, lower_stage=lower_stage,

@@ -25,10 +25,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.contract import JOB_REQUEST
 from analysis.defaults import DEFAULT_LATE_MS, GENERATOR_CPU_LIMIT_PCT, LATE_SHARE_LIMIT
 from analysis.intervals import min_samples, quantile_ci
 
 PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0}
+
+
+def primary_request(run: dict[str, Any]) -> str | None:
+    """The request type a run's headline figures describe when it records several (the job
+    queue's ``job``; its stages say so under ``by_name``), else None: every record counts."""
+    names = {n for s in run.get("stages") or [] for n in (s.get("by_name") or {})}
+    return JOB_REQUEST if JOB_REQUEST in names else None
 
 
 def percentile_ms(latencies_ms: np.ndarray | pd.Series, q: float) -> float:
@@ -151,6 +159,7 @@ def window_stats(
         "error_rate": errors / n if n else math.nan,
         "reject_rate": rejected / n if n else math.nan,
         "mean_ms": float(ok["latency_ms"].mean()) if len(ok) else math.nan,
+        "latency_cv": _cv(ok["latency_ms"]),
         "max_ms": float(ok["latency_ms"].max()) if len(ok) else math.nan,
         "bytes_per_request": float(window["bytes"].mean()) if n else math.nan,
     }
@@ -171,6 +180,14 @@ def window_stats(
         row["send_lag_p99_ms"] = percentile_ms(lag, 99)
         row["late_share"] = float((lag > (DEFAULT_LATE_MS if late_ms is None else late_ms)).mean())
     return row
+
+
+def _cv(latencies_ms: pd.Series) -> float:
+    """Coefficient of variation (std / mean) of latencies; NaN with fewer than two."""
+    if len(latencies_ms) < 2:
+        return math.nan
+    mean = float(latencies_ms.mean())
+    return float(latencies_ms.std(ddof=1)) / mean if mean > 0 else math.nan
 
 
 CI_PERCENTILES = {"p50_ci_ms": 0.50, "p95_ci_ms": 0.95, "p99_ci_ms": 0.99}
@@ -270,6 +287,9 @@ def stage_stats(
             "requests": len(in_stage),
             **window_stats(headline, window_s, late_ms),
         }
+        arrival = pd.to_numeric(pd.Series([stage.get("rps")]), errors="coerce").iloc[0]
+        if pd.notna(arrival):  # open loop (rate, trace, find-max): the rate offered
+            row["arrival_rps"] = float(arrival)
         n = row["measured_requests"]
         if len(names) > 1:
             row["by_name"] = {

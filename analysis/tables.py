@@ -15,6 +15,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
+from analysis.contract import stage_number
+
 STAGE_COLUMNS = (
     "index", "users", "duration_s", "window_s", "requests", "measured_requests", "ok",
     "errors", "rejected", "rps", "goodput_rps", "error_rate", "reject_rate", "mean_ms",
@@ -96,7 +98,7 @@ def stage_table(
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
     frame["index"] = pd.to_numeric(frame["index"], errors="coerce").astype("Int64")
     frame["users"] = pd.to_numeric(frame["users"], errors="coerce").astype("Int64")
-    frame.insert(len(RUN_COLUMNS), "stage", frame["index"])
+    frame.insert(len(RUN_COLUMNS), "stage", stage_number(frame["index"]))  # shown: from 1
     frame["throughput_rps"] = frame["goodput_rps"].fillna(frame["rps"])
     frame["cpu_cores"] = frame["cpu_pct"] / 100.0
     frame["cpu_s_per_request"] = cpu_seconds_per_request(frame["cpu_pct"], frame["rps"])

@@ -20,7 +20,11 @@ from analysis.stages import json_safe
 from analysis.tables import StagesLike, curve
 
 USL_MIN_R2 = 0.9
-USL_MIN_POINTS = 3
+USL_PARAMETERS = 3
+USL_MIN_POINTS = 5
+"""Distinct concurrency levels the USL is fitted to, at least. Its 3 parameters pass through
+any 3 points (R^2 = 1 whatever the system does) and nearly through 4, so a fit to so few
+tests nothing; 5 levels leave 2 beyond the parameters for the R^2 to mean something."""
 
 
 def usl_throughput(n: Any, lam: float, sigma: float, kappa: float) -> Any:
@@ -76,9 +80,9 @@ def fit_usl(
 ) -> UslFit:
     """Fit the USL to throughput vs concurrency (``scipy.optimize.curve_fit`` with bounds).
 
-    ``poor_fit`` is set when there are fewer than ``min_points`` distinct concurrencies, the
-    fit fails, or R^2 < ``min_r2``. Points with a non-finite or non-positive value are
-    dropped.
+    Not fitted (every parameter NaN, ``poor_fit`` set, ``reason`` saying why) with fewer than
+    ``min_points`` distinct concurrencies; ``poor_fit`` is also set when the fit fails or
+    R^2 < ``min_r2``. Points with a non-finite or non-positive value are dropped.
     """
     n = np.asarray(users, dtype=float)
     x = np.asarray(throughput, dtype=float)
@@ -88,8 +92,9 @@ def fit_usl(
     distinct = len(np.unique(n))
     if distinct < min_points:
         return UslFit(nan, nan, nan, nan, nan, nan, len(n), True,
-                      f"{distinct} distinct concurrency level(s): the USL fit needs at least "
-                      f"{min_points}")  # fmt: skip
+                      f"not fitted: {distinct} distinct concurrency level(s); its "
+                      f"{USL_PARAMETERS} parameters fit so few exactly, which tests nothing "
+                      f"(at least {min_points} levels)")  # fmt: skip
     lam0 = float(np.max(x / n))
     try:
         with warnings.catch_warnings():
@@ -108,8 +113,8 @@ def fit_usl(
     reasons = []
     if r2 < min_r2:
         reasons.append(f"poor fit: R^2 {r2:.3f} < {min_r2}")
-    if distinct == len(params):
-        reasons.append(f"only {distinct} levels for 3 parameters: indicative only")
+    if distinct <= len(params) + 1:  # only with a min_points below the default
+        reasons.append(f"only {distinct} levels for {len(params)} parameters: indicative only")
     if math.isfinite(n_star) and n_star > 2 * float(n.max()):
         reasons.append(f"N* ({n_star:.0f}) is far beyond the measured {n.max():.0f} users")
     return UslFit(lam, sigma, kappa, r2, n_star, x_max, len(n), r2 < min_r2,

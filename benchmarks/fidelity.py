@@ -12,7 +12,10 @@ order alternates, so drift in the target hits both alike):
   from the scheduled send time) against ``h2load --rps`` (nghttp2; one HTTP/1.1 connection,
   per-request log). wrk has no fixed-rate mode (that is wrk2, which Debian does not ship).
   Below capacity the p50s should agree within 10%.
-* **Closed loop** (``--users``): servecap with N users against ``wrk -t1 -cN``.
+* **Closed loop** (``--users``): servecap with N users against ``wrk -t1 -cN``; for a target
+  spoken to over gRPC (``api: grpc``), against N threads of ``tritonclient.grpc``
+  (:mod:`benchmarks.threaded_grpc`: the plain threaded Python client, one client per
+  thread). servecap's throughput and p50 should be within 10% of it.
 
 Both independent generators time a request from its first byte written to its answer read,
 as servecap's wire time does (:mod:`loadtests.wiretime`). With ``--pin`` (the default on
@@ -50,6 +53,7 @@ from loadtests.generator import start_locust, warm_up
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import LoadPlan, Stage, load_scenarios
 from targets.launchers.process import ProcessLauncher, stop_process_group
+from targets.protocols import get_protocol
 from targets.registry import endpoint_for
 
 SETTLE_S = 2.0
@@ -191,6 +195,29 @@ def run_h2load(url: str, body: Path, ctype: str, rps: float, duration_s: float,
     return result
 
 
+def run_threaded_grpc(grpc_target: str, model: str, body: Path, users: int, duration_s: float,
+                      cpus: str | None) -> Result:  # fmt: skip
+    """Closed loop over gRPC: ``users`` threads of tritonclient.grpc for ``duration_s``."""
+    import json
+    import sys
+
+    out = body.with_suffix(".grpc.json")
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "benchmarks.threaded_grpc", "--url", grpc_target,
+           "--model", model, "--body", str(body), "--threads", str(users),
+           "--duration-s", f"{duration_s:g}", "--out", str(out)]  # fmt: skip
+    status, output, cpu_s = run_external(cmd, cpus)
+    if status != 0 or not out.exists():
+        raise RuntimeError(f"threaded gRPC client failed ({status}): {output[-2000:]}")
+    log = pd.DataFrame(json.loads(out.read_text())["requests"])
+    start, end = log["ts"].min() + SETTLE_S, log["ts"].max()
+    steady = log[log["ts"] >= start]
+    ok = steady[steady["ok"]]
+    return {"rps": len(ok) / max(end - start, 1e-9), "p50_ms": percentile_ms(ok["latency_ms"], 50),
+            "p99_ms": percentile_ms(ok["latency_ms"], 99), "errors": float(len(steady) - len(ok)),
+            "rps_per_core": len(log) / max(cpu_s, 1e-9)}  # fmt: skip
+
+
 def compare(
     ours: Callable[[], Result], theirs: Callable[[], Result], repeat: int
 ) -> tuple[list[Result], list[Result]]:
@@ -212,20 +239,25 @@ def median(results: list[Result], key: str) -> float:
 
 
 HEADER = (
-    f"{'load':>12} {'vs':>6} | {'servecap rps':>12} {'p50':>6} {'p99':>6} | {'theirs rps':>10}"
-    f" {'p50':>6} {'p99':>6} | {'p50 ratio':>9} {'(range)':>13} {'p99 ratio':>9} |"
-    f" {'req/core-s ours':>15} {'theirs':>7} | {'client_ms':>9}"
+    f"{'load':>12} {'vs':>7} | {'servecap rps':>12} {'p50':>6} {'p99':>6} | {'theirs rps':>10}"
+    f" {'p50':>6} {'p99':>6} | {'rps ratio':>9} {'(range)':>11} {'p50 ratio':>9} {'(range)':>11}"
+    f" {'p99 ratio':>9} | {'req/core-s ours':>15} {'theirs':>7} | {'client_ms':>9}"
 )
 
 
+def _ratios(ours: list[Result], theirs: list[Result], key: str) -> str:
+    each = [o[key] / t[key] for o, t in zip(ours, theirs, strict=True)]
+    spread = f"{min(each):.2f}-{max(each):.2f}"
+    return f"{median(ours, key) / median(theirs, key):>9.3f} {spread:>11}"
+
+
 def row(load: str, tool: str, ours: list[Result], theirs: list[Result]) -> str:
-    ratios = [o["p50_ms"] / t["p50_ms"] for o, t in zip(ours, theirs, strict=True)]
     p50, p99 = median(ours, "p50_ms"), median(ours, "p99_ms")
     t50, t99 = median(theirs, "p50_ms"), median(theirs, "p99_ms")
     return (
-        f"{load:>12} {tool:>6} | {median(ours, 'rps'):>12.1f} {p50:>6.2f} {p99:>6.2f} | "
-        f"{median(theirs, 'rps'):>10.1f} {t50:>6.2f} {t99:>6.2f} | {p50 / t50:>9.3f} "
-        f"{f'{min(ratios):.2f}-{max(ratios):.2f}':>13} {p99 / t99:>9.3f} | "
+        f"{load:>12} {tool:>7} | {median(ours, 'rps'):>12.1f} {p50:>6.2f} {p99:>6.2f} | "
+        f"{median(theirs, 'rps'):>10.1f} {t50:>6.2f} {t99:>6.2f} | "
+        f"{_ratios(ours, theirs, 'rps')} {_ratios(ours, theirs, 'p50_ms')} {p99 / t99:>9.3f} | "
         f"{median(ours, 'rps_per_core'):>15.0f} {median(theirs, 'rps_per_core'):>7.0f} | "
         f"{median(ours, 'client_p50_ms'):>9.3f}"
     )
@@ -248,11 +280,15 @@ def main() -> None:
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",") if r]
     users = [int(u) for u in args.users.split(",") if u]
-    for tool, needed in (("wrk", users), ("h2load", rates)):
-        if needed and shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is not installed: apt-get install wrk nghttp2-client")
     spec = load_scenarios(args.scenarios)
     config = spec.targets[args.target]
+    grpc = get_protocol(endpoint_for(config).protocol).transport == "grpc"
+    if grpc and rates:
+        raise SystemExit("over gRPC only closed loops are compared (no fixed-rate gRPC client "
+                         "here): give --rates ''")  # fmt: skip
+    for tool, needed in (("wrk", [] if grpc else users), ("h2load", rates)):
+        if needed and shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed: apt-get install wrk nghttp2-client")
     gen_cpus: str | None = None
     if args.pin:
         last = (os.cpu_count() or 2) - 1
@@ -264,7 +300,7 @@ def main() -> None:
         target=args.target, endpoint=endpoint, data_dir=args.data, plan=plan, out_dir=""
     )
     bodies, headers = build_bodies(base)
-    ctype = headers["Content-Type"]
+    ctype = headers.get("Content-Type", "")
     url = base.base_url + base.predict_path
     d = args.duration_s
     rows = []
@@ -283,7 +319,12 @@ def main() -> None:
         ] + [
             (f"{n} users", "wrk", Stage(users=n, duration_s=d),
              functools.partial(run_wrk, url, body, ctype, n, d, gen_cpus))
-            for n in users
+            for n in users if not grpc
+        ] + [
+            (f"{n} users", "tc-grpc", Stage(users=n, duration_s=d),
+             functools.partial(run_threaded_grpc, str(endpoint.grpc_target),
+                               str(endpoint.model_name), body, n, d, gen_cpus))
+            for n in users if grpc
         ]  # fmt: skip
         runs = itertools.count()
         for label, tool, stage, theirs_once in loads:

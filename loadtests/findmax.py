@@ -4,14 +4,20 @@ Pure logic, no Locust: :class:`FindMaxSearch` is told the measurements of each w
 current rate and decides when a rate passes or fails and which rate to try next.
 
 * A rate **passes** when its last ``stable_windows`` windows all meet the SLO (p99 and error
-  rate) and agree with each other: their p99 differ by at most ``stability`` x the SLO (an
-  absolute spread: far below the SLO, relative noise does not matter).
+  rate) and agree with each other (their p99 differ by at most ``stability`` x the SLO: an
+  absolute spread, far below the SLO relative noise does not matter), and the p99 of the
+  meeting windows pooled is *shown* within the SLO: the upper end of its 95% confidence
+  interval (:mod:`analysis.intervals`, at least 368 requests) is at most the SLO. While the
+  pool is too small for a bound, or its bound is above the SLO, the rate is held longer.
 * It **fails** when its last ``stable_windows`` windows all break the SLO.
-* Held ``max_hold_s`` without either, it is decided by the p99 and error rate of **every**
-  request sent at that rate (occasional stalls count exactly as often as they happened).
+* Held ``max_hold_s`` without either, it is decided by **every** counted request sent at that
+  rate (occasional stalls count exactly as often as they happened), on the same upper bound
+  (the point p99 when too few requests for one).
 * The windows that decided a rate are its **steady state** (``Point.steady_from_ts``): the
-  stage's reported figures come from them, so the backlog a failed rate left behind, drained
-  in the next rate's first windows, neither decides nor colours the next rate.
+  stage's reported figures come from them.
+* Probes are **independent**: before the next rate starts, the generator waits until nothing
+  it sent is in flight (the previous rate's backlog drained) and then idles ``drain_idle_s``
+  (:mod:`loadtests.users`); each point records how long that took (``drain_s``).
 * Search: step up by ``step_factor`` from ``start_rps`` until a rate fails (stepping down
   instead when the first rate fails), then bisect (geometric mean) between the highest
   passing and the lowest failing rate until they are within ``tolerance``.
@@ -28,7 +34,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from analysis.defaults import DEFAULT_LATE_MS, DEFAULT_MAX_ERROR_RATE, LATE_SHARE_LIMIT
+from analysis.intervals import quantile_ci
 from analysis.stages import percentile_ms
 from loadtests.spec import FindMax
 
@@ -81,6 +90,15 @@ class Point:
     reason: str = ""
     steady_from_ts: float | None = None
     """Start of the windows that decided the rate."""
+    p99_ms: float | None = None
+    p99_upper_ms: float | None = None
+    """The deciding windows' pooled p99 and the upper end of its 95% interval."""
+    requests: int = 0
+    """Requests in the deciding windows."""
+    drain_s: float | None = None
+    """Seconds its requests still in flight took to finish once the rate was decided."""
+    drained: bool | None = None
+    """Whether they all finished (within the request timeout) before the next rate."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +106,11 @@ class Point:
             "passed": self.passed,
             "reason": self.reason,
             "steady_from_ts": self.steady_from_ts,
+            "p99_ms": self.p99_ms,
+            "p99_upper_ms": self.p99_upper_ms,
+            "requests": self.requests,
+            "drain_s": self.drain_s,
+            "drained": self.drained,
             "windows": [
                 {
                     "p99_ms": w.p99_ms,
@@ -131,35 +154,54 @@ class FindMaxSearch:
         point = self.current
         point.windows.append(window)
         counted = [w for w in point.windows if not w.generator_behind]
-        last = counted[-self.plan.stable_windows :]
-        if not window.generator_behind and len(last) == self.plan.stable_windows:
+        k = self.plan.stable_windows
+        if not window.generator_behind and len(counted) >= k:
+            last = counted[-k:]
+            if not any(self._meets(w) for w in last):
+                return self._decide(False, "broke the SLO in consecutive windows", last)
             p99s = [w.p99_ms for w in last]
-            if all(self._meets(w) for w in last):
-                if max(p99s) - min(p99s) <= self.plan.stability * self.slo_p99_ms:
-                    point.steady_from_ts = last[0].start_ts
-                    return self._decide(True, "met the SLO in consecutive stable windows")
-            elif not any(self._meets(w) for w in last):
-                point.steady_from_ts = last[0].start_ts
-                return self._decide(False, "broke the SLO in consecutive windows")
+            stable = max(p99s) - min(p99s) <= self.plan.stability * self.slo_p99_ms
+            if stable and all(self._meets(w) for w in last):
+                steady = self._meeting_suffix(counted)
+                upper = _p99_upper(steady)
+                if upper is not None and upper <= self.slo_p99_ms:
+                    return self._decide(True, "met the SLO in consecutive stable windows, its "
+                                        f"p99 shown within it (upper bound {upper:.1f} ms)",
+                                        steady)  # fmt: skip
         if held_s >= self.plan.max_hold_s:
             pool = counted or point.windows  # every window late: judge them all, as they were
-            pooled = WindowResult(
-                pool[0].start_ts, window.end_ts,
-                sum(w.requests for w in pool), sum(w.errors for w in pool),
-                percentile_ms([x for w in pool for x in w.latencies_ms], 99),
-            )  # fmt: skip
-            verdict = "met" if self._meets(pooled) else "broke"
-            point.steady_from_ts = pool[0].start_ts
+            if len(pool) > k:  # the first window carries the change of rate
+                pool = pool[1:]
+            pooled = _pooled(pool)
+            upper = _p99_upper(pool)
+            judged = pooled.p99_ms if upper is None else upper
+            passed = self._meets(pooled) and judged <= self.slo_p99_ms
+            basis = "its p99" if upper is None else "the upper bound of its p99"
             return self._decide(
-                self._meets(pooled),
-                f"unsettled after {self.plan.max_hold_s:.0f} s; all its requests {verdict} "
-                f"the SLO (p99 {pooled.p99_ms:.1f} ms)",
+                passed,
+                f"unsettled after {self.plan.max_hold_s:.0f} s; judged on all its requests: "
+                f"{basis} ({judged:.1f} ms) {'met' if passed else 'broke'} the SLO",
+                pool,
             )
         return False
 
-    def _decide(self, passed: bool, reason: str) -> bool:
+    def _meeting_suffix(self, counted: list[WindowResult]) -> list[WindowResult]:
+        """The longest run of windows at the end that all meet the SLO."""
+        out: list[WindowResult] = []
+        for w in reversed(counted):
+            if not self._meets(w):
+                break
+            out.insert(0, w)
+        return out
+
+    def _decide(self, passed: bool, reason: str, deciding: list[WindowResult]) -> bool:
         point = self.current
         point.passed, point.reason = passed, reason
+        pooled = _pooled(deciding)
+        point.steady_from_ts = deciding[0].start_ts
+        point.p99_ms = None if math.isnan(pooled.p99_ms) else pooled.p99_ms
+        point.p99_upper_ms = _p99_upper(deciding)
+        point.requests = pooled.requests
         if passed:
             self.lo = max(self.lo or 0.0, point.rps)
         else:
@@ -194,3 +236,19 @@ class FindMaxSearch:
             "complete": self.done,
             "points": [pt.as_dict() for pt in self.points if pt.passed is not None],
         }
+
+
+def _pooled(windows: list[WindowResult]) -> WindowResult:
+    """Several windows as one: requests and errors added, p99 of every latency."""
+    return WindowResult(
+        windows[0].start_ts, windows[-1].end_ts, sum(w.requests for w in windows),
+        sum(w.errors for w in windows),
+        percentile_ms([x for w in windows for x in w.latencies_ms], 99),
+    )  # fmt: skip
+
+
+def _p99_upper(windows: list[WindowResult]) -> float | None:
+    """Upper end of the 95% interval of the pooled p99; None with too few latencies."""
+    latencies = [x for w in windows for x in w.latencies_ms]
+    ci = quantile_ci(np.asarray(latencies, dtype=float), 0.99) if latencies else None
+    return None if ci is None else ci[1]

@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.contract import stage_number
 from loadtests.spec import SLO
 
 # objective -> (figure in the stats, True when the figure must stay at or under the limit)
@@ -91,7 +92,7 @@ def check_run(run: dict[str, Any], slo: SLO) -> list[GateResult]:
     else:
         stages = run.get("stages") or []
         chosen = stages if slo.scope == "every-stage" else stages[-1:]
-        scopes = [(f"stage {s['index'] + 1}", s) for s in chosen] or [("overall", {})]
+        scopes = [(f"stage {stage_number(s['index'])}", s) for s in chosen] or [("overall", {})]
     return [_check(target, scope, stats, name, limit, slo.judge)
             for scope, stats in scopes for name, limit in objectives]  # fmt: skip
 

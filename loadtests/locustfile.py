@@ -37,6 +37,8 @@ USERS = {
     ("grpc", "find-max"): "loadtests.users:GrpcArrivalUser",
     ("grpc", "sequential"): "loadtests.users:GrpcSequentialUser",
     ("jobs", "ramp"): "loadtests.jobusers:JobUser",
+    ("jobs", "rate"): "loadtests.jobusers:JobArrivalUser",
+    ("jobs", "find-max"): "loadtests.jobusers:JobArrivalUser",
 }
 """The user for a transport (the protocol says which; :mod:`targets.protocols`) and a load
 mode; the orchestrator refuses combinations a protocol does not support."""
@@ -155,6 +157,7 @@ def _on_init(environment: Any, **_: Any) -> None:
     if _plan.mode == "find-max":
         observed: list[tuple[float, float, str, float]] = ScenarioUser.observed  # type: ignore[attr-defined]
         _recorder.observers.append(lambda *seen: observed.append(seen))
+        _recorder.observed_name = _config.primary_request  # a job, not its submit and polls
     environment.events.request.add_listener(_recorder.on_request)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.contract import stage_number
 from analysis.load import read_requests, read_timeline
 from analysis.stages import stage_stats, timeline_frame
 from loadtests import clock
@@ -70,7 +71,7 @@ class Watchdog:
         now = clock.now()
         for row in timeline:
             if row["start_ts"] <= now and (row.get("end_ts") is None or now < row["end_ts"]):
-                return f"during stage {row['index'] + 1}"
+                return f"during stage {stage_number(row['index'])}"
         return "before the load started" if not timeline else "after the last stage"
 
 
@@ -151,7 +152,8 @@ def _snapshot(
     current = next((r for r in raw if r["start_ts"] <= now
                     and (r.get("end_ts") is None or now < r["end_ts"])), raw[-1])  # fmt: skip
     total = f"/{len(load.plan.stages)}" if load.plan.mode in ("ramp", "rate") else ""
-    stage = f"stage {current['index'] + 1}{total} {_stage_label(raw, current['index'])}".strip()
+    index = current["index"]
+    stage = f"stage {stage_number(index)}{total} {_stage_label(raw, index)}".strip()
     elapsed = now - float(raw[0]["start_ts"])
     rows = tail.poll(now)
     done: float | None = None
@@ -170,7 +172,7 @@ def _when(tdir: Path) -> str:
     now = clock.now()
     for row in timeline:
         if row["start_ts"] <= now and (row.get("end_ts") is None or now < row["end_ts"]):
-            return f"during stage {row['index'] + 1}"
+            return f"during stage {stage_number(row['index'])}"
     return "after the last stage began"
 
 
@@ -197,7 +199,8 @@ def report_stages(
     total = f"/{len(raw)}" if load.plan.mode in ("ramp", "rate") else ""
     for st in stats[reported : len(done)]:
         echo(
-            f"[{load.target}] stage {st['index'] + 1}{total} {_stage_label(raw, st['index'])} "
+            f"[{load.target}] stage {stage_number(st['index'])}{total} "
+            f"{_stage_label(raw, st['index'])} "
             f"rps={st['rps']:7.1f} p50={st['p50_ms']:7.1f} ms p99={st['p99_ms']:7.1f} ms "
             f"errors={st['error_rate']:.1%} rejected={st['reject_rate']:.1%}"
         )

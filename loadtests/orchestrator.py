@@ -37,6 +37,7 @@ from analysis.contract import (
     SERVER_METRICS_PART,
     RunSummary,
     Summary,
+    stage_number,
     write_atomically,
     write_json,
 )
@@ -53,7 +54,14 @@ from loadtests.generator import GeneratorError, warm_up
 from loadtests.live import make_view
 from loadtests.meta import git_info, host_info, package_versions
 from loadtests.monitor import TargetFailure, Watchdog, drive
-from loadtests.results import SummaryWriter, finalize_target, mode_results, write_paper_tables
+from loadtests.results import (
+    ResultsFolderError,
+    SummaryWriter,
+    finalize_target,
+    mode_results,
+    new_results_dir,
+    write_paper_tables,
+)
 from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import SLO, LoadPlan, Scenario, ScenarioFile
 from targets.config import TargetConfig
@@ -95,10 +103,6 @@ class RunOutcome:
     @property
     def gates_passed(self) -> bool:
         return all(g.passed for g in self.gates)
-
-
-def default_out_dir(scenario: str) -> Path:
-    return Path("results") / f"{scenario}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 class PreflightError(ValueError):
@@ -156,9 +160,10 @@ def preflight(options: RunOptions) -> None:
 def run(options: RunOptions, echo: Echo = print) -> RunOutcome:
     scenario = options.spec.scenario(options.scenario)
     preflight(options)
-    # Absolute: Locust runs with the target's folder as its working directory.
-    out = (options.out_dir or default_out_dir(options.scenario)).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # absolute: Locust runs with the target's folder as its working directory
+        out = new_results_dir(options.out_dir, options.scenario)
+    except ResultsFolderError as err:  # --out filled since the preflight
+        raise PreflightError(str(err)) from None
     _write_resolved(out, options, scenario)
     meta: dict[str, Any] = {
         "scenario": options.scenario,
@@ -234,11 +239,11 @@ def load_config_for(
         protocol.check_encoding(scenario.load.encoding)
     except ValueError as err:
         raise ValueError(f"target '{name}': {err}") from None
-    most = protocol.max_images_per_request
+    most = protocol.images_limit(endpoint)
     if most is not None and scenario.load.images_per_request > most:
         raise ValueError(
-            f"target '{name}' speaks {protocol.name}, which sends at most {most} image(s) a "
-            f"request; set load.images_per_request to {most}"
+            f"target '{name}' ({protocol.name}) takes at most {most} image(s) a request; set "
+            f"load.images_per_request to {most} or less"
         )
     return load
 
@@ -252,7 +257,8 @@ def _run_target(
     tdir.mkdir(parents=True, exist_ok=True)
     paper = kind.paper
     entry: RunSummary = {
-        "target": name, "kind": config.kind, "launcher": launcher.name, "status": "ok",
+        "target": name, "kind": config.kind, "mode": scenario.load.mode,
+        "launcher": launcher.name, "status": "ok",
         "error": None, "time_to_ready_s": None,
         "paper_architecture": paper.name if paper else None,
         "paper_same_path": paper.same_path if paper else None,
@@ -377,14 +383,14 @@ def _summarise(
     entry["requests"] = sum(s["requests"] for s in entry["stages"])
     for st in entry["stages"]:
         if (st.get("error_rate") or 0) > 0.05:
-            echo(f"[{name}] stage {st['index'] + 1}: {st.get('error_rate', 0):.0%} of requests "
-                 f"failed, most often: {st.get('top_error')}")  # fmt: skip
+            echo(f"[{name}] stage {stage_number(st['index'])}: {st.get('error_rate', 0):.0%} of "
+                 f"requests failed, most often: {st.get('top_error')}")  # fmt: skip
     for st in entry["stages"]:
         if not st["generator_ok"]:
-            echo(f"[{name}] WARNING: stage {st['index'] + 1}: load generator saturated or behind "
-                 f"schedule ({'; '.join(st['generator_issues'])}): its figures understate what "
-                 "the target can do")  # fmt: skip
-    empty = [s["index"] + 1 for s in stages if plan.mode in ("ramp", "rate")
+            echo(f"[{name}] WARNING: stage {stage_number(st['index'])}: load generator "
+                 f"saturated or behind schedule ({'; '.join(st['generator_issues'])}): its "
+                 "figures understate what the target can do")  # fmt: skip
+    empty = [stage_number(s["index"]) for s in stages if plan.mode in ("ramp", "rate")
              and not s["requests"] and _had_load(plan, s["index"])]  # fmt: skip
     if empty and entry["status"] == "ok":
         entry["status"] = "failed"

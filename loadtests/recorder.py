@@ -123,6 +123,8 @@ class RequestRecorder:
         self.rows = 0
         self.user_count = lambda: 0
         self.observers: list[Observer] = []
+        self.observed_name: str | None = None
+        """Observers see only requests of this name (a job queue's ``job``) when set."""
 
     def on_request(
         self,
@@ -168,8 +170,9 @@ class RequestRecorder:
                 _model_version(response),
             ]
         )
-        for observer in self.observers:
-            observer(ts, latency_ms, outcome, lag_ms)
+        if self.observed_name in (None, name):
+            for observer in self.observers:
+                observer(ts, latency_ms, outcome, lag_ms)
         self.rows += 1
         now = time.monotonic()
         if now - self._last_flush >= self._flush_interval_s:

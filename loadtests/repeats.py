@@ -12,18 +12,21 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from analysis.contract import read_json, write_json
+from analysis.contract import read_json, stage_number, write_json
 from analysis.spread import REPEATS_FILE, RUN_FOLDER, spread
 from analysis.stages import json_safe
-from loadtests.orchestrator import RunOptions, RunOutcome, preflight, run
+from loadtests.orchestrator import PreflightError, RunOptions, RunOutcome, preflight, run
+from loadtests.results import ResultsFolderError, new_results_dir
 
 Echo = Callable[[str], None]
 
 
 def run_repeated(options: RunOptions, repeat: int, echo: Echo = print) -> RunOutcome:
-    base = options.out_dir
-    assert base is not None
     preflight(options)  # before the first repeat, all of it
+    try:
+        base = new_results_dir(options.out_dir, options.scenario)  # this --repeat's own
+    except ResultsFolderError as err:
+        raise PreflightError(str(err)) from None
     outcomes: list[RunOutcome] = []
     for i in range(1, repeat + 1):
         echo(f"servecap: repeat {i}/{repeat}")
@@ -40,7 +43,7 @@ def run_repeated(options: RunOptions, repeat: int, echo: Echo = print) -> RunOut
             rps, p99 = st["goodput_rps"], st["p99_ms"]
             if rps["median"] is None:
                 continue
-            echo(f"[{target}] stage {st['index'] + 1} over {rps['runs']} runs: goodput "
+            echo(f"[{target}] stage {stage_number(st['index'])} over {rps['runs']} runs: goodput "
                  f"{rps['median']:.1f} rps ({rps['min']:.1f}-{rps['max']:.1f}), p99 "
                  f"{_ms(p99)}")  # fmt: skip
     return RunOutcome(

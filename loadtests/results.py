@@ -1,4 +1,8 @@
-"""Finish a run folder: merge each target's parts, label stages, and write summary.json.
+"""A run's results folder: made for it alone, then finished (parts merged, stages labelled,
+summary.json written).
+
+:func:`new_results_dir` creates the folder atomically, so two runs never share one, even
+when they start in the same second.
 
 :class:`SummaryWriter` is the one writer of ``summary.json``: the orchestrator hands it each
 target's entry as soon as that target is done (so an interrupted run keeps a summary of what
@@ -8,6 +12,7 @@ finished) and the SLO gates at the end; every write is atomic (:mod:`analysis.co
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,6 +49,51 @@ from loadtests import clock
 from loadtests.gates import GateResult
 from loadtests.spec import SLO
 from targets.launchers.base import held_signals
+
+RESULTS_ROOT = Path("results")
+MAX_SAME_SECOND_RUNS = 1_000
+
+
+class ResultsFolderError(ValueError):
+    """The results folder given cannot be this run's alone (it holds files)."""
+
+
+def run_stamp() -> str:
+    """The timestamp of a default results folder's name (local time, to the second)."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def new_results_dir(given: Path | None, scenario: str, root: Path = RESULTS_ROOT) -> Path:
+    """This run's own results folder, created now (absolute).
+
+    ``given`` (``--out``) is created, or taken when it is an empty folder; one holding files
+    is refused (servecap never writes into earlier results). Without it, the folder is
+    ``root/<scenario>-<timestamp>``, or ``...-2``, ``-3`` when runs started in the same second
+    took those: each name is claimed by ``mkdir`` without ``exist_ok``, which only one of
+    several racing runs can win.
+    """
+    if given is not None:
+        given = given.resolve()
+        given.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            given.mkdir()
+        except FileExistsError:
+            if not given.is_dir() or any(given.iterdir()):
+                raise ResultsFolderError(
+                    f"results folder {given} is not empty: servecap never overwrites results; "
+                    "give --out a new folder (or leave it out for a timestamped one)"
+                ) from None
+        return given
+    root.mkdir(parents=True, exist_ok=True)
+    base = f"{scenario}-{run_stamp()}"
+    for n in range(1, MAX_SAME_SECOND_RUNS + 1):
+        path = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path.resolve()
+    raise ResultsFolderError(f"{MAX_SAME_SECOND_RUNS} runs named {root / base}: pass --out")
 
 
 @dataclass

@@ -89,6 +89,10 @@ class Timeline:
     def end(self, row: dict[str, Any], **info: Any) -> None:
         row["end_ts"] = clock.now()
         row["duration_s"] = row["end_ts"] - row["start_ts"]
+        self.annotate(row, **info)
+
+    def annotate(self, row: dict[str, Any], **info: Any) -> None:
+        """Add to a row what is known after it ended (a find-max rate's drain)."""
         row.update(info)
         write_json(self.path, self.rows)
 

@@ -18,7 +18,7 @@ from pydantic import Field, ValidationError, model_validator
 from analysis.defaults import DEFAULT_LATE_MS
 from loadtests.faults import GENERIC_PARTS, Fault
 from targets.common.dataset import CLASSES as CIFAR_CLASSES
-from targets.config import StrictModel, parse_cpuset
+from targets.config import ScenarioName, StrictModel, TargetName, parse_cpuset
 from targets.inputs import Encoding
 from targets.protocols.base import LoadMode
 from targets.registry import KindConfig
@@ -85,10 +85,16 @@ class FindMax(StrictModel):
     max_hold_s: float = Field(default=40, gt=0, le=3_600, description="longest time at one rate")
     tolerance: float = Field(default=0.05, gt=0, le=1, description="stop when hi/lo - 1 is below")
     max_points: int = Field(default=16, ge=2, le=100)
+    drain_idle_s: float = Field(
+        default=1.0, ge=0, le=60,
+        description="between rates: once nothing is in flight, idle this long (independent "
+        "probes: no backlog of one rate is measured in the next)",
+    )  # fmt: skip
 
     @property
     def max_duration_s(self) -> float:
-        return self.max_points * self.max_hold_s
+        """Bound on the search: every point held to the end, drained and idle after it."""
+        return self.max_points * (self.max_hold_s + self.drain_idle_s + 30.0)
 
 
 class Trace(StrictModel):
@@ -219,7 +225,7 @@ class LoadPlan(StrictModel):
                 if self.settle_s >= stage.duration_s:
                     raise ValueError(
                         f"settle_s ({self.settle_s}) must be shorter than every stage; "
-                        f"stage {i} lasts {stage.duration_s} s: lower settle_s or lengthen it"
+                        f"stages.{i} lasts {stage.duration_s} s: lower settle_s or lengthen it"
                     )
             if self.mode == "rate" and not any(s.rps for s in self.stages):
                 raise ValueError("mode rate needs a stage with rps above 0")
@@ -305,8 +311,8 @@ class ScenarioFile(StrictModel):
     """The whole ``scenarios.yaml``."""
 
     version: int = Field(default=1, ge=1, le=1)
-    targets: dict[str, KindConfig] = Field(min_length=1)
-    scenarios: dict[str, Scenario] = Field(min_length=1)
+    targets: dict[TargetName, KindConfig] = Field(min_length=1)
+    scenarios: dict[ScenarioName, Scenario] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _targets_exist(self) -> ScenarioFile:
@@ -360,7 +366,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     """One line per problem: ``file: key.path: message (got: value)``."""
     lines = [f"{source} is invalid ({err.error_count()} problem(s)):"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(_loc_part(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         got = ""
         if e["type"] not in ("missing",) and "input" in e and not isinstance(e["input"], dict):
@@ -369,6 +375,12 @@ def format_validation_error(err: ValidationError, source: str) -> str:
             msg = "required key is missing"
         lines.append(f"  {loc}: {msg}{got}")
     return "\n".join(lines)
+
+
+def _loc_part(part: object) -> str:
+    """A key of an error's path, quoted when it would not read as one (a newline in it)."""
+    text = str(part)
+    return text if text.isprintable() and " " not in text else repr(text)
 
 
 def parse_scenarios(data: Any, source: str = "<scenarios>") -> ScenarioFile:

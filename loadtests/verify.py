@@ -1,9 +1,9 @@
 """``servecap verify``: does every target answer exactly what the model answers in-process?
 
-Each target is started, sent the same N CIFAR-10 test images (in batches, through the client
-its kind uses), and its classes are compared image by image with the SavedModel run in this
-process. Reports agreement and test accuracy per target; a target that cannot start is
-reported as such and the others are still verified.
+Each target is started, sent the same N CIFAR-10 test images (in batches no larger than it
+takes, through the client its kind uses), and its classes are compared image by image with
+the SavedModel run in this process. Reports agreement and test accuracy per target; a target
+that cannot start is reported as such and the others are still verified.
 """
 
 from __future__ import annotations
@@ -64,6 +64,21 @@ def predict_classes(
         return protocol.classes(protocol.infer(endpoint, body, headers, timeout_s), endpoint)
     except ProtocolError as err:
         raise VerifyError(str(err)) from None
+
+
+def answered_classes(
+    config: TargetConfig, endpoint: Endpoint, given: Inputs, encoding: str, batch: int
+) -> list[int]:
+    """The target's class for every image of ``given``, sent ``batch`` at a time or fewer:
+    never more than the target takes in one request (:meth:`Protocol.images_limit`: one
+    for image uploads, Triton's max_batch_size...)."""
+    per_request = min(batch, get_protocol(endpoint.protocol).images_limit(endpoint) or batch)
+    answered: list[int] = []
+    for i in range(0, len(given.test.images), per_request):
+        chunk = given.files[i : i + per_request] if given.files is not None else None
+        answered += predict_classes(config, given.test.images[i : i + per_request], encoding,
+                                    files=chunk, endpoint=endpoint)  # fmt: skip
+    return answered
 
 
 def compare(target: str, test: Split, reference: np.ndarray, answered: list[int]) -> Verdict:
@@ -178,13 +193,7 @@ def verify(
                         for i in range(0, len(given.pixels), batch)
                     ])  # fmt: skip
                 echo(f"[{name}] ready in {running.time_to_ready_s:.1f} s; sending {images} images")
-                answered: list[int] = []
-                per_request = 1 if get_protocol(endpoint.protocol).uploads_files else batch
-                for i in range(0, len(given.test.images), per_request):
-                    chunk = given.files[i : i + per_request] if given.files is not None else None
-                    answered += predict_classes(config, given.test.images[i : i + per_request],
-                                                sent, files=chunk,
-                                                endpoint=endpoint)  # fmt: skip
+                answered = answered_classes(config, endpoint, given, sent, batch)
             verdict = compare(name, given.test, references[key], answered)
         except (LaunchError, VerifyError, OSError, ValueError) as err:
             verdict = Verdict(name, 0, None, None, [], error=str(err))

@@ -15,9 +15,11 @@ the servers read their runtime settings from ``SERVECAP_*`` variables derived fr
 from __future__ import annotations
 
 import difflib
-from typing import Any
+import re
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -28,6 +30,45 @@ from pydantic import (
 from targets.common.model_fetch import DEFAULT_MAX_BYTES, check_url
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PATH
 from targets.inputs import InputConfig
+
+TARGET_NAME_RULE = (
+    "a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or "
+    "digit, at most 63 characters"
+)
+_TARGET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def check_target_name(name: object, what: str = "target") -> str:
+    """``name`` when it may name a target (or a scenario: ``what``); ValueError with the rule
+    otherwise. A target's name becomes a results folder, YAML keys, container and Kubernetes
+    object names, a scenario's a results folder: nothing else is safe in all of them
+    (``../run/x`` is a path, a newline a new YAML key)."""
+    if isinstance(name, str) and _TARGET_NAME.fullmatch(name):
+        return name
+    raise ValueError(f"{what} name {name!r} is not {TARGET_NAME_RULE}")
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` when every entry can be one ``KEY=VALUE`` line of an env file (Compose's, a
+    Kubernetes Secret's...): keys are variable names, values hold no CR, LF or NUL (a line
+    break would start a second variable, e.g. a second SERVECAP_TARGET_CONFIG_B64=).
+    ValueError naming the entry otherwise."""
+    for key, value in env.items():
+        if not _ENV_NAME.fullmatch(key):
+            raise ValueError(f"env key {key!r} is not a variable name: letters, digits and '_', "
+                             "not starting with a digit")  # fmt: skip
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"env value of {key} holds a line break or NUL: one line each")
+    return env
+
+
+TargetName = Annotated[str, AfterValidator(check_target_name)]
+"""A target's name (scenario files, CLI arguments): :func:`check_target_name`."""
+ScenarioName = Annotated[str, AfterValidator(lambda name: check_target_name(name, "scenario"))]
+"""A scenario's name: the same rule (it names results folders)."""
 
 
 class StrictModel(BaseModel):
@@ -102,6 +143,11 @@ class TargetConfig(StrictModel):
         description="the model's input where its signature does not say it (range) or to "
         "check it (shape, dtype); images are resized to it",
     )
+
+    @field_validator("env")
+    @classmethod
+    def _env_lines(cls, env: dict[str, str]) -> dict[str, str]:
+        return check_env(env)
 
     @property
     def base_url(self) -> str:

@@ -66,10 +66,10 @@ class MetricsSource:
     """Counter: rows (images) the model ran."""
     executions: str
     """Counter: model calls (so inferences / executions is the mean batch size)."""
-    queue_time: str
-    """Counter: per-request waits before the model, summed."""
-    model_time: str
-    """Counter: per-request model time, summed."""
+    queue_time: str | None = None
+    """Counter: per-request waits before the model, summed (None: the server does not say)."""
+    model_time: str | None = None
+    """Counter: per-request model time, summed (None: the server does not say)."""
     time_unit_s: float = 1.0
     """Seconds per unit of the two time counters (Triton counts microseconds)."""
     in_flight: str | None = None
@@ -89,6 +89,33 @@ class Containers:
     def primary(self) -> str:
         """The model-serving service: replicas, cpus and memory limits apply to it."""
         return self.services[0]
+
+
+@dataclass(frozen=True)
+class Tier:
+    """Services deployed together (``servecap plan --kubernetes``): one Deployment whose pods
+    each hold them all, reaching each other on the pod's loopback; other tiers are reached
+    through their Services."""
+
+    name: str
+    """Its Deployment and Service: the target's name ("") or ``<target>-<name>``."""
+    services: tuple[str, ...]
+    per_replica: int = 1
+    """How many of it one measured replica of the target held: its pods are scaled from the
+    target's measured capacity divided by that (the job queue's workers: ``queue_workers``);
+    0: one for the whole target, never scaled (it holds the target's state: Redis)."""
+    ports: tuple[tuple[str, int], ...] = ()
+    """(name, port) that its first service listens on and its Service exposes (none: none)."""
+    probe: Probe | None = None
+    """The first service's readiness."""
+    volume: tuple[str, int | None] | None = None
+    """(mount path, MiB) of its own data, kept across restarts (a StatefulSet's claim); MiB
+    None: scratch space only (an emptyDir)."""
+
+
+def deployed_name(target: str, tier: str) -> str:
+    """The Deployment and Service name of a target's tier."""
+    return f"{target}-{tier}" if tier else target
 
 
 @dataclass(frozen=True)
@@ -213,6 +240,24 @@ class Kind:
         """Per service, fields that no ``${VARIABLE}`` can carry (a command given as a list):
         the Docker launcher writes them to an override file beside the launch's logs."""
         return {}
+
+    # ------------------------------------------------------------------ deployed
+
+    def tiers(self, config: TargetConfig) -> tuple[Tier, ...]:
+        """How the kind is deployed (Kubernetes): by default one tier, every container
+        service in one pod, scaled by the plan, on the target's ports (and gRPC port), ready
+        by its first readiness check."""
+        assert self.containers is not None
+        ports = [("http", config.port)]
+        ports += [("grpc", port) for field, (_, port) in self.ports(config).items()
+                  if "grpc" in field]  # fmt: skip
+        probes = self.readiness(config)
+        return (Tier("", self.containers.services, ports=tuple(ports),
+                     probe=probes[0] if probes else None),)  # fmt: skip
+
+    def deployed(self, name: str, config: TargetConfig) -> TargetConfig:
+        """The config as its tiers run deployed: where they reach each other's Services."""
+        return config
 
 
 class ModelKind(Kind):

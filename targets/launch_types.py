@@ -50,6 +50,9 @@ class PartRef:
     label: str
     pid: int | None = None
     container: str | None = None
+    started: float | None = None
+    """The process's start time (psutil's ``create_time``): with ``pid``, which process it is
+    (a reused pid belongs to a process started later)."""
 
 
 @dataclass(frozen=True)

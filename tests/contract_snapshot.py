@@ -19,9 +19,16 @@ import pyarrow.parquet as pq
 
 FIXTURE = Path(__file__).with_name("fixtures") / "smoke_contract.json"
 
-OPTIONAL_STAGE_KEYS = {"reject_p50_ms", "reject_p99_ms", "top_error", "by_name", "p99_ci_note"}
-"""Stage keys present only when a stage has rejections, errors, several request types or too
-few requests to bound its p99 (a slow or busy machine)."""
+OPTIONAL_STAGE_KEYS = {
+    "reject_p50_ms",
+    "reject_p99_ms",
+    "top_error",
+    "by_name",
+    "p99_ci_note",
+    "arrival_rps",
+}
+"""Stage keys present only when a stage has rejections, errors, several request types, too few
+requests to bound its p99 (a slow or busy machine) or an arrival rate (open loop)."""
 
 
 def _keys(items: list[dict[str, Any]]) -> list[str]:

@@ -20,3 +20,14 @@ def server_pids(port: int, marker: str = FASTAPI_APP) -> list[psutil.Process]:
 
 SLEEPY = "sleepy/server.py"
 """What the ``sleepy`` test kind's server has on its command line."""
+
+
+def launched_tree(flag: str, port: int) -> list[psutil.Process]:
+    """The processes started with ``flag PORT`` on their command line, and their children
+    (a framework's workers)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if f"{flag} {port} " in " ".join(proc.info["cmdline"] or []) + " ":
+            found.append(proc)
+            found += proc.children(recursive=True)
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import pandas as pd
@@ -15,15 +16,22 @@ from analysis.defaults import (
     DEFAULT_MAX_ERROR_RATE,
     DEFAULT_PEAK_FACTOR,
     DEFAULT_SLO_P99_MS,
+    DEFAULT_VERIFY_TOLERANCE,
 )
 from analysis.regression import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from analysis.sizing import TargetPlan
+
+if TYPE_CHECKING:
+    from loadtests.proof import VerifyOptions
+from analysis.limits import CpuLimit
+from analysis.replicas import BALANCER_MODELS
 from loadtests.cli.common import (
     POSITIVE,
     data_option,
     price_core_option,
     price_gb_option,
     resolve_data,
+    target_names,
 )
 
 
@@ -106,28 +114,43 @@ def _results_slo(results_dir: Path, slo_p99_ms: float | None) -> float:
 @click.option("--compose", "compose_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="write a docker-compose.yml override with the planned "
                                  "replicas and limits")  # fmt: skip
+@click.option("--balancer", type=click.Choice(list(BALANCER_MODELS)), default="reuseport",
+              show_default=True,
+              help="what spreads requests over the replicas: the kernel (SO_REUSEPORT, a "
+                   "Kubernetes Service) or an nginx upstream; picks the model of N replicas "
+                   "and what --verify runs")  # fmt: skip
+@click.option("--allow-closed-loop", is_flag=True,
+              help="plan from a closed-loop (ramp) capacity too: optimistic for open traffic, "
+                   "refused without this flag")  # fmt: skip
 @click.option("--verify", is_flag=True,
-              help="run the planned replicas (docker launcher) at the peak, then one fewer, "
-                   "and report whether the SLO held and broke")  # fmt: skip
+              help="run the plan on containers: find-max at 1, N and N-1 replicas against "
+                   "the model's prediction, and the peak at N and N-1 (exit 3 when it did not "
+                   "hold)")  # fmt: skip
 @click.option(
     "--verify-target",
     "verify_targets",
     multiple=True,
+    callback=target_names,
     help="--verify only this target (repeatable; default every planned target)",
 )
 @click.option("--verify-duration-s", type=click.FloatRange(5, 3600), default=30.0,
-              show_default=True, help="--verify: seconds of load per run")  # fmt: skip
+              show_default=True, help="--verify: seconds at the peak per run")  # fmt: skip
+@click.option("--verify-tolerance", type=click.FloatRange(0, 1, min_open=True),
+              default=DEFAULT_VERIFY_TOLERANCE, show_default=True,
+              help="--verify: how far measured capacity may fall below the model's")  # fmt: skip
 @data_option
 def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
          daily_requests: float | None, peak_factor: float | None, headroom: float,
          max_error_rate: float, gpus_per_replica: float, host_cores: float | None,
          host_mem_gb: float | None, price_core_hour: float, price_gb_hour: float,
          price_gpu_hour: float, price_host_hour: float | None, kubernetes_dir: Path | None,
-         compose_file: Path | None, verify: bool, verify_targets: tuple[str, ...],
-         verify_duration_s: float, data_dir: str | None) -> None:  # fmt: skip
+         compose_file: Path | None, balancer: str, allow_closed_loop: bool, verify: bool,
+         verify_targets: tuple[str, ...], verify_duration_s: float, verify_tolerance: float,
+         data_dir: str | None) -> None:  # fmt: skip
     """Replicas, cores and memory for a peak load, from a results folder's capacity."""
+    from analysis.plans import format_plan
     from analysis.results import load_results
-    from analysis.sizing import format_plan, plan_targets
+    from analysis.sizing import plan_targets
 
     if peak_rps is not None and (daily_requests is not None or peak_factor is not None):
         raise click.UsageError("give --peak-rps or --daily-requests/--peak-factor, not both")
@@ -150,10 +173,16 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
                          peak_factor=peak_factor, headroom=headroom,
                          max_error_rate=max_error_rate, gpus_per_replica=gpus_per_replica,
                          think_time_s=results.think_time_s, host_cores=host_cores,
-                         host_mem_gb=host_mem_gb)  # fmt: skip
+                         host_mem_gb=host_mem_gb, balancer=BALANCER_MODELS[balancer],
+                         allow_closed_loop=allow_closed_loop,
+                         cpu_limits=_cpu_limits(results_dir))  # fmt: skip
     click.echo(format_plan(plans))
     if not any(p.plan for p in plans):
         sys.exit(1)
+    from loadtests.artefacts import deployment_text
+
+    for line in deployment_text(results_dir, plans):
+        click.echo(line)
     from analysis.cost import Prices, format_costs
 
     try:
@@ -172,35 +201,47 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
         except DeployError as err:
             raise click.ClickException(str(err)) from None
     if verify:
-        _verify(results_dir, plans, verify_targets, verify_duration_s, data_dir)
+        from loadtests.proof import VerifyOptions
+
+        options = VerifyOptions(verify_duration_s, balancer, verify_tolerance,
+                                resolve_data(data_dir), max_error_rate)  # fmt: skip
+        _verify(results_dir, plans, verify_targets, options)
+
+
+def _cpu_limits(results_dir: Path) -> dict[str, CpuLimit]:
+    """How each target's CPU was limited in the run (its resolved configuration)."""
+    from loadtests.artefacts import resolved_targets
+    from targets.deploy import DeployError
+
+    try:
+        configs = resolved_targets(results_dir)
+    except DeployError:
+        return {}
+    return {name: CpuLimit(c.cpus, c.cpuset) for name, c in configs.items()}
 
 
 def _verify(results_dir: Path, plans: list[TargetPlan], names: tuple[str, ...],
-            duration_s: float, data_dir: str | None) -> None:  # fmt: skip
-    """plan --verify: each chosen plan run at N and N - 1 replicas (loadtests.proof)."""
-    from datetime import datetime
-
+            options: VerifyOptions) -> None:  # fmt: skip
+    """plan --verify: each chosen plan proven on containers (loadtests.proof)."""
     from loadtests.cli.common import interrupt_once
     from loadtests.orchestrator import PreflightError
     from loadtests.proof import verify_plan
+    from loadtests.results import new_results_dir
 
     chosen = [tp for tp in plans if tp.plan is not None and (not names or tp.target in names)]
     unknown = set(names) - {str(tp.target) for tp in plans}
     if unknown or not chosen:
         raise click.UsageError(f"nothing to verify: {', '.join(sorted(unknown)) or 'no plan'}")
-    out = results_dir / f"plan-verify-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     interrupt_once()
+    out = new_results_dir(None, "plan-verify", root=results_dir)  # this --verify's own
     held = True
     for tp in chosen:
         click.echo("")
         try:
-            proof = verify_plan(
-                results_dir, tp, out, duration_s, resolve_data(data_dir), click.echo
-            )
+            proof = verify_plan(results_dir, tp, out, options, click.echo)
         except PreflightError as err:
             raise click.ClickException(str(err)) from None
-        trials = proof.trials
-        held = held and bool(trials) and trials[0].held is True
+        held = held and proof.held
     if not held:
         sys.exit(3)
 

@@ -10,6 +10,7 @@ from types import FrameType
 import click
 
 from loadtests.spec import DEFAULT_SCENARIOS_FILE, ScenarioFile, SpecError, load_scenarios
+from targets.config import check_target_name
 
 DATA_HELP = (
     "CIFAR-10 image folder (<split>/<class>/*.jpg); "
@@ -26,6 +27,19 @@ scenarios_option = click.option(
     help="scenario file",
 )
 data_option = click.option("--data", "data_dir", type=str, default=None, help=DATA_HELP)
+
+
+def target_names(
+    ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...] | None
+) -> str | tuple[str, ...] | None:
+    """Click callback of target-name arguments and options: each must be a valid name (a
+    DNS-1123 label), refused with the rule before anything else."""
+    for name in (value,) if isinstance(value, str) else value or ():
+        try:
+            check_target_name(name)
+        except ValueError as err:
+            raise click.BadParameter(str(err)) from None
+    return value
 
 
 def resolve_data(data_dir: str | None) -> str | None:

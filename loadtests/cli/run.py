@@ -14,6 +14,7 @@ from loadtests.cli.common import (
     load_spec,
     resolve_data,
     scenarios_option,
+    target_names,
 )
 from loadtests.spec import SpecError
 from targets.inputs import Encoding
@@ -66,7 +67,7 @@ def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str
     130 interrupted.
     """
     from loadtests.gates import junit_xml
-    from loadtests.orchestrator import PreflightError, RunOptions, default_out_dir
+    from loadtests.orchestrator import PreflightError, RunOptions
     from loadtests.orchestrator import run as run_scenario
 
     if compose_overrides and launcher != "docker":
@@ -80,8 +81,7 @@ def run(scenario: str, scenarios_file: Path, out_dir: Path | None, launcher: str
     if repeat > 1:
         from loadtests.repeats import run_repeated
 
-        base = out_dir or default_out_dir(scenario)
-        options = RunOptions(scenario, spec, scenarios_file, base, launcher,
+        options = RunOptions(scenario, spec, scenarios_file, out_dir, launcher,
                              resolve_data(data_dir), seed, compose_overrides)  # fmt: skip
         try:
             outcome = run_repeated(options, repeat, echo=click.echo)
@@ -128,7 +128,8 @@ def scenarios(scenarios_file: Path) -> None:
 
 @click.command()
 @click.option("--scenario", required=True, help="the scenario the master is running")
-@click.option("--target", required=True, help="the target the master is loading")
+@click.option("--target", required=True, callback=target_names,
+              help="the target the master is loading")  # fmt: skip
 @click.option("--master-host", required=True, help="address of the host running `servecap run`")
 @click.option("--master-port", type=int, default=None,
               help="[default: the scenario's load.master_port]")  # fmt: skip
@@ -179,7 +180,7 @@ def worker(scenario: str, target: str, master_host: str, master_port: int | None
 
 
 @click.command()
-@click.argument("targets", nargs=-1)
+@click.argument("targets", nargs=-1, callback=target_names)
 @scenarios_option
 @click.option("--images", type=click.IntRange(1, 10_000), default=500, show_default=True)
 @click.option("--batch", type=click.IntRange(1, 256), default=50, show_default=True)

@@ -4,14 +4,14 @@ Which samples mean what comes from the target's kind (:class:`targets.kind.Metri
 each scrape becomes one row of :data:`analysis.contract.SERVER_METRICS_COLUMNS` (values of a
 sample name summed over its label sets), appended to a CSV as it comes. A scrape that fails
 (the server busy past the timeout, restarting) is skipped and counted by the base sampler, not
-fatal: counters are cumulative, so the next scrape still gives every stage's totals. Loopback
-URLs only.
+fatal: counters are cumulative, so the next scrape still gives every stage's totals. Read as
+every harness request is (:mod:`targets.common.loopback`): no proxy, no redirect, at most
+``MAX_READ_BYTES`` a scrape.
 """
 
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from analysis.contract import SERVER_METRICS_COLUMNS
 from loadtests.collectors.base import PeriodicSampler
+from targets.common.loopback import http_get
 from targets.kind import MetricsSource
 
 SCRAPE_TIMEOUT_S = 2.0
@@ -59,6 +60,7 @@ class PrometheusSampler(PeriodicSampler):
 
     def sample_once(self) -> list[tuple[object, ...]]:
         ts = time.time()
-        with urllib.request.urlopen(self.source.url, timeout=SCRAPE_TIMEOUT_S) as resp:
-            text = resp.read().decode("utf-8", errors="replace")
-        return [row(self.source, parse(text), ts)]
+        status, body = http_get(self.source.url, SCRAPE_TIMEOUT_S)  # capped, no proxy
+        if status != 200:
+            raise OSError(f"{self.source.url} answered HTTP {status}")
+        return [row(self.source, parse(body.decode("utf-8", errors="replace")), ts)]

@@ -55,16 +55,17 @@ MODEL = Histogram(
 BATCH_SIZE = Histogram("servecap_batch_size", "Images per model call", buckets=BATCH_BUCKETS)
 
 
-def source(url: str) -> MetricsSource:
-    """How the harness reads a servecap Python server's ``/metrics`` at ``url``."""
+def source(url: str, prefix: str = "") -> MetricsSource:
+    """How the harness reads a servecap Python server's ``/metrics`` at ``url``; ``prefix``:
+    what a framework's exporter puts before the names (Ray: ``ray_``)."""
     return MetricsSource(
         url=url,
-        requests="servecap_inference_requests_total",
-        inferences="servecap_inference_images_total",
-        executions="servecap_inference_batches_total",
-        queue_time="servecap_queue_seconds_sum",
-        model_time="servecap_model_seconds_sum",
-        in_flight="servecap_requests_in_flight",
+        requests=f"{prefix}servecap_inference_requests_total",
+        inferences=f"{prefix}servecap_inference_images_total",
+        executions=f"{prefix}servecap_inference_batches_total",
+        queue_time=f"{prefix}servecap_queue_seconds_sum",
+        model_time=f"{prefix}servecap_model_seconds_sum",
+        in_flight=f"{prefix}servecap_requests_in_flight",
     )
 
 

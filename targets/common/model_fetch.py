@@ -13,22 +13,43 @@ unpacked files are capped at ``max_bytes`` each; only regular files and folders 
 all inside the destination. The cache is content-addressed (by digest) under the user's private
 temporary folder (:mod:`targets.common.tmp`), where no one else can plant a folder; a verified
 archive is unpacked once and reused.
+
+Concurrency and failure: fetches of one digest take turns on a file lock (``<digest>.lock``,
+``fcntl.flock``, released by the kernel when a fetcher dies), so a second launch waits for the
+first and then serves its folder (before, each downloaded, and one replaced the folder the
+other was serving). A fetch has an overall deadline (:data:`FETCH_DEADLINE_S`, the wait for the
+lock included; each read also times out after :data:`READ_TIMEOUT_S`), so a server that drips
+bytes cannot stall a launch for ever. Work in progress lives in ``.partial-<digest>-*``
+folders: removed when the fetch ends, and, left by a fetch that was killed, by the next fetch
+that finds no one holding their digest's lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
+import os
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from targets.common.loopback import checked_port
 from targets.common.tmp import private_dir
 
-DOWNLOAD_TIMEOUT_S = 300
+FETCH_DEADLINE_S = 900.0
+"""The longest a fetch may take, waiting for another fetch of the same model included."""
+READ_TIMEOUT_S = 30.0
+"""The longest one read from the server may wait (the deadline is checked between reads)."""
+PARTIAL_PREFIX = ".partial-"
+LOCK_POLL_S = 0.1
 DEFAULT_MAX_BYTES = 2 * 1024**3
 """The largest archive downloaded, and the most bytes unpacked from it (2 GiB each)."""
 ALLOWED_SCHEMES = ("https", "file")
@@ -47,6 +68,10 @@ def check_url(url: str) -> str | None:
             f"model_url must be https:// (or file:// for a local archive), not {scheme or 'a'}"
             " URL: a plain-text download can be altered on the way"
         )
+    try:
+        checked_port(url, "model_url")
+    except ValueError as err:
+        return str(err)
     return None
 
 
@@ -71,47 +96,113 @@ def cache_root() -> Path:
 
 
 def fetch_model(
-    url: str, sha256: str, cache: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES
-) -> Path:
+    url: str, sha256: str, cache: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+    deadline_s: float = FETCH_DEADLINE_S,
+) -> Path:  # fmt: skip
     """The unpacked model folder of the archive at ``url`` whose SHA-256 is ``sha256``:
-    downloaded, verified and unpacked the first time, from the cache after."""
+    downloaded, verified and unpacked the first time, from the cache after. ModelFetchError
+    past ``deadline_s`` (waiting for another fetch of the same digest included)."""
     problem = check_url(url)
     if problem is not None:
         raise ModelFetchError(problem)
+    deadline = time.monotonic() + deadline_s
     digest = sha256.lower()
     root = cache or cache_root()
     dest = root / digest
-    if dest.is_dir() and any(dest.rglob("saved_model.pb")):
+    if _complete(dest):
         return dest
     root.mkdir(parents=True, mode=0o711, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        archive = Path(tmp) / "model.tar.gz"
-        got = _download(url, archive, max_bytes)
-        if got != digest:
-            raise ModelFetchError(
-                f"{url}: SHA-256 is {got}, expected {digest} (model_sha256): refusing to use it"
-            )
-        unpacked = Path(tmp) / "model"
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                safe_extract(tar, unpacked, max_bytes)
-        except (tarfile.TarError, OSError) as err:
-            raise ModelFetchError(f"{url} is not a usable .tar.gz archive: {err}") from None
-        if not any(unpacked.rglob("saved_model.pb")):
-            raise ModelFetchError(f"{url} holds no saved_model.pb (expected a SavedModel archive)")
-        _readable_by_all(unpacked)  # containers (another uid) read it through the 0711 root
-        shutil.rmtree(dest, ignore_errors=True)
-        unpacked.rename(dest)
+    with _digest_lock(root, digest, deadline, url):
+        if _complete(dest):  # fetched by the one we waited for
+            return dest
+        sweep_partials(root, holding=digest)
+        with tempfile.TemporaryDirectory(dir=root, prefix=f"{PARTIAL_PREFIX}{digest}-") as tmp:
+            unpacked = _fetch_into(Path(tmp), url, digest, max_bytes, deadline)
+            shutil.rmtree(dest, ignore_errors=True)  # only ever an incomplete one: see above
+            unpacked.rename(dest)
     return dest
 
 
-def _download(url: str, path: Path, max_bytes: int) -> str:
-    """Copy ``url`` to ``path``, at most ``max_bytes``; returns the SHA-256 of what came."""
+def _complete(dest: Path) -> bool:
+    return dest.is_dir() and any(dest.rglob("saved_model.pb"))
+
+
+def _fetch_into(tmp: Path, url: str, digest: str, max_bytes: int, deadline: float) -> Path:
+    """Download, verify and unpack into ``tmp``; the unpacked folder."""
+    archive = tmp / "model.tar.gz"
+    got = _download(url, archive, max_bytes, deadline)
+    if got != digest:
+        raise ModelFetchError(
+            f"{url}: SHA-256 is {got}, expected {digest} (model_sha256): refusing to use it"
+        )
+    unpacked = tmp / "model"
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            safe_extract(tar, unpacked, max_bytes)
+    except (tarfile.TarError, OSError) as err:
+        raise ModelFetchError(f"{url} is not a usable .tar.gz archive: {err}") from None
+    if not any(unpacked.rglob("saved_model.pb")):
+        raise ModelFetchError(f"{url} holds no saved_model.pb (expected a SavedModel archive)")
+    _readable_by_all(unpacked)  # containers (another uid) read it through the 0711 root
+    return unpacked
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+@contextlib.contextmanager
+def _digest_lock(root: Path, digest: str, deadline: float, url: str) -> Iterator[None]:
+    """Hold the digest's lock (waiting for another fetch of it until ``deadline``)."""
+    fd = os.open(root / f"{digest}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while not _try_lock(fd):
+            if time.monotonic() > deadline:
+                raise ModelFetchError(f"{url}: another fetch of this model (sha256 {digest}) "
+                                      "did not finish before the deadline")  # fmt: skip
+            time.sleep(LOCK_POLL_S)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def sweep_partials(root: Path, holding: str | None = None) -> list[Path]:
+    """Remove the work folders of fetches that no longer run (killed): those of ``holding``
+    (whose lock the caller holds) and of any digest whose lock is free. Returns them."""
+    removed = []
+    for folder in root.glob(f"{PARTIAL_PREFIX}*"):
+        digest = folder.name[len(PARTIAL_PREFIX) :].partition("-")[0]
+        if digest != holding:
+            fd = os.open(root / f"{digest}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if not _try_lock(fd):
+                    continue  # a live fetch of that digest owns it
+            finally:
+                os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _download(url: str, path: Path, max_bytes: int, deadline: float) -> str:
+    """Copy ``url`` to ``path``, at most ``max_bytes``, by ``deadline`` (monotonic); returns
+    the SHA-256 of what came."""
     digest = hashlib.sha256()
     size = 0
     try:
-        with _opener().open(url, timeout=DOWNLOAD_TIMEOUT_S) as resp, path.open("wb") as out:
-            while chunk := resp.read(CHUNK_BYTES):
+        timeout = max(0.1, min(READ_TIMEOUT_S, deadline - time.monotonic()))
+        with _opener().open(url, timeout=timeout) as resp, path.open("wb") as out:
+            read = getattr(resp, "read1", resp.read)  # what has come: the deadline between reads
+            while chunk := read(CHUNK_BYTES):
+                if time.monotonic() > deadline:
+                    raise ModelFetchError(f"{url}: the download did not finish in time "
+                                          f"({size} bytes so far)")  # fmt: skip
                 size += len(chunk)
                 if size > max_bytes:
                     raise ModelFetchError(f"{url}: archive larger than {max_bytes} bytes")

@@ -38,6 +38,7 @@ import grp
 import os
 import pwd
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from targets.common.settings import DEFAULT_MAX_BODY_BYTES
@@ -88,15 +89,29 @@ def _user_line() -> str:
     return f"user nobody {group};\n"
 
 
+BALANCE_DIRECTIVES = {"round-robin": "", "least-conn": "        least_conn;\n"}
+"""nginx's upstream method for each balancer name (round-robin is nginx's default)."""
+
+
+def _upstream(app_ports: Sequence[int], balance: str) -> str:
+    if balance not in BALANCE_DIRECTIVES:
+        raise ValueError(f"balance must be one of {', '.join(BALANCE_DIRECTIVES)}: {balance!r}")
+    servers = "".join(f"        server 127.0.0.1:{p};\n" for p in app_ports)
+    return BALANCE_DIRECTIVES[balance] + servers
+
+
 def render_conf(
     prefix: Path,
     host: str,
     port: int,
-    app_port: int,
+    app_port: int | Sequence[int],
     max_body_bytes: int,
     worker_processes: int = 1,
+    balance: str = "round-robin",
 ) -> str:
-    """The nginx.conf text (all paths absolute, under ``prefix``)."""
+    """The nginx.conf text (all paths absolute, under ``prefix``). Several app ports make an
+    upstream of replicas, balanced by ``balance`` (round-robin or least-conn)."""
+    ports = [app_port] if isinstance(app_port, int) else list(app_port)
     p = prefix.resolve()
     temp = "\n".join(f"    {kind}_temp_path {p}/temp/{kind};" for kind in TEMP_PATHS)
     body_buffer = min(max_body_bytes, 1024 * 1024)
@@ -122,8 +137,7 @@ http {{
     keepalive_requests 100000;
 
     upstream app {{
-        server 127.0.0.1:{app_port};
-        keepalive {UPSTREAM_KEEPALIVE};
+{_upstream(ports, balance)}        keepalive {UPSTREAM_KEEPALIVE};
         keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT_S}s;
         keepalive_requests 100000;
     }}
@@ -164,9 +178,10 @@ def write_conf(
     prefix: Path,
     host: str,
     port: int,
-    app_port: int,
+    app_port: int | Sequence[int],
     max_body_bytes: int,
     worker_processes: int = 1,
+    balance: str = "round-robin",
 ) -> Path:
     """Empty ``prefix``, then write nginx.conf and the folders it names; return the conf path.
 
@@ -178,7 +193,8 @@ def write_conf(
     for folder in (prefix / "logs", prefix / "temp"):
         _make_dirs(folder)
     conf = prefix / "nginx.conf"
-    conf.write_text(render_conf(prefix, host, port, app_port, max_body_bytes, worker_processes))
+    conf.write_text(render_conf(prefix, host, port, app_port, max_body_bytes, worker_processes,
+                                balance))  # fmt: skip
     return conf
 
 
@@ -232,12 +248,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prefix", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--app-port", type=int, required=True)
+    parser.add_argument(
+        "--app-port",
+        type=int,
+        required=True,
+        action="append",
+        help="an app server's port; several: an upstream of replicas",
+    )
+    parser.add_argument("--balance", choices=sorted(BALANCE_DIRECTIVES), default="round-robin")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     conf = write_conf(args.prefix, args.host, args.port, args.app_port, args.max_body_bytes,
-                      args.workers)  # fmt: skip
+                      args.workers, args.balance)  # fmt: skip
     command = nginx_argv(args.prefix, conf)
     os.execv(command[0], list(command))
 

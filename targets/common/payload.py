@@ -169,6 +169,12 @@ def decode_request(
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raise PayloadError(400, f"body is not valid JSON: {err}") from None
+    return decode_document(doc, max_batch, shape)
+
+
+def decode_document(doc: Any, max_batch: int = 256, shape: Shape = IMAGE_SHAPE) -> np.ndarray:
+    """A request body already parsed from JSON (by a framework's own parser) as float32
+    ``[n, *shape]`` pixel values; PayloadError (4xx) when it is not one."""
     if not isinstance(doc, dict):
         raise PayloadError(422, "body must be a JSON object with one of: " + ", ".join(_KEYS))
     present = [k for k in _KEYS if k in doc]
@@ -337,9 +343,14 @@ def _stack(images: list[np.ndarray]) -> np.ndarray:
     return np.stack(images).astype(np.float32)
 
 
-def encode_response(probabilities: np.ndarray) -> bytes:
+def response_document(probabilities: np.ndarray) -> dict[str, Any]:
+    """The answer: ``{"classes": [...], "probabilities": [...]}``."""
     probs = np.asarray(probabilities, dtype=np.float32)
-    return orjson.dumps({"classes": probs.argmax(axis=1).tolist(), "probabilities": probs.tolist()})
+    return {"classes": probs.argmax(axis=1).tolist(), "probabilities": probs.tolist()}
+
+
+def encode_response(probabilities: np.ndarray) -> bytes:
+    return orjson.dumps(response_document(probabilities))
 
 
 def error_body(message: str) -> bytes:

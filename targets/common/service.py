@@ -174,13 +174,18 @@ class InferenceService(AdmittingService):
 
 def load_service(settings: ServerSettings | None = None) -> InferenceService:
     """Load the SavedModel named by the settings and warm it up (one inference)."""
+    settings = settings or ServerSettings()
+    return InferenceService(load_model(settings), settings)
+
+
+def load_model(settings: ServerSettings) -> Model:
+    """The SavedModel named by the settings, warmed up (one inference), the heap frozen."""
     from targets.common.model import Predictor  # imports TensorFlow: keep it out of clients
 
-    settings = settings or ServerSettings()
     predictor = Predictor(settings.model_path, settings.input_range)
     predictor.warm_up()
     freeze_heap()
-    return InferenceService(predictor, settings)
+    return predictor
 
 
 def freeze_heap() -> None:

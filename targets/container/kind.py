@@ -22,13 +22,23 @@ containers. The image's user, file system and healthcheck are its own: servecap 
 impose its read-only, non-root defaults on an image it did not build. The server must bind
 127.0.0.1 on the host network (the command is where you say so). Replicas share the port, so
 more than one needs a server that sets SO_REUSEPORT (``reuse_port: true`` says it does).
+
+**Privileges.** It runs on the host's network as whatever user its image says (often root), so
+Docker's default capabilities would give it NET_RAW (read and forge the host's traffic),
+CHOWN, DAC_OVERRIDE, SETUID and more. A model server that reads its files and answers on a
+port above 1024 needs none of them: every capability is dropped (``cap_drop: [ALL]``, rather
+than NET_RAW alone: what is not listed cannot be missed) and ``no-new-privileges`` keeps a
+setuid program from getting any back. An image that needs some lists them in
+``capabilities`` (``SETUID``/``SETGID`` for an entrypoint that switches user with gosu,
+``NET_BIND_SERVICE`` for a port below 1024, ``CHOWN``/``DAC_OVERRIDE`` for one that fixes
+file ownership at start).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from targets.common.foreign import ForeignConfig, ForeignKind
 from targets.config import TargetConfig
@@ -37,6 +47,11 @@ from targets.launch_types import Probe
 
 SERVICE = "container"
 PORT_PLACEHOLDER = "{port}"
+CAPABILITIES = frozenset({
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+})  # fmt: skip
+"""What ``capabilities`` may give back: Docker's default set (nothing beyond it)."""
 
 
 class ContainerConfig(ForeignConfig):
@@ -63,6 +78,21 @@ class ContainerConfig(ForeignConfig):
         default=False,
         description="the server sets SO_REUSEPORT, so replicas can share its port",
     )
+    capabilities: tuple[str, ...] = Field(
+        default=(),
+        description="Linux capabilities the image needs back (all are dropped), e.g. SETUID and "
+        "SETGID for an entrypoint that switches user, NET_BIND_SERVICE for a port below 1024",
+    )
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_capabilities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(c.upper().removeprefix("CAP_") for c in value))
+        unknown = [c for c in names if c not in CAPABILITIES]
+        if unknown:
+            raise ValueError(f"capabilities {', '.join(unknown)} cannot be given back; "
+                             f"choose from {', '.join(sorted(CAPABILITIES))}")  # fmt: skip
+        return names
 
     @model_validator(mode="after")
     def _container_checks(self) -> ContainerConfig:
@@ -118,7 +148,12 @@ class ContainerKind(ForeignKind):
 
     def compose_overrides(self, config: TargetConfig) -> dict[str, dict[str, Any]]:
         assert isinstance(config, ContainerConfig)
-        return {SERVICE: {"command": config.argv()}} if config.command else {}
+        service: dict[str, Any] = {}
+        if config.command:
+            service["command"] = config.argv()
+        if config.capabilities:
+            service["cap_add"] = list(config.capabilities)
+        return {SERVICE: service} if service else {}
 
 
 KIND = ContainerKind()

@@ -27,6 +27,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from targets.common.foreign import ForeignConfig, ForeignKind
+from targets.common.loopback import checked_port
 from targets.config import StrictModel, TargetConfig
 from targets.kind import MetricsSource
 from targets.launch_types import Probe
@@ -45,11 +46,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def url_host(url: str) -> str:
-    """The host of an http(s) URL; ValueError naming what is wrong with it."""
+def url_host(url: str, field: str = "url") -> str:
+    """The host of an http(s) URL; ValueError naming the field and what is wrong with it."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"'{url}' is not an http:// or https:// URL with a host")
+        raise ValueError(f"{field} '{url}' is not an http:// or https:// URL with a host")
+    checked_port(url, field)
     return parts.hostname
 
 
@@ -117,14 +119,17 @@ class ExternalConfig(ForeignConfig):
         for field, url in urls.items():
             if url is None:
                 continue
-            host = url_host(url)
+            host = url_host(url, field)
             if not self.allow_remote and not is_loopback(host):
                 raise ValueError(
                     f"{field} {url} is not a loopback address: servecap sends load only to "
                     "this host unless the target sets allow_remote: true"
                 )
         if self.grpc_target is not None:
-            host = self.grpc_target.rsplit(":", 1)[0]
+            host, _, port = self.grpc_target.rpartition(":")
+            if not 1 <= int(port) <= 65535:
+                raise ValueError(f"grpc_target {self.grpc_target}: port '{port}' is not a "
+                                 "number from 1 to 65535")  # fmt: skip
             if not self.allow_remote and not is_loopback(host):
                 raise ValueError(
                     f"grpc_target {self.grpc_target} is not a loopback address; set "

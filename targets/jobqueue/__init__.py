@@ -26,7 +26,12 @@ Semantics:
   target. A POST that finds the queue full is answered ``503`` + ``Retry-After`` at once. The
   check and the enqueue are one atomic step (:mod:`targets.jobqueue.admission`): concurrent POSTs
   never overshoot. 0 = no limit. A Redis out of memory (``redis_maxmemory_mb``, no eviction) is
-  answered 503 the same way.
+  answered 503 the same way, from 90% of it (the rest is the workers', which ride out a full
+  Redis: :mod:`targets.jobqueue.worker`).
+* **Persistence**: Redis keeps an append-only file (``redis_persistence``: ``everysec`` by
+  default, ``always``, ``off``; :mod:`targets.jobqueue.redis_server`): a restarted Redis comes
+  back with every accepted job, and a poll answered 502/503 meanwhile is retried by the load
+  generator's client, as a job queue's clients do.
 * **Trust**: Redis asks for a password made for each launch; jobs are stored as JSON, never
   pickle (:mod:`targets.jobqueue.common`).
 * **Images in a job** are compact raw bytes (``uint8`` when every value is integral, as it is for

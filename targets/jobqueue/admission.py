@@ -6,7 +6,11 @@ the push is a Lua script that first compares the queue's length with ``max_works
 number of concurrent submissions can make the queue longer than the limit. A refused job's hash
 and images are deleted at once. When Redis is out of memory (``maxmemory`` with ``noeviction``)
 the whole transaction is refused and nothing is written: the caller answers 503 as for a full
-queue.
+queue. Admission also stops short of ``maxmemory``: once Redis uses
+:data:`ADMISSION_MEMORY_SHARE` of it, jobs are refused (503) while the workers keep the rest
+for claiming, running and answering what was admitted; without that reserve a backlog that
+filled Redis left its own workers unable to claim a job, and nothing freed memory but the
+results' expiry.
 """
 
 from __future__ import annotations
@@ -20,10 +24,21 @@ from rq.utils import now
 
 from targets.jobqueue.common import TASK, JobQueueSettings, input_key
 
+ADMISSION_MEMORY_SHARE = 0.9
+"""Share of Redis's ``maxmemory`` past which no job is admitted (the rest is the workers')."""
 _ADMIT = """
 local limit = tonumber(ARGV[2])
 if limit > 0 and redis.call('LLEN', KEYS[1]) >= limit then
   return 0
+end
+local share = tonumber(ARGV[3])
+if share > 0 then
+  local info = redis.call('INFO', 'memory')
+  local cap = tonumber(string.match(info, 'maxmemory:(%d+)'))
+  local used = tonumber(string.match(info, 'used_memory:(%d+)'))
+  if cap and used and cap > 0 and used >= cap * share then
+    return -1
+  end
 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1
@@ -90,13 +105,17 @@ class Admission:
                 created.set_status(JobStatus.QUEUED, pipeline=pipe)
                 created.save(pipeline=pipe)
                 created.cleanup(ttl=created.ttl, pipeline=pipe)
-                self._admit(keys=[self.queue.key], args=[created.id, s.max_works], client=pipe)
+                self._admit(keys=[self.queue.key], client=pipe,
+                            args=[created.id, s.max_works, ADMISSION_MEMORY_SHARE])  # fmt: skip
                 admitted = pipe.execute()[-1]
         except (redis.exceptions.ResponseError, redis.exceptions.ExecAbortError) as err:
             if is_out_of_memory(err):
                 raise QueueFull("the queue's Redis is out of memory (maxmemory)") from err
             raise
-        if not admitted:
+        if admitted != 1:
             conn.delete(created.key, key)
-            raise QueueFull(f"{s.max_works} jobs queued (max_works)")
+            if admitted == 0:
+                raise QueueFull(f"{s.max_works} jobs queued (max_works)")
+            raise QueueFull(f"the queue's Redis is {ADMISSION_MEMORY_SHARE:.0%} full (maxmemory); "
+                            "the rest is kept for the workers")  # fmt: skip
         return created

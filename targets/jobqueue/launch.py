@@ -1,9 +1,9 @@
 """How the job-queue target starts: Redis, the workers, then the web.
 
 * ``<name>-redis``: ``redis-server`` on ``127.0.0.1:<model_port>``
-  (:class:`targets.config.UpstreamConfig`) with the launch's password and a memory cap
-  (:mod:`targets.jobqueue.redis_server`), no persistence; ready when the port accepts
-  connections.
+  (:class:`targets.config.UpstreamConfig`) with the launch's password, a memory cap and an
+  append-only file (``redis_persistence``; :mod:`targets.jobqueue.redis_server`): a restarted
+  Redis comes back with every accepted job; ready when the port accepts connections.
 * ``<name>-worker-<i>``, ``queue_workers`` of them: no readiness of their own (a worker's
   model load must never block the launch forever); the web's readiness covers them.
 * ``<name>``: uvicorn with ``workers`` processes; ready when
@@ -27,11 +27,20 @@ from targets.common.settings import settings_env
 from targets.common.uvicorn import uvicorn_spec
 from targets.config import PythonServerConfig, UpstreamConfig
 from targets.jobqueue.common import JobQueueSettings
-from targets.jobqueue.redis_server import PASSWORD_ENV, REDIS_SERVER
+from targets.jobqueue.redis_server import (
+    DEFAULT_PERSISTENCE,
+    PASSWORD_ENV,
+    REDIS_SERVER,
+    Persistence,
+)
 from targets.launch_types import HOST, LaunchError, Placement, ProcessSpec
 from targets.protocols.servecap import HEALTH_PATH
 
 WEB_APP = "targets.jobqueue.web:create_app"
+CONTAINER_REDIS_DATA = "/home/app/redis-data"
+"""Redis's data folder in its container: inside the service's volume at /home/app (a volume
+there takes the image folder's owner, the app user), so a restarted container keeps it."""
+LOOPBACK = "127.0.0.1"
 
 
 class JobQueueConfig(PythonServerConfig, UpstreamConfig):
@@ -46,6 +55,16 @@ class JobQueueConfig(PythonServerConfig, UpstreamConfig):
         default=256, ge=16, le=65536,
         description="Redis memory cap; when full, submissions are answered 503 (noeviction)",
     )  # fmt: skip
+    redis_persistence: Persistence = Field(
+        default=DEFAULT_PERSISTENCE,
+        description="Redis append-only file, fsynced every second or at every write (a Redis "
+        "restart loses no accepted job), or off (a restart loses the queue)",
+    )  # fmt: skip
+    redis_host: str = Field(
+        default=LOOPBACK, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="where the web and the workers reach Redis: 127.0.0.1, Redis runs beside "
+        "them (`servecap plan --kubernetes` sets its Service's name)",
+    )  # fmt: skip
 
 
 def launch_env() -> dict[str, str]:
@@ -56,7 +75,7 @@ def launch_env() -> dict[str, str]:
 def queue_env(config: JobQueueConfig) -> dict[str, str]:
     """What the web and the workers read (:class:`JobQueueSettings`)."""
     own = settings_env(JobQueueSettings, {
-        "redis_host": "127.0.0.1",
+        "redis_host": config.redis_host,
         "redis_port": config.model_port,
         "job_batch_max": config.job_batch_max,
     })  # fmt: skip
@@ -79,13 +98,14 @@ def redis_spec(name: str, config: JobQueueConfig, placement: Placement = HOST) -
             "(`make setup` installs it; Debian: apt-get install redis-server)"
         )
     port = config.model_port
-    return ProcessSpec(
-        name=f"{name}-redis",
-        role="redis",
-        argv=(PYTHON, "-m", "targets.jobqueue.redis_server", "--port", str(port),
-              "--maxmemory-mb", str(config.redis_maxmemory_mb)),
-        ready_port=port,
-    )  # fmt: skip
+    argv: tuple[str, ...] = (PYTHON, "-m", "targets.jobqueue.redis_server", "--port", str(port),
+                             "--maxmemory-mb", str(config.redis_maxmemory_mb),
+                             "--persistence", config.redis_persistence)  # fmt: skip
+    if config.redis_host != LOOPBACK:  # deployed apart: reached through its Service
+        argv += ("--bind", "0.0.0.0")
+    if placement.container:
+        argv += ("--data-dir", CONTAINER_REDIS_DATA)
+    return ProcessSpec(name=f"{name}-redis", role="redis", argv=argv, ready_port=port)
 
 
 def ready_path(config: JobQueueConfig) -> str:

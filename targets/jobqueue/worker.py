@@ -33,7 +33,8 @@ list and is handled the same way after at least a minute. With RQ defaults, acce
 lost (failed) after about 1.5-10 minutes.
 
 Here: jobs are enqueued with ``Retry(max=job_retries, enqueue_at_front=True)``, and every live
-worker runs :func:`recover_abandoned` with RQ's maintenance, at its start and then every
+worker runs :func:`~targets.jobqueue.recovery.recover_abandoned` with RQ's maintenance, at its
+start and then every
 :data:`MAINTENANCE_INTERVAL_S` seconds at its next pause between batches or dequeue waits
 (so within about 10 s). A worker is dead when no Redis connection carries its name (the kernel
 closes the sockets of a killed process at once), so its claimed jobs are found within seconds,
@@ -43,6 +44,17 @@ connections and keeps its jobs. The dead worker is also unregistered. What remai
 is RQ's slow path for the narrow window between ``BLMOVE`` and the claim (milliseconds): such a
 job is retried by RQ's intermediate-list cleanup after a minute or more. A job whose run kills
 every worker that takes it fails after ``1 + job_retries`` attempts.
+
+**A full Redis** (``maxmemory``, ``noeviction``: Redis refuses writes that need memory).
+RQ's loop took that refusal for a fatal error and the worker exited. Here a worker rides it
+out, pausing with a backoff and losing no job: a dequeue that is refused is tried again (the
+job stays queued); a claim that is refused gives the batch back to the head of the queue in
+one script that runs even when Redis is full (:func:`~targets.jobqueue.recovery.give_back`);
+once a batch is claimed, every write that completes it (RQ's bookkeeping, the results) is sent
+again until Redis takes it (:class:`~targets.jobqueue.recovery.OutOfMemoryRetry`: a refused
+command or transaction
+changes nothing, so sending it again is safe). Admission keeps the last tenth of ``maxmemory``
+for this (:data:`targets.jobqueue.admission.ADMISSION_MEMORY_SHARE`) and answers 503 meanwhile.
 """
 
 from __future__ import annotations
@@ -50,9 +62,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,11 +87,16 @@ from targets.jobqueue.common import (
     connect,
     done_channel,
     input_key,
-    live_client_names,
-    recovery_lock_key,
-    registered_worker_names,
     result_dict,
     unpack_images,
+)
+from targets.jobqueue.recovery import (
+    STRANDED_AFTER_S,
+    OutOfMemoryRetry,
+    backoff_s,
+    give_back,
+    recover_abandoned,
+    requeue_stranded,
 )
 
 WORKER_TTL_S = 20
@@ -87,38 +104,11 @@ WORKER_TTL_S = 20
 MAINTENANCE_INTERVAL_S = 5
 STOP_CHECK_S = 1
 """Longest single wait for a job: a stop request is honoured between waits."""
-STRANDED_AFTER_S = 5.0
-"""A job dequeued but unclaimed this long belonged to a worker that died (requeue_stranded)."""
-"""How often a worker runs RQ's registry cleanup and :func:`recover_abandoned`."""
-
 log = logging.getLogger("servecap.jobqueue.worker")
 
 
 def worker_name() -> str:
     return f"{WORKER_NAME_PREFIX}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def requeue_stranded(queue: Queue, after_s: float) -> list[str]:
-    """Put back at the head of the queue the jobs that sat in its intermediate list, never
-    claimed, for ``after_s`` seconds: a worker died between dequeuing and claiming them (a
-    claim takes milliseconds). RQ itself fails such jobs after a minute, by when every client
-    waiting on them has given up (seen: one job lost when a worker was SIGKILLed under load).
-    Returns the ids put back; of two maintainers, only the one whose LREM removes a job
-    re-queues it."""
-    inter = queue.intermediate_queue
-    started = queue.started_job_registry
-    moved: list[str] = []
-    for job_id in inter.get_job_ids():
-        if job_id in started:
-            continue
-        inter.set_first_seen(job_id)
-        first = inter.get_first_seen(job_id)
-        if first is None or (datetime.now(UTC) - first).total_seconds() < after_s:
-            continue
-        if queue.connection.lrem(inter.key, 1, job_id):
-            queue.connection.lpush(queue.key, job_id)
-            moved.append(job_id)
-    return moved
 
 
 class BatchWorker(SimpleWorker):
@@ -142,10 +132,19 @@ class BatchWorker(SimpleWorker):
         kwargs.setdefault("serializer", SERIALIZER)
         name = name or worker_name()
         # Every connection of this worker carries its name: that is how liveness is told.
+        # ... and rides out a full Redis (OutOfMemoryRetry): both set on new connections.
         pool = connection.connection_pool
-        if pool.connection_kwargs.get("client_name") != name:
-            pool.connection_kwargs["client_name"] = name
+        current = pool.connection_kwargs.get("retry")
+        retry = current if isinstance(current, OutOfMemoryRetry) else OutOfMemoryRetry(current)
+        if pool.connection_kwargs.get("client_name") != name or (
+            pool.connection_kwargs.get("retry") is not retry
+        ):
+            pool.connection_kwargs.update(client_name=name, retry=retry)
             pool.disconnect()
+        self.memory_retry = retry
+        """Rides out a full Redis while a claimed batch completes."""
+        self._refused = 0
+        """Dequeues or claims refused in a row for want of memory."""
         super().__init__(queues, name=name, connection=connection, **kwargs)
         self.predictor = predictor
         self._version = getattr(predictor, "version", None)
@@ -174,19 +173,54 @@ class BatchWorker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
-        if timeout is None:  # burst: one non-blocking look
-            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         while not self._stop_requested:
-            result = super().dequeue_job_and_maintain_ttl(STOP_CHECK_S, max_idle_time=STOP_CHECK_S)
+            try:
+                if timeout is None:  # burst: one non-blocking look
+                    return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+                result = super().dequeue_job_and_maintain_ttl(
+                    STOP_CHECK_S, max_idle_time=STOP_CHECK_S
+                )
+            except redis.exceptions.OutOfMemoryError:
+                self._pause_for_memory("a dequeue")  # the job stays queued
+                continue
             if result is not None:
                 return result
         return None  # the work loop then stops
+
+    def _pause_for_memory(self, what: str) -> None:
+        self._refused += 1
+        if self._refused == 1:
+            log.warning("Redis is full (maxmemory): %s was refused; pausing (no job is lost)",
+                        what)  # fmt: skip
+        time.sleep(backoff_s(self._refused))
+
+    @contextlib.contextmanager
+    def _riding_out_memory(self) -> Iterator[None]:
+        self.memory_retry.riding_out = True
+        try:
+            yield
+        finally:
+            self.memory_retry.riding_out = False
 
     # ------------------------------------------------------------------ batch execution
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         batch = [(job, queue), *self._take_queued(self.batch_max - 1)]
-        executions = self._claim(batch)
+        try:
+            executions = self._claim(batch)
+        except redis.exceptions.OutOfMemoryError:
+            for q in {id(q): q for _, q in batch}.values():
+                give_back(q, [j.id for j, jq in batch if jq is q])
+            self._pause_for_memory(f"the claim of {len(batch)} job(s)")
+            return
+        self._refused = 0
+        with self._riding_out_memory():
+            self._complete(batch, executions, queue)
+            self.set_state(WorkerStatus.IDLE)
+
+    def _complete(self, batch: list[tuple[Job, Queue]], executions: dict[str, Execution],
+                  queue: Queue) -> None:  # fmt: skip
+        """One model call for the claimed batch, then each job finished through RQ."""
         outcomes = self._infer([j for j, _ in batch])
         channel = done_channel(queue.name)
         for j, q in batch:
@@ -203,7 +237,6 @@ class BatchWorker(SimpleWorker):
             with contextlib.suppress(redis.exceptions.RedisError):  # waiters re-check anyway
                 self._drop_input_if_done(j, q)
                 self.connection.publish(channel, j.id)
-        self.set_state(WorkerStatus.IDLE)
 
     def _drop_input_if_done(self, job: Job, queue: Queue) -> None:
         """Delete the job's images once no attempt is left to need them (a retried job keeps
@@ -215,14 +248,17 @@ class BatchWorker(SimpleWorker):
         """Up to ``limit`` more jobs that are queued right now (RQ's non-blocking dequeue)."""
         taken: list[tuple[Job, Queue]] = []
         while len(taken) < limit:
-            found = self.queue_class.dequeue_any(
-                self._ordered_queues,
-                None,
-                connection=self.connection,
-                job_class=self.job_class,
-                serializer=self.serializer,
-                death_penalty_class=self.death_penalty_class,
-            )
+            try:
+                found = self.queue_class.dequeue_any(
+                    self._ordered_queues,
+                    None,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
+            except redis.exceptions.OutOfMemoryError:
+                break  # Redis is full: the batch is what was taken
             if found is None:
                 break
             taken.append(found)
@@ -312,7 +348,10 @@ class BatchWorker(SimpleWorker):
                 if stranded:
                     log.warning("re-queued jobs dequeued by a worker that died before claiming "
                                 "them: %s", stranded)  # fmt: skip
-        super().run_maintenance_tasks()
+        try:
+            super().run_maintenance_tasks()
+        except redis.exceptions.OutOfMemoryError:
+            log.warning("Redis is full (maxmemory): RQ's maintenance skipped this time")
 
     def _reassert_registration(self) -> None:
         if self.connection.sismember(self.redis_workers_keys, self.key):
@@ -329,65 +368,6 @@ def _is_classify(job: Job) -> bool:
         return job.func_name == TASK
     except Exception:  # undecodable job data (not JSON): RQ's own path fails the job
         return False
-
-
-def recover_abandoned(queue: Queue) -> list[str]:
-    """Hand the jobs claimed by dead workers to RQ's abandoned-job handling; unregister the dead.
-
-    A job in the started-job registry whose execution belongs to a worker with no Redis
-    connection left is marked expired and passed to ``StartedJobRegistry.cleanup``: RQ then
-    re-enqueues it (``Retry``, at the front) or, with no retry left, fails it with
-    ``AbandonedJobError``. One worker at a time (a short lock). Returns the job ids handled.
-    """
-    conn = queue.connection
-    lock = recovery_lock_key(queue.name)
-    token = uuid.uuid4().hex
-    if not conn.set(lock, token, nx=True, px=10_000):
-        return []
-    try:
-        # Read who is registered and who owns what first, who is connected last: a worker that
-        # registered or claimed a job before the client list was taken is in it if alive.
-        registered = registered_worker_names(queue)
-        registry = queue.started_job_registry
-        owned: list[tuple[str, str]] = []
-        for raw in conn.zrange(registry.key, 0, -1):
-            member = _text(raw)
-            owner = conn.hget(f"rq:execution:{member}", "worker_name")
-            if ":" in member and owner is not None:  # else expired: RQ's TTL cleanup handles it
-                owned.append((member, _text(owner)))
-        live = live_client_names(conn)
-        orphans = [member for member, owner in owned if owner not in live]
-        recovered: list[str] = []
-        if orphans:
-            job_ids = [m.partition(":")[0] for m in orphans]
-            with conn.pipeline() as pipe:
-                for job_id in job_ids:
-                    pipe.lrem(queue.intermediate_queue_key, 0, job_id)
-                pipe.zadd(registry.key, dict.fromkeys(orphans, 1), xx=True)
-                pipe.execute()
-            registry.cleanup(timestamp=1)  # only the entries just marked have score <= 1
-            recovered = job_ids
-        for name in registered - live:
-            _unregister(conn, name, queue.name)
-        return recovered
-    finally:
-        if conn.get(lock) == token.encode():
-            conn.delete(lock)
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _unregister(conn: redis.Redis, name: str, queue_name: str) -> None:
-    """RQ's register_death for a worker that could not do it itself."""
-    key = SimpleWorker.redis_worker_namespace_prefix + name
-    with conn.pipeline() as pipe:
-        pipe.srem(SimpleWorker.redis_workers_keys, key)
-        pipe.srem(f"rq:workers:{queue_name}", key)
-        pipe.hset(key, "death", "unregistered by a live worker: no connection left")
-        pipe.expire(key, 60)
-        pipe.execute()
 
 
 def main() -> None:

@@ -14,12 +14,12 @@ import signal
 import socket
 import threading
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from targets.common import loopback
 from targets.config import ModelConfig, TargetConfig
 from targets.launch_types import LaunchError, PartRef, ProcessSpec, prepare_dirs
 
@@ -176,7 +176,7 @@ def free_port(block: int = FREE_PORT_BLOCK) -> int:
 def probe_http(url: str, timeout_s: float = 2.0) -> bool:
     """True when ``url`` answers 200 (only ever called with loopback URLs)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with loopback.urlopen(url, timeout_s) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False

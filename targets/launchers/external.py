@@ -19,12 +19,12 @@ import socket
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 
+from targets.common import loopback
 from targets.config import TargetConfig
 from targets.launch_types import LaunchError
 from targets.launchers.base import RunningTarget
@@ -45,7 +45,7 @@ def probe(url: str | None, base_url: str, timeout_s: float = 2.0) -> str | None:
         except OSError as err:
             return f"cannot connect to {parts.hostname}:{port} ({err.strerror or err})"
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with loopback.urlopen(url, timeout_s) as resp:
             return None if resp.status == 200 else f"HTTP {resp.status}"
     except urllib.error.HTTPError as err:
         return f"HTTP {err.code}"

@@ -31,7 +31,7 @@ from targets.launchers.base import (
     tail,
     with_fetched_model,
 )
-from targets.launchers.supervise import Supervisor
+from targets.launchers.supervise import Identity, Supervisor
 from targets.registry import get_kind
 
 STOP_GRACE_S = 10.0
@@ -187,22 +187,19 @@ def _port_owner(port: int) -> str:
 def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) -> None:
     """TERM the process's group, KILL it after ``grace_s``, then kill any stray descendant."""
     try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    _signal_group(proc.pid, signal.SIGTERM)
+        leader = psutil.Process(proc.pid)
+        group = Identity(proc.pid, leader.create_time())
+        descendants = leader.children(recursive=True)
+    except psutil.Error:  # gone already: its group, if any, holds only our processes
+        group, descendants = Identity(proc.pid, 0.0), []
+    group.signal_group(signal.SIGTERM)
     try:
         proc.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
-        _signal_group(proc.pid, signal.SIGKILL)
+        group.signal_group(signal.SIGKILL)
         proc.wait(timeout=5)
-    _signal_group(proc.pid, signal.SIGKILL)  # workers that outlived their master
+    group.signal_group(signal.SIGKILL)  # workers that outlived their master
     _, alive = psutil.wait_procs(descendants, timeout=0.5)
-    for child in alive:
+    for child in alive:  # psutil's objects: a reused pid is not killed
         with contextlib.suppress(psutil.Error):
             child.kill()
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)

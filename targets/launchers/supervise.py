@@ -12,10 +12,20 @@ and fails the run, as it always did. Parts:
 * ``model-server``: the model-serving role (:attr:`Containers.primary`, else the last spec);
 * ``worker`` of a kind with no worker role: a worker process forked by the model server
   (uvicorn's and gunicorn's own supervisors start a new one when it dies).
+
+**Only ours.** A pid names a process only while it lives: once it is reaped the kernel may give
+the number to another. Every process is therefore held as an :class:`Identity` (pid and start
+time) and checked before it is signalled (kill, restart, stop, continue, CPU affinity) or its
+death excused: a process group is signalled only while its leader is ours or gone (Linux keeps
+a group's id from being reused while the group has members), never a bare pid as a fallback;
+a stopped tree is continued process by process, each checked; an excused death is forgotten
+once its process is restarted. Lifting a CPU limit gives the part's whole tree, as it is then,
+its CPUs back, workers forked meanwhile included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -39,6 +49,63 @@ Start = Callable[[ProcessSpec], subprocess.Popen[bytes]]
 WaitReady = Callable[[ProcessSpec, subprocess.Popen[bytes]], None]
 
 
+@dataclass(frozen=True)
+class Identity:
+    """A process as no other can be taken for it: its pid and its start time."""
+
+    pid: int
+    started: float
+
+    @classmethod
+    def of(cls, pid: int) -> Identity | None:
+        """The identity of the process with ``pid`` now (None: there is none)."""
+        try:
+            return cls(pid, psutil.Process(pid).create_time())
+        except psutil.Error:
+            return None
+
+    def process(self) -> psutil.Process | None:
+        """The process, if ``pid`` still names this one (a zombie too: its pid is not free)."""
+        try:
+            proc = psutil.Process(self.pid)
+            return proc if proc.create_time() == self.started else None
+        except psutil.Error:
+            return None
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` to this process only (False: it is gone or the pid is another's)."""
+        proc = self.process()
+        if proc is None:
+            return False
+        try:
+            proc.send_signal(sig)  # psutil checks the identity again, just before the kill
+        except psutil.Error:
+            return False
+        return True
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the process group this process leads: while the leader is ours, or
+        gone with members left (the kernel keeps a living group's id for it); never when the
+        pid now names another process."""
+        try:
+            leader = psutil.Process(self.pid)
+            if leader.create_time() != self.started:
+                return  # the number is another process's now
+        except psutil.NoSuchProcess:
+            pass  # gone: a group still holding its id is made of our processes
+        except psutil.Error:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+
+def ref_identity(ref: PartRef) -> Identity:
+    """The identity a part was resolved with (LaunchError for a part that is no process)."""
+    if ref.pid is None or ref.started is None:
+        raise LaunchError(f"{ref.label} is not a process resolved by this launcher")
+    return Identity(ref.pid, ref.started)
+
+
 @dataclass
 class Supervisor:
     """The running processes of one target, their restarts, and the faults' control."""
@@ -55,18 +122,23 @@ class Supervisor:
     """The target's own readiness checks (:meth:`Kind.readiness`): a rolling restart waits
     for them after each process (a job-queue worker is ready once the web counts it)."""
     ready_timeout_s: float = 120.0
-    expected: set[int] = field(default_factory=set)
-    """Pids a fault killed or restarted: their death is not a failure."""
+    expected: set[Identity] = field(default_factory=set)
+    """Processes a fault killed or restarted: their death is not a failure (forgotten once
+    they are restarted)."""
     restarts: list[str] = field(default_factory=list)
+    roots: list[Identity | None] = field(default_factory=list)
+    """Who each started process is (None: it was gone before it could be looked at)."""
     _restarting: set[int] = field(default_factory=set)
     _closed: bool = False
     _failed: str | None = None
-    _affinity: dict[int, list[int]] = field(default_factory=dict)
-    _paused: dict[str, list[int]] = field(default_factory=dict)
+    _affinity: dict[str, tuple[list[int], dict[Identity, list[int]]]] = field(default_factory=dict)
+    """Per part under a CPU limit: its root's CPUs before, and each limited process's."""
+    _paused: dict[str, list[Identity]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.pids[:] = [p.pid for p in self.started]
+        self.roots = [Identity.of(p.pid) for p in self.started]
 
     # ------------------------------------------------------------------ health
 
@@ -79,15 +151,17 @@ class Supervisor:
                 code = proc.poll()
                 if code is None or i in self._restarting:
                     continue
-                if proc.pid in self.expected:
+                if self.roots[i] in self.expected:
                     if self._closed:
                         continue
                     # Started here, on the thread that runs the target (a child's parent-death
                     # signal follows the thread that started it); waited for in the background.
+                    self.expected.discard(self.roots[i])  # excused once: its pid is free now
                     self._restarting.add(i)
                     new = self.start(spec)
                     self.started[i] = new
                     self.pids[i] = new.pid
+                    self.roots[i] = Identity.of(new.pid)
                     threading.Thread(target=self._await, args=(i, new), daemon=True,
                                      name=f"servecap-restart-{spec.name}").start()  # fmt: skip
                     continue
@@ -127,8 +201,11 @@ class Supervisor:
                 raise LaunchError(f"part {part} {index}: the target has {len(matches)}")
             i = matches[index - 1]
             with self._lock:
-                pid = self.started[i].pid
-            return PartRef(f"{self.plan[i].name} (pid {pid})", pid=pid)
+                root = self.roots[i]
+            if root is None or root.process() is None:
+                raise LaunchError(f"part {part} {index} ({self.plan[i].name}) is not running")
+            return PartRef(f"{self.plan[i].name} (pid {root.pid})", pid=root.pid,
+                           started=root.started)  # fmt: skip
         if part == "worker":
             return self._forked_worker(index)
         allowed = sorted({"model-server", "worker", *self.kind.part_roles, *roles})
@@ -148,46 +225,55 @@ class Supervisor:
             raise LaunchError(f"part worker {index}: the model server has {len(children)} "
                               "worker process(es) (workers: N > 1 forks them)")  # fmt: skip
         child = children[index - 1]
-        return PartRef(f"worker {index} (pid {child.pid}) of {server.label}", pid=child.pid)
+        return PartRef(f"worker {index} (pid {child.pid}) of {server.label}", pid=child.pid,
+                       started=child.create_time())  # fmt: skip
 
-    def _tree(self, pid: int) -> list[int]:
-        try:
-            root = psutil.Process(pid)
-            return [pid, *(c.pid for c in root.children(recursive=True))]
-        except psutil.Error:
-            return [pid]
+    def _tree(self, ref: PartRef) -> list[psutil.Process]:
+        """The part's process and its descendants now ([]: the part is gone, or its pid is
+        another process's)."""
+        root = ref_identity(ref).process()
+        if root is None:
+            return []
+        with contextlib.suppress(psutil.Error):
+            return [root, *root.children(recursive=True)]
+        return [root]
+
+    def _is_root(self, who: Identity) -> bool:
+        with self._lock:
+            return who in self.roots
 
     # ------------------------------------------------------------------ actions
 
     def kill(self, ref: PartRef) -> None:
-        assert ref.pid is not None
-        self.expected.add(ref.pid)
-        if ref.pid in self.pids:  # a root: its group (its workers) goes with it
-            _signal_group(ref.pid, signal.SIGKILL)
-        else:
-            os.kill(ref.pid, signal.SIGKILL)
+        self._end(ref, signal.SIGKILL)
 
     def restart(self, ref: PartRef) -> None:
-        assert ref.pid is not None
-        self.expected.add(ref.pid)
-        if ref.pid in self.pids:
-            _signal_group(ref.pid, signal.SIGTERM)
-        else:
-            os.kill(ref.pid, signal.SIGTERM)
+        self._end(ref, signal.SIGTERM)
+
+    def _end(self, ref: PartRef, sig: int) -> None:
+        """Excuse the part's death, then signal it: a root with its group (its workers go with
+        it), a forked worker alone; LaunchError if it is no longer the process resolved."""
+        who = ref_identity(ref)
+        if who.process() is None:
+            raise LaunchError(f"{ref.label} is gone (or its pid is another process's now)")
+        if self._is_root(who):  # health() restarts it and forgets the excuse
+            with self._lock:
+                self.expected.add(who)
+            who.signal_group(sig)
+        elif not who.signal(sig):  # a forked worker: its server starts another
+            raise LaunchError(f"{ref.label} is gone (or its pid is another process's now)")
 
     def pause(self, ref: PartRef) -> None:
-        assert ref.pid is not None
-        tree = self._tree(ref.pid)
-        self._paused[ref.label] = tree
-        for pid in tree:
-            os.kill(pid, signal.SIGSTOP)
+        tree = self._tree(ref)
+        if not tree:
+            raise LaunchError(f"{ref.label} is gone (or its pid is another process's now)")
+        self._paused[ref.label] = [Identity(p.pid, p.create_time()) for p in tree]
+        for who in self._paused[ref.label]:
+            who.signal(signal.SIGSTOP)
 
     def resume(self, ref: PartRef) -> None:
-        for pid in self._paused.pop(ref.label, []):
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                continue
+        for who in self._paused.pop(ref.label, []):
+            who.signal(signal.SIGCONT)  # only a process that is still the one stopped
 
     def update_model(self, part: str, model_path: str) -> None:
         """A rolling restart of the part's processes on ``model_path`` (the model-load
@@ -206,10 +292,12 @@ class Supervisor:
                     return
                 spec = self.plan[i]
                 self.plan[i] = replace(spec, env={**spec.env, MODEL_PATH_ENV: model_path})
-                old = self.started[i].pid
-                self.expected.add(old)
+                old = self.roots[i]
+                if old is not None:
+                    self.expected.add(old)
                 restarts = len(self.restarts)
-            _signal_group(old, signal.SIGTERM)
+            if old is not None:
+                old.signal_group(signal.SIGTERM)
             deadline = time.monotonic() + self.ready_timeout_s
             while True:  # health() starts it again; _await counts it once it is ready
                 with self._lock:
@@ -226,26 +314,22 @@ class Supervisor:
                 time.sleep(0.1)
 
     def cpu_limit(self, ref: PartRef, cpus: float | None) -> None:
-        """CPU affinity of the part's tree: the first ceil(cpus) of the CPUs it may use."""
-        assert ref.pid is not None
-        for pid in self._tree(ref.pid):
-            try:
-                proc = psutil.Process(pid)
-                if cpus is None:
-                    if pid in self._affinity:
-                        proc.cpu_affinity(self._affinity.pop(pid))
-                    continue
-                allowed = self._affinity.setdefault(pid, proc.cpu_affinity() or [])
-                proc.cpu_affinity(allowed[: max(1, math.ceil(cpus))])
-            except psutil.Error:
-                continue
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pgid, sig)
-        except ProcessLookupError:
+        """CPU affinity of the part's tree: the first ceil(cpus) of the CPUs it may use; None
+        gives the tree as it is now its CPUs back (processes forked under the limit get the
+        CPUs the part had before it)."""
+        if cpus is None:
+            before, saved = self._affinity.pop(ref.label, ([], {}))
+            for proc in self._tree(ref):
+                who = Identity(proc.pid, proc.create_time())
+                with contextlib.suppress(psutil.Error):
+                    proc.cpu_affinity(saved.get(who, before))
             return
+        tree = self._tree(ref)
+        if not tree:
+            raise LaunchError(f"{ref.label} is gone (or its pid is another process's now)")
+        before, saved = self._affinity.setdefault(ref.label, (tree[0].cpu_affinity() or [], {}))
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):
+                allowed = saved.setdefault(Identity(proc.pid, proc.create_time()),
+                                           proc.cpu_affinity() or before)  # fmt: skip
+                proc.cpu_affinity(allowed[: max(1, math.ceil(cpus))])

@@ -13,8 +13,6 @@ back as probabilities ``[n, classes]`` (:meth:`Protocol.probabilities`), or as c
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal, get_args
@@ -22,6 +20,7 @@ from typing import ClassVar, Literal, get_args
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from targets.common.loopback import GRPC_OPTIONS, http_post
 from targets.inputs import CIFAR_INPUT, CNN_INPUT_NAME, CNN_OUTPUT_NAME, InputSpec
 
 Transport = Literal["http", "grpc", "jobs"]
@@ -99,6 +98,9 @@ class Endpoint(BaseModel):
     """image-upload: send the file as this multipart form field (None: the body itself)."""
     input: InputSpec = CIFAR_INPUT
     """The model's input: images are sized to it, tensors typed and scaled by it."""
+    max_images: int | None = None
+    """The most images this target takes in one request, from its config (Triton's
+    max_batch_size); None: what the protocol allows (:meth:`Protocol.images_limit`)."""
 
 
 class Protocol:
@@ -122,6 +124,12 @@ class Protocol:
     def predict_path(self, endpoint: Endpoint) -> str:
         """The HTTP path requests are POSTed to."""
         raise NotImplementedError
+
+    def images_limit(self, endpoint: Endpoint) -> int | None:
+        """The most images one request to ``endpoint`` may carry (None: any number): the
+        protocol's limit and the target's, whichever is lower."""
+        limits = [n for n in (self.max_images_per_request, endpoint.max_images) if n is not None]
+        return min(limits) if limits else None
 
     def health_path(self, endpoint: Endpoint) -> str | None:
         """The HTTP path that answers 200 when the server is ready (None: none is known; a
@@ -181,31 +189,13 @@ class Protocol:
         return answer
 
 
-def http_post(url: str, body: bytes, headers: Headers, timeout_s: float) -> tuple[int, bytes]:
-    """(status, body) of a POST; HTTP errors are answers too. URLError/OSError when none."""
-    req = urllib.request.Request(url, body, dict(headers), method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
-
-
-def http_get(url: str, timeout_s: float) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            return int(resp.status), resp.read()
-    except urllib.error.HTTPError as err:
-        return int(err.code), err.read()
-
-
 def grpc_unary(endpoint: Endpoint, method: str, body: bytes, timeout_s: float) -> bytes:
     """One unary gRPC call of serialized bytes (the codec stays with the protocol)."""
     import grpc
 
     if not endpoint.grpc_target:
         raise ProtocolError(f"{endpoint.base_url}: no gRPC endpoint")
-    with grpc.insecure_channel(endpoint.grpc_target) as channel:
+    with grpc.insecure_channel(endpoint.grpc_target, options=GRPC_OPTIONS) as channel:
         try:
             answer: bytes = channel.unary_unary(method)(body, timeout=timeout_s)
         except grpc.RpcError as err:

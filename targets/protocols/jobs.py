@@ -16,7 +16,8 @@ import numpy as np
 import orjson
 
 from analysis.contract import JOB_REQUEST
-from targets.protocols.base import Endpoint, Headers, ProtocolError, http_get, http_post
+from targets.common.loopback import http_get, http_post
+from targets.protocols.base import Endpoint, Headers, ProtocolError
 from targets.protocols.servecap import ServecapProtocol
 
 JOBS_PATH = "/v1/jobs"
@@ -26,7 +27,7 @@ POLL_WAIT_S = 10.0
 class JobsProtocol(ServecapProtocol):
     name = "servecap-jobs"
     transport = "jobs"
-    modes = frozenset({"ramp"})
+    modes = frozenset({"ramp", "rate", "find-max"})
     primary_request = JOB_REQUEST
 
     def predict_path(self, endpoint: Endpoint) -> str:

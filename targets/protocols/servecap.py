@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from targets.common.loopback import RefusedAnswer, http_get
 from targets.common.payload import encode_request
-from targets.protocols.base import Discovery, Endpoint, Headers, Protocol, http_get, image_shape
+from targets.protocols.base import Discovery, Endpoint, Headers, Protocol, image_shape
 
 PREDICT_PATH = "/v1/predict"
 HEALTH_PATH = "/healthz"
@@ -37,6 +38,8 @@ class ServecapProtocol(Protocol):
         try:
             status, body = http_get(endpoint.base_url + INFO_PATH, timeout_s)
             doc: Any = orjson.loads(body) if status == 200 else {}
+        except RefusedAnswer:
+            raise  # a redirect, or metadata past the cap: said, not taken as silence
         except (OSError, ValueError):
             return Discovery()
         shape = image_shape(doc.get("input_shape") or []) if isinstance(doc, dict) else None

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from targets.common.loopback import RefusedAnswer, http_get
 from targets.inputs import CIFAR_INPUT, CNN_INPUT_NAME, CNN_MODEL_NAME, CNN_OUTPUT_NAME, InputSpec
 from targets.protocols.base import (
     Discovery,
@@ -26,7 +27,6 @@ from targets.protocols.base import (
     Headers,
     Protocol,
     grpc_unary,
-    http_get,
     image_shape,
 )
 
@@ -53,6 +53,8 @@ def discover(endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
         doc: Any = orjson.loads(body) if status == 200 else {}
         signature = doc["metadata"]["signature_def"]["signature_def"][SIGNATURE]
         inputs, outputs = signature["inputs"], signature["outputs"]
+    except RefusedAnswer:
+        raise  # a redirect, or metadata past the cap: said, not taken as silence
     except (OSError, ValueError, KeyError, TypeError):
         return Discovery()
     if len(inputs) != 1 or not outputs:

@@ -22,11 +22,12 @@ range, or UINT8 pixels), shape ``[n, h, w, c]``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
 
+from targets.common.loopback import RefusedAnswer, http_get
 from targets.inputs import CIFAR_INPUT, CNN_INPUT_NAME, CNN_OUTPUT_NAME, InputSpec
 from targets.protocols.base import (
     Discovery,
@@ -34,7 +35,6 @@ from targets.protocols.base import (
     Headers,
     Protocol,
     grpc_unary,
-    http_get,
     image_shape,
 )
 
@@ -46,6 +46,11 @@ DATATYPES = {"FP32": "<f4", "FP64": "<f8", "UINT8": "u1", "INT32": "<i4", "INT64
 
 def infer_path(model: str) -> str:
     return f"/v2/models/{model}/infer"
+
+
+def model_ready_path(model: str) -> str:
+    """Answers 200 once ``model`` is loaded (the server's own ready path may answer before)."""
+    return f"/v2/models/{model}/ready"
 
 
 def metadata_path(model: str) -> str:
@@ -60,6 +65,8 @@ def discover(endpoint: Endpoint, timeout_s: float = 5.0) -> Discovery:
         status, body = http_get(endpoint.base_url + metadata_path(endpoint.model_name or
                                                                    "model"), timeout_s)  # fmt: skip
         doc: Any = orjson.loads(body) if status == 200 else {}
+    except RefusedAnswer:
+        raise  # a redirect, or metadata past the cap: said, not taken as silence
     except (OSError, ValueError):
         return Discovery()
     inputs, outputs = doc.get("inputs") or [], doc.get("outputs") or []
@@ -151,7 +158,7 @@ class V2Rest(Protocol):
     (``binary``, or ``base64``: the same raw pixels)."""
 
     name = "v2-rest"
-    encodings = ("json", "binary", "base64")
+    encodings: ClassVar[tuple[str, ...]] = ("json", "binary", "base64")
 
     def predict_path(self, endpoint: Endpoint) -> str:
         return infer_path(endpoint.model_name or "model")
@@ -175,6 +182,14 @@ class V2Rest(Protocol):
 
     def probabilities(self, answer: bytes, endpoint: Endpoint | None = None) -> np.ndarray:
         return _probabilities(rest_output(answer, _names(endpoint)[1]), endpoint)
+
+
+class V2RestJson(V2Rest):
+    """KServe v2 over HTTP with JSON tensors only, for servers without the binary tensor
+    extension (MLServer): a run asking for another encoding is refused before it starts."""
+
+    name = "v2-rest-json"
+    encodings = ("json",)
 
 
 def grpc_request(

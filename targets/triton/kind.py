@@ -113,6 +113,7 @@ class TritonKind(ModelKind):
             base_url=config.base_url,
             grpc_target=f"127.0.0.1:{config.triton_grpc_port}",
             model_name=config.model_name,
+            max_images=config.max_batch_size,  # Triton refuses a request of more (HTTP 400)
         )
 
     def process_plan(
@@ -126,7 +127,8 @@ class TritonKind(ModelKind):
             model = version_dir(resolve_model_path(config))
         except ModelNotFoundError as err:
             raise LaunchError(f"target '{name}': {err}") from None
-        prefix = CONTAINER_PREFIX if placement.container else private_dir("triton", name)
+        own = f"{name}-{config.port}"  # one folder per target and port, as nginx's
+        prefix = CONTAINER_PREFIX if placement.container else private_dir("triton", own)
         argv = (
             PYTHON, "-m", "targets.triton.launch", "--prefix", str(prefix),
             "--model", str(model), "--model-name", config.model_name,

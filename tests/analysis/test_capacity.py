@@ -158,13 +158,27 @@ def test_usl_fit_recovers_the_parameters() -> None:
 
 def test_usl_flags_poor_fits() -> None:
     few = fit_usl([1, 2], [100.0, 190.0])
-    assert few.poor_fit and "at least 3" in few.reason and math.isnan(few.lam)
+    assert few.poor_fit and "at least 5 levels" in few.reason and math.isnan(few.lam)
     zigzag = fit_usl([1, 2, 4, 8, 16], [100.0, 20.0, 300.0, 10.0, 250.0])
     assert zigzag.poor_fit and zigzag.r2 < 0.9
-    linear = fit_usl([1, 2, 4, 8], [100.0, 200.0, 400.0, 800.0])
+    linear = fit_usl([1, 2, 4, 8, 16], [100.0, 200.0, 400.0, 800.0, 1600.0])
     assert not linear.poor_fit and linear.kappa < 1e-6 and linear.n_star > 1000
     assert "far beyond" in linear.reason
     assert "lambda" in linear.to_dict()
+
+
+@pytest.mark.parametrize("levels", [3, 4])
+def test_usl_is_not_fitted_to_fewer_levels_than_can_test_it(levels: int) -> None:
+    n = [1, 2, 4, 8][:levels]
+    fit = fit_usl(n, [100.0, 190.0, 330.0, 500.0][:levels])  # 3 points: R^2 1.00 before
+    assert fit.poor_fit and math.isnan(fit.lam) and math.isnan(fit.r2)
+    assert f"not fitted: {levels} distinct concurrency level(s)" in fit.reason
+    section = capacity_section(
+        run("t", ramp([100.0, 190.0, 330.0, 500.0][:levels], [10.0, 11.0, 12.0, 14.0][:levels])),
+        200.0,
+    )
+    assert section["usl"]["r2"] is None and "not fitted" in section["usl"]["reason"]
+    assert any(w.startswith("USL: not fitted") for w in section["warnings"])
 
 
 def test_littles_law_flags() -> None:
@@ -207,7 +221,8 @@ def test_stage_table_one_row_per_target_and_stage() -> None:
     assert len(table) == 8
     assert table.groupby("target").size().to_dict() == {"a": 6, "b": 2}
     row = table.iloc[0]
-    assert row["source"] == "folder" and row["stage"] == 0 and row["scenario"] == "ramp"
+    assert row["source"] == "folder" and row["scenario"] == "ramp"
+    assert row["index"] == 0 and row["stage"] == 1  # the file's index; the stage people read
     assert row["cpu_cores"] == pytest.approx(0.6)
     assert row["cpu_s_per_request"] == pytest.approx(0.6 / 100.0)
     assert row["mem_mb_per_replica"] == pytest.approx(350.0)

@@ -238,3 +238,64 @@ def test_time_breakdown_splits_the_mean_into_queue_model_and_the_rest() -> None:
     last = frame.iloc[1]
     assert (last["queue ms"], last["model ms"], last["rest ms"]) == (6.0, 10.0, 4.0)
     assert last["rest share"] == pytest.approx(0.2) and last["batch size"] == 4.0
+
+
+def job_queue_records() -> pd.DataFrame:
+    """One stage of a job queue: 4 jobs of 200 ms, each a submit and two polls."""
+    rows = []
+    for i in range(4):
+        t = 100.0 + i
+        rows += [(t, 5.0, "submit"), (t + 0.01, 100.0, "poll"), (t + 0.11, 90.0, "poll"),
+                 (t, 200.0, "job")]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["ts", "latency_ms", "name"])
+    return frame.assign(status=200, bytes=10, outcome="ok", users=1, error="", stage=0,
+                        in_window=True)  # fmt: skip
+
+
+def test_slo_goodput_of_a_job_queue_counts_jobs_not_its_requests(tmp_path: Path) -> None:
+    queue = {"target": "queue", "kind": "jobqueue", "status": "ok",
+             "stages": [stage(0, 1, 0.4, 200.0, window_s=10.0,
+                              by_name={"job": {}, "submit": {}, "poll": {}})]}  # fmt: skip
+    folder = write_results(tmp_path / "run", {"scenario": "jobs", "runs": [queue]})
+    (folder / "queue").mkdir()
+    job_queue_records().to_parquet(folder / "queue" / "requests.parquet")
+    table = report.slo_goodput_table(results_io.load_results(folder), 250.0)
+    (row,) = table.to_dict("records")
+    assert row["counted"] == "jobs" and row["measured"] == 4 and row["ok within SLO"] == 4
+    assert row["SLO goodput (/s)"] == pytest.approx(0.4)  # 4 jobs in 10 s, not 16 requests
+    assert row["stage"] == 1  # stages are read from 1, as the console numbers them
+
+
+def test_report_tables_number_stages_from_one() -> None:
+    caps = {"api": capacity_section_of(SUMMARY["runs"][0])}
+    littles = report.littles_law_overview(caps)
+    assert littles["stage"].tolist() == [1, 2]
+
+
+def capacity_section_of(run: dict[str, Any]) -> Any:
+    from analysis.capacity import run_capacity
+
+    return run_capacity(run, 250.0)
+
+
+def test_faults_table_charges_each_lost_job_to_one_fault() -> None:
+    from analysis.faults import impacts, job_accounting
+
+    frame = job_queue_records().drop(columns=["stage", "in_window"])
+    lost = pd.DataFrame({"ts": [109.0, 129.5, 131.0, 150.0],
+                         "latency_ms": [500.0, 30_000.0, 800.0, 100.0], "name": "job",
+                         "outcome": "error", "error": "job failed: lost"})  # fmt: skip
+    records = pd.concat([frame, lost.assign(status=0, bytes=0, users=1)], ignore_index=True)
+    events = [{"action": "restart", "part": "redis", "start_ts": 130.0},
+              {"action": "kill", "part": "worker", "start_ts": 140.0}]  # fmt: skip
+    out = impacts(records, events, 160.0, 250.0, "job")
+    # 109 s: before any fault, none; 129.5 s: in flight at the restart; 131 s: submitted in
+    # the restart's window; 150 s: in the kill's window (nothing hit it while in flight)
+    assert [e["impact"]["jobs_lost"] for e in out] == [2, 1]
+    assert job_accounting(records)["lost"] == 4  # the run's total, once
+    faults = {"injected": out, "jobs": job_accounting(records)}
+    summary = {"runs": [{"target": "queue", "kind": "jobqueue", "faults": faults}]}
+    results = results_io.Results(Path("run"), summary)
+    assert report.faults_overview([results])["jobs lost"].tolist() == [2, 1]
+    (jobs,) = report.jobs_overview([results]).to_dict("records")
+    assert jobs["jobs lost"] == 4 and jobs["jobs accepted"] == 4

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from analysis.plans import format_plan, plan_table
 from analysis.sizing import (
-    format_plan,
+    CLOSED_LOOP_REFUSAL,
     peak_rps_from_daily,
     plan,
-    plan_table,
     plan_targets,
     resolve_peak,
 )
@@ -45,6 +45,7 @@ def test_the_one_call_plan() -> None:
     assert "Headroom: 30%" in text
     assert "ceil(3,472.2 / 280.0) = 13" in text
     assert "scale linearly" in text and "Not included" in text
+    assert p.basis == "given" and p.model is None and p.predicted_capacity_rps == 13 * 400
     assert p.to_dict()["assumptions"] == list(p.assumptions)
 
 
@@ -110,7 +111,8 @@ SUMMARY = {
 
 
 def test_plan_table_one_row_per_target() -> None:
-    table = plan_table(SUMMARY, 200.0, daily_requests=100e6, peak_factor=3).set_index("target")
+    table = plan_table(SUMMARY, 200.0, daily_requests=100e6, peak_factor=3,
+                       allow_closed_loop=True).set_index("target")  # fmt: skip
     assert list(table.index) == ["fast", "slow", "dead"]
     # p99 crosses 200 ms at 200 + (200 - 20) / 400 x 100 = 245 rps
     assert table.loc["fast", "capacity_rps"] == pytest.approx(245.0)
@@ -124,14 +126,16 @@ def test_plan_table_one_row_per_target() -> None:
 
 
 def test_format_plan_for_the_cli() -> None:
-    plans = plan_targets(SUMMARY, 200.0, daily_requests=100e6, peak_factor=3)
+    plans = plan_targets(SUMMARY, 200.0, daily_requests=100e6, peak_factor=3,
+                         allow_closed_loop=True)  # fmt: skip
     text = format_plan(plans)
     assert text.startswith("Capacity plan: peak 3,472.2 requests/s (100,000,000/day x peak")
     assert "p99 <= 200 ms, headroom 30%" in text
     lines = text.splitlines()
     fast = next(line for line in lines if line.startswith("fast "))
-    assert "245.0" in fast and "interpolated" in fast
-    assert "Measured: interpolated on p99 between stages 1 and 2." in text
+    assert "245.0" in fast and "closed-loop" in fast
+    assert "Measured: interpolated on p99 between stages 2 and 3." in text  # as the console
+    assert "OPTIMISTIC: the capacity comes from a closed-loop ramp" in text
     assert "slow:\n  no plan: no stage meets the SLO" in text
     assert "! run status is 'failed'" in text
     single = format_plan(plan(100.0, 1000.0, label="x"))
@@ -169,10 +173,65 @@ def test_packing_edges() -> None:
 
 
 def test_hosts_in_the_table_and_the_cli() -> None:
-    plans = plan_targets(SUMMARY, 200.0, 1000.0, host_cores=4)
+    plans = plan_targets(SUMMARY, 200.0, 1000.0, host_cores=4, allow_closed_loop=True)
     fast = next(tp for tp in plans if tp.target == "fast")
     assert fast.plan is not None and fast.plan.replicas_per_host == 4  # 1 core per replica
-    table = plan_table(SUMMARY, 200.0, 1000.0).set_index("target")
+    table = plan_table(SUMMARY, 200.0, 1000.0, allow_closed_loop=True).set_index("target")
     assert table["hosts"].isna().all()  # no host size: no packing
     text = format_plan(plans)
     assert " hosts" in text.splitlines()[2]  # the table header gains a hosts column
+
+
+def test_a_closed_loop_capacity_is_refused_unless_allowed() -> None:
+    plans = {tp.target: tp for tp in plan_targets(SUMMARY, 200.0, 1000.0)}
+    assert plans["fast"].plan is None and plans["fast"].reason == CLOSED_LOOP_REFUSAL
+    assert "--allow-closed-loop" in CLOSED_LOOP_REFUSAL
+    allowed = plan_targets(SUMMARY, 200.0, 1000.0, allow_closed_loop=True)
+    fast = next(tp for tp in allowed if tp.target == "fast")
+    assert fast.plan is not None and fast.plan.basis == "closed-loop"
+
+
+def open_stage(i: int, rate: float, p99: float, upper: float) -> dict[str, Any]:
+    return {"index": i, "users": 0, "arrival_rps": rate, "measured_requests": 2000,
+            "rps": rate, "goodput_rps": rate, "error_rate": 0.0, "reject_rate": 0.0,
+            "p50_ms": p99 / 4, "p99_ms": p99, "p99_ci_ms": [p99 * 0.9, upper],
+            "latency_cv": 0.5, "cpu_pct": 30.0, "mem_mb": 300.0, "generator_ok": True}  # fmt: skip
+
+
+# One replica under Poisson arrivals (find-max): p99's upper bound 20, 30, 60, 150 ms at
+# 10, 20, 30, 40 requests/s; SLO 100 ms, so one replica takes 30 requests/s.
+OPEN = {"scenario": "plan-proof", "runs": [{
+    "target": "api", "kind": "fastapi", "status": "ok", "mode": "find-max",
+    "stages": [open_stage(0, 10.0, 18.0, 20.0), open_stage(1, 20.0, 27.0, 30.0),
+               open_stage(3, 30.0, 55.0, 60.0), open_stage(2, 40.0, 120.0, 150.0)],
+}]}  # fmt: skip
+
+
+def test_an_open_loop_plan_rests_on_the_model_of_n_replicas() -> None:
+    """Peak 75 requests/s, 10% headroom: the replicas must hold 75 / 0.9 = 83.3 requests/s.
+    Random split (SO_REUSEPORT): N x 30, so 3 replicas (90), 2 would take 60."""
+    (tp,) = plan_targets(OPEN, 100.0, 75.0, headroom=0.1)
+    p = tp.plan
+    assert p is not None and tp.capacity.basis == "open-loop"
+    assert tp.capacity.capacity_rps == 30.0
+    assert (p.replicas, p.predicted_capacity_rps) == (3, 90.0)
+    assert p.utilisation_at_peak == pytest.approx(75 / 90)
+    # p99 at peak: 25 requests/s per replica -> the 30 requests/s point's bound, 60 ms
+    assert p.predicted_p99_at_peak_ms == 60.0
+    text = "\n".join(p.assumptions)
+    assert "random split (Poisson thinning)" in text and "SO_REUSEPORT" in text
+    assert "peak / (1 - 0.1) = 83.3 requests/s" in text
+    assert "Replicas: 3, the fewest" in text and "(2 would take 60.0)" in text
+    assert "predicted p99 60.0 ms" in text
+    # find-max probed 40 before 30: stages numbered as on the console (from 1)
+    assert "met the SLO (stage 4); the next rate, stage 3, broke it on p99" in text
+
+
+def test_round_robin_plans_from_the_smoother_split() -> None:
+    """nginx round-robin, cs2 = 0.5^2 = 0.25: with 2 replicas the queueing part is scaled by
+    (1/2 + 0.25) / 1.25 = 0.6: 40 requests/s -> 20 + (150 - 20) x 0.6 = 98 ms <= 100, so 2
+    replicas take 80 (< 83.3); 3 take 3 x 40 = 120."""
+    (tp,) = plan_targets(OPEN, 100.0, 75.0, headroom=0.1, balancer="round-robin")
+    assert tp.plan is not None
+    assert (tp.plan.replicas, tp.plan.predicted_capacity_rps) == (3, 120.0)
+    assert "(2 would take 80.0)" in "\n".join(tp.plan.assumptions)

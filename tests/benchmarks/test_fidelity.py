@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -55,3 +56,48 @@ def test_cpu_between_uses_the_samples_inside_the_window() -> None:
     cpu = pd.Series({10.0: 1.0, 11.0: 1.5, 12.0: 2.5, 13.0: 4.0})
     assert cpu_between(cpu, 10.5, 13.0) == pytest.approx(2.5)
     assert pd.isna(cpu_between(cpu, 11.2, 11.8))
+
+
+def test_the_independent_grpc_client_drives_a_v2_server_and_is_read_back(
+    tmp_path: Path,
+) -> None:
+    """benchmarks.threaded_grpc (tritonclient.grpc threads) against a FakeV2Grpc server:
+    it sends servecap's request as its own tritonclient request and every answer counts."""
+    import functools
+
+    import numpy as np
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    from benchmarks.fidelity import run_threaded_grpc
+    from targets.protocols import Endpoint, get_protocol
+    from tests.fakes import serving_grpc
+
+    seen: list[tuple[str, tuple[int, ...]]] = []
+
+    class FakeV2Grpc(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+        """ModelInfer: ten scores per image of the request's one FP32 input."""
+
+        def ModelInfer(self, request: Any, context: Any) -> Any:
+            (tensor,) = request.inputs
+            seen.append((request.model_name, tuple(tensor.shape)))
+            answer = service_pb2.ModelInferResponse(model_name=request.model_name)
+            out = answer.outputs.add(name="probabilities", datatype="FP32",
+                                     shape=[tensor.shape[0], 10])  # fmt: skip
+            answer.raw_output_contents.append(
+                np.full((tensor.shape[0], 10), 0.1, np.float32).tobytes())  # fmt: skip
+            assert out.name == "probabilities"
+            return answer
+
+    add = functools.partial(service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
+                            FakeV2Grpc())  # fmt: skip
+    with serving_grpc(add) as port:
+        endpoint = Endpoint(protocol="v2-grpc", base_url="http://127.0.0.1:1",
+                            grpc_target=f"127.0.0.1:{port}", model_name="cifar10_cnn",
+                            input_name="images", output_name="probabilities")  # fmt: skip
+        images = np.zeros((2, 32, 32, 3), np.float32)
+        body, _ = get_protocol("v2-grpc").encode(images, "binary", None, endpoint)
+        (tmp_path / "body").write_bytes(body)
+        result = run_threaded_grpc(f"127.0.0.1:{port}", "cifar10_cnn", tmp_path / "body",
+                                   users=2, duration_s=2.5, cpus=None)  # fmt: skip
+    assert result["errors"] == 0 and result["rps"] > 0 and result["p50_ms"] > 0
+    assert set(seen) == {("cifar10_cnn", (2, 32, 32, 3))}

@@ -35,8 +35,12 @@ def test_plan_prints_costs_and_writes_manifests_and_an_override(
             "--price-core-hour", "0.04", "--price-gb-hour", "0.005",
             "--kubernetes", str(tmp_path / "k8s"),
             "--compose", str(tmp_path / "plan.yml")]  # fmt: skip
+    refused = CliRunner().invoke(main, args)  # a closed-loop capacity: no plan without consent
+    assert refused.exit_code == 1 and "--allow-closed-loop" in refused.output
+    args.append("--allow-closed-loop")
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
+    assert "OPTIMISTIC" in result.output
     # 100 rps per replica at 30% headroom: 70 usable, 150 rps -> 3 replicas of 0.8 cores
     assert "Replicas: ceil(150.0 / 70.0) = 3" in result.output
     assert "Per hour at peak: 2.40 cores x 0.04" in result.output

@@ -61,8 +61,8 @@ def test_rate_schedule_steps_and_ramps() -> None:
     assert rate_at(stages, 25) is None
 
 
-def window(p99: float, errors: int = 0, requests: int = 100) -> WindowResult:
-    return WindowResult(0, 1, requests, errors, p99)
+def window(p99: float, errors: int = 0, requests: int = 200) -> WindowResult:
+    return WindowResult(0, 1, requests, errors, p99, latencies_ms=[p99] * (requests - errors))
 
 
 def test_find_max_steps_up_then_bisects() -> None:
@@ -102,12 +102,40 @@ def test_find_max_requires_stability_and_errors_fail() -> None:
 def test_find_max_records_where_the_deciding_windows_begin() -> None:
     plan = FindMax(start_rps=10, stable_windows=2, stability=0.2, max_hold_s=100)
     search = FindMaxSearch(plan, slo_p99_ms=50)
-    draining, steady = WindowResult(0, 4, 100, 0, 400), WindowResult(4, 8, 100, 0, 20)
-    search.add_window(draining, 4)  # the previous rate's backlog
-    search.add_window(steady, 8)
-    assert search.add_window(WindowResult(8, 12, 100, 0, 21), 12)
+
+    def win(start: float, p99: float) -> WindowResult:
+        return WindowResult(start, start + 4, 200, 0, p99, latencies_ms=[p99] * 200)
+
+    search.add_window(win(0, 400), 4)  # a slow start at the new rate
+    search.add_window(win(4, 20), 8)
+    assert search.add_window(win(8, 21), 12)
     assert search.points[0].passed and search.points[0].steady_from_ts == 4
-    assert search.result()["points"][0]["steady_from_ts"] == 4
+    point = search.result()["points"][0]
+    assert point["steady_from_ts"] == 4 and point["requests"] == 400
+    assert point["p99_ms"] == 21 and point["p99_upper_ms"] == 21
+
+
+def test_find_max_passes_only_when_the_bound_shows_the_slo_met() -> None:
+    """Windows whose point p99 meets the SLO, but too few requests to bound it, or a bound
+    above it: the rate is held, not passed."""
+    plan = FindMax(start_rps=10, stable_windows=2, stability=1.0, max_hold_s=10)
+    search = FindMaxSearch(plan, slo_p99_ms=50)
+
+    def win(requests: int, tail_ms: float) -> WindowResult:
+        lat = [10.0] * (requests - 1) + [tail_ms]  # one slow request in each window
+        return WindowResult(0, 1, requests, 0, 10.0, latencies_ms=lat)
+
+    assert not search.add_window(win(100, 10.0), 1)
+    assert not search.add_window(win(100, 10.0), 2)  # 200 requests: no 95% bound on p99 yet
+    assert search.add_window(win(200, 10.0), 3)  # 400: bounded, 10 ms
+    assert search.points[0].passed and "upper bound 10.0 ms" in search.points[0].reason
+    # 1% of requests at 80 ms: each window's p99 (nearest rank) is 10 ms, within 50 ms, but
+    # the pooled p99's upper bound is 80 ms: the SLO is not shown met, the rate is held
+    for held in (2, 4, 6, 8):
+        assert not search.add_window(win(100, 80.0), held)
+    assert search.add_window(win(100, 80.0), 10)  # judged at max_hold_s: on the bound
+    assert search.points[1].passed is False
+    assert "unsettled" in search.points[1].reason and "upper bound" in search.points[1].reason
 
 
 def test_find_max_steps_down_when_the_first_rate_fails() -> None:
@@ -188,7 +216,7 @@ def test_find_max_does_not_judge_a_rate_on_windows_where_the_generator_fell_behi
     assert behind.generator_behind and behind.late_share == 1.0
     assert not search.add_window(behind, 1) and not search.add_window(behind, 2)
     assert search.current.passed is None  # undecided: held for windows that count
-    good = window_result(0, 1, [(0.5, 5.0, "ok", 0.0)] * 100, [], slo_p99_ms=50, late_ms=10)
+    good = window_result(0, 1, [(0.5, 5.0, "ok", 0.0)] * 200, [], slo_p99_ms=50, late_ms=10)
     search.add_window(good, 3)
     assert search.add_window(good, 4) and search.points[0].passed
 
@@ -205,4 +233,5 @@ def test_find_max_unsettled_rate_is_judged_on_all_its_requests() -> None:
     for i, held in enumerate(range(1, 10)):
         assert not search.add_window(win(i % 3 == 2), held)
     assert search.add_window(win(False), 10)  # held long enough: pooled p99 decides
-    assert search.points[0].passed and "all its requests met the SLO" in search.points[0].reason
+    assert search.points[0].passed and "judged on all its requests" in search.points[0].reason
+    assert "met the SLO" in search.points[0].reason

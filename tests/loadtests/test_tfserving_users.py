@@ -7,11 +7,11 @@ these tests pin down the users' requests, answer parsing and recording.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from loadtests.runconfig import LoadRunConfig
 from loadtests.spec import LoadPlan, Stage
 from targets.launchers.process import stop_process_group
 from targets.protocols import Endpoint
+from tests.fakes import serving_grpc
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -90,13 +91,10 @@ def grpc_server() -> Iterator[int]:
             )
             return answer
 
-    port = free_port()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(FakeTFServingGrpc(), server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
-    yield port
-    server.stop(0)
+    add = functools.partial(prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server,
+                            FakeTFServingGrpc())  # fmt: skip
+    with serving_grpc(add) as port:
+        yield port
 
 
 def run_locust(config: LoadRunConfig, tmp_path: Path) -> pd.DataFrame:

@@ -44,6 +44,57 @@ def test_bad_trace_files_name_the_line_and_fix(tmp_path: Path, text: str, messag
         trace_stages(path, "rates", 1.0, 1.0, 1.0)
 
 
+def test_a_timestamp_trace_spanning_too_long_fails_before_building_intervals(
+    tmp_path: Path,
+) -> None:
+    import tracemalloc
+
+    path = tmp_path / "t.csv"
+    path.write_text("timestamp_s\n0\n5000000\n")  # 5 million 1-s intervals, two rows
+    tracemalloc.start()
+    try:
+        with pytest.raises(TraceError, match="line 3: .*more than 1000 intervals of 1 s"):
+            trace_stages(path, "timestamps", 1.0, 1.0, 1.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, peak  # no interval was built (they took 461 MB)
+
+
+@pytest.mark.parametrize(
+    ("form", "text", "message"),
+    [("timestamps", "timestamp_s\n1e300\n", None),  # one request: one interval, fine
+     ("timestamps", "timestamp_s\n0\n1e300\n", "line 3: timestamp 1e\\+300 makes"),
+     ("rates", "rps\n1e300\n", "line 2: a rate of 1e\\+300 rps .* more than 100000 rps"),
+     ("rates", "rps,duration_s\n5,1e300\n", "line 2: an interval of 1e\\+300 s"),
+     ("rates", "rps\n" + "5\n" * 1_500, "line 1002: more than 1000 intervals"),
+     ("rates", "rps\n5\n" + "9" * 200_000 + "\n", "line 3: not a trace row .*field larger"),
+     ("rates", "rps\n5\n\"" + "9" * 200_000 + "\"\n", "line 3: not a trace row"),
+     ("rates", "", "is empty; it needs a header with an 'rps' column")],
+)  # fmt: skip
+def test_huge_numbers_and_fields_are_trace_errors_naming_the_line(
+    tmp_path: Path, form: str, text: str, message: str | None
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    if message is None:
+        assert trace_stages(path, form, 1.0, 1.0, 1.0) == [{"rps": 1.0, "duration_s": 1.0}]
+        return
+    with pytest.raises(TraceError, match=message):
+        trace_stages(path, form, 1.0, 1.0, 1.0)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes("\ufeffrps,duration_s\r\n5,2\r\n".encode())
+    assert trace_stages(path, "rates", 1.0, 1.0, 1.0) == [{"rps": 5.0, "duration_s": 2.0}]
+    path.write_bytes("\ufefftimestamp_s\n1\n1.5\n".encode())
+    assert trace_stages(path, "timestamps", 1.0, 1.0, 1.0) == [{"rps": 2.0, "duration_s": 1.0}]
+    path.write_bytes(b"rps\n\xff\xfe5\n")
+    with pytest.raises(TraceError, match="not UTF-8 text"):
+        trace_stages(path, "rates", 1.0, 1.0, 1.0)
+
+
 def test_mode_trace_in_a_scenario_is_a_rate_plan(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("rps\n5\n15\n")

@@ -14,14 +14,15 @@ import csv
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fakes import serving
 
 CLIENT = r"""
 import json, sys
@@ -86,13 +87,8 @@ class FakePredictServer(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakePredictServer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(FakePredictServer) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

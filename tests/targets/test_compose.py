@@ -123,6 +123,35 @@ def test_container_env_carries_the_config_with_container_paths(tmp_path: Path) -
     assert env["SERVECAP_TARGET"] == "jq"
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({"A\nSERVECAP_TARGET_CONFIG_B64": "e30="}, "env key 'A\\\\nSERVECAP.* not a variable name"),
+     ({"A": "x\nSERVECAP_TARGET_CONFIG_B64=e30="}, "env value of A holds a line break"),
+     ({"A": "x\rB=1"}, "env value of A holds a line break"), ({"9LIVES": "1"}, "not a variable"),
+     ({"A=B": "1"}, "not a variable name"), ({"": "1"}, "not a variable name")],
+)  # fmt: skip
+def test_env_entries_that_would_not_be_one_env_file_line_are_refused(
+    env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    from pydantic import ValidationError
+
+    from targets.launchers.base import LaunchError
+    from targets.launchers.docker.environment import write_env_file
+
+    with pytest.raises(ValidationError, match=message):
+        target_config(kind="fastapi", env=env)
+    with pytest.raises(LaunchError, match=message):  # the writer refuses it too
+        write_env_file(tmp_path / "container.env", {"SERVECAP_TARGET": "t", **env})
+    assert not (tmp_path / "container.env").exists()
+    good = {"OMP_NUM_THREADS": "2", "_X1": "a=b c"}
+    path = write_env_file(
+        tmp_path / "ok.env", container_env("t", target_config(kind="fastapi", env=good))
+    )
+    lines = path.read_text().splitlines()
+    assert "OMP_NUM_THREADS=2" in lines and "_X1=a=b c" in lines
+    assert sum(line.startswith("SERVECAP_TARGET_CONFIG_B64=") for line in lines) == 1
+
+
 # ------------------------------------------------------------------ one command definition
 
 
@@ -172,6 +201,25 @@ def test_a_user_image_runs_with_its_command_as_written_and_the_target_limits(
     assert doc["services"]["container"]["command"] == ["serve", "--port", "9101", "$$HOME"]
     assert write_overrides(get_kind("container"), config_for("container", tmp_path), tmp_path) \
         is None  # fmt: skip
+
+
+def test_a_user_image_gets_no_capability_unless_its_target_gives_some_back(
+    tmp_path: Path,
+) -> None:
+    from pydantic import ValidationError
+
+    from targets.launchers.docker.launcher import write_overrides
+
+    cfg = config_for("container", tmp_path, capabilities=["cap_setuid", "SETGID"])
+    env = compose_env("t", cfg, options_for(cfg), "abcd1234", tmp_path / "c.env")
+    (spec,) = compose.services(env, "container").values()
+    assert spec["cap_drop"] == ["ALL"] and spec["security_opt"] == ["no-new-privileges:true"]
+    override = write_overrides(get_kind("container"), cfg, tmp_path)
+    assert override is not None
+    assert yaml.safe_load(override.read_text())["services"]["container"]["cap_add"] == [
+        "SETUID", "SETGID"]  # fmt: skip
+    with pytest.raises(ValidationError, match="SYS_ADMIN cannot be given back"):
+        config_for("container", tmp_path, capabilities=["SYS_ADMIN"])
 
 
 def test_serve_execs_the_process_of_its_role_with_its_environment(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +101,36 @@ def test_a_user_image_is_measured_from_the_docker_api_and_removed(
     override = out / "theirs" / "logs" / "compose-override.yml"
     assert "/srv/server.py" in override.read_text()
     assert not managed_containers(_client())
+
+
+def status_field(pid: int, field: str) -> str:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return next(line.split(":", 1)[1].strip() for line in lines if line.startswith(f"{field}:"))
+
+
+def test_a_user_container_gets_no_capability_but_those_given_back(
+    user_image: str, tmp_path: Path
+) -> None:
+    """Host network, the image's own user (root here): Docker's defaults would give its server
+    NET_RAW and a dozen more. It gets none (no-new-privileges too) and still serves; the
+    target's capabilities give back what an image needs."""
+    import psutil
+
+    spec = spec_for(user_image, free_port(), capabilities=["NET_BIND_SERVICE"])
+    config = spec.targets["theirs"]
+    with DockerLauncher().launch("theirs", config, tmp_path / "logs") as target:
+        (container,) = [c for c in managed_containers(_client()) if c.id in target.containers]
+        host = container.attrs["HostConfig"]
+        assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == ["NET_BIND_SERVICE"]
+        assert "no-new-privileges:true" in host["SecurityOpt"]
+        init = psutil.Process(container.attrs["State"]["Pid"])
+        (server,) = init.children()
+        assert "/srv/server.py" in " ".join(server.cmdline())
+        assert int(status_field(server.pid, "CapEff"), 16) == 1 << 10  # NET_BIND_SERVICE only
+        assert status_field(server.pid, "NoNewPrivs") == "1"
+        with urllib.request.urlopen(f"{target.base_url}/ready", timeout=5) as resp:
+            assert resp.status == 200
+    assert container.id not in {c.id for c in managed_containers(_client())}
 
 
 def test_a_user_container_that_dies_at_start_fails_its_target_and_leaves_nothing(

@@ -52,6 +52,29 @@ def test_only_loopback_unless_the_target_allows_remote() -> None:
         assert external(url=url, protocol="servecap").base_url == url
 
 
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [({"url": "http://127.0.0.1:99999"}, "url"), ({"url": "http://127.0.0.1:0/"}, "url"),
+     ({"url": "http://localhost:80a"}, "url"),
+     ({"health_url": "http://127.0.0.1:70000/ready"}, "health_url"),
+     ({"resources": {"prometheus_url": "http://[::1]:123456/metrics"}},
+      "resources.prometheus_url"),
+     ({"protocol": "v2-grpc", "model_name": "m", "grpc_target": "127.0.0.1:99999"},
+      "grpc_target")],
+)  # fmt: skip
+def test_a_port_out_of_range_is_refused_naming_the_field(
+    fields: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValidationError, match=f"{field} \\S+: port '\\w*' is not a number from 1"):
+        external(**{"protocol": "servecap", **fields})
+
+
+def test_a_model_url_port_out_of_range_is_refused() -> None:
+    with pytest.raises(ValidationError, match="model_url .*port '99999' is not a number"):
+        target_config(kind="fastapi", model_url="https://models.example.com:99999/m.tar.gz",
+                      model_sha256="0" * 64)  # fmt: skip
+
+
 def test_protocol_fields_are_checked_with_the_fix_named() -> None:
     with pytest.raises(ValidationError, match="unknown protocol 'v2-json'.*known"):
         external(protocol="v2-json")

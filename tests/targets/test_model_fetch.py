@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import io
 import os
+import signal
+import subprocess
+import sys
 import tarfile
+import threading
+import time
 import urllib.request
+from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 
@@ -14,7 +22,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+import targets.common.model_fetch as model_fetch
 from targets.common.model_fetch import (
+    PARTIAL_PREFIX,
     ModelFetchError,
     _HttpsOnlyRedirects,
     fetch_model,
@@ -23,6 +33,7 @@ from targets.common.model_fetch import (
 from targets.launch_types import LaunchError
 from targets.launchers.base import with_fetched_model
 from targets.registry import target_config
+from tests.fakes import serving
 
 
 def sha256_of(path: Path) -> str:
@@ -53,7 +64,7 @@ def test_fetch_verify_unpack_and_cache(archive: Path, tmp_path: Path) -> None:
 def test_a_wrong_digest_is_refused_and_nothing_is_kept(archive: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelFetchError, match="SHA-256 is .* expected 0+"):
         fetch_model(archive.as_uri(), "0" * 64, tmp_path / "cache")
-    assert not list((tmp_path / "cache").iterdir())
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["0" * 64 + ".lock"]
 
 
 def test_download_and_unpacked_sizes_are_capped(archive: Path, tmp_path: Path) -> None:
@@ -119,6 +130,95 @@ def test_the_launcher_fetches_once_for_every_worker(archive: Path) -> None:
     bad = config.model_copy(update={"model_sha256": "1" * 64})
     with pytest.raises(LaunchError, match="target 'jq': .*SHA-256"):
         with_fetched_model("jq", bad)
+
+
+def test_concurrent_fetches_of_one_model_take_turns(
+    archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two launches fetch one digest at once: one downloads, the other waits and serves the
+    same folder (before, both downloaded and the second replaced the first's folder)."""
+    real = model_fetch._download
+    downloads: list[str] = []
+
+    def slow_download(url: str, path: Path, max_bytes: int, deadline: float) -> str:
+        downloads.append(url)
+        time.sleep(0.3)  # both fetches are under way meanwhile
+        return real(url, path, max_bytes, deadline)
+
+    monkeypatch.setattr(model_fetch, "_download", slow_download)
+    digest = sha256_of(archive)
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        fetch_model(archive.as_uri(), digest, tmp_path / "cache"))) for _ in range(2)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(downloads) == 1 and len(results) == 2 and results[0] == results[1]
+    assert list(results[0].rglob("saved_model.pb"))
+    assert not list((tmp_path / "cache").glob(f"{PARTIAL_PREFIX}*"))
+
+
+class _Drip(http.server.BaseHTTPRequestHandler):
+    """A server that sends a large archive one byte every 50 ms: never idle, never done."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(10**9))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            while True:
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def drip_url() -> Iterator[str]:
+    with serving(_Drip) as base:
+        yield f"{base}/model.tar.gz"
+
+
+def test_a_server_that_drips_cannot_stall_a_launch(drip_url: str, tmp_path: Path) -> None:
+    """Each read gets a byte (so no read ever times out): only the overall deadline ends it.
+    (https only in configs: the download itself is what a slow server holds up.)"""
+    start = time.monotonic()
+    with pytest.raises(ModelFetchError, match="did not finish in time"):
+        model_fetch._download(drip_url, tmp_path / "m.tar.gz", 2**30, time.monotonic() + 1.0)
+    assert time.monotonic() - start < 10
+
+
+KILLABLE_FETCH = """
+import sys, time
+import targets.common.model_fetch as f
+real = f._download
+def slow(url, path, max_bytes, deadline):
+    path.write_bytes(b"part of an archive")
+    print("downloading", flush=True)
+    time.sleep(60)
+f._download = slow
+f.fetch_model(sys.argv[1], sys.argv[2], f.Path(sys.argv[3]))
+"""
+
+
+def test_a_killed_fetch_leaves_nothing_behind_once_the_next_one_runs(
+    archive: Path, tmp_path: Path
+) -> None:
+    cache, digest = tmp_path / "cache", sha256_of(archive)
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE_FETCH, archive.as_uri(), digest,
+                             str(cache)], stdout=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == b"downloading\n"
+    assert len(list(cache.glob(f"{PARTIAL_PREFIX}*"))) == 1
+    other = cache / f"{PARTIAL_PREFIX}{'e' * 64}-killed-too"  # another model's, killed as well
+    other.mkdir()
+    proc.send_signal(signal.SIGKILL)  # no cleanup of its own
+    proc.wait(10)
+    fetched = fetch_model(archive.as_uri(), digest, cache)
+    assert list(fetched.rglob("saved_model.pb"))
+    assert not list(cache.glob(f"{PARTIAL_PREFIX}*"))
 
 
 @pytest.mark.integration

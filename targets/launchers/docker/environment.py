@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from targets.config import ModelConfig, TargetConfig
+from targets.config import ModelConfig, TargetConfig, check_env
 from targets.docker.entrypoint import (
     CONFIG_ENV,
     CONTAINER_MODEL_BASE,
@@ -134,11 +134,11 @@ def compose_env(
 
 def write_env_file(path: Path, env: dict[str, str]) -> Path:
     """KEY=VALUE lines (Compose env_file syntax: no quoting, one variable a line)."""
-    lines = []
-    for key, value in sorted(env.items()):
-        if "\n" in value:
-            raise LaunchError(f"environment variable {key} holds a newline; not supported")
-        lines.append(f"{key}={value}")
+    try:
+        check_env(env)  # validated with the target already; written only if each is one line
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
+    lines = [f"{key}={value}" for key, value in sorted(env.items())]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

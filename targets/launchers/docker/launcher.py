@@ -39,13 +39,13 @@ import secrets
 import subprocess
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from targets.common import loopback
 from targets.config import ModelConfig, TargetConfig
 from targets.docker import compose
 from targets.kind import Containers, Kind
@@ -381,7 +381,7 @@ def _probe(probe: Probe) -> bool:
     if probe.url is None:
         return True
     try:
-        with urllib.request.urlopen(probe.url, timeout=2.0) as resp:
+        with loopback.urlopen(probe.url, 2.0) as resp:
             body = resp.read(65536)
             return resp.status == 200 and (probe.needle is None or probe.needle.encode() in body)
     except (urllib.error.URLError, OSError, ValueError):

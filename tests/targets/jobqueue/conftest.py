@@ -4,7 +4,6 @@ launched target's), the web app on it, the real exported CNN."""
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from targets.jobqueue.common import (
 )
 from targets.jobqueue.web import create_app
 from targets.launchers.process import stop_process_group
-from tests.targets.jobqueue.helpers import PASSWORD, free_port
+from tests.targets.jobqueue.helpers import PASSWORD, free_port, wait_for_redis
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
@@ -32,15 +31,8 @@ def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
          "--requirepass", PASSWORD],
         stdout=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    client = redis.Redis(port=port, password=PASSWORD)
-    for _ in range(100):
-        try:
-            client.ping()
-            return proc
-        except redis.exceptions.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
+    wait_for_redis(proc, port, PASSWORD)
+    return proc
 
 
 @pytest.fixture(scope="module")

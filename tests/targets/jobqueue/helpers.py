@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from typing import Any
 
 import numpy as np
+import redis
 from fastapi.testclient import TestClient
 from rq import Queue
 from rq.job import Job
@@ -23,6 +26,19 @@ from tests.ports import free_port as free_block
 IMAGES = np.random.default_rng(1).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
 PASSWORD = "test-" + os.urandom(8).hex()
 """The test Redis asks for a password, as the launched target's does."""
+
+
+def wait_for_redis(proc: subprocess.Popen[bytes], port: int, password: str) -> None:
+    """Until the Redis just started answers (killed, RuntimeError, after 5 s)."""
+    client = redis.Redis(port=port, password=password)
+    for _ in range(100):
+        try:
+            client.ping()
+            return
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
 
 
 def free_port(gap: int = 0) -> int:

@@ -18,7 +18,7 @@ from targets.jobqueue.common import (
     live_worker_names,
     registered_worker_names,
 )
-from targets.jobqueue.worker import recover_abandoned
+from targets.jobqueue.recovery import recover_abandoned
 from tests.machine import needs_redis
 from tests.targets.jobqueue.helpers import (
     IMAGES,
@@ -155,7 +155,7 @@ def test_a_job_stranded_by_a_worker_that_died_before_claiming_it_is_queued_again
 ) -> None:
     """A worker killed between dequeuing (the job moved to the intermediate list) and
     claiming it: the job goes back to the head of the queue, not to RQ's one-minute failure."""
-    from targets.jobqueue.worker import requeue_stranded
+    from targets.jobqueue.recovery import requeue_stranded
 
     job = enqueue_raw(queue, IMAGES.tobytes(), "uint8", len(IMAGES))
     conn = queue.connection

@@ -1,0 +1,1 @@
+"""LitServe serving the SavedModel through a LitAPI (the ``litserve`` kind)."""

@@ -1,0 +1,75 @@
+"""Open-loop capacity: the highest arrival rate whose p99 is shown (upper bound) to meet the SLO."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from analysis.openloop import RatePoint, basis_of, open_loop_capacity, rate_points
+
+
+def point(rate: float, p99: float, upper: float | None, **kw: Any) -> RatePoint:
+    return RatePoint(arrival_rps=rate, p99_ms=p99, p99_upper_ms=upper, requests=2000, **kw)
+
+
+def test_the_upper_bound_decides_not_the_point() -> None:
+    # 30 rps: point 90 ms but its bound is 110 ms, not shown within 100 ms
+    points = [point(10, 20, 25), point(20, 50, 60), point(30, 90, 110), point(40, 300, 400)]
+    m = open_loop_capacity(points, 100.0)
+    assert (m.capacity_rps, m.method, m.limited_by) == (20, "highest_passing_rate", "p99")
+    assert [e["meets"] for e in m.evidence] == [True, True, False, False]
+
+
+def test_no_interpolation_and_the_first_break_caps_it() -> None:
+    # a noisy pass above the first break does not raise the capacity
+    points = [point(10, 20, 25), point(32, 80, 101), point(30, 60, 70), point(35, 70, 90)]
+    m = open_loop_capacity(points, 100.0)
+    assert m.capacity_rps == 30 and m.upper_stage is None
+    assert any("noisy probes" in w for w in m.warnings)
+
+
+def test_errors_lower_bounds_and_no_pass() -> None:
+    m = open_loop_capacity([point(10, 20, 25), point(20, 30, 35, error_rate=0.05)], 100.0)
+    assert (m.capacity_rps, m.limited_by) == (10, "error_rate")
+    m = open_loop_capacity([point(10, 20, 25), point(20, 30, 35)], 100.0)
+    assert (m.capacity_rps, m.method) == (20, "lower_bound")
+    m = open_loop_capacity([point(10, 200, 250)], 100.0)
+    assert m.capacity_rps is None and m.method == "none"
+    assert open_loop_capacity([], 100.0).method == "no_data"
+
+
+def test_too_few_requests_for_a_bound_is_judged_on_the_point_and_said() -> None:
+    m = open_loop_capacity([point(5, 40, None), point(10, 80, 95)], 100.0)
+    assert m.capacity_rps == 10
+    assert any("too few requests" in w for w in m.warnings)
+    assert math.isnan(point(1, math.nan, None).judged_p99_ms)
+    assert not point(1, math.nan, None).meets(100.0, 0.01, 0.01)  # nothing succeeded
+
+
+def test_rate_points_from_stages() -> None:
+    stages = [
+        {"index": 0, "arrival_rps": 20.0, "measured_requests": 400, "p99_ms": 30.0,
+         "p99_ci_ms": [25.0, 40.0], "error_rate": 0.0, "latency_cv": 0.3},
+        {"index": 1, "arrival_rps": 10.0, "measured_requests": 100, "p99_ms": 20.0,
+         "p99_ci_ms": None},
+        {"index": 2, "arrival_rps": 50.0, "measured_requests": 900, "p99_ms": 30.0,
+         "generator_ok": False, "generator_issues": ["3.0% of sends more than 10 ms late"]},
+        {"index": 3, "users": 4, "measured_requests": 100, "p99_ms": 9.0},  # closed loop
+    ]  # fmt: skip
+    points, warnings = rate_points(stages)
+    assert [(p.arrival_rps, p.p99_upper_ms, p.stage) for p in points] == [
+        (10.0, None, 1), (20.0, 40.0, 0)]  # fmt: skip
+    assert points[1].latency_cv == 0.3
+    assert warnings == ["stage 3 (50.0 rps) left out: the load generator did not keep to the "
+                        "schedule (3.0% of sends more than 10 ms late)"]  # fmt: skip
+
+
+def test_basis() -> None:
+    assert basis_of({"mode": "find-max"}) == "open-loop"
+    assert basis_of({"mode": "rate"}) == "open-loop"
+    assert basis_of({"mode": "ramp", "stages": [{}]}) == "closed-loop"
+    assert basis_of({"mode": "sequential"}) == "none"
+    # summaries written before the mode was recorded
+    assert basis_of({"stages": [{"arrival_rps": 10.0}]}) == "open-loop"
+    assert basis_of({"find_max": {"max_rps": 3}, "stages": []}) == "open-loop"
+    assert basis_of({"stages": [{"users": 2}]}) == "closed-loop"
