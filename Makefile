@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 SERVECAP_CIFAR10_DIR ?= $(abspath $(wildcard ../shared/datasets/cifar10-jpeg))
 export SERVECAP_CIFAR10_DIR
 MODEL_BASE ?= artifacts/models/cifar10_cnn
-# pytest-xdist workers for `make test`: the integration tests mostly wait on timed load, so
-# three beat two on a 2-core machine (measured: issue 24).
+# pytest-xdist workers for `make test` and `make unit`: the integration tests mostly wait on
+# timed load and the unit tests on sleeps and subprocesses, so three beat two on a 2-core
+# machine (measured: issue 24).
 TEST_WORKERS ?= 3
 
 .PHONY: setup model quickstart test lint typecheck unit clean-results
@@ -42,7 +43,7 @@ typecheck: setup
 	$(BIN)/mypy loadtests targets analysis benchmarks
 
 unit: setup
-	$(BIN)/pytest -m "not integration and not docker"
+	$(BIN)/pytest -m "not integration and not docker" -n $(TEST_WORKERS) --dist loadscope
 
 # Docker tests are the CI docker stage's (targets/docker/ci.sh: pytest -m docker). loadscope:
 # a module's tests share a worker, so module-scoped servers start once.
