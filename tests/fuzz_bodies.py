@@ -2,8 +2,10 @@
 wrong shapes, types, sizes, encodings, truncated and oversized bodies, random bytes, odd
 content types, decompression bombs and huge declared image dimensions, deeply nested JSON,
 millions of values, truncated multipart forms; job ids and long-poll waits for the job
-queue. Used in process (tests/targets/test_fuzz_inprocess.py) and against every real stack
-(tests/targets/test_fuzz.py)."""
+queue; KServe v2 tensors of any name, datatype and shape and broken binary-extension
+requests. Used in process (tests/targets/test_fuzz_inprocess.py) and against every real stack
+where a test starts it (:func:`fuzz_predict`, :func:`fuzz_v2`: test_fuzz.py, test_chains.py,
+test_frameworks.py, test_mlserver.py, test_kserve.py)."""
 
 from __future__ import annotations
 
@@ -164,3 +166,87 @@ def assert_still_serving(port: int, path: str) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/healthz")
     assert conn.getresponse().status == 200
+
+
+# --------------------------------------------------------------------------- KServe v2
+
+V2_PATH = "/v2/models/cifar10_cnn/infer"
+
+datatypes = st.sampled_from(["FP32", "UINT8", "BYTES", "INT64", "FP16", "BOOL", "nope", ""])
+shapes = st.one_of(
+    st.lists(st.integers(-2, 40), max_size=5),
+    st.sampled_from([[1, 32, 32, 3], [], [0, 32, 32, 3]]),
+    st.lists(st.integers(0, 2**40), min_size=4, max_size=4),
+)
+
+
+@st.composite
+def v2_tensors(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """A v2 JSON request around the model's input: wrong names, datatypes, shapes, values."""
+    shape = draw(shapes)
+    count = draw(st.integers(0, 4000))
+    data: object = draw(st.one_of(st.just([draw(pixels)] * count), json_values))
+    tensor = {"name": draw(st.sampled_from(["images", "x", ""])), "shape": shape,
+              "datatype": draw(datatypes), "data": data}  # fmt: skip
+    doc: dict[str, object] = {"inputs": [tensor] * draw(st.integers(0, 2))}
+    if draw(st.booleans()):
+        doc["outputs"] = [{"name": draw(st.sampled_from(["probabilities", "y"]))}]
+    return json.dumps(doc).encode(), {"Content-Type": "application/json"}
+
+
+@st.composite
+def v2_binary(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    """The binary tensor extension with sizes and header lengths that do not add up."""
+    raw = draw(st.sampled_from([b"", b"\x00" * 3, b"\xff\xfe\x80\x81", b"\x00" * 12289,
+                                np.full(3072, 200.5, "<f4").tobytes()]))  # fmt: skip
+    size = draw(st.one_of(st.just(len(raw)), st.integers(-5, 20000)))
+    tensor = {"name": "images", "shape": draw(shapes), "datatype": draw(datatypes),
+              "parameters": {"binary_data_size": size}}  # fmt: skip
+    header = json.dumps({"inputs": [tensor]}).encode()
+    length = draw(st.one_of(st.just(len(header)), st.integers(-3, len(header) + 50),
+                            st.text("abc -+.", max_size=4)))  # fmt: skip
+    headers = {"Content-Type": "application/octet-stream",
+               "Inference-Header-Content-Length": str(length)}  # fmt: skip
+    return header + raw, headers
+
+
+v2_requests = st.one_of(
+    st.tuples(bodies, content_types.map(lambda c: {"Content-Type": c} if c else {})),
+    v2_tensors(),
+    v2_binary(),
+)
+
+
+def post_v2(port: int, body: bytes, headers: dict[str, str]) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", V2_PATH, body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def fuzz_v2(port: int, examples: int = LIVE_EXAMPLES) -> int:
+    """Send ``examples`` fuzzed v2 requests (the predict bodies too) to a v2 server's infer
+    path: AssertionError at the first 5xx; how many were sent."""
+    sent = 0
+
+    @settings(max_examples=examples, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
+    @given(request=v2_requests)
+    def one(request: tuple[bytes, dict[str, str]]) -> None:
+        nonlocal sent
+        sent += 1
+        body, headers = request
+        status = post_v2(port, body, headers)
+        assert status < 500, f"port {port}: HTTP {status} for {headers} body {body[:160]!r}"
+
+    one()
+    return sent
+
+
+def assert_v2_still_serving(port: int) -> None:
+    image = {"name": "images", "shape": [1, 32, 32, 3], "datatype": "FP32", "data": [0] * 3072}
+    status = post_v2(port, json.dumps({"inputs": [image]}).encode(),
+                     {"Content-Type": "application/json"})  # fmt: skip
+    assert status == 200
