@@ -17,7 +17,7 @@ import yaml
 from analysis.sizing import plan_targets
 from loadtests.orchestrator import RunOptions, RunOutcome
 from loadtests.proof import PROOF_FILE, VerifyOptions, layout_for, verify_plan
-from targets.config import TargetConfig
+from targets.registry import target_config
 from tests.machine import FASTAPI_IMAGE, docker_test, managed_containers
 from tests.ports import free_port
 
@@ -135,14 +135,14 @@ def test_layout_defaults_and_what_it_warns() -> None:
     summary = {"runs": [{"target": "t", "kind": "fastapi", "mode": "find-max", "status": "ok",
                          "stages": [stage(0, 10.0, 30.0), stage(1, 20.0, 300.0)]}]}  # fmt: skip
     (tp,) = plan_targets(summary, SLO_MS, 30.0, headroom=0.0)
-    half = TargetConfig.model_validate({"kind": "fastapi", "cpus": 0.5})
+    half = target_config(kind="fastapi", cpus=0.5)
     layout = layout_for(half, None, tp, 3, host_cpus=4)
     assert (layout.generator_cpuset, layout.replica_cpuset) == ("3", "0,1,2")
     assert layout.cpus_per_replica == 0.5 and not any("contend" in n for n in layout.notes)
     crowded = layout_for(half, "1", tp, 3, host_cpus=2)
     assert crowded.replica_cpuset == "0"
     assert any("3 replicas x 0.5 CPU exceed the 1 CPU(s)" in n for n in crowded.notes)
-    shared = layout_for(TargetConfig.model_validate({"kind": "fastapi", "cpuset": "0-1"}),
+    shared = layout_for(target_config(kind="fastapi", cpuset="0-1"),
                         "1", tp, 1, host_cpus=2)  # fmt: skip
     assert any("share CPUs with the generator" in n for n in shared.notes)
     # no quota measured: the CPU used at capacity, / (1 - headroom)
