@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 SERVECAP_CIFAR10_DIR ?= $(abspath $(wildcard ../shared/datasets/cifar10-jpeg))
 export SERVECAP_CIFAR10_DIR
 MODEL_BASE ?= artifacts/models/cifar10_cnn
+# pytest-xdist workers for `make test` and `make unit`: the integration tests mostly wait on
+# timed load and the unit tests on sleeps and subprocesses, so three beat two on a 2-core
+# machine (measured: issue 24).
+TEST_WORKERS ?= 3
 
 .PHONY: setup model quickstart test lint typecheck unit clean-results
 
@@ -39,10 +43,12 @@ typecheck: setup
 	$(BIN)/mypy loadtests targets analysis benchmarks
 
 unit: setup
-	$(BIN)/pytest -m "not integration"
+	$(BIN)/pytest -m "not integration and not docker" -n $(TEST_WORKERS) --dist loadscope
 
+# Docker tests are the CI docker stage's (targets/docker/ci.sh: pytest -m docker). loadscope:
+# a module's tests share a worker, so module-scoped servers start once.
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not docker" -n $(TEST_WORKERS) --dist loadscope
 
 clean-results:
 	rm -rf results

@@ -47,6 +47,7 @@ from loadtests.balancer import nginx_replicas
 from loadtests.orchestrator import RunOptions, RunOutcome, run
 from loadtests.spec import ScenarioFile, parse_scenarios
 from targets.config import TargetConfig, parse_cpuset
+from targets.registry import target_config
 
 Echo = Callable[[str], None]
 DEFAULT_DURATION_S = 30.0
@@ -361,7 +362,7 @@ class _Context:
         if self.options.balancer == "reuseport":
             yield {**self.doc, "replicas": replicas}
             return
-        config = TargetConfig.model_validate({**self.doc, "replicas": 1})
+        config = target_config(**{**self.doc, "replicas": 1})
         with nginx_replicas(self.name, config, replicas, self.options.balancer,
                             self.layout.generator_cpuset, out / "balancer",
                             self.echo) as balanced:  # fmt: skip

@@ -88,8 +88,13 @@ class StrictModel(BaseModel):
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise ValueError(
                     f"unknown key '{key}'{hint}; allowed keys here: {', '.join(sorted(allowed))}"
+                    + cls._unknown_key_advice()
                 )
         return data
+
+    @classmethod
+    def _unknown_key_advice(cls) -> str:
+        return ""
 
 
 class TargetConfig(StrictModel):
@@ -101,6 +106,15 @@ class TargetConfig(StrictModel):
     """
 
     kind: str = Field(description="serving stack: a folder under targets/ (or a plugin kind)")
+
+    @classmethod
+    def _unknown_key_advice(cls) -> str:
+        """Validated as the bare base, a kind's own keys are unknown: say how to validate."""
+        if cls is TargetConfig:
+            return (" (the keys every kind has: validate a target with "
+                    "targets.registry.target_config(**mapping) for its kind's own)")  # fmt: skip
+        return ""
+
     host: str = Field(
         default="127.0.0.1",
         description="address the target binds; loopback unless you mean otherwise",

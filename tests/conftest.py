@@ -1,20 +1,44 @@
-"""Shared fixtures: the offline CIFAR-10 folder and a small model trained once per session."""
+"""Shared fixtures: the offline CIFAR-10 folder, a small model trained once per test run, the
+``sleepy`` test kind, and one real ``servecap run smoke`` shared by the tests that only read
+its results.
+
+Under pytest-xdist (``-n N``) the model and the smoke run are made once for all workers (a
+folder beside the workers' own, under a lock: the first worker to need one makes it, the
+others wait for it and read it).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.runs import SLEEPY_KINDS, SmokeRun, servecap, write_scenarios
+
 # Importing locust monkey-patches the process with gevent; the test process must stay normal.
 os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = REPO.parent / "shared" / "datasets" / "cifar10-jpeg"
+
+
+@contextlib.contextmanager
+def run_wide(factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """``name``, a folder every pytest-xdist worker of this run shares (the session's own
+    without xdist), held under a lock: the first to enter makes what the others reuse."""
+    root = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield root / name
 
 
 @pytest.fixture(scope="session")
@@ -29,11 +53,48 @@ def cifar_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, cifar_dir: Path) -> Path:
     """A real CNN trained briefly (accuracy is irrelevant here) and exported; its model base."""
-    from targets.common.model import train_and_export
+    with run_wide(tmp_path_factory, "model") as folder:
+        base = folder / "cifar10_cnn"
+        if not (folder / "done").exists():
+            from targets.common.model import train_and_export
 
-    base = tmp_path_factory.mktemp("model") / "cifar10_cnn"
-    train_and_export(str(cifar_dir), 512, 256, 1, 64, base, seed=0)
+            shutil.rmtree(folder, ignore_errors=True)
+            train_and_export(str(cifar_dir), 512, 256, 1, 64, base, seed=0)
+            (folder / "done").touch()
     return base
+
+
+@pytest.fixture
+def sleepy_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The ``sleepy`` test kind on ``SERVECAP_KIND_PATH`` (its folder's parent yielded)."""
+    from targets.registry import KIND_PATH_ENV, kinds
+
+    monkeypatch.setenv(KIND_PATH_ENV, str(SLEEPY_KINDS))
+    kinds.cache_clear()
+    yield SLEEPY_KINDS
+    kinds.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
+              cifar_dir: Path) -> SmokeRun:  # fmt: skip
+    """One real smoke run, shared by the tests that only read what it did and wrote."""
+    with run_wide(tmp_path_factory, "smoke") as base:
+        scenarios, out, output = base / "scenarios.yaml", base / "smoke-results", base / "output"
+        if not (base / "returncode").exists():
+            shutil.rmtree(base, ignore_errors=True)
+            base.mkdir()
+            write_scenarios(scenarios, tiny_model)
+            env = {**os.environ, "SERVECAP_CIFAR10_DIR": str(cifar_dir), "COLUMNS": "160"}
+            env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
+            with output.open("w") as log:
+                code = subprocess.run(servecap("run", "smoke", "--scenarios", str(scenarios),
+                                               "--out", str(out)), stdout=log,
+                                      stderr=subprocess.STDOUT, env=env, cwd=REPO,
+                                      timeout=300).returncode  # fmt: skip
+            (base / "returncode").write_text(str(code))
+        code = int((base / "returncode").read_text())
+    return SmokeRun(scenarios, out, code, output.read_text())
 
 
 @pytest.fixture(scope="session")
@@ -87,14 +148,4 @@ def no_leftovers() -> Iterator[None]:
 def scenarios_file(tmp_path: Path, tiny_model: Path) -> Path:
     """The repository's scenarios.yaml, every target pointed at the test model and a free
     port."""
-    import yaml
-
-    from tests.ports import free_port
-
-    data = yaml.safe_load((REPO / "scenarios.yaml").read_text())
-    for target in data["targets"].values():
-        target["model_path"] = str(tiny_model)
-        target["port"] = free_port()
-    path = tmp_path / "scenarios.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_scenarios(tmp_path / "scenarios.yaml", tiny_model)

@@ -27,7 +27,8 @@ OPTIONAL_STAGE_KEYS = {
     "p99_ci_note",
     "arrival_rps",
 }
-"""Stage keys present only when a stage has rejections, errors or several request types."""
+"""Stage keys present only when a stage has rejections, errors, several request types, too few
+requests to bound its p99 (a slow or busy machine) or an arrival rate (open loop)."""
 
 
 def _keys(items: list[dict[str, Any]]) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
@@ -18,6 +20,7 @@ from targets.docker.images import OFFLINE_BASE
 BASE_IMAGE = OFFLINE_BASE
 FASTAPI_IMAGE = "servecap/fastapi:latest"
 TRITON_IMAGE = "servecap/triton:latest"
+T = TypeVar("T")
 
 
 @functools.cache
@@ -40,10 +43,25 @@ def docker_missing(image: str | None = None) -> str | None:
     return None
 
 
-def needs_docker(image: str | None = None) -> pytest.MarkDecorator:
-    """Skip unless a Docker engine answers and ``image`` (when given) is built."""
+def needs_docker(image: str | None = None) -> list[pytest.MarkDecorator]:
+    """The marks of a test that needs a Docker engine (and ``image``, when given): ``docker``
+    and ``integration`` (``make test`` deselects ``docker``: the CI docker stage,
+    targets/docker/ci.sh, runs those), and a skip with the reason when the engine or the image
+    is missing. Use as ``pytestmark = needs_docker(...)`` or ``@docker_test(...)``."""
     reason = docker_missing(image)
-    return pytest.mark.skipif(reason is not None, reason=reason or "")
+    return [pytest.mark.docker, pytest.mark.integration,
+            pytest.mark.skipif(reason is not None, reason=reason or "")]  # fmt: skip
+
+
+def docker_test(image: str | None = None) -> Callable[[T], T]:
+    """Decorator form of :func:`needs_docker`."""
+
+    def mark(test: T) -> T:
+        for decorator in needs_docker(image):
+            test = decorator(test)
+        return test
+
+    return mark
 
 
 def managed_containers() -> list[str]:

@@ -7,9 +7,9 @@
 #      `docker info` does not answer; its log in $DOCKERD_LOG
 #   3. offline images: debootstrap base, wheelhouse, runtime, fastapi, triton
 #      (`servecap images build --offline fastapi triton`)
-#   4. the Docker integration tests (launcher, stats collector, compose file, images, the
-#      Triton container, a user's image as kind container, plan --verify), and a short
-#      `servecap run smoke --launcher docker`
+#   4. the Docker tests (`pytest -m docker`: launcher, stats collector, images, the Triton
+#      container, a user's image as kind container, plan --verify; `make test` deselects
+#      them), and a short `servecap run smoke --launcher docker`
 #   5. nothing left: `servecap clean` semantics, dangling servecap images pruned
 #
 # Usage: targets/docker/ci.sh [--no-install]
@@ -86,11 +86,7 @@ cleanup() {
   docker image prune -f --filter label=io.servecap.image >/dev/null || true
 }
 trap cleanup EXIT
-budget "$PYTHON" -m pytest -q -p no:cacheprovider --durations=10 \
-  tests/targets/test_images.py tests/targets/test_compose.py \
-  tests/targets/test_docker_launcher.py tests/loadtests/test_docker_stats.py \
-  tests/loadtests/test_gpu.py tests/targets/test_triton.py tests/targets/test_container_kind.py \
-  tests/loadtests/test_proof.py
+budget "$PYTHON" -m pytest -q -p no:cacheprovider -m docker tests
 done_step "docker tests"
 
 if ! ls artifacts/models/cifar10_cnn/*/saved_model.pb >/dev/null 2>&1; then

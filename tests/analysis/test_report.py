@@ -21,7 +21,7 @@ from analysis import results as results_io
 from analysis.capacity import capacity_section
 from analysis.compare import label_runs
 from analysis.tables import stage_tables
-from tests.ports import free_port
+from tests.runs import SmokeRun
 
 
 def stage(i: int, users: int, rps: float, mean_ms: float, **extra: Any) -> dict[str, Any]:
@@ -142,30 +142,9 @@ def test_build_report_refuses_what_is_not_a_results_folder(tmp_path: Path) -> No
 # --------------------------------------------------------------------------- integration
 
 
-@pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path,
-                  cifar_dir: Path) -> Path:  # fmt: skip
-    """A real three-stage ramp against the FastAPI target (about 20 s)."""
-    from loadtests.orchestrator import RunOptions, run
-    from loadtests.spec import parse_scenarios
-
-    stages = [{"users": u, "duration_s": 4} for u in (1, 2, 4)]
-    spec = parse_scenarios({
-        "targets": {"fastapi": {"kind": "fastapi", "port": free_port(),
-                                "model_path": str(tiny_model)}},
-        "scenarios": {"smoke": {"targets": ["fastapi"],
-                                "load": {"warmup_requests": 5, "settle_s": 1, "stages": stages}}},
-    })  # fmt: skip
-    base = tmp_path_factory.mktemp("report")
-    out = base / "smoke-results"
-    outcome = run(RunOptions("smoke", spec, base / "s.yaml", out, data_dir=str(cifar_dir)),
-                  echo=lambda _: None)  # fmt: skip
-    assert outcome.ok, outcome.failures
-    return out
-
-
 @pytest.mark.integration
-def test_report_of_a_real_smoke_run(smoke_results: Path, tmp_path: Path) -> None:
+def test_report_of_a_real_smoke_run(smoke_run: SmokeRun, tmp_path: Path) -> None:
+    smoke_results = smoke_run.out
     summary = json.loads((smoke_results / "summary.json").read_text())
     section = capacity_section(summary["runs"][0], slo_p99_ms=500.0)
     json.dumps(section, allow_nan=False)

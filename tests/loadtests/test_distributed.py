@@ -3,7 +3,7 @@ no load, two ``servecap worker`` processes that connect to it (here on loopback,
 for other hosts: they share no folder with the master), and every worker's per-request
 records in the master's results folder, including answers that arrive after the plan ends
 (the target is frozen for 1.5 s across the end: Locust's master alone would quit 0.5 s after
-the plan and lose them)."""
+the plan and lose them). The target is the ``sleepy`` test kind: this is the harness's path."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import yaml
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
 from tests.ports import free_port
-from tests.procs import server_pids
+from tests.procs import SLEEPY, server_pids
 
 pytestmark = pytest.mark.integration
 
@@ -42,13 +42,13 @@ def start_worker(scenarios: Path, cifar_dir: Path, cwd: Path) -> subprocess.Pope
 
 
 def test_remote_workers_records_land_in_the_masters_folder(
-    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+    sleepy_kind: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
     port, master_port = free_port(), free_port()
     raw = {
-        "targets": {"api": {"kind": "fastapi", "port": port, "model_path": str(tiny_model)}},
+        "targets": {"api": {"kind": "sleepy", "port": port}},
         "scenarios": {"d": {"targets": ["api"], "load": {
-            "mode": "rate", "stages": STAGES, "settle_s": 1, "warmup_requests": 2,
+            "mode": "rate", "stages": STAGES, "settle_s": 1, "warmup_requests": 2, "image_pool": 8,
             "remote_workers": 2, "master_port": master_port}}},
     }  # fmt: skip
     scenarios = tmp_path / "scenarios.yaml"
@@ -74,7 +74,7 @@ def test_remote_workers_records_land_in_the_masters_folder(
             parts_seen.update(p.name for p in (out / "api").glob("requests-remote-*.csv"))
             if not frozen and time.time() >= timeline[-1]["end_ts"] - 0.3:
                 frozen = True
-                procs = server_pids(port)
+                procs = server_pids(port, SLEEPY)
                 for proc in procs:
                     proc.send_signal(signal.SIGSTOP)
                 time.sleep(1.5)

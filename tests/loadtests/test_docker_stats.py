@@ -28,7 +28,7 @@ from loadtests.collectors.docker_stats import (
     network_bytes,
     stats_row,
 )
-from tests.machine import BASE_IMAGE, needs_docker
+from tests.machine import BASE_IMAGE, docker_test
 
 MB = 1024 * 1024
 
@@ -165,8 +165,7 @@ BURN = (
 )
 
 
-@pytest.mark.integration
-@needs_docker(BASE_IMAGE)
+@docker_test(BASE_IMAGE)
 def test_real_container_cpu_and_memory_from_the_docker_api(tmp_path: Path) -> None:
     import docker
 

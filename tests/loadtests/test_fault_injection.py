@@ -4,6 +4,7 @@ restarted as a deployment would, and each fault's cost measured from the raw rec
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -105,55 +106,6 @@ def _run(tmp_path: Path, cifar_dir: Path, target: dict[str, Any], faults: list[d
     return outcome, entry, lines
 
 
-@pytest.mark.integration
-def test_a_killed_queue_worker_is_restarted_and_no_accepted_job_is_lost(
-    tiny_model: Path, cifar_dir: Path, tmp_path: Path
-) -> None:
-    target = {"kind": "jobqueue", "model_path": str(tiny_model), "queue_workers": 2}
-    load = {
-        "settle_s": 1,
-        "warmup_requests": 5,
-        "stages": [{"users": 4, "duration_s": 8}, {"users": 4, "duration_s": 16}],
-    }
-    faults = [{"action": "kill", "part": "worker", "index": 1, "stage": 2, "offset_s": 3}]
-    outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
-    assert outcome.ok, (outcome.failures, lines[-5:])
-    (fault,) = entry["faults"]["injected"]
-    assert fault["error"] is None and "t-worker-1" in fault["what"]
-    assert fault["impact"]["baseline_goodput_rps"] > 0
-    assert entry["restarts"] == ["t-worker-1"]
-    jobs = entry["faults"]["jobs"]
-    assert jobs["accepted"] > 0 and jobs["lost"] == 0, jobs
-    assert any("fault 1: kill worker 1" in line for line in lines)
-
-
-@pytest.mark.integration
-def test_a_killed_uvicorn_worker_costs_only_its_requests_and_the_run_goes_on(
-    tiny_model: Path, cifar_dir: Path, tmp_path: Path
-) -> None:
-    target = {"kind": "fastapi", "model_path": str(tiny_model), "workers": 2}
-    load = {
-        "mode": "rate",
-        "settle_s": 1,
-        "warmup_requests": 5,
-        "stages": [{"rps": 40, "duration_s": 6}, {"rps": 40, "duration_s": 14}],
-    }
-    faults = [
-        {"action": "kill", "part": "worker", "index": 1, "stage": 2, "offset_s": 2},
-        {"action": "stop", "part": "model-server", "at_s": 15, "duration_s": 1},
-    ]
-    outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
-    assert outcome.ok, (outcome.failures, lines[-5:])
-    kill, stop = entry["faults"]["injected"]
-    assert kill["error"] is None and kill["what"].startswith("worker 1 (pid")
-    assert stop["error"] is None and stop["end_ts"] - stop["start_ts"] == pytest.approx(1, abs=0.6)
-    for fault in (kill, stop):
-        impact = fault["impact"]
-        assert impact["errors"] >= 0 and impact["goodput_dip"] is not None
-        assert impact["p99_limit_ms"] == 2000
-    assert "restarts" not in entry  # uvicorn replaced its own worker
-
-
 def test_each_fault_is_measured_until_the_next_one() -> None:
     from analysis.faults import impacts
 
@@ -181,60 +133,85 @@ def test_model_versions_over_time() -> None:
         parse_scenarios(doc([{"action": "model_update", "part": "worker", "at_s": 1}]))
 
 
-@pytest.mark.integration
-def test_a_model_update_restarts_the_server_on_the_new_model_and_answers_name_it(
-    tiny_model: Path, cifar_dir: Path, tmp_path: Path
-) -> None:
-    import shutil
-
+def _two_releases(tiny_model: Path, tmp_path: Path) -> Path:
+    """A model base holding versions 1 and 2 (the "new" release: the same weights)."""
     base = tmp_path / "models"
     shutil.copytree(tiny_model / "1", base / "1")
-    shutil.copytree(tiny_model / "1", base / "2")  # the "new" release (same weights)
-    target = {"kind": "fastapi", "model_path": str(base / "1"), "workers": 1}
+    shutil.copytree(tiny_model / "1", base / "2")
+    return base
+
+
+@pytest.mark.integration
+def test_faults_on_uvicorn_a_killed_worker_a_stopped_server_and_a_model_update(
+    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    """Three faults in one run, each measured until the next: uvicorn replaces a killed
+    worker itself (no restart by the harness), a stopped server resumes, and a model update
+    restarts the server on the new release, whose answers name it."""
+    base = _two_releases(tiny_model, tmp_path)
+    target = {"kind": "fastapi", "model_path": str(base / "1"), "workers": 2}
     load = {
         "mode": "rate",
         "settle_s": 1,
         "warmup_requests": 5,
-        "stages": [{"rps": 20, "duration_s": 6}, {"rps": 20, "duration_s": 16}],
+        "stages": [{"rps": 30, "duration_s": 6}, {"rps": 30, "duration_s": 36}],
     }
-    faults = [{"action": "model_update", "part": "model-server", "model_path": str(base / "2"),
-               "stage": 2, "offset_s": 2}]  # fmt: skip
+    faults = [
+        {"action": "kill", "part": "worker", "index": 1, "stage": 2, "offset_s": 2},
+        {"action": "stop", "part": "model-server", "stage": 2, "offset_s": 6, "duration_s": 1},
+        {"action": "model_update", "part": "model-server", "model_path": str(base / "2"),
+         "stage": 2, "offset_s": 9},  # two workers to load again: time to see version 2
+    ]  # fmt: skip
     outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
     assert outcome.ok, (outcome.failures, lines[-5:])
-    (update,) = entry["faults"]["injected"]
+    kill, stop, update = entry["faults"]["injected"]
+    assert kill["error"] is None and kill["what"].startswith("worker 1 (pid")
+    assert stop["error"] is None and stop["end_ts"] - stop["start_ts"] == pytest.approx(1, abs=0.6)
     assert update["error"] is None
+    for fault in (kill, stop, update):
+        impact = fault["impact"]
+        assert impact["errors"] >= 0 and impact["goodput_dip"] is not None
+        assert impact["p99_limit_ms"] == 2000
+    assert kill["impact"]["measured_until_s"] == pytest.approx(4, abs=0.5)  # until the stop
     versions = update["model_versions"]["versions"]
     assert set(versions) == {"1", "2"} and versions["2"]["first_s"] > 0
     records = pd.read_parquet(tmp_path / "out" / "t" / "requests.parquet")
     ok = records[records["outcome"] == "ok"]
     assert set(ok["model_version"]) == {"1", "2"}
-    # one process: its restart is the swap's cost, counted (not hidden)
-    assert update["impact"]["errors"] >= 0 and entry["restarts"] == ["t"]
+    # uvicorn replaced its own worker; the update's restart of the server is counted
+    assert entry["restarts"] == ["t"]
 
 
 @pytest.mark.integration
-def test_a_rolling_model_update_of_the_queue_workers_loses_no_job(
+def test_faults_on_the_queue_a_killed_worker_and_a_rolling_model_update_lose_no_job(
     tiny_model: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
-    import shutil
-
-    base = tmp_path / "models"
-    shutil.copytree(tiny_model / "1", base / "1")
-    shutil.copytree(tiny_model / "1", base / "2")
+    """A killed queue worker is restarted (supervision); later a rolling model update
+    restarts the workers one after the other; no accepted job is lost."""
+    base = _two_releases(tiny_model, tmp_path)
     target = {"kind": "jobqueue", "model_path": str(base / "1"), "queue_workers": 2}
     load = {
         "settle_s": 1,
         "warmup_requests": 5,
-        "stages": [{"users": 4, "duration_s": 6}, {"users": 4, "duration_s": 20}],
+        "stages": [{"users": 4, "duration_s": 6}, {"users": 4, "duration_s": 40}],
     }
-    faults = [{"action": "model_update", "part": "worker", "model_path": str(base / "2"),
-               "stage": 2, "offset_s": 2}]  # fmt: skip
+    faults = [
+        {"action": "kill", "part": "worker", "index": 1, "stage": 2, "offset_s": 2},
+        {"action": "model_update", "part": "worker", "model_path": str(base / "2"),
+         "stage": 2, "offset_s": 8},
+    ]  # fmt: skip
     outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
     assert outcome.ok, (outcome.failures, lines[-5:])
-    (update,) = entry["faults"]["injected"]
+    kill, update = entry["faults"]["injected"]
+    assert kill["error"] is None and "t-worker-1" in kill["what"]
+    assert kill["impact"]["baseline_goodput_rps"] > 0
+    assert any("fault 1: kill worker 1" in line for line in lines)
+    assert update["error"] is None
     assert set(update["model_versions"]["versions"]) == {"1", "2"}
-    assert entry["restarts"] == ["t-worker-1", "t-worker-2"]  # one after the other
-    assert entry["faults"]["jobs"]["lost"] == 0
+    # the killed worker restarted, then the update's two, one after the other
+    assert entry["restarts"] == ["t-worker-1", "t-worker-1", "t-worker-2"]
+    jobs = entry["faults"]["jobs"]
+    assert jobs["accepted"] > 0 and jobs["lost"] == 0, jobs
     # each worker ready (counted by the web) before the next went: never both down
     assert update["impact"]["lowest_goodput_rps"] > 0
 

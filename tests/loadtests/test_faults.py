@@ -1,5 +1,8 @@
 """Faults during a run: each ends with a message naming the target and stage, the data
-collected so far saved, and no process left behind."""
+collected so far saved, and no process left behind.
+
+The harness's failure paths run against the ``sleepy`` test kind (ready at once, no model; a
+readiness delay and a memory ballast on demand); Redis disappearing is the job queue's own."""
 
 from __future__ import annotations
 
@@ -20,25 +23,25 @@ import pytest
 from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import parse_scenarios
 from tests.ports import free_port
-from tests.procs import server_pids
+from tests.procs import SLEEPY, server_pids
+from tests.runs import SLEEPY_KINDS, servecap, sleepy_scenarios
 
 pytestmark = pytest.mark.integration
 
 
 def run_with(
-    tiny_model: Path,
     cifar_dir: Path,
     tmp_path: Path,
     target: dict[str, Any],
     load: dict[str, Any],
     during: Any = None,
 ) -> tuple[Any, dict[str, Any], list[str]]:
+    """A run of the sleepy target ``api``; ``during(port, results folder)`` in a thread."""
     port = free_port()
     spec = parse_scenarios({
-        "targets": {"api": {"kind": "fastapi", "port": port, "model_path": str(tiny_model),
-                            **target}},
+        "targets": {"api": {"kind": "sleepy", "port": port, **target}},
         "scenarios": {"f": {"targets": ["api"], "load": {"warmup_requests": 2, "settle_s": 1,
-                                                         **load}}},
+                                                         "image_pool": 8, **load}}},
     })  # fmt: skip
     out = tmp_path / "out"
     lines: list[str] = []
@@ -50,7 +53,7 @@ def run_with(
                   echo=lines.append)  # fmt: skip
     if thread is not None:
         thread.join(30)
-    assert not server_pids(port), "a target process was left behind"
+    assert not server_pids(port, SLEEPY), "a target process was left behind"
     summary = json.loads((out / "summary.json").read_text())
     return outcome, summary["runs"][0], lines
 
@@ -74,13 +77,13 @@ STAGES = [
 ]
 
 
-def test_target_killed_mid_run(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -> None:
+def test_target_killed_mid_run(sleepy_kind: Path, cifar_dir: Path, tmp_path: Path) -> None:
     def kill(port: int, tdir: Path) -> None:
         wait_for_stage(tdir, 1)
-        for proc in server_pids(port):
+        for proc in server_pids(port, SLEEPY):
             proc.send_signal(signal.SIGKILL)
 
-    outcome, entry, _ = run_with(tiny_model, cifar_dir, tmp_path, {}, {"stages": STAGES}, kill)
+    outcome, entry, _ = run_with(cifar_dir, tmp_path, {}, {"stages": STAGES}, kill)
     assert not outcome.ok and entry["status"] == "failed"
     assert "target 'api' during stage 2: process 'api' was killed by signal 9" in entry["error"]
     assert entry["requests"] > 0  # stage 1 measured before the kill is kept
@@ -90,7 +93,7 @@ def test_target_killed_mid_run(tiny_model: Path, cifar_dir: Path, tmp_path: Path
 
 
 def test_load_generator_killed_mid_run_fails_the_target_and_keeps_its_data(
-    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+    sleepy_kind: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
     def kill(port: int, tdir: Path) -> None:
         wait_for_stage(tdir, 1)
@@ -100,8 +103,7 @@ def test_load_generator_killed_mid_run_fails_the_target_and_keeps_its_data(
             ):
                 proc.send_signal(signal.SIGKILL)
 
-    outcome, entry, _lines = run_with(tiny_model, cifar_dir, tmp_path, {}, {"stages": STAGES},
-                                     kill)  # fmt: skip
+    outcome, entry, _lines = run_with(cifar_dir, tmp_path, {}, {"stages": STAGES}, kill)
     assert not outcome.ok and entry["status"] == "failed"
     assert "load generator (Locust) was killed by signal 9 during stage 2" in entry["error"]
     assert entry["stages"][0]["requests"] > 0  # what it measured before is kept
@@ -109,19 +111,19 @@ def test_load_generator_killed_mid_run_fails_the_target_and_keeps_its_data(
     assert len(records) == entry["requests"] > 0
 
 
-def test_target_never_ready(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -> None:
-    _outcome, entry, _ = run_with(tiny_model, cifar_dir, tmp_path, {"ready_timeout_s": 0.3},
-                                 {"stages": STAGES})  # fmt: skip
+def test_target_never_ready(sleepy_kind: Path, cifar_dir: Path, tmp_path: Path) -> None:
+    never = {"ready_timeout_s": 0.3, "ready_delay_s": 60}
+    _outcome, entry, _ = run_with(cifar_dir, tmp_path, never, {"stages": STAGES})
     assert entry["status"] == "failed" and entry["requests"] == 0
     assert "target 'api': 'api' not ready after 0 s" in entry["error"]
     assert "ready_timeout_s" in entry["error"]  # says how to fix
 
 
-def test_target_hangs_requests_time_out(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -> None:
+def test_target_hangs_requests_time_out(sleepy_kind: Path, cifar_dir: Path, tmp_path: Path) -> None:
     def freeze(port: int, tdir: Path) -> None:
         # Frozen before stage 2's settle (1 s) ends: every request it measures times out.
         wait_for_stage(tdir, 1, after_s=0.1)
-        procs = server_pids(port)
+        procs = server_pids(port, SLEEPY)
         for proc in procs:
             proc.send_signal(signal.SIGSTOP)
         time.sleep(4)
@@ -129,21 +131,20 @@ def test_target_hangs_requests_time_out(tiny_model: Path, cifar_dir: Path, tmp_p
             proc.send_signal(signal.SIGCONT)
 
     _outcome, entry, lines = run_with(
-        tiny_model, cifar_dir, tmp_path, {},
-        {"request_timeout_s": 1.5, "stages": STAGES}, freeze,
-    )  # fmt: skip
+        cifar_dir, tmp_path, {}, {"request_timeout_s": 1.5, "stages": STAGES}, freeze
+    )
     hung = entry["stages"][1]
     assert hung["error_rate"] > 0 and "timed out" in hung["top_error"].lower()
     assert any("stage 2:" in line and "failed" in line for line in lines), lines
     assert entry["stages"][0]["error_rate"] == 0
 
 
-def test_memory_limit(tiny_model: Path, cifar_dir: Path, tmp_path: Path) -> None:
-    _outcome, entry, _ = run_with(tiny_model, cifar_dir, tmp_path, {"memory_limit_mb": 100},
+def test_memory_limit(sleepy_kind: Path, cifar_dir: Path, tmp_path: Path) -> None:
+    _outcome, entry, _ = run_with(cifar_dir, tmp_path, {"memory_limit_mb": 100, "ballast_mb": 160},
                                  {"stages": STAGES})  # fmt: skip
     assert entry["status"] == "failed"
     assert "exceeded its memory limit" in entry["error"] and "> 100 MB" in entry["error"]
-    # caught at the first sample: the model alone is over the limit
+    # caught at the first sample: the server's ballast alone is over the limit
     assert re.match(r"target 'api' (before the load started|during stage \d)", entry["error"])
 
 
@@ -187,26 +188,17 @@ def test_redis_disappears_under_the_job_queue(
     assert not leftovers
 
 
-SLEEPY_KINDS = Path(__file__).resolve().parents[1] / "fixtures" / "kinds"
-
-
 def write_sleepy_scenario(path: Path, port: int, duration_s: int) -> None:
-    path.write_text(json.dumps({  # JSON is YAML
-        "targets": {"svc": {"kind": "sleepy", "port": port, "delay_ms": 5}},
-        "scenarios": {"s": {"targets": ["svc"], "load": {
-            "warmup_requests": 2, "settle_s": 0, "image_pool": 8,
-            "stages": [{"users": 2, "duration_s": duration_s}]}}},
-    }))  # fmt: skip
+    load = {"warmup_requests": 2, "settle_s": 0, "image_pool": 8,
+            "stages": [{"users": 2, "duration_s": duration_s}]}  # fmt: skip
+    path.write_text(json.dumps(sleepy_scenarios(port, load, delay_ms=5)))  # JSON is YAML
 
 
 def harness(scenarios: Path, out: Path, cifar_dir: Path) -> psutil.Popen:
-    import sys
-
     env = {**os.environ, "SERVECAP_KIND_PATH": str(SLEEPY_KINDS),
            "SERVECAP_CIFAR10_DIR": str(cifar_dir)}  # fmt: skip
     return psutil.Popen(
-        [sys.executable, "-m", "loadtests.cli", "run", "s", "--scenarios", str(scenarios),
-         "--out", str(out)],
+        servecap("run", "s", "--scenarios", str(scenarios), "--out", str(out)),
         env=env, stdout=(out.parent / f"{out.name}.log").open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
 

@@ -80,13 +80,13 @@ def test_junit_xml() -> None:
 
 @pytest.mark.integration
 def test_cli_exits_3_on_breach_and_writes_junit(
-    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+    sleepy_kind: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
     data = {
-        "targets": {"api": {"kind": "fastapi", "port": free_port(), "model_path": str(tiny_model)}},
+        "targets": {"api": {"kind": "sleepy", "port": free_port()}},
         "scenarios": {"gated": {"targets": ["api"],
                                 "slo": {"p99_ms": 0.01, "max_error_rate": 0.01},
-                                "load": {"warmup_requests": 2, "settle_s": 1,
+                                "load": {"warmup_requests": 2, "settle_s": 1, "image_pool": 8,
                                          "stages": [{"users": 1, "duration_s": 4}]}}},
     }  # fmt: skip
     spec_file = tmp_path / "s.yaml"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from loadtests.live import PlainView, RecordTail, plain_line, snapshot
+from tests.ports import free_port
+from tests.runs import SmokeRun, servecap, sleepy_scenarios
 
 HEADER = "ts,latency_ms,outcome,lag_ms,name\n"
 REPO = Path(__file__).resolve().parents[2]
@@ -50,19 +52,19 @@ def test_snapshot_figures_and_generator_health() -> None:
     assert len(lines) == 2
 
 
-def _servecap(scenarios: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "loadtests.cli", "run", "smoke", "--scenarios", str(scenarios),
-            "--out", str(out)]  # fmt: skip
-
-
 @pytest.mark.integration
-def test_a_terminal_shows_the_live_panel_and_a_file_gets_plain_lines(
-    scenarios_file: Path, cifar_dir: Path, tmp_path: Path
+def test_a_terminal_shows_the_live_panel(
+    sleepy_kind: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
-    scenarios = scenarios_file
+    scenarios = tmp_path / "s.yaml"
+    load = {"warmup_requests": 2, "settle_s": 0, "image_pool": 8,
+            "stages": [{"users": 1, "duration_s": 3}, {"users": 2, "duration_s": 3}]}  # fmt: skip
+    scenarios.write_text(json.dumps(sleepy_scenarios(free_port(), load)))  # JSON is YAML
     env = {**os.environ, "SERVECAP_CIFAR10_DIR": str(cifar_dir), "COLUMNS": "160"}
+    env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
     master, slave = pty.openpty()
-    proc = subprocess.Popen(_servecap(scenarios, tmp_path / "tty"), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(servecap("run", "s", "--scenarios", str(scenarios), "--out",
+                                     str(tmp_path / "tty")), stdin=subprocess.DEVNULL,
                             stdout=slave, stderr=slave, env=env, cwd=REPO)  # fmt: skip
     os.close(slave)
     seen = b""
@@ -81,12 +83,11 @@ def test_a_terminal_shows_the_live_panel_and_a_file_gets_plain_lines(
     assert "remaining" in text and "target CPU" in text and "generator" in text  # the panel
     assert "\x1b[" in text  # drawn with terminal control sequences
     assert "stage 2/2" in text  # and the stage results still printed
-    with (tmp_path / "log.txt").open("w") as log:
-        code = subprocess.run(_servecap(scenarios, tmp_path / "file"), stdout=log,
-                              stderr=subprocess.STDOUT, env=env, cwd=REPO,
-                              timeout=180).returncode  # fmt: skip
-    assert code == 0
-    plain = (tmp_path / "log.txt").read_text()
-    assert "\x1b[" not in plain
-    live = [line for line in plain.splitlines() if "] live stage" in line]
+
+
+@pytest.mark.integration
+def test_a_file_gets_plain_live_lines(smoke_run: SmokeRun) -> None:
+    assert smoke_run.returncode == 0
+    assert "\x1b[" not in smoke_run.output
+    live = [line for line in smoke_run.output.splitlines() if "] live stage" in line]
     assert live and "rps=" in live[0] and "p99=" in live[0]

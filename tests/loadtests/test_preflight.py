@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from loadtests.cli import main
 from loadtests.orchestrator import PreflightError, RunOptions, run
 from loadtests.spec import parse_scenarios
 
@@ -54,12 +53,10 @@ def test_cli_reports_bad_scenario_file_and_unknown_scenario(tmp_path: Path) -> N
     data = scenario_data(tmp_path, 9000)
     data["scenarios"]["s"]["load"]["stages"][0]["user"] = 2  # type: ignore[index]
     bad.write_text(yaml.safe_dump(data))
-    env = {**os.environ}
-    cli = [sys.executable, "-m", "loadtests.cli", "run"]
-    proc = subprocess.run([*cli, "s", "--scenarios", str(bad)], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=60)  # fmt: skip
-    assert proc.returncode == 1
-    assert "scenarios.s.load.stages.0: unknown key 'user' (did you mean 'users'?)" in proc.stderr
-    proc = subprocess.run([*cli, "nope"], capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=60)  # fmt: skip
-    assert proc.returncode == 2 and "no scenario 'nope'" in proc.stderr
+    # in process: the command line's own code, exit codes and messages (a subprocess would
+    # only add the interpreter's start; `servecap run` as a process: the smoke run)
+    result = CliRunner().invoke(main, ["run", "s", "--scenarios", str(bad)])
+    assert result.exit_code == 1
+    assert "scenarios.s.load.stages.0: unknown key 'user' (did you mean 'users'?)" in result.stderr
+    result = CliRunner().invoke(main, ["run", "nope"])
+    assert result.exit_code == 2 and "no scenario 'nope'" in result.stderr

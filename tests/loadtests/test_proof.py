@@ -17,8 +17,8 @@ import yaml
 from analysis.sizing import plan_targets
 from loadtests.orchestrator import RunOptions, RunOutcome
 from loadtests.proof import PROOF_FILE, VerifyOptions, layout_for, verify_plan
-from targets.config import TargetConfig
-from tests.machine import FASTAPI_IMAGE, managed_containers, needs_docker
+from targets.registry import target_config
+from tests.machine import FASTAPI_IMAGE, docker_test, managed_containers
 from tests.ports import free_port
 
 SLO_MS = 100.0
@@ -135,14 +135,14 @@ def test_layout_defaults_and_what_it_warns() -> None:
     summary = {"runs": [{"target": "t", "kind": "fastapi", "mode": "find-max", "status": "ok",
                          "stages": [stage(0, 10.0, 30.0), stage(1, 20.0, 300.0)]}]}  # fmt: skip
     (tp,) = plan_targets(summary, SLO_MS, 30.0, headroom=0.0)
-    half = TargetConfig.model_validate({"kind": "fastapi", "cpus": 0.5})
+    half = target_config(kind="fastapi", cpus=0.5)
     layout = layout_for(half, None, tp, 3, host_cpus=4)
     assert (layout.generator_cpuset, layout.replica_cpuset) == ("3", "0,1,2")
     assert layout.cpus_per_replica == 0.5 and not any("contend" in n for n in layout.notes)
     crowded = layout_for(half, "1", tp, 3, host_cpus=2)
     assert crowded.replica_cpuset == "0"
     assert any("3 replicas x 0.5 CPU exceed the 1 CPU(s)" in n for n in crowded.notes)
-    shared = layout_for(TargetConfig.model_validate({"kind": "fastapi", "cpuset": "0-1"}),
+    shared = layout_for(target_config(kind="fastapi", cpuset="0-1"),
                         "1", tp, 1, host_cpus=2)  # fmt: skip
     assert any("share CPUs with the generator" in n for n in shared.notes)
     # no quota measured: the CPU used at capacity, / (1 - headroom)
@@ -153,8 +153,7 @@ SHORT_FIND_MAX = {"window_s": 1, "stable_windows": 2, "max_hold_s": 5, "toleranc
                   "step_factor": 1.6, "drain_idle_s": 0.2, "max_points": 8}  # fmt: skip
 
 
-@pytest.mark.integration
-@needs_docker(FASTAPI_IMAGE)
+@docker_test(FASTAPI_IMAGE)
 @pytest.mark.parametrize("balancer", ["reuseport", "nginx-round-robin"])
 def test_a_shortened_proof_on_containers(
     balancer: str, readable_model: Path, cifar_dir: Path, tmp_path: Path

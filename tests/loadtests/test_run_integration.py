@@ -1,7 +1,9 @@
-"""`servecap run smoke` end to end against the real FastAPI target and real Locust.
+"""`servecap run` end to end with real Locust.
 
-Checks the results contract (summary.json, per-request records, resource samples) and that
-no process is left behind, also when the run is interrupted halfway.
+The shared smoke run (``smoke_run``: the real FastAPI target and model, through the CLI) is
+checked against the results contract (summary.json, per-request records, resource samples)
+and for processes left behind. The harness's own paths (an interrupted run, each load mode)
+run against the ``sleepy`` test kind, which is ready at once.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,9 +21,9 @@ import pytest
 import yaml
 
 from loadtests.orchestrator import RunOptions, run
-from loadtests.spec import load_scenarios
 from tests.contract_snapshot import FIXTURE, snapshot
 from tests.ports import free_port
+from tests.runs import SmokeRun, servecap, sleepy_scenarios
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -37,21 +38,17 @@ def serving_processes(spec_file: Path, out: Path) -> list[psutil.Process]:
     for proc in psutil.process_iter(["cmdline"]):
         args = proc.info["cmdline"] or []
         cmd = " ".join(args)
-        server = "targets.fastapi.app" in cmd and any(p in args for p in ports)
+        server = ("targets." in cmd or "sleepy" in cmd) and any(p in args for p in ports)
         if server or ("loadtests/locustfile.py" in cmd and str(out) in cmd):
             found.append(proc)
     return found
 
 
-def test_smoke_run_contract(scenarios_file: Path, cifar_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "results"
-    spec = load_scenarios(scenarios_file)
-    lines: list[str] = []
-    outcome = run(RunOptions("smoke", spec, scenarios_file, out, data_dir=str(cifar_dir)),
-                  echo=lines.append)  # fmt: skip
-    assert outcome.ok, outcome.failures
-    assert not serving_processes(scenarios_file, out)
-    assert any("stage 2/2" in line for line in lines)  # progress per stage
+def test_smoke_run_contract(smoke_run: SmokeRun) -> None:
+    out = smoke_run.out
+    assert smoke_run.returncode == 0, smoke_run.output[-2000:]
+    assert not serving_processes(smoke_run.scenarios, out)
+    assert "stage 2/2" in smoke_run.output  # progress per stage
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scenario"] == "smoke"
@@ -86,31 +83,33 @@ def test_smoke_run_contract(scenarios_file: Path, cifar_dir: Path, tmp_path: Pat
 
 
 def test_interrupted_run_keeps_data_and_leaves_nothing(
-    scenarios_file: Path, cifar_dir: Path, tmp_path: Path
+    sleepy_kind: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "results"
+    spec_file = tmp_path / "s.yaml"
+    load = {"warmup_requests": 2, "settle_s": 0, "image_pool": 8,
+            "stages": [{"users": 2, "duration_s": 60}]}  # fmt: skip
+    spec_file.write_text(json.dumps(sleepy_scenarios(free_port(), load)))  # JSON is YAML
     env = {**os.environ, "SERVECAP_CIFAR10_DIR": str(cifar_dir)}
     env.pop("LOCUST_SKIP_MONKEY_PATCH", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli", "run", "quickstart", "--scenarios",
-         str(scenarios_file), "--out", str(out)],
+        servecap("run", "s", "--scenarios", str(spec_file), "--out", str(out)),
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    target = out / "fastapi-cpu0"  # quickstart's target
-    while time.monotonic() < deadline and not (target / "timeline.json").exists():
-        time.sleep(0.5)
-    time.sleep(4)  # some load, then Ctrl-C
+    while time.monotonic() < deadline and not (out / "svc" / "timeline.json").exists():
+        time.sleep(0.2)
+    time.sleep(2)  # some load, then Ctrl-C
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
     assert "interrupted" in output
-    assert not serving_processes(scenarios_file, out)
+    assert not serving_processes(spec_file, out)
     summary = json.loads((out / "summary.json").read_text())
     (entry,) = summary["runs"]
     assert entry["status"] == "interrupted"
     assert entry["requests"] > 0  # what was measured before the interrupt is kept
-    assert len(pd.read_parquet(target / "requests.parquet")) == entry["requests"]
+    assert len(pd.read_parquet(out / "svc" / "requests.parquet")) == entry["requests"]
 
 
 MODES = {
@@ -123,23 +122,20 @@ MODES = {
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_load_modes_end_to_end(
-    mode: str, tiny_model: Path, cifar_dir: Path, tmp_path: Path
+    mode: str, sleepy_kind: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
     from loadtests.spec import parse_scenarios
 
-    data = {
-        "targets": {"api": {"kind": "fastapi", "port": free_port(), "model_path": str(tiny_model)}},
-        "scenarios": {"m": {"targets": ["api"], "load": {"warmup_requests": 2, **MODES[mode]}}},
-    }  # fmt: skip
+    data = sleepy_scenarios(free_port(), {"warmup_requests": 2, **MODES[mode]})
     spec_file = tmp_path / "s.yaml"
     spec_file.write_text(yaml.safe_dump(data))
     out = tmp_path / "results"
-    outcome = run(RunOptions("m", parse_scenarios(data), spec_file, out, data_dir=str(cifar_dir)),
+    outcome = run(RunOptions("s", parse_scenarios(data), spec_file, out, data_dir=str(cifar_dir)),
                   echo=lambda _: None)  # fmt: skip
     assert outcome.ok, outcome.failures
     assert not serving_processes(spec_file, out)
     (entry,) = json.loads((out / "summary.json").read_text())["runs"]
-    requests = pd.read_parquet(out / "api" / "requests.parquet")
+    requests = pd.read_parquet(out / "svc" / "requests.parquet")
     assert len(requests) == entry["requests"] > 0
     assert (requests["outcome"] == "ok").all()
     if mode == "rate":
@@ -154,10 +150,10 @@ def test_load_modes_end_to_end(
         assert len(entry["stages"]) == 6 and len(requests) == 2 * (1 + 5 + 20)
         assert all(s["mean_total_s"] > 0 for s in seq)
     else:
-        pids = {p.stem for p in (out / "api").glob("requests-*.csv")}
+        pids = {p.stem for p in (out / "svc").glob("requests-*.csv")}
         assert not pids  # the two worker processes' parts were merged
         assert requests["users"].max() >= 1 and entry["stages"][0]["rps"] > 0
-        samples = pd.read_parquet(out / "api" / "resources.parquet")
+        samples = pd.read_parquet(out / "svc" / "resources.parquet")
         generator = samples[samples["role"] == "generator"]
         assert generator["n_procs"].max() >= 3  # the master and its two worker processes
         assert entry["stages"][0]["generator_cpu_pct"] > 0

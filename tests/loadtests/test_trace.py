@@ -1,4 +1,5 @@
-"""Trace replay: trace files read into rate stages, and a replay against a real target."""
+"""Trace replay: trace files read into rate stages, and a replay through `servecap run` (the
+sleepy test kind as its target)."""
 
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ def test_mode_trace_in_a_scenario_is_a_rate_plan(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_a_three_level_trace_replays_its_planned_requests(
-    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+    sleepy_kind: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:
     from loadtests.orchestrator import RunOptions, run
     from tests.ports import free_port
@@ -137,10 +138,10 @@ def test_a_three_level_trace_replays_its_planned_requests(
     trace = tmp_path / "day.csv"
     trace.write_text("rps,duration_s\n15,4\n45,4\n30,4\n")
     spec = parse_scenarios({
-        "targets": {"api": {"kind": "fastapi", "port": free_port(),
-                            "model_path": str(tiny_model)}},
+        "targets": {"api": {"kind": "sleepy", "port": free_port()}},
         "scenarios": {"replay": {"targets": ["api"], "load": {
-            "mode": "trace", "trace": {"file": str(trace)}, "warmup_requests": 5}}},
+            "mode": "trace", "trace": {"file": str(trace)}, "warmup_requests": 5,
+            "image_pool": 8}}},
     })  # fmt: skip
     out = tmp_path / "results"
     outcome = run(RunOptions("replay", spec, tmp_path / "s.yaml", out, data_dir=str(cifar_dir)),

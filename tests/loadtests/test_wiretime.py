@@ -85,14 +85,16 @@ class FakePredictServer(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fake_server() -> Iterator[str]:
     with serving(FakePredictServer) as url:
         yield url
 
 
-@pytest.fixture
-def client_run(fake_server: str, tmp_path: Path) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def client_run(fake_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One client run (a real Locust user in a subprocess) read by every test below."""
+    tmp_path = tmp_path_factory.mktemp("wiretime")
     proc = subprocess.run(
         [sys.executable, "-c", CLIENT, fake_server, str(tmp_path)],
         capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],

@@ -2,7 +2,8 @@
 
 Integration part (``-m integration``): flask, django-embedded, django-to-flask and
 django-to-fastapi started by the real process launcher with the session's tiny real model,
-real CIFAR-10 images through nginx, and nothing of ours left running afterwards.
+real CIFAR-10 images through nginx, fuzzed (tests/fuzz_bodies.py: 100 inputs, never a 5xx),
+and nothing of ours left running afterwards.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from targets.common.payload import encode_request
 from targets.launch_types import LaunchError
 from targets.registry import get_kind, target_config
 from tests.answers import timings
+from tests.fuzz_bodies import LIVE_EXAMPLES, MAX_BODY, assert_still_serving, fuzz_predict
 from tests.ports import free_port
 
 # ------------------------------------------------------------------------------ plans
@@ -121,7 +123,7 @@ def test_target_serves_the_real_model(
     extra = {"internal_port": free_port(), "upstream_port": free_port()}
     own = get_kind(kind).config_model.model_fields
     config = target_config(kind=kind, port=free_port(), model_path=str(tiny_model), workers=1,
-                           threads=2, ready_timeout_s=90,
+                           threads=2, ready_timeout_s=90, max_body_bytes=2 * MAX_BODY,
                            **{k: v for k, v in extra.items() if k in own})  # fmt: skip
     ports = [port for _, port in get_kind(kind).ports(config).values()]
     with ProcessLauncher().launch(kind, config, tmp_path / "logs") as running:
@@ -164,6 +166,9 @@ def test_target_serves_the_real_model(
         assert call(f"{base}/nope")[0] == 404
         status, (doc, _) = call(f"{base}/healthz")
         assert status == 200 and doc["status"] == "ok" and doc["model_version"] == 1
+        # fuzzed through this stack (nginx, gunicorn, Django, forwarding): never a 5xx
+        assert fuzz_predict(config.port, "/v1/predict") == LIVE_EXAMPLES
+        assert_still_serving(config.port, "/v1/predict")
     assert not psutil.wait_procs(tree, timeout=5)[1]
     assert not our_processes(ports)
     shutil.rmtree(nginx_run_dir(kind, config.port), ignore_errors=True)

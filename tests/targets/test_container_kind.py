@@ -22,10 +22,10 @@ from loadtests.spec import parse_scenarios
 from targets.launch_types import LaunchError
 from targets.launchers.docker import DockerLauncher, clean
 from targets.launchers.docker.engine import managed_containers
-from tests.machine import BASE_IMAGE, docker_missing
+from tests.machine import BASE_IMAGE, needs_docker
 from tests.ports import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = needs_docker(BASE_IMAGE)
 BASE = BASE_IMAGE
 USER_IMAGE = "servecap-test/their-classifier:1"
 
@@ -59,9 +59,6 @@ SERVER = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def user_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    missing = docker_missing(BASE)
-    if missing:
-        pytest.skip(missing)
     folder = tmp_path_factory.mktemp("their-image")
     (folder / "server.py").write_text(SERVER)
     (folder / "Dockerfile").write_text(

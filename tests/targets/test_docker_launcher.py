@@ -38,7 +38,7 @@ from targets.launchers.docker.environment import (
 )
 from targets.launchers.docker.launcher import layout_of, scales
 from targets.registry import get_kind, target_config
-from tests.machine import FASTAPI_IMAGE, managed_containers, needs_docker
+from tests.machine import FASTAPI_IMAGE, docker_test, managed_containers
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,7 +106,7 @@ def test_project_names_are_compose_safe() -> None:
 # ------------------------------------------------------------------ a real engine
 
 
-needs_engine = needs_docker(FASTAPI_IMAGE)
+needs_engine = docker_test(FASTAPI_IMAGE)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,6 @@ def keepalive_median_ms(port: int, n: int = 30) -> float:
     return float(np.median(times))
 
 
-@pytest.mark.integration
 @needs_engine
 def test_fastapi_container_serves_and_is_sampled_from_docker_api(
     model_dir: Path, tmp_path: Path, no_leftovers: None
@@ -192,7 +191,6 @@ def test_fastapi_container_serves_and_is_sampled_from_docker_api(
     assert any(p.name.endswith("_fastapi_1.log") for p in (tmp_path / "logs").iterdir())
 
 
-@pytest.mark.integration
 @needs_engine
 def test_two_replicas_share_the_port(model_dir: Path, tmp_path: Path, no_leftovers: None) -> None:
     cfg = fastapi_config(model_dir, replicas=2)
@@ -212,7 +210,6 @@ def test_two_replicas_share_the_port(model_dir: Path, tmp_path: Path, no_leftove
     assert (busy > 5).all(), busy.to_dict()
 
 
-@pytest.mark.integration
 @needs_engine
 def test_a_plans_compose_override_starts_the_planned_replicas_with_their_limits(
     model_dir: Path, tmp_path: Path, no_leftovers: None
@@ -237,7 +234,6 @@ def test_a_plans_compose_override_starts_the_planned_replicas_with_their_limits(
         assert predict(cfg.port, 4)[0] == 200
 
 
-@pytest.mark.integration
 @needs_engine
 def test_keyboard_interrupt_inside_the_run_tears_down(
     model_dir: Path, tmp_path: Path, no_leftovers: None
@@ -258,7 +254,6 @@ def test_keyboard_interrupt_inside_the_run_tears_down(
     assert not managed_containers()
 
 
-@pytest.mark.integration
 @needs_engine
 def test_killed_harness_leaves_containers_that_clean_removes(
     model_dir: Path, tmp_path: Path, no_leftovers: None
@@ -294,7 +289,6 @@ def test_killed_harness_leaves_containers_that_clean_removes(
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.mark.integration
 @needs_engine
 def test_failures_are_named_and_leave_nothing(
     model_dir: Path, tmp_path: Path, no_leftovers: None
@@ -336,7 +330,6 @@ def test_failures_are_named_and_leave_nothing(
         pass
 
 
-@pytest.mark.integration
 @needs_engine
 def test_model_in_image_variant(model_dir: Path, tmp_path: Path, no_leftovers: None) -> None:
     from targets.docker.images import build_model_images
@@ -356,7 +349,6 @@ def test_model_in_image_variant(model_dir: Path, tmp_path: Path, no_leftovers: N
                         "servecap/fastapi:citest"], capture_output=True, timeout=60)  # fmt: skip
 
 
-@pytest.mark.integration
 @needs_engine
 @pytest.mark.parametrize("fault", ["container killed", "memory limit"])
 def test_run_with_a_docker_fault_names_target_and_stage(
@@ -404,7 +396,6 @@ def test_run_with_a_docker_fault_names_target_and_stage(
     assert not managed_containers()
 
 
-@pytest.mark.integration
 @needs_engine
 def test_a_replica_killed_by_a_fault_is_started_again_and_the_run_goes_on(
     model_dir: Path, cifar_dir: Path, tmp_path: Path, no_leftovers: None

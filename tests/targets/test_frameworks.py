@@ -36,6 +36,7 @@ from targets.protocols import get_protocol
 from targets.registry import endpoint_for, get_kind, target_config
 from tests.answers import post_status
 from tests.fakes import FakeModel
+from tests.fuzz_bodies import LIVE_EXAMPLES, MAX_BODY, fuzz_predict
 from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -268,7 +269,7 @@ def test_real_framework_answers_batches_refuses_and_leaves_nothing_on_ctrl_c(
     from targets.common.model import Predictor
 
     fields = {"kind": kind, "port": free_port(), "model_path": str(tiny_model),
-              "ready_timeout_s": 180, **BATCHED[kind]}  # fmt: skip
+              "ready_timeout_s": 180, "max_body_bytes": 2 * MAX_BODY, **BATCHED[kind]}  # fmt: skip
     config = target_config(**fields)
     images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3)).astype(np.uint8)
     expected = Predictor(tiny_model).predict(images).argmax(axis=1).tolist()
@@ -314,6 +315,11 @@ def test_real_framework_answers_batches_refuses_and_leaves_nothing_on_ctrl_c(
         assert rows == 24 and calls < 24, (rows, calls)  # the framework's batcher at work
         requests = after[metrics.requests] - before.get(metrics.requests, 0)
         assert requests == 24  # each request counted once, batched or not
+        # fuzzed through the framework's own HTTP stack: never a 5xx, and it still answers
+        path = protocol.predict_path(endpoint)
+        assert fuzz_predict(config.port, path) == LIVE_EXAMPLES
+        body, headers = protocol.encode(images[:1], "json", endpoint=endpoint)
+        assert protocol.classes(protocol.infer(endpoint, body, headers), endpoint) == expected[:1]
     finally:
         child.send_signal(signal.SIGINT)  # Ctrl-C
         child.communicate(timeout=90)

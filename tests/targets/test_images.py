@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.machine import BASE_IMAGE, needs_docker
+from tests.machine import BASE_IMAGE, docker_test
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO / "targets" / "docker"
@@ -57,7 +57,7 @@ def test_scripts_are_valid_bash(script: Path) -> None:
     assert "Usage" in help_out
 
 
-needs_engine = needs_docker()
+needs_engine = docker_test()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,6 @@ def base_image() -> str:
     return BASE_IMAGE
 
 
-@pytest.mark.integration
 @needs_engine
 def test_build_base_is_idempotent(base_image: str) -> None:
     t0 = time.monotonic()
@@ -85,7 +84,6 @@ def test_build_base_is_idempotent(base_image: str) -> None:
     assert time.monotonic() - t0 < 30
 
 
-@pytest.mark.integration
 @needs_engine
 def test_base_image_python_user_and_venv(base_image: str) -> None:
     probe = (
@@ -109,7 +107,6 @@ def test_base_image_python_user_and_venv(base_image: str) -> None:
     assert info["unbuffered"] == "1"
 
 
-@pytest.mark.integration
 @needs_engine
 def test_base_image_runs_as_app_and_pip_works_offline(base_image: str) -> None:
     out = _docker_run(base_image, "sh", "-c", "id -u; pip --version", user="app")
@@ -193,7 +190,6 @@ def test_wheelhouse_is_served_on_loopback_only(tmp_path: Path) -> None:
 RUNTIME_IMAGE = "servecap/runtime:latest"
 
 
-@pytest.mark.integration
 @needs_engine
 def test_runtime_image_contents() -> None:
     if not _image_exists(RUNTIME_IMAGE):

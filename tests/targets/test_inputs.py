@@ -41,6 +41,7 @@ def gray_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return gray_classifier(tmp_path_factory.mktemp("model"))
 
 
+@pytest.mark.integration
 def test_signature_of_a_model_servecap_did_not_export(gray_model: Path) -> None:
     from targets.common.model import Predictor
     from targets.common.signature import read_signature
@@ -55,6 +56,7 @@ def test_signature_of_a_model_servecap_did_not_export(gray_model: Path) -> None:
     assert scores.shape == (3, 5) and np.allclose(scores.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.integration
 def test_a_model_that_is_not_an_image_classifier_is_refused(tmp_path: Path) -> None:
     import keras
     import tensorflow as tf

@@ -21,6 +21,7 @@ from targets.common.framework import framework_python
 from targets.protocols import get_protocol
 from targets.registry import get_kind, target_config
 from tests.answers import post_status
+from tests.fuzz_bodies import LIVE_EXAMPLES, assert_v2_still_serving, fuzz_v2
 from tests.ports import free_port
 from tests.procs import launched_tree
 
@@ -96,6 +97,9 @@ def test_real_kserve_answers_right_on_loopback_refuses_control_and_leaves_nothin
         repository = f"{target.base_url}/v2/repository/models/cifar10_cnn"
         assert post_status(f"{repository}/unload", b"") == 403
         assert post_status(f"{repository}/load", b"") == 403
+        # fuzzed: never a 5xx, and it still answers
+        assert fuzz_v2(port) == LIVE_EXAMPLES
+        assert_v2_still_serving(port)
         raise KeyboardInterrupt
     deadline = time.monotonic() + 15
     while ours(port) and time.monotonic() < deadline:

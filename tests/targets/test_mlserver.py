@@ -25,6 +25,7 @@ from targets.mlserver.repository import RUNTIME, ServerOptions, write
 from targets.protocols import get_protocol
 from targets.registry import get_kind, target_config
 from tests.answers import post_status
+from tests.fuzz_bodies import LIVE_EXAMPLES, assert_v2_still_serving, fuzz_v2
 from tests.ports import free_port
 from tests.procs import launched_tree
 
@@ -149,6 +150,9 @@ def test_real_mlserver_batches_answers_right_refuses_control_and_leaves_nothing(
         assert after[metrics.requests] - before[metrics.requests] == 24
         assert after[metrics.inferences] - before[metrics.inferences] == 24
         assert after[metrics.executions] - before[metrics.executions] < 24
+        # fuzzed, its runtime's path and its batcher's: never a 5xx, and it still answers
+        assert fuzz_v2(port) == LIVE_EXAMPLES
+        assert_v2_still_serving(port)
         raise KeyboardInterrupt
     deadline = time.monotonic() + 15
     while ours(port) and time.monotonic() < deadline:

@@ -151,6 +151,7 @@ def test_keras_file_round_trips(cnn: keras.Model, exported: m.ExportedModel) -> 
     assert np.allclose(reloaded(x, training=False), cnn(x, training=False), atol=1e-6)
 
 
+@pytest.mark.integration
 def test_version_auto_increment_and_latest(cnn: keras.Model, tmp_path: Path) -> None:
     base = tmp_path / "cnn"
     with pytest.raises(m.ModelNotFoundError):
@@ -234,6 +235,7 @@ def _random_split(name: str, n: int, seed: int) -> Split:
     )
 
 
+@pytest.mark.integration
 def test_train_returns_result() -> None:
     result = m.train(_random_split("train", 128, 0), _random_split("test", 64, 1), epochs=1)
     assert isinstance(result.model, keras.Model)
@@ -246,6 +248,7 @@ def test_train_returns_result() -> None:
         m.train(_random_split("train", 8, 0), _random_split("test", 8, 1), epochs=0)
 
 
+@pytest.mark.integration
 def test_train_and_export_from_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     data = tmp_path / "cifar"

@@ -21,7 +21,7 @@ from loadtests.collectors.prometheus import parse
 from targets.protocols import get_protocol
 from targets.registry import get_kind, target_config
 from targets.triton.repository import ModelSettings, config_pbtxt
-from tests.machine import TRITON_IMAGE, docker_missing, triton_missing
+from tests.machine import TRITON_IMAGE, docker_test, triton_missing
 from tests.ports import free_port
 
 KIND = get_kind("triton")
@@ -117,11 +117,7 @@ def test_real_triton_batches_answers_right_and_leaves_nothing(
     assert not ours(port), "tritonserver or its backend stubs left running"
 
 
-NO_IMAGE = docker_missing(TRITON_IMAGE)
-
-
-@pytest.mark.integration
-@pytest.mark.skipif(NO_IMAGE is not None, reason=NO_IMAGE or "")
+@docker_test(TRITON_IMAGE)
 def test_triton_container_serves_the_model_and_is_removed(
     readable_model: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
