@@ -364,7 +364,7 @@ class _Context:
             return
         config = target_config(**{**self.doc, "replicas": 1})
         with nginx_replicas(self.name, config, replicas, self.options.balancer,
-                            self.layout.generator_cpuset, out / "balancer",
+                            self.layout.generator_cpuset, out.with_name(f"{out.name}-balancer"),
                             self.echo) as balanced:  # fmt: skip
             yield {
                 "kind": "external",
