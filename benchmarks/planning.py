@@ -48,7 +48,7 @@ def find_max(
     spec = parse_scenarios({"targets": {name: targets[name]}, "scenarios": {"fm": {
         "targets": [name], "slo": {"p99_ms": slo_ms},
         "load": {"mode": "find-max", "generator_cpuset": generator, "warmup_requests": 50,
-                 "find_max": search}}}})  # fmt: skip
+                 "connections": "per-request", "find_max": search}}}})  # fmt: skip
     run(RunOptions("fm", spec, Path("scenarios.yaml"), out, launcher="docker", data_dir=data,
                    live=False), echo=print)  # fmt: skip
     (entry,) = read_summary(out)["runs"]

@@ -112,6 +112,7 @@ ScenarioUser: type[User] = type(
         "arrival_users": _plan.generator_processes,
         "max_in_flight": _plan.max_in_flight,
         "concurrency": _plan.max_in_flight,
+        "connections": _plan.connections,
         "find_max": _plan.find_max,
         "late_ms": _plan.late_ms,
         "slo_p99_ms": _config.slo_p99_ms or 0.0,

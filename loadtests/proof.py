@@ -239,7 +239,10 @@ def verify_plan(
                   layout, options.tolerance)  # fmt: skip
     for note in layout.notes:
         echo(f"[verify {name}] note: {note}")
-    dataset = {k: plan_load.get(k) for k in ("dataset", "classes", "encoding",
+    # What every run sends, as the measurement did; behind the kernel balancer, a connection
+    # per request (a population of clients, the random split the model assumes).
+    client = {"connections": "per-request"} if options.balancer == "reuseport" else {}
+    dataset = client | {k: plan_load.get(k) for k in ("dataset", "classes", "encoding",
                                              "images_per_request") if plan_load.get(k)}  # fmt: skip
     doc = config.model_dump(mode="json", exclude_defaults=False)
     # Replicas start side by side on the same few CPUs: each takes longer to load its model.

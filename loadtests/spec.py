@@ -153,6 +153,12 @@ class LoadPlan(StrictModel):
     generator_cpuset: str | None = Field(
         default=None, description="pin the generator to these CPUs, e.g. '1' or '2-3'"
     )
+    connections: Literal["keep-alive", "per-request"] = Field(
+        default="keep-alive",
+        description="HTTP: reuse a pool of keep-alive connections, or open one per request "
+        "(a population of clients: what a kernel balancer such as SO_REUSEPORT spreads over "
+        "replicas as its model assumes)",
+    )
     images_per_request: int = Field(default=1, ge=1, le=256)
     encoding: Encoding = "json"
     think_time_s: float = Field(

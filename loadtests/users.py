@@ -70,10 +70,15 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
 
     :meth:`check_answer` validates a 200 body with the protocol's check. Requests are timed
     on the wire (:mod:`loadtests.wiretime`) as well as by Locust; the recorder keeps both.
+    With ``connections = "per-request"`` every request asks for its own connection
+    (``Connection: close``), as a population of clients would: a pool of a few keep-alive
+    connections, reused last-in first-out, sends most requests down the same one, which a
+    kernel balancer (SO_REUSEPORT) then gives to one replica.
     """
 
     abstract = True
     headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
+    connections: ClassVar[str] = "keep-alive"
     predict_path: ClassVar[str] = PREDICT_PATH
     wait_time = constant(0)
     max_redirects = MAX_REDIRECTS  # a redirect is an error (targets.common.loopback)
@@ -89,6 +94,8 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
 
     def on_start(self) -> None:
         self._bodies = self._cycle()
+        close = {"Connection": "close"} if self.connections == "per-request" else {}
+        self._headers = {**self.headers, **close}
 
     def send_predict(self, context: dict[str, Any] | None = None) -> dict[str, float]:
         """Send one request; returns its wire stamps (``sent_ts``, ``wire_ms``) or {}."""
@@ -96,7 +103,7 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
         with self.client.post(
             self.predict_path,
             data=next(self._bodies),  # type: ignore[arg-type]  # bytes are sent as-is
-            headers=self.headers,
+            headers=self._headers,
             name="predict",
             context=context or {},
             catch_response=True,

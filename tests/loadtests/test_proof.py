@@ -95,6 +95,7 @@ def test_the_proof_runs_find_max_at_1_n_and_n_minus_1_and_the_peak_at_n_and_n_mi
         (1, "find-max"), (3, "find-max"), (3, "rate"), (2, "find-max"), (2, "rate")]  # fmt: skip
     for _, mode, load in runner.calls:  # one layout: the generator on CPU 1
         assert load["generator_cpuset"] == "1"
+        assert load["connections"] == "per-request"  # many clients behind SO_REUSEPORT
         if mode == "rate":
             assert load["arrival"] == "poisson" and load["stages"][0]["rps"] == 75.0
     assert proof.layout.replica_cpuset == "0" and proof.layout.cpus_per_replica == 0.33
