@@ -10,7 +10,8 @@ model predicts the p99 at a total rate ``R`` over ``N`` replicas, and so the cap
     load generator's ``connections: per-request`` stands for such a population), each request
     lands on a random replica, and Poisson arrivals thinned at random stay Poisson, at ``R / N``
     each. A single client reusing a few keep-alive connections is lumpier: measured, three
-    replicas took 11%, 16% and 26% CPU, the last at its quota, while the others idled. Latencies of ``N`` identical replicas pooled have each one's distribution::
+    replicas took 11%, 16% and 26% CPU, the last at its quota, while the others idled.
+    Latencies of ``N`` identical replicas pooled have each one's distribution::
 
         p99_N(R) = p99_1(R / N)            capacity_N = N x capacity_1
 
