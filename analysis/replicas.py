@@ -62,6 +62,8 @@ model that predicts each."""
 MAX_REPLICAS = 100_000
 """Plans needing more replicas than this are refused (a unit or a curve is wrong)."""
 DEFAULT_SCV = 1.0
+FLOOR_SHARE = 0.8
+"""A light-load p99 at this share of the SLO or more leaves the capacity on a plateau."""
 """Squared coefficient of variation of service assumed when the curve does not record it."""
 
 MODEL_NAMES = {
@@ -163,6 +165,21 @@ class ReplicaModel:
                 return n
         return most
 
+    def floor_warning(self) -> str | None:
+        """Why the capacity is fragile when the p99 at the lightest rate is already near the
+        SLO (a CFS quota's throttling, a slow model): between that rate and the knee the p99
+        stays on a plateau just under the SLO, and noise decides where it crosses."""
+        base = self.base_p99_ms
+        if not (math.isfinite(base) and base >= FLOOR_SHARE * self.slo_p99_ms):
+            return None
+        return (
+            f"FRAGILE: p99 at the lightest rate measured is already {base:.1f} ms, "
+            f"{base / self.slo_p99_ms:.0%} of the {self.slo_p99_ms:g} ms SLO: the capacity "
+            f"sits where a flat tail (a CFS quota's throttling, a slow model) grazes the "
+            f"SLO, so noise decides it and a plan from it may not hold; give each replica "
+            f"more CPU (a whole core rather than a quota) or plan for a higher SLO."
+        )
+
     def assumptions(self) -> list[str]:
         """The model and its assumptions, as lines for a plan's text."""
         lines = [f"Model of N replicas: {self.name}, from one replica's open-loop curve "
@@ -184,6 +201,8 @@ class ReplicaModel:
         lines.append("Assumes Poisson arrivals, identical replicas that do not contend (each "
                      "gets the CPU it was measured with) and a balancer that is no bottleneck; "
                      "`servecap plan --verify` measures it.")  # fmt: skip
+        if (fragile := self.floor_warning()) is not None:
+            lines.append(fragile)
         return lines
 
 

@@ -2,7 +2,7 @@
 
 Run on demand (not in CI; containers, about 40 minutes on 2 cores)::
 
-    .venv/bin/python -m benchmarks.planning [--target fastapi-replica] [--slo-p99-ms 100]
+    .venv/bin/python -m benchmarks.planning [--target fastapi-replica] [--slo-p99-ms 150]
 
 In one run, in one layout (replicas on the target's CPUs with its CPU quota, the load
 generator on the other CPUs, scenarios.yaml's ``plan-proof`` placement):
@@ -34,6 +34,7 @@ import yaml
 from analysis.capacity import run_capacity
 from analysis.load import read_summary
 from analysis.sizing import plan_targets
+from loadtests.cli.common import interrupt_once
 from loadtests.orchestrator import RunOptions, run
 from loadtests.proof import FIND_MAX, Proof, VerifyOptions, verify_plan
 from loadtests.spec import parse_scenarios
@@ -89,7 +90,9 @@ def main() -> None:
     parser.add_argument("--quota-target", default="fastapi-half")
     parser.add_argument("--core-target", default="fastapi-core")
     parser.add_argument("--scenarios", type=Path, default=Path("scenarios.yaml"))
-    parser.add_argument("--slo-p99-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--slo-p99-ms", type=float, default=None, help="default: the plan-proof scenario's"
+    )
     parser.add_argument("--peak-factor", type=float, default=2.5)
     parser.add_argument("--headroom", type=float, default=0.1)
     parser.add_argument("--balancers", default="reuseport,nginx-round-robin")
@@ -99,9 +102,12 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("SERVECAP_CIFAR10_DIR"))
     args = parser.parse_args()
 
-    targets = yaml.safe_load(args.scenarios.read_text())["targets"]
+    interrupt_once()  # SIGTERM too stops the run and its containers
+    scenarios = yaml.safe_load(args.scenarios.read_text())
+    targets = scenarios["targets"]
     out = args.out or Path("results") / f"planning-{time.strftime('%Y%m%d-%H%M%S')}"
-    slo, gen = args.slo_p99_ms, args.generator_cpus
+    slo = args.slo_p99_ms or float(scenarios["scenarios"]["plan-proof"]["slo"]["p99_ms"])
+    gen = args.generator_cpus
     below = find_max(args.target, targets, 8.0, slo, gen, out / "measure", args.data)
     cap = capacity_of(below, slo)
     if cap is None:

@@ -68,3 +68,13 @@ def test_bad_input() -> None:
         ReplicaModel(CURVE, 100.0).queueing_factor(0)
     with pytest.raises(ValueError, match="more than"):
         ReplicaModel((RatePoint(1e-3, 1, 1),), 100.0).replicas_for(1e3)
+
+
+def test_a_light_load_p99_near_the_slo_is_called_fragile() -> None:
+    # CURVE's lightest judged p99 is 20 ms: 20% of 100, 80% of 25 (the threshold itself)
+    assert ReplicaModel(CURVE, slo_p99_ms=100.0).floor_warning() is None
+    assert ReplicaModel(CURVE, slo_p99_ms=25.1).floor_warning() is None
+    fragile = ReplicaModel(CURVE, slo_p99_ms=25.0)
+    warning = fragile.floor_warning()
+    assert warning is not None and "20.0 ms, 80% of the 25 ms SLO" in warning
+    assert warning in fragile.assumptions()
