@@ -50,8 +50,10 @@ def find_max(
         "targets": [name], "slo": {"p99_ms": slo_ms},
         "load": {"mode": "find-max", "generator_cpuset": generator, "warmup_requests": 50,
                  "connections": "per-request", "find_max": search}}}})  # fmt: skip
-    run(RunOptions("fm", spec, Path("scenarios.yaml"), out, launcher="docker", data_dir=data,
-                   live=False), echo=print)  # fmt: skip
+    outcome = run(RunOptions("fm", spec, Path("scenarios.yaml"), out, launcher="docker",
+                             data_dir=data, live=False), echo=print)  # fmt: skip
+    if outcome.interrupted:
+        raise SystemExit(f"interrupted; what was measured is in {out}")
     (entry,) = read_summary(out)["runs"]
     return dict(entry)
 

@@ -353,6 +353,8 @@ class _Context:
                                  launcher="docker", data_dir=self.options.data_dir,
                                  live=False)  # fmt: skip
             outcome = self.runner(options, echo=self.echo)
+        if outcome.interrupted:  # Ctrl-C or SIGTERM: no next trial (the run kept its records)
+            raise KeyboardInterrupt
         entries = outcome.summary.get("runs") or []
         if outcome.failures or not entries:
             trial.notes.append(f"{label}: {'; '.join(outcome.failures) or 'nothing recorded'}")

@@ -200,3 +200,20 @@ def test_a_shortened_proof_on_containers(
     saved = json.loads((tmp_path / "proof" / "half" / PROOF_FILE).read_text())
     assert saved["balancer"] == balancer and len(saved["trials"]) == 2
     assert set(managed_containers()) <= before  # every container of the proof is gone
+
+
+def test_an_interrupted_trial_stops_the_proof(tmp_path: Path) -> None:
+    folder = measured_folder(tmp_path)
+    (tp,) = plan_targets(json.loads((folder / "summary.json").read_text()), SLO_MS, 75.0,
+                         headroom=0.1)  # fmt: skip
+    runner = FakeRunner({1: 1.0, 2: 1.0, 3: 1.0})
+
+    def interrupted(options: RunOptions, echo: Any = None) -> RunOutcome:
+        outcome = runner(options, echo)
+        outcome.interrupted = True  # Ctrl-C or SIGTERM during the first find-max
+        return outcome
+
+    with pytest.raises(KeyboardInterrupt):
+        verify_plan(folder, tp, tmp_path / "proof", VerifyOptions(duration_s=20),
+                    lambda _: None, interrupted)  # fmt: skip
+    assert len(runner.calls) == 1  # no second trial started
