@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis.contract import JOB_REQUEST
 from analysis.defaults import DEFAULT_LATE_MS, GENERATOR_CPU_LIMIT_PCT, LATE_SHARE_LIMIT
-from analysis.intervals import min_samples, quantile_ci
+from analysis.intervals import min_samples, quantile_ci, quantile_upper
 
 PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0}
 
@@ -165,7 +165,8 @@ def window_stats(
     }
     for key, q in PERCENTILES.items():
         row[key] = percentile_ms(ok["latency_ms"], q)
-    row.update(percentile_intervals(ok["latency_ms"].to_numpy(dtype=float)))
+    in_order = ok.sort_values("ts") if "ts" in ok.columns else ok
+    row.update(percentile_intervals(in_order["latency_ms"].to_numpy(dtype=float)))
     refused = window[window["outcome"] == "rejected"]
     if len(refused):  # how fast a refusal comes back (max_works answers at once)
         row["reject_p50_ms"] = percentile_ms(refused["latency_ms"], 50)
@@ -195,12 +196,14 @@ CI_PERCENTILES = {"p50_ci_ms": 0.50, "p95_ci_ms": 0.95, "p99_ci_ms": 0.99}
 
 def percentile_intervals(latencies_ms: np.ndarray) -> dict[str, Any]:
     """95% confidence intervals of p50, p95 and p99 (:mod:`analysis.intervals`) as
-    ``[low, high]``; None, with ``p99_ci_note`` saying how many requests it takes, when there
-    are too few."""
+    ``[low, high]``, from latencies in time order: each upper end allows for correlated
+    neighbours (batch means); None, with ``p99_ci_note`` saying how many requests it takes,
+    when there are too few."""
     out: dict[str, Any] = {}
     for key, q in CI_PERCENTILES.items():
         ci = quantile_ci(latencies_ms, q)
-        out[key] = None if ci is None else [ci[0], ci[1]]
+        upper = quantile_upper(latencies_ms, q)
+        out[key] = None if ci is None or upper is None else [ci[0], upper]
     if out["p99_ci_ms"] is None:
         out["p99_ci_note"] = (
             f"p99 rests on {len(latencies_ms)} successful requests; a 95% interval needs "

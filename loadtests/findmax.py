@@ -7,7 +7,8 @@ current rate and decides when a rate passes or fails and which rate to try next.
   rate) and agree with each other (their p99 differ by at most ``stability`` x the SLO: an
   absolute spread, far below the SLO relative noise does not matter), and the p99 of the
   meeting windows pooled is *shown* within the SLO: the upper end of its 95% confidence
-  interval (:mod:`analysis.intervals`, at least 368 requests) is at most the SLO. While the
+  interval (:mod:`analysis.intervals`, at least 368 requests; widened by batch means where
+  neighbours are correlated, as they are near the knee) is at most the SLO. While the
   pool is too small for a bound, or its bound is above the SLO, the rate is held longer.
 * It **fails** when its last ``stable_windows`` windows all break the SLO.
 * Held ``max_hold_s`` without either, it is decided by **every** counted request sent at that
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from analysis.defaults import DEFAULT_LATE_MS, DEFAULT_MAX_ERROR_RATE, LATE_SHARE_LIMIT
-from analysis.intervals import quantile_ci
+from analysis.intervals import quantile_upper
 from analysis.stages import percentile_ms
 from loadtests.spec import FindMax
 
@@ -249,6 +250,5 @@ def _pooled(windows: list[WindowResult]) -> WindowResult:
 
 def _p99_upper(windows: list[WindowResult]) -> float | None:
     """Upper end of the 95% interval of the pooled p99; None with too few latencies."""
-    latencies = [x for w in windows for x in w.latencies_ms]
-    ci = quantile_ci(np.asarray(latencies, dtype=float), 0.99) if latencies else None
-    return None if ci is None else ci[1]
+    latencies = [x for w in windows for x in w.latencies_ms]  # in the order they were sent
+    return quantile_upper(np.asarray(latencies, dtype=float), 0.99) if latencies else None

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.intervals import coverage, min_samples, quantile_ci, quantile_ci_ranks
+from analysis.intervals import (
+    batch_means_upper,
+    coverage,
+    min_samples,
+    quantile_ci,
+    quantile_ci_ranks,
+    quantile_upper,
+)
 
 
 def test_the_textbook_median_interval_of_100_samples() -> None:
@@ -41,3 +48,26 @@ def test_more_samples_narrow_the_interval() -> None:
     large = quantile_ci(rng.lognormal(size=50_000), 0.99)
     assert small is not None and large is not None
     assert large[1] - large[0] < (small[1] - small[0]) / 3
+
+
+def test_batch_means_agree_with_order_statistics_on_independent_samples() -> None:
+    for seed in range(5):
+        latencies = np.random.default_rng(seed).exponential(10.0, 8000)
+        iid = quantile_ci(latencies, 0.99)
+        batched = batch_means_upper(latencies, 0.99)
+        assert iid is not None and batched is not None
+        assert batched == pytest.approx(iid[1], rel=0.06)
+
+
+def test_batch_means_widen_the_bound_when_slow_requests_come_together() -> None:
+    # 8 batches of 1,000 in time order: seven with 5 requests at 100 ms, the last with 20 at
+    # 300 ms (a busy spell). Pooled, 55 of 8,000 (0.69%) are slow: p99 and its order-statistic
+    # bound are 10 ms. Above 10 ms the batch shares are 0.5% x 7 and 2%: mean 0.69%, sd 0.53%,
+    # t(0.95, 7) / sqrt(8) = 0.670 -> 0.69% + 0.36% = 1.04% > 1%: 10 ms is not shown. Above
+    # 100 ms: 0 x 7 and 2%: 0.25% + 0.670 x 0.71% = 0.72% <= 1%: 100 ms is the bound.
+    latencies = np.array(([10.0] * 995 + [100.0] * 5) * 7 + [10.0] * 980 + [300.0] * 20)
+    assert quantile_ci(latencies, 0.99) == (10.0, 10.0)
+    assert batch_means_upper(latencies, 0.99) == 100.0
+    assert quantile_upper(latencies, 0.99) == 100.0
+    assert batch_means_upper(latencies[:15], 0.99) is None  # under 2 a batch
+    assert quantile_upper(latencies[:100], 0.99) is None  # too few for any bound

@@ -235,3 +235,19 @@ def test_find_max_unsettled_rate_is_judged_on_all_its_requests() -> None:
     assert search.add_window(win(False), 10)  # held long enough: pooled p99 decides
     assert search.points[0].passed and "judged on all its requests" in search.points[0].reason
     assert "met the SLO" in search.points[0].reason
+
+
+def test_find_max_bound_allows_for_slow_requests_that_come_together() -> None:
+    """A rate never settled, judged at max_hold_s on windows 2-8: one with 2% of requests slow,
+    all in its last second (a busy spell), six with 0.5%. Pooled, 0.7% are slow, so independent
+    samples would bound p99 at 10 ms; the batch means see the spell and bound it at 100 ms,
+    over the 50 ms SLO (analysis.intervals)."""
+    plan = FindMax(start_rps=10, stable_windows=7, stability=1.0, max_hold_s=16)
+    search = FindMaxSearch(plan, slo_p99_ms=50)
+    calm = [10.0] * 995 + [100.0] * 5
+    spell = [10.0] * 980 + [300.0] * 20
+    for held, lat in enumerate([calm, spell] + [calm] * 6, start=1):
+        decided = search.add_window(WindowResult(0, 1, len(lat), 0, 10.0, latencies_ms=lat),
+                                    2 * held)  # fmt: skip
+    assert decided and search.points[0].passed is False
+    assert "upper bound of its p99 (100.0 ms) broke" in search.points[0].reason
