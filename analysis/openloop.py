@@ -147,7 +147,14 @@ def open_loop_capacity(
         raise ValueError(f"slo_p99_ms must be positive, got {slo_p99_ms}")
     base: dict[str, Any] = {"slo_p99_ms": float(slo_p99_ms), "max_error_rate": max_error_rate,
                             "max_reject_rate": max_reject_rate}  # fmt: skip
-    ordered = sorted(points, key=lambda p: p.arrival_rps)
+    # a rate run twice (find-max's confirmation) that once broke the SLO counts as breaking
+    ordered = sorted(
+        points,
+        key=lambda p: (
+            p.arrival_rps,
+            not p.violations(slo_p99_ms, max_error_rate, max_reject_rate),
+        ),
+    )
     if not ordered:
         return MaxRps(**base, max_rps=None, capacity_rps=None, method="no_data",
                       limited_by=None, lower_stage=None, upper_stage=None,

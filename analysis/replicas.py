@@ -90,7 +90,16 @@ class ReplicaModel:
                              f"got {self.balancer!r}")  # fmt: skip
         if not self.slo_p99_ms > 0:
             raise ValueError(f"slo_p99_ms must be positive, got {self.slo_p99_ms}")
-        ordered = tuple(sorted(self.points, key=lambda p: p.arrival_rps))
+        # a rate run twice: its worse p99 first (it decides the rate)
+        ordered = tuple(
+            sorted(
+                self.points,
+                key=lambda p: (
+                    p.arrival_rps,
+                    -(p.judged_p99_ms if math.isfinite(p.judged_p99_ms) else math.inf),
+                ),
+            )
+        )
         if not ordered:
             raise ValueError("the model needs at least one measured open-loop rate")
         object.__setattr__(self, "_sorted", ordered)

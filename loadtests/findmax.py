@@ -22,6 +22,11 @@ current rate and decides when a rate passes or fails and which rate to try next.
 * Search: step up by ``step_factor`` from ``start_rps`` until a rate fails (stepping down
   instead when the first rate fails), then bisect (geometric mean) between the highest
   passing and the lowest failing rate until they are within ``tolerance``.
+* **Confirmation** (``confirm``): the highest passing rate is the best of several noisy
+  probes, so it flatters (the winner's curse: one replica's capacity measured 38.5, 34.1 and
+  33.4 rps in three searches minutes apart). Once settled, that rate is held again; if it
+  fails, the next lower passing rate is, until one passes twice. A rate that passed and then
+  failed counts as failing (:func:`analysis.openloop.open_loop_capacity`).
 
 Requests still in flight and older than the SLO when a window closes count as SLO breaches
 with their age as latency: a server that stopped answering cannot look fast. A window in which
@@ -100,6 +105,8 @@ class Point:
     """Seconds its requests still in flight took to finish once the rate was decided."""
     drained: bool | None = None
     """Whether they all finished (within the request timeout) before the next rate."""
+    confirms: bool = False
+    """A second hold of a rate that passed (``FindMax.confirm``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,6 +119,7 @@ class Point:
             "requests": self.requests,
             "drain_s": self.drain_s,
             "drained": self.drained,
+            "confirms": self.confirms,
             "windows": [
                 {
                     "p99_ms": w.p99_ms,
@@ -140,6 +148,7 @@ class FindMaxSearch:
         self.points: list[Point] = [Point(plan.start_rps)]
         self.lo: float | None = None  # highest passing rate
         self.hi: float | None = None  # lowest failing rate
+        self.confirming = False  # the search settled; holding its answer again
         self.done = False
 
     @property
@@ -207,12 +216,23 @@ class FindMaxSearch:
             self.lo = max(self.lo or 0.0, point.rps)
         else:
             self.hi = min(self.hi or math.inf, point.rps)
-        nxt = self._next_rate()
+        if self.confirming:  # confirmed, or the next lower rate that passed is held again
+            nxt = None if passed else self._highest_pass_below(point.rps)
+            if not passed:
+                self.lo = nxt
+        else:
+            nxt = self._next_rate()
+            if nxt is None and self.plan.confirm and self.lo is not None:
+                self.confirming, nxt = True, self.lo
         if nxt is None or len(self.points) >= self.plan.max_points:
             self.done = True
         else:
-            self.points.append(Point(nxt))
+            self.points.append(Point(nxt, confirms=self.confirming))
         return True
+
+    def _highest_pass_below(self, rate: float) -> float | None:
+        passed = [p.rps for p in self.points if p.passed and p.rps < rate - 1e-9]
+        return max(passed) if passed else None
 
     def _next_rate(self) -> float | None:
         p = self.plan

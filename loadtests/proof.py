@@ -197,8 +197,8 @@ class VerifyOptions:
 
 
 FIND_MAX = {"step_factor": 1.25, "window_s": 3, "stable_windows": 3, "max_hold_s": 24,
-            "tolerance": 0.04, "max_points": 14, "drain_idle_s": 1.0}  # fmt: skip
-"""The proof's find-max: starts below the expected capacity, settles within 4%."""
+            "tolerance": 0.04, "max_points": 16, "drain_idle_s": 1.0, "confirm": True}  # fmt: skip
+"""The proof's find-max: starts below the expected capacity, settles within 4%, confirms."""
 
 
 def find_max_load(

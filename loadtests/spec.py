@@ -90,6 +90,11 @@ class FindMax(StrictModel):
         description="between rates: once nothing is in flight, idle this long (independent "
         "probes: no backlog of one rate is measured in the next)",
     )  # fmt: skip
+    confirm: bool = Field(
+        default=False,
+        description="once settled, hold the highest passing rate again; if it fails, the next "
+        "lower passing rate, until one passes twice (capacities a plan is made from)",
+    )  # fmt: skip
 
     @property
     def max_duration_s(self) -> float:

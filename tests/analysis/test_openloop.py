@@ -73,3 +73,12 @@ def test_basis() -> None:
     assert basis_of({"stages": [{"arrival_rps": 10.0}]}) == "open-loop"
     assert basis_of({"find_max": {"max_rps": 3}, "stages": []}) == "open-loop"
     assert basis_of({"stages": [{"users": 2}]}) == "closed-loop"
+
+
+def test_a_rate_that_passed_and_then_failed_its_confirmation_counts_as_failing() -> None:
+    # find-max's confirmation: 38.5 passed (bound 192 ms), held again it broke (bound 240)
+    passes_first = [point(33.1, 100, 150), point(36.6, 150, 175), point(38.5, 180, 192),
+                    point(38.5, 210, 240)]  # fmt: skip
+    for points in (passes_first, passes_first[::-1]):
+        m = open_loop_capacity(points, 200.0)
+        assert (m.capacity_rps, m.method) == (36.6, "highest_passing_rate")

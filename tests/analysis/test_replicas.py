@@ -78,3 +78,11 @@ def test_a_light_load_p99_near_the_slo_is_called_fragile() -> None:
     warning = fragile.floor_warning()
     assert warning is not None and "20.0 ms, 80% of the 25 ms SLO" in warning
     assert warning in fragile.assumptions()
+
+
+def test_a_rate_run_twice_is_judged_on_its_worse_p99() -> None:
+    twice = (RatePoint(10.0, 18.0, 20.0), RatePoint(30.0, 55.0, 60.0),
+             RatePoint(30.0, 95.0, 120.0), RatePoint(20.0, 27.0, 30.0))  # fmt: skip
+    model = ReplicaModel(twice, slo_p99_ms=100.0)
+    assert model.capacity_rps(1) == 20.0 and model.capacity_rps(3) == 60.0
+    assert model.p99_ms(90.0, 3) == 120.0

@@ -87,6 +87,37 @@ def test_find_max_steps_up_then_bisects() -> None:
     assert result["lowest_failing_rps"] / result["max_rps"] - 1 <= 0.05
 
 
+def test_find_max_confirms_its_answer_and_gives_way_when_it_fails() -> None:
+    """Settled between 120 (pass) and 125 (fail); held again, 120 fails this time, so the next
+    lower passing rate, 100, is held again and passes: the answer is 100."""
+    plan = FindMax(start_rps=100, step_factor=1.2, stable_windows=2, tolerance=0.05,
+                   confirm=True)  # fmt: skip
+    search = FindMaxSearch(plan, slo_p99_ms=50)
+    outcomes = {100.0: [20.0, 20.0], 120.0: [30.0, 200.0], 144.0: [200.0]}
+    while not search.done:
+        rps = round(search.current.rps, 1)
+        p99 = outcomes.get(rps, [200.0]).pop(0) if rps in outcomes else (
+            20.0 if rps < 122 else 200.0)  # fmt: skip
+        search.add_window(window(p99), held_s=1)
+        search.add_window(window(p99), held_s=2)
+    rates = [(round(p.rps, 1), p.passed, p.confirms) for p in search.points]
+    assert rates[:3] == [(100.0, True, False), (120.0, True, False), (144.0, False, False)]
+    assert rates[-2:] == [(120.0, False, True), (100.0, True, True)]
+    assert search.result()["max_rps"] == 100.0
+    assert [p["confirms"] for p in search.result()["points"]][-1] is True
+
+
+def test_find_max_without_confirmation_ends_when_settled() -> None:
+    search = FindMaxSearch(FindMax(start_rps=100, step_factor=1.2, stable_windows=2,
+                                   tolerance=0.05), slo_p99_ms=50)  # fmt: skip
+    while not search.done:
+        p99 = 20.0 if search.current.rps < 122 else 200.0
+        search.add_window(window(p99), held_s=1)
+        search.add_window(window(p99), held_s=2)
+    assert not any(p.confirms for p in search.points)
+    assert 120 <= search.result()["max_rps"] < 122
+
+
 def test_find_max_requires_stability_and_errors_fail() -> None:
     plan = FindMax(start_rps=10, stable_windows=2, stability=0.2, max_hold_s=10)
     search = FindMaxSearch(plan, slo_p99_ms=50, max_error_rate=0.01)
