@@ -29,6 +29,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal, TypedDict
 
+# The job queue's request names, decided by its protocol (targets/ must not import analysis:
+# the images carry targets/ alone); part of the records' contract, re-exported here.
+from targets.record_names import JOB_POLL_REQUEST as JOB_POLL_REQUEST
+from targets.record_names import JOB_REQUEST as JOB_REQUEST
+from targets.record_names import JOB_SUBMIT_REQUEST as JOB_SUBMIT_REQUEST
+
 # --------------------------------------------------------------------------- file names
 
 SUMMARY_FILE = "summary.json"
@@ -78,12 +84,6 @@ overhead around the wire time; ``outcome``: ok | error | rejected (503); ``model
 the model version that answered (the ``X-Model-Version`` header of servecap's servers; empty
 when the server does not say)."""
 
-JOB_REQUEST = "job"
-"""The job queue's request names (``name``): a whole job (submit to result, the headline),"""
-JOB_SUBMIT_REQUEST = "submit"
-"""its submission (``POST /v1/jobs``),"""
-JOB_POLL_REQUEST = "poll"
-"""and each long poll for its result."""
 
 LABEL_COLUMNS: dict[str, str] = {"stage": "int64", "in_window": "bool"}
 """Added when a run is finalised: the stage a request started in, and whether it lies in

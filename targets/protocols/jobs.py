@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from analysis.contract import JOB_REQUEST
 from targets.common.loopback import http_get, http_post
 from targets.protocols.base import Endpoint, Headers, ProtocolError
 from targets.protocols.servecap import ServecapProtocol
+from targets.record_names import JOB_REQUEST
 
 JOBS_PATH = "/v1/jobs"
 POLL_WAIT_S = 10.0
