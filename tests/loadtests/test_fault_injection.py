@@ -3,6 +3,8 @@ restarted as a deployment would, and each fault's cost measured from the raw rec
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,9 @@ import pandas as pd
 import pytest
 
 from analysis.faults import fault_impact, job_accounting
+from loadtests.orchestrator import RunOptions, run
 from loadtests.spec import SpecError, parse_scenarios
-from tests.faultruns import run_with_faults, two_releases
+from tests.ports import free_port
 
 
 def doc(faults: list[dict[str, Any]], kind: str = "jobqueue") -> dict[str, Any]:
@@ -90,6 +93,19 @@ def test_jobs_accepted_finished_lost() -> None:
     assert job_accounting(frame) == {"accepted": 3, "finished": 1, "lost": 1, "unresolved": 1}
 
 
+def _run(tmp_path: Path, cifar_dir: Path, target: dict[str, Any], faults: list[dict[str, Any]],
+         load: dict[str, Any]) -> tuple[Any, dict[str, Any], list[str]]:  # fmt: skip
+    scenario = {"targets": ["t"], "faults": faults, "load": load, "slo": {"p99_ms": 2000}}
+    spec = parse_scenarios({"targets": {"t": {**target, "port": free_port()}},
+                            "scenarios": {"s": scenario}})  # fmt: skip
+    lines: list[str] = []
+    out = tmp_path / "out"
+    outcome = run(RunOptions("s", spec, tmp_path / "s.yaml", out, data_dir=str(cifar_dir)),
+                  echo=lines.append)  # fmt: skip
+    (entry,) = json.loads((out / "summary.json").read_text())["runs"]
+    return outcome, entry, lines
+
+
 def test_each_fault_is_measured_until_the_next_one() -> None:
     from analysis.faults import impacts
 
@@ -117,6 +133,14 @@ def test_model_versions_over_time() -> None:
         parse_scenarios(doc([{"action": "model_update", "part": "worker", "at_s": 1}]))
 
 
+def _two_releases(tiny_model: Path, tmp_path: Path) -> Path:
+    """A model base holding versions 1 and 2 (the "new" release: the same weights)."""
+    base = tmp_path / "models"
+    shutil.copytree(tiny_model / "1", base / "1")
+    shutil.copytree(tiny_model / "1", base / "2")
+    return base
+
+
 @pytest.mark.integration
 def test_faults_on_uvicorn_a_killed_worker_a_stopped_server_and_a_model_update(
     tiny_model: Path, cifar_dir: Path, tmp_path: Path
@@ -124,7 +148,7 @@ def test_faults_on_uvicorn_a_killed_worker_a_stopped_server_and_a_model_update(
     """Three faults in one run, each measured until the next: uvicorn replaces a killed
     worker itself (no restart by the harness), a stopped server resumes, and a model update
     restarts the server on the new release, whose answers name it."""
-    base = two_releases(tiny_model, tmp_path)
+    base = _two_releases(tiny_model, tmp_path)
     target = {"kind": "fastapi", "model_path": str(base / "1"), "workers": 2}
     load = {
         "mode": "rate",
@@ -138,7 +162,7 @@ def test_faults_on_uvicorn_a_killed_worker_a_stopped_server_and_a_model_update(
         {"action": "model_update", "part": "model-server", "model_path": str(base / "2"),
          "stage": 2, "offset_s": 9},  # two workers to load again: time to see version 2
     ]  # fmt: skip
-    outcome, entry, lines = run_with_faults(tmp_path, cifar_dir, target, faults, load)
+    outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
     assert outcome.ok, (outcome.failures, lines[-5:])
     kill, stop, update = entry["faults"]["injected"]
     assert kill["error"] is None and kill["what"].startswith("worker 1 (pid")
@@ -156,3 +180,59 @@ def test_faults_on_uvicorn_a_killed_worker_a_stopped_server_and_a_model_update(
     assert set(ok["model_version"]) == {"1", "2"}
     # uvicorn replaced its own worker; the update's restart of the server is counted
     assert entry["restarts"] == ["t"]
+
+
+@pytest.mark.integration
+def test_faults_on_the_queue_a_killed_worker_and_a_rolling_model_update_lose_no_job(
+    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    """A killed queue worker is restarted (supervision); later a rolling model update
+    restarts the workers one after the other; no accepted job is lost."""
+    base = _two_releases(tiny_model, tmp_path)
+    target = {"kind": "jobqueue", "model_path": str(base / "1"), "queue_workers": 2}
+    load = {
+        "settle_s": 1,
+        "warmup_requests": 5,
+        "stages": [{"users": 4, "duration_s": 6}, {"users": 4, "duration_s": 40}],
+    }
+    faults = [
+        {"action": "kill", "part": "worker", "index": 1, "stage": 2, "offset_s": 2},
+        {"action": "model_update", "part": "worker", "model_path": str(base / "2"),
+         "stage": 2, "offset_s": 8},
+    ]  # fmt: skip
+    outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
+    assert outcome.ok, (outcome.failures, lines[-5:])
+    kill, update = entry["faults"]["injected"]
+    assert kill["error"] is None and "t-worker-1" in kill["what"]
+    assert kill["impact"]["baseline_goodput_rps"] > 0
+    assert any("fault 1: kill worker 1" in line for line in lines)
+    assert update["error"] is None
+    assert set(update["model_versions"]["versions"]) == {"1", "2"}
+    # the killed worker restarted, then the update's two, one after the other
+    assert entry["restarts"] == ["t-worker-1", "t-worker-1", "t-worker-2"]
+    jobs = entry["faults"]["jobs"]
+    assert jobs["accepted"] > 0 and jobs["lost"] == 0, jobs
+    # each worker ready (counted by the web) before the next went: never both down
+    assert update["impact"]["lowest_goodput_rps"] > 0
+
+
+@pytest.mark.integration
+def test_a_restarted_redis_loses_no_accepted_job(
+    tiny_model: Path, cifar_dir: Path, tmp_path: Path
+) -> None:
+    """Redis keeps its append-only file by default: restarted under load (4 users, 2 workers),
+    it comes back with every queued job (with redis_persistence: off, 4 of 485 were lost)."""
+    target = {"kind": "jobqueue", "model_path": str(tiny_model), "queue_workers": 2}
+    load = {
+        "settle_s": 1,
+        "warmup_requests": 5,
+        "stages": [{"users": 4, "duration_s": 3}, {"users": 4, "duration_s": 6}],
+    }
+    faults = [{"action": "restart", "part": "redis", "stage": 2, "offset_s": 1.5}]
+    outcome, entry, lines = _run(tmp_path, cifar_dir, target, faults, load)
+    assert outcome.ok, (outcome.failures, lines[-5:])
+    (fault,) = entry["faults"]["injected"]
+    assert fault["error"] is None and "t-redis" in fault["what"]
+    assert entry["restarts"] == ["t-redis"]
+    jobs = entry["faults"]["jobs"]
+    assert jobs["accepted"] > 0 and jobs["lost"] == 0 and jobs["unresolved"] == 0, jobs
