@@ -8,6 +8,7 @@ a plan held on this host is a measurement (benchmarks/planning.py), not asserted
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -151,10 +152,16 @@ def test_layout_defaults_and_what_it_warns() -> None:
 
 
 SHORT_FIND_MAX = {"window_s": 1, "stable_windows": 2, "max_hold_s": 5, "tolerance": 0.25,
-                  "step_factor": 1.6, "drain_idle_s": 0.2, "max_points": 8}  # fmt: skip
+                  "step_factor": 1.6, "drain_idle_s": 0.2, "max_points": 8,
+                  "confirm": False}  # fmt: skip
 
 
 @docker_test(FASTAPI_IMAGE)
+# On demand (SERVECAP_PROOF_TEST=1): each proof starts five half-core containers and took
+# over 6 minutes here, past the CI docker stage's budget; python -m benchmarks.planning runs
+# both balancers' proofs end to end on containers.
+@pytest.mark.skipif(not os.environ.get("SERVECAP_PROOF_TEST"),
+                    reason="minutes of containers: set SERVECAP_PROOF_TEST=1")  # fmt: skip
 @pytest.mark.parametrize("balancer", ["reuseport", "nginx-round-robin"])
 def test_a_shortened_proof_on_containers(
     balancer: str, readable_model: Path, cifar_dir: Path, tmp_path: Path
