@@ -103,15 +103,23 @@ def batch_means_upper(
     return float(candidates[min(first, len(candidates) - 1)])
 
 
-def quantile_upper(
+def quantile_interval(
     values_in_order: np.ndarray, q: float, confidence: float = DEFAULT_CONFIDENCE
-) -> float | None:
-    """Upper bound of the q-quantile: the larger of the order-statistic bound (independent
-    samples) and the batch-means bound (correlated neighbours); None when too few samples for
-    the first."""
+) -> tuple[float, float] | None:
+    """The q-quantile's interval: the order-statistic bounds, the upper one raised to the
+    batch-means bound where that is larger (correlated neighbours); None when too few
+    samples for the order statistics."""
     data = np.asarray(values_in_order, dtype=float)
     ci = quantile_ci(data, q, confidence)
     if ci is None:
         return None
     batched = batch_means_upper(data, q, confidence)
-    return ci[1] if batched is None else max(ci[1], batched)
+    return ci if batched is None else (ci[0], max(ci[1], batched))
+
+
+def quantile_upper(
+    values_in_order: np.ndarray, q: float, confidence: float = DEFAULT_CONFIDENCE
+) -> float | None:
+    """Upper end of :func:`quantile_interval`."""
+    interval = quantile_interval(values_in_order, q, confidence)
+    return None if interval is None else interval[1]

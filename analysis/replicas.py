@@ -62,9 +62,9 @@ model that predicts each."""
 MAX_REPLICAS = 100_000
 """Plans needing more replicas than this are refused (a unit or a curve is wrong)."""
 DEFAULT_SCV = 1.0
+"""Squared coefficient of variation of service assumed when the curve does not record it."""
 FLOOR_SHARE = 0.8
 """A light-load p99 at this share of the SLO or more leaves the capacity on a plateau."""
-"""Squared coefficient of variation of service assumed when the curve does not record it."""
 
 MODEL_NAMES = {
     "reuseport": "random split (Poisson thinning)",

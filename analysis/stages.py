@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis.contract import JOB_REQUEST
 from analysis.defaults import DEFAULT_LATE_MS, GENERATOR_CPU_LIMIT_PCT, LATE_SHARE_LIMIT
-from analysis.intervals import min_samples, quantile_ci, quantile_upper
+from analysis.intervals import min_samples, quantile_interval
 
 PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0}
 
@@ -201,9 +201,8 @@ def percentile_intervals(latencies_ms: np.ndarray) -> dict[str, Any]:
     when there are too few."""
     out: dict[str, Any] = {}
     for key, q in CI_PERCENTILES.items():
-        ci = quantile_ci(latencies_ms, q)
-        upper = quantile_upper(latencies_ms, q)
-        out[key] = None if ci is None or upper is None else [ci[0], upper]
+        interval = quantile_interval(latencies_ms, q)
+        out[key] = None if interval is None else [interval[0], interval[1]]
     if out["p99_ci_ms"] is None:
         out["p99_ci_note"] = (
             f"p99 rests on {len(latencies_ms)} successful requests; a 95% interval needs "

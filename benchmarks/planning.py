@@ -1,8 +1,8 @@
 """Planning benchmark: does the model of N replicas predict what N replicas do?
 
-Run on demand (not in CI; containers, about 40 minutes on 2 cores)::
+Run on demand (not in CI; containers, about 60 minutes on 2 cores)::
 
-    .venv/bin/python -m benchmarks.planning [--target fastapi-replica] [--slo-p99-ms 150]
+    .venv/bin/python -m benchmarks.planning [--target fastapi-replica] [--slo-p99-ms MS]
 
 In one run, in one layout (replicas on the target's CPUs with its CPU quota, the load
 generator on the other CPUs, scenarios.yaml's ``plan-proof`` placement):
