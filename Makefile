@@ -46,9 +46,10 @@ unit: setup
 	$(BIN)/pytest -m "not integration and not docker" -n $(TEST_WORKERS) --dist loadscope
 
 # Docker tests are the CI docker stage's (targets/docker/ci.sh: pytest -m docker). loadscope:
-# a module's tests share a worker, so module-scoped servers start once.
+# a module's tests share a worker, so module-scoped servers start once; no reorder: modules
+# holding `slow` tests go first (tests/conftest.py), not the modules with the most tests.
 test: lint typecheck
-	$(BIN)/pytest -m "not docker" -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/pytest -m "not docker" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 clean-results:
 	rm -rf results

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,17 @@ from tests.runs import SLEEPY_KINDS, SmokeRun, servecap, write_scenarios
 os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules holding ``slow`` tests first, the most first (the rest keep their order): under
+    pytest-xdist (``make test``: loadscope, no reorder) a module of long runs that started last
+    would end the suite alone on one worker while the others idle."""
+    module = {item.nodeid: item.nodeid.split("::")[0] for item in items}
+    slow = Counter(module[item.nodeid] for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[module[item.nodeid]])
+
+
 SHARED_CIFAR = REPO.parent / "shared" / "datasets" / "cifar10-jpeg"
 
 

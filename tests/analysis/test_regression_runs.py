@@ -46,6 +46,7 @@ def halves(records: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame
     return window[first], window[~first]
 
 
+@pytest.mark.slow
 def test_a_slowdown_is_worse_and_reruns_are_not(
     sleepy_kind: Path, tmp_path: Path, cifar_dir: Path
 ) -> None:

@@ -142,6 +142,7 @@ def test_build_report_refuses_what_is_not_a_results_folder(tmp_path: Path) -> No
 # --------------------------------------------------------------------------- integration
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_report_of_a_real_smoke_run(smoke_run: SmokeRun, tmp_path: Path) -> None:
     smoke_results = smoke_run.out

@@ -41,6 +41,7 @@ def start_worker(scenarios: Path, cifar_dir: Path, cwd: Path) -> subprocess.Pope
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_remote_workers_records_land_in_the_masters_folder(
     sleepy_kind: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:

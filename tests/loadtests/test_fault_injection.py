@@ -141,6 +141,7 @@ def _two_releases(tiny_model: Path, tmp_path: Path) -> Path:
     return base
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_faults_on_uvicorn_a_killed_worker_a_stopped_server_and_a_model_update(
     tiny_model: Path, cifar_dir: Path, tmp_path: Path
@@ -182,6 +183,7 @@ def test_faults_on_uvicorn_a_killed_worker_a_stopped_server_and_a_model_update(
     assert entry["restarts"] == ["t"]
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_faults_on_the_queue_a_killed_worker_and_a_rolling_model_update_lose_no_job(
     tiny_model: Path, cifar_dir: Path, tmp_path: Path
@@ -216,6 +218,7 @@ def test_faults_on_the_queue_a_killed_worker_and_a_rolling_model_update_lose_no_
     assert update["impact"]["lowest_goodput_rps"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_restarted_redis_loses_no_accepted_job(
     tiny_model: Path, cifar_dir: Path, tmp_path: Path

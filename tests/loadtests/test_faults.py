@@ -119,6 +119,7 @@ def test_target_never_ready(sleepy_kind: Path, cifar_dir: Path, tmp_path: Path) 
     assert "ready_timeout_s" in entry["error"]  # says how to fix
 
 
+@pytest.mark.slow
 def test_target_hangs_requests_time_out(sleepy_kind: Path, cifar_dir: Path, tmp_path: Path) -> None:
     def freeze(port: int, tdir: Path) -> None:
         # Frozen before stage 2's settle (1 s) ends: every request it measures times out.
@@ -154,6 +155,7 @@ def test_no_load_generator_left(tmp_path: Path) -> None:
     assert not mine
 
 
+@pytest.mark.slow
 def test_redis_disappears_under_the_job_queue(
     tiny_model: Path, cifar_dir: Path, tmp_path: Path
 ) -> None:

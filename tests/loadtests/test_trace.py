@@ -128,6 +128,7 @@ def test_mode_trace_in_a_scenario_is_a_rate_plan(tmp_path: Path) -> None:
         parse_scenarios(missing)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_three_level_trace_replays_its_planned_requests(
     sleepy_kind: Path, cifar_dir: Path, tmp_path: Path

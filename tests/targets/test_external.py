@@ -123,6 +123,7 @@ def fastapi_server(tiny_model: Path, tmp_path: Path) -> Iterator[tuple[int, int]
         yield port, running.pids[0]
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_a_run_against_an_external_server_measures_it_and_says_what_it_did_not(
     fastapi_server: tuple[int, int], tiny_model: Path, cifar_dir: Path, tmp_path: Path
@@ -200,6 +201,7 @@ def grey_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
         yield http, grpc, model
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_your_own_model_on_an_external_triton_is_loaded_and_verified(
     grey_triton: tuple[int, int, Path], png_folder: Path, tmp_path: Path

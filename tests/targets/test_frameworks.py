@@ -258,6 +258,7 @@ def _assert_loopback_only(tree: list[psutil.Process]) -> None:
     assert seen  # the check looked at the cluster's sockets
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.parametrize("kind", FRAMEWORKS)
 def test_real_framework_answers_batches_refuses_and_leaves_nothing_on_ctrl_c(

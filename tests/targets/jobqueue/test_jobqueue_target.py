@@ -121,6 +121,7 @@ def kill_every_worker(conn: redis.Redis, queue: Queue) -> list[str]:
     return lost
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_full_target_survives_killed_workers(
     tiny_model: Path, cifar_dir: Path, tmp_path: Path
