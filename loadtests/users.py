@@ -70,10 +70,9 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
 
     :meth:`check_answer` validates a 200 body with the protocol's check. Requests are timed
     on the wire (:mod:`loadtests.wiretime`) as well as by Locust; the recorder keeps both.
-    With ``connections = "per-request"`` every request asks for its own connection
-    (``Connection: close``), as a population of clients would: a pool of a few keep-alive
-    connections, reused last-in first-out, sends most requests down the same one, which a
-    kernel balancer (SO_REUSEPORT) then gives to one replica.
+    With ``connections = "per-request"`` every request has a connection of its own (asked
+    ``Connection: close``, closed after the answer), as a population of clients would: a few
+    keep-alive connections reused LIFO send most requests to one SO_REUSEPORT replica.
     """
 
     abstract = True
@@ -86,7 +85,8 @@ class HttpPredict(_Protocol, _BodyCycle, FastHttpUser):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         agent = self.client.client  # FastHttpSession's user agent, holding one pool per user
-        agent.clientpool = wiretime.WireTimedClientPool(**agent.clientpool.client_args)
+        keep_alive = self.connections != "per-request"
+        agent.clientpool = wiretime.WireTimedClientPool(keep_alive, **agent.clientpool.client_args)
 
     def check_answer(self, body: bytes) -> None:
         """Raise ValueError when a 200 answer is not a prediction."""

@@ -85,17 +85,35 @@ class WireTimedConnectionPool(ConnectionPool):
         return WireTimedSocket(family, socktype, protocol)
 
 
+class OneRequestConnectionPool(WireTimedConnectionPool):
+    """A wire-timed pool that closes each connection after its answer (``connections:
+    per-request``). The request says ``Connection: close``, but geventhttpclient keeps the
+    socket unless the *answer* says so too, and servers need not (Python's http.server does
+    not): the next request then went down the socket the server had closed and failed
+    (HTTPConnectionClosed, 2 runs in 20 against http.server)."""
+
+    def return_socket(self, sock: gevent.socket.socket) -> None:
+        self.release_socket(sock)
+
+
 class WireTimedClientPool(HTTPClientPool):
-    """An HTTPClientPool whose plain-HTTP clients use wire-timed sockets.
+    """An HTTPClientPool whose plain-HTTP clients use wire-timed sockets, kept alive or closed
+    after each answer (``keep_alive``).
 
     geventhttpclient builds its connection pool inside ``HTTPClient.__init__``; the pool is
-    re-classed to the subclass above (it adds no state, only the socket factory). TLS pools
-    are left alone: their requests fall back to the session's own timing.
+    re-classed to a subclass above (they add no state, only the socket factory and what
+    happens to a socket after its answer). TLS pools are left alone: their requests fall back
+    to the session's own timing.
     """
+
+    def __init__(self, keep_alive: bool = True, **client_args: Any) -> None:
+        super().__init__(**client_args)
+        self.keep_alive = keep_alive
 
     def get_client(self, url: str | URL) -> HTTPClient:
         client = super().get_client(url)
         pool = client._connection_pool
         if type(pool) is ConnectionPool:
-            pool.__class__ = WireTimedConnectionPool
+            pool.__class__ = WireTimedConnectionPool if self.keep_alive else \
+                OneRequestConnectionPool  # fmt: skip
         return client
