@@ -1,12 +1,13 @@
 """CPU limits: what form a replica's CPU was limited in, and what a quota cost the tail.
 
 A CFS quota (``docker --cpus``, a Kubernetes CPU limit) gives a process ``cpus`` x 100 ms of
-CPU time per 100 ms period: once a burst has used it up, the process waits for the next
-period, which shows in p99 long before the average CPU is used. A whole pinned core
-(``cpuset`` alone; Kubernetes' static CPU manager with integer requests) is never throttled.
-A plan assumes the form the capacity was measured with (:func:`limit_line`); when a results
-folder holds runs of the same kind in both forms (scenario ``cpu-limits``), the plan says what
-the quota cost, measured (:func:`quota_cost_line`). Pure functions.
+CPU time per 100 ms period (a target's ``cpu_period_ms`` sets another period): once a burst
+has used it up, the process waits for the next period, which shows in p99 long before the
+average CPU is used. A whole pinned core (``cpuset`` alone; Kubernetes' static CPU manager
+with integer requests) is never throttled. A plan assumes the form the capacity was measured
+with (:func:`limit_line`); when a results folder holds runs of the same kind in both forms
+(scenario ``cpu-limits``), the plan says what the quota cost, measured
+(:func:`quota_cost_line`). Pure functions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+DEFAULT_CFS_PERIOD_MS = 100.0
+"""Docker's and Kubernetes' CFS period, over which a quota is enforced."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,8 @@ class CpuLimit:
     """CFS quota in CPUs (None: no quota)."""
     cpuset: str | None = None
     """CPUs it was pinned to (None: any)."""
+    period_ms: float | None = None
+    """The CFS period of the quota (None: the default 100 ms)."""
 
     @property
     def form(self) -> str:
@@ -38,11 +44,16 @@ def limit_line(limit: CpuLimit) -> str:
     """The CPU limit a plan assumes, for its text."""
     where = f" on CPU(s) {limit.cpuset}" if limit.cpuset else ""
     if limit.form == "quota":
-        return (f"CPU limit assumed: a CFS quota of {limit.cpus:g} CPU per replica{where}, as "
-                "measured (Kubernetes: CPU limit = that quota). A quota throttles bursts: a "
-                "replica that used its share of a 100 ms period waits for the next one, which "
-                "shows in p99 (`servecap run cpu-limits --launcher docker` measures what it "
-                "costs against a whole pinned core).")  # fmt: skip
+        period = limit.period_ms or DEFAULT_CFS_PERIOD_MS
+        nodes = ("" if limit.period_ms is None else
+                 f"; on nodes whose kubelet sets cpuCFSQuotaPeriod to {period:g} ms, not the "
+                 f"default {DEFAULT_CFS_PERIOD_MS:g} ms; longer ones throttle longer")  # fmt: skip
+        return (f"CPU limit assumed: a CFS quota of {limit.cpus:g} CPU per replica{where} over "
+                f"a {period:g} ms period, as measured (Kubernetes: CPU limit = that quota"
+                f"{nodes}). A quota throttles bursts: a replica that used its share of a "
+                f"period waits up to {(1 - min(limit.cpus or 0, 1)) * period:.0f} ms for the "
+                "next one, which shows in p99 (`servecap run cpu-limits --launcher docker` "
+                "measures what it costs against a whole pinned core).")  # fmt: skip
     if limit.form == "pinned":
         return (f"CPU limit assumed: whole CPUs pinned{where}, no quota, as measured "
                 "(Kubernetes: the static CPU manager with integer CPU requests equal to "

@@ -137,6 +137,15 @@ class TargetConfig(StrictModel):
     cpus: float | None = Field(
         default=None, gt=0, description="docker: CPU quota per model-serving container, in cores"
     )
+    cpu_period_ms: float | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="docker: the CFS period `cpus` is enforced over, in ms (Docker's and "
+        "Kubernetes' default 100). A small quota over a long period holds a throttled request "
+        "up to (1 - cpus) x the period; a shorter one spreads it. Kubernetes sets it per node "
+        "(the kubelet's cpuCFSQuotaPeriod): a plan measured with it assumes those nodes",
+    )
     cpuset: str | None = Field(
         default=None,
         pattern=r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$",
@@ -162,6 +171,13 @@ class TargetConfig(StrictModel):
     @classmethod
     def _env_lines(cls, env: dict[str, str]) -> dict[str, str]:
         return check_env(env)
+
+    @model_validator(mode="after")
+    def _period_needs_quota(self) -> TargetConfig:
+        if self.cpu_period_ms is not None and self.cpus is None:
+            raise ValueError("cpu_period_ms is the period of a CPU quota: set cpus too "
+                             "(e.g. cpus: 0.33, cpu_period_ms: 10)")  # fmt: skip
+        return self
 
     @property
     def base_url(self) -> str:

@@ -382,7 +382,13 @@ def compose_override(name: str, config: TargetConfig, sizing: Sizing) -> dict[st
         )
     service: dict[str, Any] = {"scale": sizing.replicas}
     if sizing.cpu_cores:
-        service["cpus"] = f"{sizing.cpu_cores / (1 - sizing.headroom):.2f}"
+        cpus = sizing.cpu_cores / (1 - sizing.headroom)
+        if config.cpu_period_ms:  # measured over its own CFS period: deployed over the same
+            period_us = round(config.cpu_period_ms * 1000)
+            service.update({"cpus": "0", "cpu_period": f"{period_us}us",
+                            "cpu_quota": f"{max(1000, round(cpus * period_us))}us"})  # fmt: skip
+        else:
+            service["cpus"] = f"{cpus:.2f}"
     if sizing.mem_limit_mb:
         service["mem_limit"] = f"{math.ceil(sizing.mem_limit_mb - 1e-9)}m"
     return {"services": {kind.containers.primary: service}}

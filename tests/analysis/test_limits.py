@@ -14,6 +14,11 @@ def test_the_limit_form_and_its_line() -> None:
     assert "CFS quota of 0.33 CPU per replica on CPU(s) 0" in limit_line(CpuLimit(0.33, "0"))
     assert "static CPU manager" in limit_line(CpuLimit(None, "2-3"))
     assert "used the host's CPUs" in limit_line(CpuLimit())
+    line = limit_line(CpuLimit(0.33, "0"))
+    assert "over a 100 ms period" in line and "waits up to 67 ms" in line
+    short = limit_line(CpuLimit(0.33, "0", period_ms=10))
+    assert "over a 10 ms period" in short and "waits up to 7 ms" in short
+    assert "cpuCFSQuotaPeriod to 10 ms" in short  # a node setting the plan assumes
 
 
 def stage(rate: float, p99: float) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from targets.docker.entrypoint import bind_reuse_port, decode_config, expand
 from targets.docker.healthcheck import own_listener, probe, ready
 from targets.launch_types import CONTAINER
 from targets.launchers.docker import ContainerOptions, compose_env, container_env
-from targets.launchers.docker.environment import options_for
+from targets.launchers.docker.environment import cpu_limit_env, options_for
 from targets.registry import get_kind, kinds, target_config
 from tests.ports import free_port
 
@@ -372,3 +372,21 @@ def test_compose_cli_accepts_the_files(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "capabilities" in proc.stdout
+
+
+def test_a_quota_over_its_own_cfs_period() -> None:
+    """Docker refuses `cpus` beside a CFS period: with cpu_period_ms the quota is a period and
+    a quota (Compose reads both as durations); without, `cpus` over the engine's 100 ms."""
+    short = options_for(target_config(kind="fastapi", cpus=0.33, cpu_period_ms=10))
+    assert cpu_limit_env(short) == {"SERVECAP_CPUS": "0", "SERVECAP_CPU_PERIOD": "10000us",
+                                    "SERVECAP_CPU_QUOTA": "3300us"}  # fmt: skip
+    tiny = options_for(target_config(kind="fastapi", cpus=0.05, cpu_period_ms=2))
+    assert cpu_limit_env(tiny)["SERVECAP_CPU_QUOTA"] == "1000us"  # the kernel's least quota
+    plain = options_for(target_config(kind="fastapi", cpus=0.5))
+    assert cpu_limit_env(plain) == {"SERVECAP_CPUS": "0.5", "SERVECAP_CPU_PERIOD": "0us",
+                                    "SERVECAP_CPU_QUOTA": "0us"}  # fmt: skip
+    assert cpu_limit_env(ContainerOptions())["SERVECAP_CPUS"] == "0"
+    with pytest.raises(ValueError, match="set cpus too"):
+        target_config(kind="fastapi", cpu_period_ms=10)
+    with pytest.raises(ValueError, match="cpu_period_ms"):
+        target_config(kind="fastapi", cpus=0.5, cpu_period_ms=0.5)

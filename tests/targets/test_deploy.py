@@ -155,6 +155,14 @@ def test_external_servers_are_not_deployed_and_the_override_sizes_the_model_serv
     assert compose_override("api", config, SIZING) == {
         "services": {"fastapi": {"scale": 3, "cpus": "1.21", "mem_limit": "1000m"}}
     }
+    short = target_config(kind="fastapi", port=8101, model_path=str(tiny_model), cpus=0.33,
+                          cpu_period_ms=10)  # fmt: skip
+    service = compose_override("api", short, SIZING)["services"]["fastapi"]
+    assert (service["cpus"], service["cpu_period"], service["cpu_quota"]) == (
+        "0",
+        "10000us",
+        "12143us",
+    )  # 0.85 / 0.7 CPU over the period it was measured with
     triton = target_config(kind="triton", port=8501, model_path=str(tiny_model))
     with pytest.raises(DeployError, match="cannot run replicas on one host"):
         compose_override("tri", triton, SIZING)

@@ -193,10 +193,15 @@ def test_fastapi_container_serves_and_is_sampled_from_docker_api(
 
 @needs_engine
 def test_two_replicas_share_the_port(model_dir: Path, tmp_path: Path, no_leftovers: None) -> None:
-    cfg = fastapi_config(model_dir, replicas=2)
+    import docker
+
+    cfg = fastapi_config(model_dir, replicas=2, cpus=0.5, cpu_period_ms=10)
     stats = tmp_path / "resources-docker.csv"
     with DockerLauncher().launch("rep", cfg, tmp_path / "logs") as rt:
         assert len(rt.containers) == 2
+        for cid in rt.containers:  # each replica's quota over its own 10 ms period
+            host = docker.from_env().containers.get(cid).attrs["HostConfig"]
+            assert (host["NanoCpus"], host["CpuPeriod"], host["CpuQuota"]) == (0, 10_000, 5_000)
         with DockerStatsSampler(stats, interval_s=1.0) as sampler:
             sampler.watch("target", rt.containers)
             t_end = time.monotonic() + 6

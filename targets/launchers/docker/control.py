@@ -94,10 +94,15 @@ class DockerSupervisor:
 
     def cpu_limit(self, ref: PartRef, cpus: float | None) -> None:
         cid = str(ref.container)
+        host = self._get(ref).attrs.get("HostConfig", {})
+        period_us = int(host.get("CpuPeriod") or 0)  # a quota with its own period (cpu_period_ms)
         if cpus is None:
             cpus = self._limits.pop(cid, 0.0)
+        elif period_us:
+            self._limits.setdefault(cid, max(0, int(host.get("CpuQuota") or 0)) / period_us)
         else:
-            nano = self._get(ref).attrs.get("HostConfig", {}).get("NanoCpus") or 0
-            self._limits.setdefault(cid, nano / 1e9)
-        subprocess.run(["docker", "update", "--cpus", f"{cpus:g}", cid], check=True,
-                       capture_output=True, timeout=30)  # fmt: skip
+            self._limits.setdefault(cid, (host.get("NanoCpus") or 0) / 1e9)
+        limit = (["--cpu-quota", str(round(cpus * period_us) if cpus else -1)] if period_us
+                 else ["--cpus", f"{cpus:g}"])  # fmt: skip
+        subprocess.run(["docker", "update", *limit, cid], check=True, capture_output=True,
+                       timeout=30)  # fmt: skip

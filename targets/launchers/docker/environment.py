@@ -37,6 +37,8 @@ class ContainerOptions:
     replicas: int = 1
     cpus: float | None = None
     """CPU quota per model-serving container (each replica), e.g. 2.0; None = no limit."""
+    cpu_period_ms: float | None = None
+    """The CFS period the quota is enforced over; None = the engine's (100 ms)."""
     memory: str | None = None
     """Memory limit per model-serving container, Docker syntax (``2g``, ``512m``)."""
     cpuset: str | None = None
@@ -55,6 +57,7 @@ def options_for(config: TargetConfig) -> ContainerOptions:
     return ContainerOptions(
         replicas=config.replicas,
         cpus=config.cpus,
+        cpu_period_ms=config.cpu_period_ms,
         memory=f"{limit}m" if limit is not None else None,
         cpuset=config.cpuset,
         gpu=config.gpu,
@@ -123,13 +126,25 @@ def compose_env(
         "SERVECAP_MODEL_IMAGE_TAG": model_tag,
         "SERVECAP_MODEL_DIR": str(mount.host_dir),
         "SERVECAP_MODEL_MOUNT": mount.mount,
-        "SERVECAP_CPUS": f"{options.cpus:g}" if options.cpus else "0",
+        **cpu_limit_env(options),
         "SERVECAP_MEM_LIMIT": options.memory or "0",
         "SERVECAP_CPUSET": options.cpuset or "",
         "SERVECAP_TMPFS_SIZE": TMPFS_SIZE,
         "SERVECAP_START_PERIOD": f"{max(1, int(config.ready_timeout_s))}s",
         **get_kind(config.kind).compose_env(config),
     }
+
+
+def cpu_limit_env(options: ContainerOptions) -> dict[str, str]:
+    """The quota as ``cpus`` (Docker's 100 ms period), or with its own period as a CFS
+    period and quota (Docker refuses both forms at once; Compose reads these as durations)."""
+    if options.cpus and options.cpu_period_ms:
+        period_us = round(options.cpu_period_ms * 1000)
+        quota_us = max(1000, round(options.cpus * period_us))  # the kernel's least quota: 1 ms
+        return {"SERVECAP_CPUS": "0", "SERVECAP_CPU_PERIOD": f"{period_us}us",
+                "SERVECAP_CPU_QUOTA": f"{quota_us}us"}  # fmt: skip
+    cpus = f"{options.cpus:g}" if options.cpus else "0"
+    return {"SERVECAP_CPUS": cpus, "SERVECAP_CPU_PERIOD": "0us", "SERVECAP_CPU_QUOTA": "0us"}
 
 
 def write_env_file(path: Path, env: dict[str, str]) -> Path:
