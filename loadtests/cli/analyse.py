@@ -160,8 +160,9 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
     from analysis.spread import conservative_summary, repeat_folders
 
     repeats = repeat_folders(results_dir)
-    slo = _results_slo(repeats[0] if repeats else results_dir, slo_p99_ms)
-    results = load_results(repeats[0] if repeats else results_dir)
+    source = repeats[0] if repeats else results_dir  # a run's folder: its targets and load
+    slo = _results_slo(source, slo_p99_ms)
+    results = load_results(source)
     summary = results.summary
     if repeats:  # size from the most conservative run of each target
         summaries = [load_results(folder).summary for folder in repeats]
@@ -175,13 +176,13 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
                          think_time_s=results.think_time_s, host_cores=host_cores,
                          host_mem_gb=host_mem_gb, balancer=BALANCER_MODELS[balancer],
                          allow_closed_loop=allow_closed_loop,
-                         cpu_limits=_cpu_limits(results_dir))  # fmt: skip
+                         cpu_limits=_cpu_limits(source))  # fmt: skip
     click.echo(format_plan(plans))
     if not any(p.plan for p in plans):
         sys.exit(1)
     from loadtests.artefacts import deployment_text
 
-    for line in deployment_text(results_dir, plans):
+    for line in deployment_text(source, plans):
         click.echo(line)
     from analysis.cost import Prices, format_costs
 
@@ -197,7 +198,7 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
 
         click.echo("")
         try:
-            write_artefacts(results_dir, plans, kubernetes_dir, compose_file, click.echo)
+            write_artefacts(source, plans, kubernetes_dir, compose_file, click.echo)
         except DeployError as err:
             raise click.ClickException(str(err)) from None
     if verify:
@@ -205,7 +206,7 @@ def plan(results_dir: Path, slo_p99_ms: float | None, peak_rps: float | None,
 
         options = VerifyOptions(verify_duration_s, balancer, verify_tolerance,
                                 resolve_data(data_dir), max_error_rate)  # fmt: skip
-        _verify(results_dir, plans, verify_targets, options)
+        _verify(source, results_dir, plans, verify_targets, options)
 
 
 def _cpu_limits(results_dir: Path) -> dict[str, CpuLimit]:
@@ -217,12 +218,14 @@ def _cpu_limits(results_dir: Path) -> dict[str, CpuLimit]:
         configs = resolved_targets(results_dir)
     except DeployError:
         return {}
-    return {name: CpuLimit(c.cpus, c.cpuset) for name, c in configs.items()}
+    return {name: CpuLimit(c.cpus, c.cpuset, c.cpu_period_ms) for name, c in configs.items()}
 
 
-def _verify(results_dir: Path, plans: list[TargetPlan], names: tuple[str, ...],
+def _verify(source: Path, results_dir: Path, plans: list[TargetPlan], names: tuple[str, ...],
             options: VerifyOptions) -> None:  # fmt: skip
-    """plan --verify: each chosen plan proven on containers (loadtests.proof)."""
+    """plan --verify: each chosen plan proven on containers (loadtests.proof), as measured
+    in ``source`` (a run's folder; of a --repeat folder, its first run), into a new folder
+    under ``results_dir``."""
     from loadtests.cli.common import interrupt_once
     from loadtests.orchestrator import PreflightError
     from loadtests.proof import verify_plan
@@ -238,7 +241,7 @@ def _verify(results_dir: Path, plans: list[TargetPlan], names: tuple[str, ...],
     for tp in chosen:
         click.echo("")
         try:
-            proof = verify_plan(results_dir, tp, out, options, click.echo)
+            proof = verify_plan(source, tp, out, options, click.echo)
         except PreflightError as err:
             raise click.ClickException(str(err)) from None
         held = held and proof.held

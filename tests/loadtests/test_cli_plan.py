@@ -51,3 +51,38 @@ def test_plan_prints_costs_and_writes_manifests_and_an_override(
     assert override["services"]["fastapi"]["scale"] == 3
     bad = CliRunner().invoke(main, [*args[:6], "--price-core-hour", "-1"])
     assert bad.exit_code != 0 and "price-core-hour" in bad.output
+
+
+def test_a_repeat_folder_is_planned_from_its_lowest_run_with_its_runs_targets(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """`servecap run --repeat N` writes run-1..run-N: the plan sizes from the lowest capacity,
+    and what it reads of the run itself (targets, CPU limits: the artefacts, --verify) comes
+    from the first run's folder, not from the repeat folder above them."""
+    from loadtests.cli import main
+
+    root = tmp_path / "repeats"
+    root.mkdir()
+    for n, p99_ms in ((1, 12.0), (2, 150.0)):  # run 2 breaks a 100 ms SLO at 100 rps
+        run = results_folder(root / f"run-{n}", tiny_model)
+        summary = json.loads((run / SUMMARY_FILE).read_text())
+        summary["runs"][0]["stages"][0]["p99_ms"] = p99_ms
+        summary["runs"][0]["stages"].insert(0, {**summary["runs"][0]["stages"][0], "index": 0,
+                                                "users": 2, "rps": 50.0, "goodput_rps": 50.0,
+                                                "p99_ms": 10.0})  # fmt: skip
+        summary["runs"][0]["stages"][1]["index"] = 1
+        (run / SUMMARY_FILE).write_text(json.dumps(summary))
+        scenario = yaml.safe_load((run / SCENARIO_FILE).read_text())
+        scenario["targets"]["api"].update({"cpus": 0.5, "cpuset": "0", "cpu_period_ms": 10})
+        (run / SCENARIO_FILE).write_text(yaml.safe_dump(scenario))
+    args = ["plan", str(root), "--slo-p99-ms", "100", "--peak-rps", "150", "--allow-closed-loop",
+            "--compose", str(tmp_path / "plan.yml")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "2 repeats; each target sized from its run with the lowest capacity" in result.output
+    # run 2's capacity (82.1 rps between its 50 and 100 rps stages; run 1 held 100) x 0.7
+    assert "82.1 requests/s per replica" in result.output
+    assert "Replicas: ceil(150.0 / 57.5) = 3" in result.output
+    assert "over a 10 ms period" in result.output  # the runs' CPU limit, read from run-1
+    service = yaml.safe_load((tmp_path / "plan.yml").read_text())["services"]["fastapi"]
+    assert service["scale"] == 3 and service["cpu_period"] == "10000us"
