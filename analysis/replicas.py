@@ -64,7 +64,9 @@ MAX_REPLICAS = 100_000
 DEFAULT_SCV = 1.0
 """Squared coefficient of variation of service assumed when the curve does not record it."""
 FLOOR_SHARE = 0.8
-"""A light-load p99 at this share of the SLO or more leaves the capacity on a plateau."""
+"""A p99 at this share of the SLO or more well below the capacity leaves it on a plateau."""
+PLATEAU_RATE_SHARE = 0.8
+"""Rates up to this share of the capacity are "well below" it (:meth:`floor_warning`)."""
 
 MODEL_NAMES = {
     "reuseport": "random split (Poisson thinning)",
@@ -175,18 +177,28 @@ class ReplicaModel:
         return most
 
     def floor_warning(self) -> str | None:
-        """Why the capacity is fragile when the p99 at the lightest rate is already near the
-        SLO (a CFS quota's throttling, a slow model): between that rate and the knee the p99
-        stays on a plateau just under the SLO, and noise decides where it crosses."""
-        base = self.base_p99_ms
-        if not (math.isfinite(base) and base >= FLOOR_SHARE * self.slo_p99_ms):
+        """Why the capacity is fragile when the p99 well below it is already near the SLO (a
+        CFS quota's throttling, a periodic stall, a slow model): up to the knee the p99 stays
+        on a plateau just under the SLO, and noise decides where it crosses. Judged on the
+        rates at most ``PLATEAU_RATE_SHARE`` of the capacity (the lightest when none is)."""
+        one = self.capacity_rps(1)
+        limit = PLATEAU_RATE_SHARE * one + 1e-9 if one is not None else -math.inf
+        below = [p for p in self._sorted if p.arrival_rps <= limit] or [self._sorted[0]]
+        worst = max(below, key=lambda p: p.judged_p99_ms if math.isfinite(p.judged_p99_ms)
+                    else -math.inf)  # fmt: skip
+        p99 = worst.judged_p99_ms
+        if not (math.isfinite(p99) and p99 >= FLOOR_SHARE * self.slo_p99_ms):
             return None
+        where = ("the lightest rate measured" if worst is self._sorted[0] else
+                 f"{worst.arrival_rps:.1f} requests/s")  # fmt: skip
+        of_capacity = f" ({worst.arrival_rps / one:.0%} of the capacity)" if one else ""
         return (
-            f"FRAGILE: p99 at the lightest rate measured is already {base:.1f} ms, "
-            f"{base / self.slo_p99_ms:.0%} of the {self.slo_p99_ms:g} ms SLO: the capacity "
-            f"sits where a flat tail (a CFS quota's throttling, a slow model) grazes the "
-            f"SLO, so noise decides it and a plan from it may not hold; give each replica "
-            f"more CPU (a whole core rather than a quota) or plan for a higher SLO."
+            f"FRAGILE: p99 at {where}{of_capacity} is already {p99:.1f} ms, "
+            f"{p99 / self.slo_p99_ms:.0%} of the {self.slo_p99_ms:g} ms SLO: the capacity "
+            f"sits where a flat tail (a CFS quota's throttling, a periodic stall, a slow "
+            f"model) grazes the SLO, so noise decides it and a plan from it may not hold; "
+            f"give each replica more CPU (a whole core rather than a quota) or plan for a "
+            f"higher SLO."
         )
 
     def assumptions(self) -> list[str]:

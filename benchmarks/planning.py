@@ -33,7 +33,7 @@ import yaml
 
 from analysis.capacity import run_capacity
 from analysis.load import read_summary
-from analysis.sizing import plan_targets
+from analysis.sizing import TargetPlan, plan_targets
 from loadtests.cli.common import interrupt_once
 from loadtests.orchestrator import RunOptions, run
 from loadtests.proof import FIND_MAX, Proof, VerifyOptions, verify_plan
@@ -42,10 +42,11 @@ from loadtests.spec import parse_scenarios
 
 def find_max(
     name: str, targets: dict[str, Any], start_rps: float, slo_ms: float, generator: str,
-    out: Path, data: str | None,
+    out: Path, data: str | None, probes: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
-    """One find-max run of ``targets[name]``; its summary entry."""
-    search = {**FIND_MAX, "step_factor": 1.5, "start_rps": start_rps}
+    """One find-max run of ``targets[name]`` (plan-proof's search, from ``start_rps``); its
+    summary entry."""
+    search = {**FIND_MAX, **probes, "start_rps": start_rps}
     spec = parse_scenarios({"targets": {name: targets[name]}, "scenarios": {"fm": {
         "targets": [name], "slo": {"p99_ms": slo_ms},
         "load": {"mode": "find-max", "generator_cpuset": generator, "warmup_requests": 50,
@@ -101,6 +102,8 @@ def main() -> None:
     parser.add_argument("--generator-cpus", default="1")
     parser.add_argument("--duration-s", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--skip-limits", action="store_true",
+                        help="leave out step 4 (the quota against a whole core)")  # fmt: skip
     parser.add_argument("--data", default=os.environ.get("SERVECAP_CIFAR10_DIR"))
     args = parser.parse_args()
 
@@ -110,24 +113,32 @@ def main() -> None:
     out = args.out or Path("results") / f"planning-{time.strftime('%Y%m%d-%H%M%S')}"
     slo = args.slo_p99_ms or float(scenarios["scenarios"]["plan-proof"]["slo"]["p99_ms"])
     gen = args.generator_cpus
-    below = find_max(args.target, targets, 8.0, slo, gen, out / "measure", args.data)
+    probes = dict(scenarios["scenarios"]["plan-proof"]["load"]["find_max"])
+    below = find_max(args.target, targets, 8.0, slo, gen, out / "measure", args.data, probes)
     cap = capacity_of(below, slo)
     if cap is None:
         raise SystemExit("no capacity measured at 1 replica: nothing to plan")
-    above = find_max(args.target, targets, 3 * cap, slo, gen, out / "from-above", args.data)
+    above = find_max(args.target, targets, 3 * cap, slo, gen, out / "from-above", args.data,
+                     probes)  # fmt: skip
     cap_above = capacity_of(above, slo)
     summary = read_summary(out / "measure")
     peak = args.peak_factor * cap
     proofs: dict[str, Proof] = {}
+    plans: list[TargetPlan] = []
     for balancer in [b for b in args.balancers.split(",") if b]:
         from analysis.replicas import BALANCER_MODELS
 
         (tp,) = plan_targets(summary, slo, peak, headroom=args.headroom,
                              balancer=BALANCER_MODELS[balancer])  # fmt: skip
+        plans.append(tp)
         options = VerifyOptions(args.duration_s, balancer, data_dir=args.data)
         proofs[balancer] = verify_plan(out / "measure", tp, out / f"proof-{balancer}", options)
-    quota = find_max(args.quota_target, targets, 10.0, slo, gen, out / "quota", args.data)
-    core = find_max(args.core_target, targets, 10.0, slo, gen, out / "core", args.data)
+    limits = {} if args.skip_limits else {
+        "quota": find_max(args.quota_target, targets, 10.0, slo, gen, out / "quota", args.data,
+                          probes),
+        "core": find_max(args.core_target, targets, 10.0, slo, gen, out / "core", args.data,
+                         probes),
+    }  # fmt: skip
 
     print(f"\nplanning benchmark ({out}); SLO p99 <= {slo:g} ms, generator on CPUs {gen}")
     agree = None if cap_above is None else cap_above / cap
@@ -135,16 +146,22 @@ def main() -> None:
           f"{fmt(cap_above)} rps (ratio {fmt(agree, '.3f')}: "
           f"{'within' if agree and abs(agree - 1) <= 0.10 else 'NOT within'} 10%)")  # fmt: skip
     print(f"plan: peak {peak:.1f} rps (x{args.peak_factor:g}), headroom {args.headroom:.0%}")
+    first = plans[0].plan if plans else None
+    for line in first.assumptions if first else ():
+        if line.startswith("FRAGILE"):
+            print(line)
     print(f"\n{'balancer':<18} {'N':>2} {'predicted':>10} {'measured':>9} {'ratio':>6} "
           f"{'15%':>5} {'p99@peak':>9} {'peak':>6}")  # fmt: skip
     for balancer, proof in proofs.items():
         for row in proof_rows(balancer, proof):
             print(row)
         print(f"{'':<18}    verdict: {'HELD' if proof.held else 'DID NOT HOLD'}")
-    print(f"\n{'CPU limit':<28} {'capacity':>9} {'per CPU':>9} {'light':>7} {'p50':>7} {'p99':>7}")
-    q_cpus = float(targets[args.quota_target].get("cpus") or 1)
-    print(limit_row(f"{args.quota_target} (quota {q_cpus:g})", quota, q_cpus, slo))
-    print(limit_row(f"{args.core_target} (whole core)", core, 1.0, slo))
+    if limits:
+        print(f"\n{'CPU limit':<28} {'capacity':>9} {'per CPU':>9} {'light':>7} {'p50':>7} "
+              f"{'p99':>7}")  # fmt: skip
+        q_cpus = float(targets[args.quota_target].get("cpus") or 1)
+        print(limit_row(f"{args.quota_target} (quota {q_cpus:g})", limits["quota"], q_cpus, slo))
+        print(limit_row(f"{args.core_target} (whole core)", limits["core"], 1.0, slo))
 
 
 if __name__ == "__main__":

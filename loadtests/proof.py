@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +199,10 @@ class VerifyOptions:
 FIND_MAX = {"step_factor": 1.25, "window_s": 3, "stable_windows": 3, "max_hold_s": 24,
             "tolerance": 0.04, "max_points": 16, "drain_idle_s": 1.0, "confirm": True}  # fmt: skip
 """The proof's find-max: starts below the expected capacity, settles within 4%, confirms."""
+PROBE_FIELDS = ("window_s", "stable_windows", "stability", "max_hold_s", "drain_idle_s",
+                "confirm")  # fmt: skip
+"""What makes one probe of a find-max (how long, how it passes): the proof's probes are the
+measurement's, so a capacity is checked by the test that found it."""
 
 
 def find_max_load(
@@ -233,6 +237,9 @@ def verify_plan(
         raise ValueError(f"balancer must be one of {', '.join(BALANCER_MODELS)}")
     config = resolved_targets(results_dir)[name]
     plan_load = _measured_load(results_dir)
+    measured = plan_load.get("find_max") or {}
+    probe = {k: measured[k] for k in PROBE_FIELDS if k in measured}
+    options = replace(options, find_max={**probe, **options.find_max})
     layout = layout_for(config, plan_load.get("generator_cpuset"), tp, p.replicas)
     slo = float(p.slo_p99_ms or 0) or 500.0
     proof = Proof(name, p.peak_rps, slo, options.max_error_rate, p.replicas, options.balancer,

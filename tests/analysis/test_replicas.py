@@ -76,8 +76,22 @@ def test_a_light_load_p99_near_the_slo_is_called_fragile() -> None:
     assert ReplicaModel(CURVE, slo_p99_ms=25.1).floor_warning() is None
     fragile = ReplicaModel(CURVE, slo_p99_ms=25.0)
     warning = fragile.floor_warning()
-    assert warning is not None and "20.0 ms, 80% of the 25 ms SLO" in warning
+    assert warning is not None and "lightest rate measured (100% of the capacity) is already " \
+        "20.0 ms, 80% of the 25 ms SLO" in warning  # fmt: skip
     assert warning in fragile.assumptions()
+
+
+def test_a_plateau_near_the_slo_below_the_knee_is_called_fragile() -> None:
+    """The lightest rate is fine (60 ms) but at 20 requests/s, 67% of the 30 requests/s
+    capacity, p99 is already 85 ms of 100: the knee is not what decides the capacity."""
+    plateau = (RatePoint(10.0, 50.0, 60.0), RatePoint(20.0, 80.0, 85.0),
+               RatePoint(30.0, 90.0, 95.0), RatePoint(40.0, 250.0, 300.0))  # fmt: skip
+    warning = ReplicaModel(plateau, slo_p99_ms=100.0).floor_warning()
+    assert warning is not None
+    assert "at 20.0 requests/s (67% of the capacity) is already 85.0 ms, 85%" in warning
+    # the same curve with its plateau lower: the knee decides, no warning
+    lower = (*plateau[:1], RatePoint(20.0, 60.0, 70.0), *plateau[2:])
+    assert ReplicaModel(lower, slo_p99_ms=100.0).floor_warning() is None
 
 
 def test_a_rate_run_twice_is_judged_on_its_worse_p99() -> None:

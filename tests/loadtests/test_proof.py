@@ -75,7 +75,9 @@ def measured_folder(tmp_path: Path) -> Path:
               "memory_limit_mb": 1536}  # fmt: skip
     scenario = {"scenario": "plan-proof", "targets": {"replica": config},
                 "definition": {"targets": ["replica"], "slo": {"p99_ms": SLO_MS},
-                               "load": {"mode": "find-max", "generator_cpuset": "1"}}}  # fmt: skip
+                               "load": {"mode": "find-max", "generator_cpuset": "1",
+                                        "find_max": {"start_rps": 8, "window_s": 5,
+                                                     "max_hold_s": 50}}}}  # fmt: skip
     (folder / "scenario.yaml").write_text(yaml.safe_dump(scenario))
     return folder
 
@@ -99,6 +101,10 @@ def test_the_proof_runs_find_max_at_1_n_and_n_minus_1_and_the_peak_at_n_and_n_mi
         assert load["connections"] == "per-request"  # many clients behind SO_REUSEPORT
         if mode == "rate":
             assert load["arrival"] == "poisson" and load["stages"][0]["rps"] == 75.0
+        else:  # probes as long as the measurement's; the search its own (from 0.6 x cap)
+            search = load["find_max"]
+            assert (search["window_s"], search["max_hold_s"]) == (5, 50)
+            assert search["start_rps"] != 8 and search["confirm"]
     assert proof.layout.replica_cpuset == "0" and proof.layout.cpus_per_replica == 0.33
     one, two, three = proof.trials
     assert one.measured_capacity_rps == 30.0
