@@ -148,18 +148,14 @@ def open_loop_capacity(
     base: dict[str, Any] = {"slo_p99_ms": float(slo_p99_ms), "max_error_rate": max_error_rate,
                             "max_reject_rate": max_reject_rate}  # fmt: skip
     # a rate run twice (find-max's confirmation) that once broke the SLO counts as breaking
-    ordered = sorted(
-        points,
-        key=lambda p: (
-            p.arrival_rps,
-            not p.violations(slo_p99_ms, max_error_rate, max_reject_rate),
-        ),
-    )
-    if not ordered:
+    judged = sorted(((p, p.violations(slo_p99_ms, max_error_rate, max_reject_rate))
+                     for p in points), key=lambda pv: (pv[0].arrival_rps, not pv[1]))  # fmt: skip
+    if not judged:
         return MaxRps(**base, max_rps=None, capacity_rps=None, method="no_data",
                       limited_by=None, lower_stage=None, upper_stage=None,
                       warnings=["no open-loop stage has measured requests"])  # fmt: skip
-    broken = [p.violations(slo_p99_ms, max_error_rate, max_reject_rate) for p in ordered]
+    ordered = [p for p, _ in judged]
+    broken = [v for _, v in judged]
     evidence = [{"arrival_rps": p.arrival_rps, "stage": p.stage, "p99_ms": p.p99_ms,
                  "p99_upper_ms": p.p99_upper_ms, "error_rate": p.error_rate,
                  "reject_rate": p.reject_rate, "meets": not v, "violations": v}
