@@ -54,6 +54,9 @@ class RatePoint:
     stage: int | None = None
     latency_cv: float | None = None
     """Coefficient of variation (std / mean) of successful latencies, when recorded."""
+    generator_behind: bool = False
+    """The load generator did not keep to the schedule: the rate was not offered as planned,
+    so it is not shown to meet the SLO (it counts as breaking it)."""
 
     @property
     def judged_p99_ms(self) -> float:
@@ -72,6 +75,8 @@ class RatePoint:
             out.append("error_rate")
         if self.reject_rate > max_reject_rate:
             out.append("reject_rate")
+        if self.generator_behind:
+            out.append("generator")
         return out
 
 
@@ -98,8 +103,10 @@ def _number(value: Any) -> float:
 
 
 def rate_points(stages: Sequence[Mapping[str, Any]]) -> tuple[list[RatePoint], list[str]]:
-    """The open-loop stages of a run as points sorted by arrival rate, and a warning for each
-    stage left out (no arrival rate, no measured request, or a generator behind schedule)."""
+    """The open-loop stages of a run as points sorted by arrival rate (stages with no arrival
+    rate or no measured request left out), and a warning for each stage whose generator fell
+    behind its schedule: kept, as breaking the SLO (a capacity never rests on a rate that was
+    not offered; find-max's confirmation that failed that way still counts)."""
     points: list[RatePoint] = []
     warnings: list[str] = []
     for stage in stages:
@@ -108,11 +115,11 @@ def rate_points(stages: Sequence[Mapping[str, Any]]) -> tuple[list[RatePoint], l
         label = f"stage {stage_number(int(index))}" if isinstance(index, int) else "a stage"
         if not rate > 0 or not stage.get("measured_requests"):
             continue
-        if stage.get("generator_ok") is False:
+        behind = stage.get("generator_ok") is False
+        if behind:  # not measured as planned: no pass, and no capacity above it either
             issues = "; ".join(stage.get("generator_issues") or [])
-            warnings.append(f"{label} ({rate:.1f} rps) left out: the load generator did not "
-                            f"keep to the schedule ({issues})")  # fmt: skip
-            continue
+            warnings.append(f"{label} ({rate:.1f} rps) not shown to meet the SLO: the load "
+                            f"generator did not keep to the schedule ({issues})")  # fmt: skip
         ci = stage.get("p99_ci_ms")
         upper = _number(ci[1]) if isinstance(ci, list | tuple) and len(ci) == 2 else math.nan
         cv = _number(stage.get("latency_cv"))
@@ -125,7 +132,7 @@ def rate_points(stages: Sequence[Mapping[str, Any]]) -> tuple[list[RatePoint], l
             goodput_rps=_number(stage.get("goodput_rps")),
             requests=int(stage.get("measured_requests") or 0),
             stage=index if isinstance(index, int) else None,
-            latency_cv=cv if math.isfinite(cv) else None,
+            latency_cv=cv if math.isfinite(cv) else None, generator_behind=behind,
         ))  # fmt: skip
     points.sort(key=lambda p: p.arrival_rps)
     return points, warnings

@@ -152,7 +152,7 @@ class ReplicaModel:
         predicted p99 (and measured error rates) meet the SLO; None when none does."""
         best = None
         for point, p99 in self._predicted(replicas):
-            errors_ok = (point.error_rate <= self.max_error_rate
+            errors_ok = (point.error_rate <= self.max_error_rate and not point.generator_behind
                          and point.reject_rate <= self.max_reject_rate)  # fmt: skip
             if not (p99 <= self.slo_p99_ms and errors_ok):
                 break
