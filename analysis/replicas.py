@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from analysis.defaults import DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_REJECT_RATE
-from analysis.openloop import RatePoint
+from analysis.openloop import RatePoint, counted_points
 
 Balancer = Literal["reuseport", "round-robin", "least-conn"]
 BALANCERS: tuple[str, ...] = get_args(Balancer)
@@ -93,9 +93,11 @@ class ReplicaModel:
         if not self.slo_p99_ms > 0:
             raise ValueError(f"slo_p99_ms must be positive, got {self.slo_p99_ms}")
         # a rate run twice: its worse p99 first (it decides the rate)
+        counted = counted_points(self.points, self.slo_p99_ms, self.max_error_rate,
+                           self.max_reject_rate)  # fmt: skip
         ordered = tuple(
             sorted(
-                self.points,
+                counted,
                 key=lambda p: (
                     p.arrival_rps,
                     -(p.judged_p99_ms if math.isfinite(p.judged_p99_ms) else math.inf),
@@ -152,7 +154,7 @@ class ReplicaModel:
         predicted p99 (and measured error rates) meet the SLO; None when none does."""
         best = None
         for point, p99 in self._predicted(replicas):
-            errors_ok = (point.error_rate <= self.max_error_rate and not point.generator_behind
+            errors_ok = (point.error_rate <= self.max_error_rate
                          and point.reject_rate <= self.max_reject_rate)  # fmt: skip
             if not (p99 <= self.slo_p99_ms and errors_ok):
                 break
