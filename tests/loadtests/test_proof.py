@@ -150,6 +150,8 @@ def test_layout_defaults_and_what_it_warns() -> None:
     crowded = layout_for(half, "1", tp, 3, host_cpus=2)
     assert crowded.replica_cpuset == "0"
     assert any("3 replicas x 0.5 CPU exceed the 1 CPU(s)" in n for n in crowded.notes)
+    assert any("3 replicas time-share 1 CPU(s)" in n for n in crowded.notes)
+    assert not any("time-share" in n for n in layout.notes)  # a CPU each
     shared = layout_for(target_config(kind="fastapi", cpuset="0-1"),
                         "1", tp, 1, host_cpus=2)  # fmt: skip
     assert any("share CPUs with the generator" in n for n in shared.notes)
