@@ -7,7 +7,7 @@ missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ -x /usr/bin/python3.11 ]; then
-  ldconfig -p 2>/dev/null | grep -q libpython3.11.so.1.0 || missing+=(libpython3.11)
+  ldconfig -p 2>/dev/null | grep -F libpython3.11.so.1.0 >/dev/null || missing+=(libpython3.11)
   /usr/bin/python3.11 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3.11-venv)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -20,7 +20,9 @@ stub_python=${TRITON_STUB_PYTHON:-$("$venv/bin/python" -c 'import sys; print(sys
 "$venv/bin/pip" install --quiet --no-deps -r "$here/requirements-server.txt"
 
 libpython=$("$stub_python" -c 'import sysconfig as s; print(s.get_config_var("INSTSONAME"))')
-if ! ldconfig -p | grep -q "$libpython"; then
+# grep reads it all: with pipefail, `grep -q` quitting at the match can SIGPIPE ldconfig and
+# fail the pipeline although the library is there (it did in a CI image build)
+if ! ldconfig -p | grep -F "$libpython" >/dev/null; then
   echo "triton: no shared $libpython for $stub_python: the Triton backend stub loads it" \
        "(Debian: apt-get install libpython3.11); skipping the backend environment" >&2
   exit 0
