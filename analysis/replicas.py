@@ -94,7 +94,7 @@ class ReplicaModel:
             raise ValueError(f"slo_p99_ms must be positive, got {self.slo_p99_ms}")
         # a rate run twice: its worse p99 first (it decides the rate)
         counted = counted_points(self.points, self.slo_p99_ms, self.max_error_rate,
-                           self.max_reject_rate)  # fmt: skip
+                                 self.max_reject_rate)  # fmt: skip
         ordered = tuple(
             sorted(
                 counted,

@@ -54,7 +54,12 @@ from targets.config import ModelConfig, TargetConfig
 from targets.docker import compose
 from targets.docker.images import IMAGE_REPO
 from targets.kind import Kind, Tier, deployed_name
-from targets.launchers.docker.environment import ContainerOptions, compose_env, container_env
+from targets.launchers.docker.environment import (
+    ContainerOptions,
+    cfs_quota_us,
+    compose_env,
+    container_env,
+)
 from targets.launchers.docker.environment import inside as container_view
 from targets.registry import get_kind
 
@@ -386,7 +391,7 @@ def compose_override(name: str, config: TargetConfig, sizing: Sizing) -> dict[st
         if config.cpu_period_ms:  # measured over its own CFS period: deployed over the same
             period_us = round(config.cpu_period_ms * 1000)
             service.update({"cpus": "0", "cpu_period": f"{period_us}us",
-                            "cpu_quota": f"{max(1000, round(cpus * period_us))}us"})  # fmt: skip
+                            "cpu_quota": f"{cfs_quota_us(cpus, period_us)}us"})  # fmt: skip
         else:
             service["cpus"] = f"{cpus:.2f}"
     if sizing.mem_limit_mb:

@@ -18,6 +18,7 @@ from typing import Any
 from targets.kind import Kind
 from targets.launch_types import LaunchError, PartRef
 from targets.launchers.docker.engine import SERVICE_LABEL, containers_health
+from targets.launchers.docker.environment import cfs_quota_us
 
 
 @dataclass
@@ -102,7 +103,7 @@ class DockerSupervisor:
             self._limits.setdefault(cid, max(0, int(host.get("CpuQuota") or 0)) / period_us)
         else:
             self._limits.setdefault(cid, (host.get("NanoCpus") or 0) / 1e9)
-        limit = (["--cpu-quota", str(round(cpus * period_us) if cpus else -1)] if period_us
-                 else ["--cpus", f"{cpus:g}"])  # fmt: skip
+        limit = (["--cpu-quota", str(cfs_quota_us(cpus, period_us) if cpus else -1)]
+                 if period_us else ["--cpus", f"{cpus:g}"])  # fmt: skip
         subprocess.run(["docker", "update", *limit, cid], check=True, capture_output=True,
                        timeout=30)  # fmt: skip

@@ -135,14 +135,19 @@ def compose_env(
     }
 
 
+def cfs_quota_us(cpus: float, period_us: int) -> int:
+    """``cpus`` of CPU time per period of ``period_us``, as a CFS quota in microseconds (at
+    least the kernel's least quota, 1 ms)."""
+    return max(1000, round(cpus * period_us))
+
+
 def cpu_limit_env(options: ContainerOptions) -> dict[str, str]:
     """The quota as ``cpus`` (Docker's 100 ms period), or with its own period as a CFS
     period and quota (Docker refuses both forms at once; Compose reads these as durations)."""
     if options.cpus and options.cpu_period_ms:
         period_us = round(options.cpu_period_ms * 1000)
-        quota_us = max(1000, round(options.cpus * period_us))  # the kernel's least quota: 1 ms
         return {"SERVECAP_CPUS": "0", "SERVECAP_CPU_PERIOD": f"{period_us}us",
-                "SERVECAP_CPU_QUOTA": f"{quota_us}us"}  # fmt: skip
+                "SERVECAP_CPU_QUOTA": f"{cfs_quota_us(options.cpus, period_us)}us"}  # fmt: skip
     cpus = f"{options.cpus:g}" if options.cpus else "0"
     return {"SERVECAP_CPUS": cpus, "SERVECAP_CPU_PERIOD": "0us", "SERVECAP_CPU_QUOTA": "0us"}
 
