@@ -108,7 +108,9 @@ def healthy(container: Any) -> bool:
         return True
     cmd = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else list(test[1:])
     try:
-        result = container.exec_run(cmd, stdout=False, stderr=False)
+        # With no stream attached (stdout=False, stderr=False) the SDK starts the command and
+        # returns at once with exit_code None: the check never passed, and checks piled up.
+        result = container.exec_run(cmd, stdout=True, stderr=True)
     except Exception:
         return False
     return bool(result.exit_code == 0)
