@@ -1,8 +1,10 @@
 """Container health probe without curl: ``python -S healthcheck.py ready`` (or
 ``python -S healthcheck.py KIND PORT [PATH] [--own]``).
 
-Run by Docker every few seconds inside the container (the ``healthcheck`` entries of
-docker-compose.yml), so it is deliberately small: standard library only, ``python -S`` (no
+Run inside the container: by Docker every ``SERVECAP_HEALTH_INTERVAL`` (the ``healthcheck``
+entries of docker-compose.yml; 5 s when started by hand), and by servecap's launcher until the
+target is ready (a run sets Docker's interval to 24 h: a check takes its share of the
+container's CPU quota). It is deliberately small: standard library only, ``python -S`` (no
 site-packages scan), one connection to 127.0.0.1 with a short timeout; about 15 ms of CPU per
 probe. Arguments may name environment variables (``$SERVECAP_PORT``); they are expanded here
 because exec-form healthchecks get no shell.

@@ -10,7 +10,8 @@ Same interface as :class:`targets.launchers.process.ProcessLauncher`. For one la
                  (:mod:`.environment`) and the config itself in an env file
     ready        every container running; each one's own healthcheck command passes (run by
                  the launcher with ``docker exec`` every 0.25 s, so time-to-ready is not rounded
-                 up to Docker's 5 s health interval); the kind's readiness probes pass from
+                 up to Docker's 5 s health interval; Docker's own check is off within a run:
+                 environment.MEASURED_HEALTH_INTERVAL); the kind's readiness probes pass from
                  the host
     yield        RunningTarget(containers=[ids], time_to_ready_s)
     tear down    (always: normal exit, exception, KeyboardInterrupt) container logs saved to
