@@ -140,6 +140,8 @@ class TimelineRow(TypedDict, total=False):
     steady_from_ts: float | None
     """find-max: where the windows that decided the rate begin. The stage's figures are taken
     from there (the rate's steady state), not from the drain of the previous rate's backlog."""
+    steady_to_ts: float | None
+    """find-max: where they end (the window sent while the last one was judged is left out)."""
 
 
 class WindowStats(TypedDict, total=False):

@@ -90,14 +90,19 @@ def assign_stage(ts: pd.Series, timeline: pd.DataFrame, clip: bool = True) -> pd
 
 def steady_windows(timeline: pd.DataFrame, settle_s: float) -> pd.DataFrame:
     """``window_start``/``window_end`` per stage: the stage minus its first ``settle_s``, or
-    from ``steady_from_ts`` when later (find-max: the windows that decided the rate)."""
+    from ``steady_from_ts`` when later and to ``steady_to_ts`` when earlier (find-max: the
+    windows that decided the rate)."""
     out = timeline[["start_ts", "end_ts"]].copy()
     start = out["start_ts"] + settle_s
+    end = out["end_ts"]
     if "steady_from_ts" in timeline:
         steady = pd.to_numeric(timeline["steady_from_ts"], errors="coerce")
         start = np.maximum(start, steady.fillna(-np.inf))
-    out["window_start"] = np.minimum(start, out["end_ts"])
-    out["window_end"] = out["end_ts"]
+    if "steady_to_ts" in timeline:
+        steady_to = pd.to_numeric(timeline["steady_to_ts"], errors="coerce")
+        end = np.minimum(end, steady_to.fillna(np.inf))
+    out["window_start"] = np.minimum(start, end)
+    out["window_end"] = end
     return out[["window_start", "window_end"]]
 
 

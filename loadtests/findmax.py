@@ -14,8 +14,8 @@ current rate and decides when a rate passes or fails and which rate to try next.
 * Held ``max_hold_s`` without either, it is decided by **every** counted request sent at that
   rate (occasional stalls count exactly as often as they happened), on the same upper bound
   (the point p99 when too few requests for one).
-* The windows that decided a rate are its **steady state** (``Point.steady_from_ts``): the
-  stage's reported figures come from them.
+* The windows that decided a rate are its **steady state** (``Point.steady_from_ts`` to
+  ``steady_to_ts``): the stage's reported figures come from them.
 * Probes are **independent**: before the next rate starts, the generator waits until nothing
   it sent is in flight (the previous rate's backlog drained) and then idles ``drain_idle_s``
   (:mod:`loadtests.users`); each point records how long that took (``drain_s``).
@@ -28,8 +28,13 @@ current rate and decides when a rate passes or fails and which rate to try next.
   fails, the next lower passing rate is, until one passes twice. A rate that passed and then
   failed counts as failing (:func:`analysis.openloop.open_loop_capacity`).
 
-Requests still in flight and older than the SLO when a window closes count as SLO breaches
-with their age as latency: a server that stopped answering cannot look fast. A window in which
+A window is judged once the next one has been sent (:mod:`loadtests.users`), so each rate
+holds one window more than it needs: by then every request the window sent has its final
+latency, as the analysis of the raw records later sees it, or is still in flight after a
+whole window and counts as an SLO breach with its age as latency (a server that stopped
+answering cannot look fast). Judged as the window closed, the requests then in flight (the
+slowest) were left out, and rates find-max passed failed in the analysis (three replicas:
+102 requests/s passed twice, the analysis of the same requests said 81.6). A window in which
 the generator itself fell behind (more than 1% of sends over ``late_ms`` late: its host was
 busy, not the target) is kept as evidence but decides nothing: the rate is held for another.
 """
@@ -37,6 +42,7 @@ busy, not the target) is kept as evidence but decides nothing: the rate is held 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +94,17 @@ def window_result(
                         percentile_ms(latencies, 99), len(overdue), latencies, late)  # fmt: skip
 
 
+def judged_window(
+    sent: tuple[float, float], now: float, observed: list[tuple[float, float, str, float]],
+    in_flight_ts: Iterable[float], slo_p99_ms: float, late_ms: float = DEFAULT_LATE_MS,
+) -> WindowResult:  # fmt: skip
+    """The window that sent its requests in ``sent`` (start, end), judged at ``now``, a window
+    later: those still in flight (scheduled at ``in_flight_ts``) count with their age."""
+    start, end = sent
+    ages = [(now - ts) * 1000 for ts in in_flight_ts if start <= ts < end]
+    return window_result(start, end, observed, ages, slo_p99_ms, late_ms)
+
+
 @dataclass
 class Point:
     rps: float
@@ -96,6 +113,8 @@ class Point:
     reason: str = ""
     steady_from_ts: float | None = None
     """Start of the windows that decided the rate."""
+    steady_to_ts: float | None = None
+    """End of the windows that decided the rate (windows after them decided nothing)."""
     p99_ms: float | None = None
     p99_upper_ms: float | None = None
     """The deciding windows' pooled p99 and the upper end of its 95% interval."""
@@ -114,6 +133,7 @@ class Point:
             "passed": self.passed,
             "reason": self.reason,
             "steady_from_ts": self.steady_from_ts,
+            "steady_to_ts": self.steady_to_ts,
             "p99_ms": self.p99_ms,
             "p99_upper_ms": self.p99_upper_ms,
             "requests": self.requests,
@@ -208,7 +228,7 @@ class FindMaxSearch:
         point = self.current
         point.passed, point.reason = passed, reason
         pooled = _pooled(deciding)
-        point.steady_from_ts = deciding[0].start_ts
+        point.steady_from_ts, point.steady_to_ts = deciding[0].start_ts, deciding[-1].end_ts
         point.p99_ms = None if math.isnan(pooled.p99_ms) else pooled.p99_ms
         point.p99_upper_ms = _p99_upper(deciding)
         point.requests = pooled.requests

@@ -37,7 +37,7 @@ from locust.exception import StopUser
 from analysis.contract import FINDMAX_FILE, SEQUENTIAL_FILE, TIMELINE_FILE, write_json
 from analysis.defaults import DEFAULT_MAX_ERROR_RATE
 from loadtests import clock, shapes, wiretime
-from loadtests.findmax import FindMaxSearch, window_result
+from loadtests.findmax import FindMaxSearch, judged_window
 from loadtests.pacing import Pacer
 from loadtests.spec import FindMax, Sequential, Stage
 from targets.common.loopback import GRPC_OPTIONS, MAX_REDIRECTS, redirect_error
@@ -237,19 +237,21 @@ class OpenLoop:
             point = search.current
             row = timeline.start(rps=point.rps, users=0)  # open loop, as rate stages
             start = clock.now()
+            sent: tuple[float, float] | None = None  # judged once the next window is sent
             while True:
-                window_start = clock.now()
-                self._schedule(window_start, _constant(point.rps), window_start + plan.window_s)
+                opened = clock.now()
+                self._schedule(opened, lambda _t, r=point.rps: r, opened + plan.window_s)
                 now = clock.now()
-                ages = [(now - ts) * 1000 for ts in self._in_flight.values()]
-                window = window_result(window_start, now, self.observed, ages, self.slo_p99_ms,
-                                       self.late_ms)  # fmt: skip
-                if search.add_window(window, now - start):
-                    break
+                if sent is not None:
+                    window = judged_window(sent, now, self.observed, self._in_flight.values(),
+                                           self.slo_p99_ms, self.late_ms)  # fmt: skip
+                    if search.add_window(window, now - start):
+                        break
+                sent = (opened, now)
             timeline.end(row, passed=point.passed, reason=point.reason,
-                         steady_from_ts=point.steady_from_ts)  # fmt: skip
-            # Independent probes: nothing of this rate may still be queued when the next one
-            # starts (what finishes now is recorded in this stage: it was scheduled in it).
+                         steady_from_ts=point.steady_from_ts,
+                         steady_to_ts=point.steady_to_ts)  # fmt: skip
+            # Independent probes: this rate's backlog drains (and is recorded in its stage).
             timeout_s = float(getattr(self, "timeout_s", 30.0))
             point.drain_s, point.drained = self._drain(timeout_s)
             timeline.annotate(row, drain_s=point.drain_s, drained=point.drained)
@@ -334,10 +336,6 @@ def _planned_start(out_dir: Path | None) -> float | None:
         return float(json.loads((out_dir / TIMELINE_FILE).read_text())[0]["start_ts"])
     except (OSError, ValueError, KeyError, IndexError):
         return None
-
-
-def _constant(rps: float) -> Callable[[float], float]:
-    return lambda _t: rps
 
 
 def _per_user(rate: float | None, user: OpenLoop) -> float | None:

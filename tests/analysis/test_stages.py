@@ -51,11 +51,12 @@ def test_steady_window_drops_settle() -> None:
 
 def test_find_max_stage_is_measured_from_the_windows_that_decided_it() -> None:
     rows = [{"index": 0, "rps": 100.0, "start_ts": T0, "end_ts": T0 + 20,
-             "steady_from_ts": T0 + 8.0},
+             "steady_from_ts": T0 + 8.0, "steady_to_ts": T0 + 16.0},
             {"index": 1, "rps": 50.0, "start_ts": T0 + 20, "end_ts": T0 + 30,
-             "steady_from_ts": None}]  # fmt: skip
+             "steady_from_ts": None, "steady_to_ts": None}]  # fmt: skip
     w = steady_windows(timeline_frame(rows), 2.0)
-    assert w.loc[0].tolist() == [T0 + 8, T0 + 20]  # the backlog's drain is left out
+    # the backlog's drain is left out, and the window sent while the last one was judged
+    assert w.loc[0].tolist() == [T0 + 8, T0 + 16]
     assert w.loc[1].tolist() == [T0 + 22, T0 + 30]  # unknown: the settle time as usual
 
 

@@ -143,6 +143,7 @@ def test_find_max_records_where_the_deciding_windows_begin() -> None:
     assert search.points[0].passed and search.points[0].steady_from_ts == 4
     point = search.result()["points"][0]
     assert point["steady_from_ts"] == 4 and point["requests"] == 400
+    assert point["steady_to_ts"] == 12
     assert point["p99_ms"] == 21 and point["p99_upper_ms"] == 21
 
 
