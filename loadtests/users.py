@@ -240,7 +240,7 @@ class OpenLoop:
             sent: tuple[float, float] | None = None  # judged once the next window is sent
             while True:
                 opened = clock.now()
-                self._schedule(opened, lambda _t, r=point.rps: r, opened + plan.window_s)
+                self._schedule(opened, lambda _t: point.rps, opened + plan.window_s)  # noqa: B023
                 now = clock.now()
                 if sent is not None:
                     window = judged_window(sent, now, self.observed, self._in_flight.values(),
