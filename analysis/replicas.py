@@ -37,7 +37,9 @@ a rate there counts as breaking the SLO. So ``capacity_N`` is ``N`` times a meas
 
 Assumptions, written into every plan (:meth:`ReplicaModel.assumptions`): arrivals are
 Poisson; replicas are identical and do not contend for anything (each has the CPU it was
-measured with: replicas x CPU quota fit the cores they are pinned to); the balancer is not a
+measured with: replicas x CPU quota fit the cores they are pinned to, and a quota caps CPU
+time without reserving it, so replicas time-sharing cores slow each other: three on one core
+measured x0.75 of the prediction at 0.33 and at 0.22 CPU each); the balancer is not a
 bottleneck. ``servecap plan --verify`` runs it to check (:mod:`loadtests.proof`).
 """
 
@@ -222,7 +224,8 @@ class ReplicaModel:
         lines.append("p99 at a rate is the upper 95% bound measured at the lowest rate run at "
                      "or above it; nothing is predicted beyond the highest rate run.")  # fmt: skip
         lines.append("Assumes Poisson arrivals, identical replicas that do not contend (each "
-                     "gets the CPU it was measured with) and a balancer that is no bottleneck; "
+                     "gets the CPU it was measured with, alone on its cores: replicas "
+                     "time-sharing cores slow each other) and a balancer that is no bottleneck; "
                      "`servecap plan --verify` measures it.")  # fmt: skip
         if (fragile := self.floor_warning()) is not None:
             lines.append(fragile)

@@ -65,12 +65,6 @@ class Layout:
     notes: tuple[str, ...] = ()
 
 
-SHARED_CPU_SHARE = 2 / 3
-"""Replicas time-sharing CPUs may take this share of them with their quotas and still match
-the model of independent replicas (planning benchmark, one core: 2 x 0.33 gave x0.94 of the
-prediction, 3 x 0.33 x0.75; scenarios.yaml's fastapi-replica therefore has 0.22)."""
-
-
 def layout_for(
     config: TargetConfig, generator_cpuset: str | None, tp: TargetPlan, replicas: int,
     host_cpus: int | None = None,
@@ -100,18 +94,13 @@ def layout_for(
         notes.append(f"{replicas} replicas x {quota:g} CPU exceed the {room} CPU(s) they run on: "
                      "they contend for CPU, which the model assumes they do not; scale the "
                      "replicas down (cpus) or use a larger host")  # fmt: skip
-    elif quota is not None and replicas * quota > SHARED_CPU_SHARE * room + 1e-9:
-        notes.append(f"{replicas} replicas x {quota:g} CPU take more than "
-                     f"{SHARED_CPU_SHARE:.0%} of the {room} CPU(s) they share: the kernel's "
-                     "work for their connections and the host's run there too, and the "
-                     "replicas slow each other; the model is high (measured x0.75 at 3 x 0.33 "
-                     "of one core, x0.94 at 2 x 0.33)")  # fmt: skip
     if quota is not None and quota < 1:
         notes.append(f"scaled-down replicas: {quota:g} CPU each (a CFS quota)")
     if replicas > room:
         notes.append(f"{replicas} replicas time-share {room} CPU(s): a quota caps CPU time, it "
                      "does not reserve it, so while several have work each request takes "
-                     "longer; near their quotas the model (no contention) is high")  # fmt: skip
+                     "longer, and the model (no contention) is high: three replicas on one "
+                     "core measured x0.75 of it, at 0.33 and at 0.22 CPU each")  # fmt: skip
     return Layout(replica_set, generator, quota, memory, tuple(notes))
 
 
