@@ -152,33 +152,6 @@ def keepalive_median_ms(port: int, n: int = 30) -> float:
 
 
 @needs_engine
-def test_the_launchers_own_health_check_waits_for_the_checks_answer() -> None:
-    import docker
-
-    from targets.launchers.docker.engine import healthy
-
-    client = docker.from_env()
-    started = []
-    try:
-        # Checks that take a moment, as a real one does; Docker's own: not within the hour.
-        for test in (["CMD", "sleep", "1"], ["CMD", "sh", "-c", "sleep 1; false"]):
-            hour_ns = 3600 * 10**9
-            started.append(client.containers.run(
-                FASTAPI_IMAGE, entrypoint=["sleep", "60"], detach=True, network_mode="none",
-                labels={MANAGED_LABEL: "true"},
-                healthcheck={"test": test, "interval": hour_ns, "start_period": hour_ns},
-            ))  # fmt: skip
-        passing, failing = started
-        passing.reload()
-        failing.reload()
-        assert passing.attrs["State"]["Health"]["Status"] == "starting"
-        assert healthy(passing) and not healthy(failing)
-    finally:
-        for c in started:
-            c.remove(force=True)
-
-
-@needs_engine
 def test_fastapi_container_serves_and_is_sampled_from_docker_api(
     model_dir: Path, tmp_path: Path, no_leftovers: None
 ) -> None:
