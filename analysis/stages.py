@@ -89,15 +89,15 @@ def assign_stage(ts: pd.Series, timeline: pd.DataFrame, clip: bool = True) -> pd
 
 
 def steady_windows(timeline: pd.DataFrame, settle_s: float) -> pd.DataFrame:
-    """``window_start``/``window_end`` per stage: the stage minus its first ``settle_s``, or
-    from ``steady_from_ts`` when later and to ``steady_to_ts`` when earlier (find-max: the
-    windows that decided the rate)."""
+    """``window_start``/``window_end`` per stage: the stage minus its first ``settle_s``, or,
+    for a find-max rate, exactly the windows that decided it (``steady_from_ts`` to
+    ``steady_to_ts``: the requests find-max judged, no fewer)."""
     out = timeline[["start_ts", "end_ts"]].copy()
     start = out["start_ts"] + settle_s
     end = out["end_ts"]
     if "steady_from_ts" in timeline:
         steady = pd.to_numeric(timeline["steady_from_ts"], errors="coerce")
-        start = np.maximum(start, steady.fillna(-np.inf))
+        start = steady.where(steady.notna(), start).clip(lower=out["start_ts"])
     if "steady_to_ts" in timeline:
         steady_to = pd.to_numeric(timeline["steady_to_ts"], errors="coerce")
         end = np.minimum(end, steady_to.fillna(np.inf))

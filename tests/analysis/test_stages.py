@@ -57,6 +57,9 @@ def test_find_max_stage_is_measured_from_the_windows_that_decided_it() -> None:
     w = steady_windows(timeline_frame(rows), 2.0)
     # the backlog's drain is left out, and the window sent while the last one was judged
     assert w.loc[0].tolist() == [T0 + 8, T0 + 16]
+    # deciding windows from the stage's start: all of them, the settle time is not cut
+    rows[0]["steady_from_ts"] = T0
+    assert steady_windows(timeline_frame(rows), 2.0).loc[0].tolist() == [T0, T0 + 16]
     assert w.loc[1].tolist() == [T0 + 22, T0 + 30]  # unknown: the settle time as usual
 
 
