@@ -28,6 +28,11 @@ from targets.registry import REPO_ROOT, get_kind
 
 NO_MODEL_DIR = REPO_ROOT / "targets" / "docker" / "no-model"
 TMPFS_SIZE = "2g"
+MEASURED_HEALTH_INTERVAL = "24h"
+"""Docker's health interval for launched targets: never within a run. Docker runs each check
+inside the container, in its cgroup: a Python probe every 5 s took ~100 ms from a third of a
+core and held every request then in the server (p99 143 ms at 25 requests/s, 505 ms at 36).
+The launcher runs the check itself until ready, and watches the containers after that."""
 
 
 @dataclass(frozen=True)
@@ -134,13 +139,6 @@ def compose_env(
         "SERVECAP_HEALTH_INTERVAL": MEASURED_HEALTH_INTERVAL,
         **get_kind(config.kind).compose_env(config),
     }
-
-
-MEASURED_HEALTH_INTERVAL = "24h"
-"""Docker's health interval for launched targets: never within a run. Docker runs each check
-inside the container, in its cgroup: a Python probe every 5 s took ~100 ms from a third of a
-core and held every request then in the server (p99 143 ms at 25 requests/s, 508 ms at 36).
-The launcher runs the check itself until ready, and watches the containers after that."""
 
 
 def cfs_quota_us(cpus: float, period_us: int) -> int:
